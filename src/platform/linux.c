@@ -1,0 +1,221 @@
+/* linux.c - the OS layer of platform.h on Linux: clock, futex, pidfd, memory, fds, CPUs. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "platform/platform.h"
+
+/* ---- time --------------------------------------------------------------------------------- */
+
+int64_t mp__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+mp__deadline mp__deadline_in(double timeout_s)
+{
+    mp__deadline d = {-1};
+    if (!(timeout_s >= 0)) return d; /* negative or NaN: forever */
+    if (timeout_s > 1e9) return d;   /* ~31 years: treat as forever rather than overflow */
+    d.at_ns = mp__now_ns() + (int64_t)(timeout_s * 1e9);
+    return d;
+}
+
+int64_t mp__deadline_left_ns(const mp__deadline *d)
+{
+    if (d->at_ns < 0) return INT64_MAX;
+    int64_t left = d->at_ns - mp__now_ns();
+    return left > 0 ? left : 0;
+}
+
+int mp__deadline_poll_ms(const mp__deadline *d)
+{
+    if (d->at_ns < 0) return -1;
+    int64_t left = mp__deadline_left_ns(d);
+    int64_t ms = (left + 999999) / 1000000;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+struct timespec mp__deadline_abs(const mp__deadline *d)
+{
+    struct timespec ts = {d->at_ns / 1000000000, d->at_ns % 1000000000};
+    return ts;
+}
+
+/* ---- futex -------------------------------------------------------------------------------- */
+
+int mp__futex_wait(_Atomic uint32_t *word, uint32_t expected, const mp__deadline *dl)
+{
+    struct timespec abs, *tp = NULL;
+    if (dl && !mp__deadline_forever(dl)) {
+        if (mp__deadline_left_ns(dl) == 0) return -ETIMEDOUT;
+        abs = mp__deadline_abs(dl);
+        tp = &abs;
+    }
+    /* FUTEX_WAIT_BITSET takes an absolute timeout on CLOCK_MONOTONIC, so a retry after a signal
+     * keeps the original deadline. No FUTEX_PRIVATE_FLAG: the word may be shared between
+     * processes. */
+    long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, tp, NULL, FUTEX_BITSET_MATCH_ANY);
+    if (r == 0) return 0;
+    if (errno == ETIMEDOUT) return -ETIMEDOUT;
+    return 0; /* EAGAIN (word differs) or EINTR: the caller re-checks */
+}
+
+int mp__futex_wake(_Atomic uint32_t *word, int n)
+{
+    long r = syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+    return r < 0 ? 0 : (int)r;
+}
+
+bool mp__spin_while_equal(_Atomic uint32_t *word, uint32_t expected, int64_t spin_ns)
+{
+    if (spin_ns <= 0) return atomic_load_explicit(word, memory_order_acquire) != expected;
+    int64_t until = mp__now_ns() + spin_ns;
+    for (;;) {
+        /* Check the clock only every 64 pauses: a pause is ~10-140 cycles, the clock ~20 ns. */
+        for (int i = 0; i < 64; i++) {
+            if (atomic_load_explicit(word, memory_order_acquire) != expected) return true;
+            mp__cpu_relax();
+        }
+        if (mp__now_ns() >= until) return false;
+    }
+}
+
+static int cached_cpu_count;
+
+int64_t mp__spin_budget(int peer_cpu)
+{
+    if (mp__cpu_count() < 2) return 0;
+    int me = mp__current_cpu();
+    if (peer_cpu >= 0 && me >= 0 && peer_cpu == me) return 0;
+    return 50000; /* 50 us: a bit more than waking a halted vCPU (~35 us) */
+}
+
+int mp__current_cpu(void)
+{
+    return sched_getcpu();
+}
+
+/* ---- processes ---------------------------------------------------------------------------- */
+
+int mp__pidfd_open(pid_t pid)
+{
+    long fd = syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0) return -errno;
+    /* pidfd_open sets O_CLOEXEC on its own. */
+    return (int)fd;
+}
+
+int mp__pidfd_send_signal(int pidfd, int sig)
+{
+    if (syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0) return -errno;
+    return 0;
+}
+
+int mp__cpu_count(void)
+{
+    int n = __atomic_load_n(&cached_cpu_count, __ATOMIC_RELAXED);
+    if (n > 0) return n;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+    if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n <= 0) n = 1;
+    __atomic_store_n(&cached_cpu_count, n, __ATOMIC_RELAXED);
+    return n;
+}
+
+int mp__pin_to_cpu(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) < 0) return -errno;
+    __atomic_store_n(&cached_cpu_count, 0, __ATOMIC_RELAXED);
+    return 0;
+}
+
+/* ---- memory ------------------------------------------------------------------------------- */
+
+int mp__shm_map_anon(size_t size, void **out)
+{
+    if (size == 0) return -EINVAL;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return -errno;
+    *out = p;
+    return 0;
+}
+
+int mp__shm_unmap(void *addr, size_t size)
+{
+    if (!addr) return 0;
+    return munmap(addr, size) < 0 ? -errno : 0;
+}
+
+int mp__memfd_new(const char *name, size_t size)
+{
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) return -errno;
+    if (ftruncate(fd, (off_t)size) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+/* ---- fds ---------------------------------------------------------------------------------- */
+
+int mp__poll_one(int fd, short events, const mp__deadline *dl)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    for (;;) {
+        int r = poll(&p, 1, dl ? mp__deadline_poll_ms(dl) : -1);
+        if (r > 0) return p.revents;
+        if (r == 0) {
+            if (!dl || mp__deadline_left_ns(dl) == 0) return 0;
+            continue; /* poll rounds to ms; go round until the deadline really passed */
+        }
+        if (errno != EINTR) return -errno;
+    }
+}
+
+int mp__write_full(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+ssize_t mp__read_full(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, p + got, len - got);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        if (n == 0) break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}

@@ -1,0 +1,105 @@
+/* platform.h - the contract between mproc's portable modules and the OS layer (Linux).
+ *
+ * Every module reaches the kernel for time, futexes, pidfds, shared mappings and CPU facts only
+ * through these calls, so a port (or a test double) replaces this directory and nothing else.
+ * All functions return 0 or a negative errno unless documented otherwise, retry EINTR against
+ * the caller's deadline, and create every fd with close-on-exec.
+ */
+#ifndef MP_PLATFORM_H
+#define MP_PLATFORM_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+/* ---- time --------------------------------------------------------------------------------- */
+
+/* CLOCK_MONOTONIC in nanoseconds. Async-signal-safe. */
+int64_t mp__now_ns(void);
+
+/* An absolute point on CLOCK_MONOTONIC; at_ns < 0 means "never". Deadlines, not durations, are
+ * passed down so that a wait resumed after EINTR or a spurious wake-up keeps the caller's limit. */
+typedef struct mp__deadline {
+    int64_t at_ns;
+} mp__deadline;
+
+/* The deadline `timeout_s` seconds from now; negative or NaN timeouts mean forever. */
+mp__deadline mp__deadline_in(double timeout_s);
+static inline bool mp__deadline_forever(const mp__deadline *d)
+{
+    return d->at_ns < 0;
+}
+/* Nanoseconds left (0 when passed, INT64_MAX when forever). */
+int64_t mp__deadline_left_ns(const mp__deadline *d);
+/* Milliseconds left for poll(): rounded up, -1 for forever, 0 when passed. */
+int mp__deadline_poll_ms(const mp__deadline *d);
+/* The deadline as an absolute timespec on CLOCK_MONOTONIC (valid only when not forever). */
+struct timespec mp__deadline_abs(const mp__deadline *d);
+
+/* ---- futex: wait/wake on a 32-bit word in (possibly shared) memory ---------------------------- */
+
+/* Sleep while *word == expected, until woken or the deadline passes. Returns 0 when woken, when
+ * the word already differed, or on a spurious wake-up or signal (callers re-check their condition
+ * in a loop); -ETIMEDOUT when the deadline passed. Works across processes on MAP_SHARED memory. */
+int mp__futex_wait(_Atomic uint32_t *word, uint32_t expected, const mp__deadline *dl);
+/* Wake up to n waiters (INT32_MAX: all). Returns the number woken, >= 0. */
+int mp__futex_wake(_Atomic uint32_t *word, int n);
+
+/* Spin for up to spin_ns while *word == expected. Returns true when the word changed. Spinning
+ * pays only when the peer that will change the word runs on another CPU; see mp__spin_budget. */
+bool mp__spin_while_equal(_Atomic uint32_t *word, uint32_t expected, int64_t spin_ns);
+
+/* How long a waiter should spin before sleeping, given the CPU the peer last ran on (-1 when
+ * unknown): 0 on a single-CPU system or when the peer shares our CPU (spinning would only steal
+ * its time slice), otherwise a few tens of microseconds, the cost of waking a halted vCPU. */
+int64_t mp__spin_budget(int peer_cpu);
+
+/* The CPU the caller runs on now, or -1. Cheap (vDSO). */
+int mp__current_cpu(void);
+
+static inline void mp__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* ---- processes ---------------------------------------------------------------------------- */
+
+/* A pollable, non-reusable handle on a child process (pidfd_open). */
+int mp__pidfd_open(pid_t pid);
+/* Send sig through a pidfd: can never hit a recycled pid. */
+int mp__pidfd_send_signal(int pidfd, int sig);
+
+/* CPUs this process may run on (sched_getaffinity), at least 1. */
+int mp__cpu_count(void);
+/* Pin the calling thread to one CPU (benchmarks). */
+int mp__pin_to_cpu(int cpu);
+
+/* ---- memory ------------------------------------------------------------------------------- */
+
+/* Anonymous shared memory, inherited across fork: MAP_SHARED|MAP_ANONYMOUS, zero-filled. */
+int mp__shm_map_anon(size_t size, void **out);
+int mp__shm_unmap(void *addr, size_t size);
+/* A sealed-size-capable anonymous file (memfd_create, MFD_CLOEXEC|MFD_ALLOW_SEALING) of `size`
+ * bytes, for memory passed to processes that did not fork from us. Returns the fd or -errno. */
+int mp__memfd_new(const char *name, size_t size);
+
+/* ---- fds ---------------------------------------------------------------------------------- */
+
+/* poll() one fd for `events` until the deadline; EINTR retried. Returns revents (> 0), 0 on
+ * timeout, or -errno. */
+int mp__poll_one(int fd, short events, const mp__deadline *dl);
+/* write() everything, retrying EINTR and short writes. Returns 0 or -errno. Blocking fds only.
+ * SIGPIPE is the caller's business (sockets: use send() with MSG_NOSIGNAL instead). */
+int mp__write_full(int fd, const void *buf, size_t len);
+/* read() until len bytes or end of file, retrying EINTR. Returns the bytes read (< len only at
+ * end of file) or -errno. Blocking fds only. */
+ssize_t mp__read_full(int fd, void *buf, size_t len);
+
+#endif

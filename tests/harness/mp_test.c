@@ -1,0 +1,269 @@
+/* mp_test.c - leak guard, timeouts and child helpers for the test suite (see mp_test.h). */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "mp_test.h"
+
+#ifdef MP_COVERAGE
+extern void __gcov_dump(void);
+#endif
+
+double mp_test_timeout(double base_s)
+{
+    const char *s = getenv("MP_TEST_TIMEOUT_SCALE");
+    double k = s ? atof(s) : 1.0;
+    if (!(k > 0)) k = 1.0;
+    return base_s * k;
+}
+
+/* ---- snapshot ---------------------------------------------------------------------------- */
+
+static void list_fds(mp_test_snapshot *s)
+{
+    s->nfds = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return;
+    int self = dirfd(d);
+    struct dirent *e;
+    while ((e = readdir(d)) && s->nfds < (int)(sizeof s->fds / sizeof s->fds[0])) {
+        if (e->d_name[0] == '.') continue;
+        int fd = atoi(e->d_name);
+        if (fd != self) s->fds[s->nfds++] = fd;
+    }
+    closedir(d);
+}
+
+/* Children of every thread of this process, from /proc/self/task/<tid>/children. */
+static void list_children(mp_test_snapshot *s)
+{
+    s->nchildren = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/task/%s/children", e->d_name);
+        FILE *f = fopen(path, "re");
+        if (!f) continue;
+        int pid;
+        while (fscanf(f, "%d", &pid) == 1 &&
+               s->nchildren < (int)(sizeof s->children / sizeof s->children[0]))
+            s->children[s->nchildren++] = pid;
+        fclose(f);
+    }
+    closedir(d);
+}
+
+/* Only names in mproc's namespace count: other programs may use /dev/shm at the same time. */
+static void list_shm(mp_test_snapshot *s)
+{
+    s->nshm = 0;
+    DIR *d = opendir("/dev/shm");
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) && s->nshm < (int)(sizeof s->shm / sizeof s->shm[0])) {
+        if (strncmp(e->d_name, "mproc", 5) != 0) continue;
+        snprintf(s->shm[s->nshm++], sizeof s->shm[0], "%s", e->d_name);
+    }
+    closedir(d);
+}
+
+void mp_test_snapshot_take(mp_test_snapshot *s)
+{
+    list_fds(s);
+    list_children(s);
+    list_shm(s);
+}
+
+static int has_int(const int *a, int n, int v)
+{
+    for (int i = 0; i < n; i++)
+        if (a[i] == v) return 1;
+    return 0;
+}
+
+static void append(char *report, size_t len, const char *fmt, ...)
+{
+    if (!report || len == 0) return;
+    size_t used = strlen(report);
+    if (used + 1 >= len) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(report + used, len - used, fmt, ap);
+    va_end(ap);
+}
+
+static void describe_fd(int fd, char *buf, size_t len)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, buf, len - 1);
+    buf[n > 0 ? n : 0] = '\0';
+}
+
+int mp_test_snapshot_diff(const mp_test_snapshot *before, char *report, size_t len, int cleanup)
+{
+    mp_test_snapshot *now = malloc(sizeof *now);
+    if (!now) return -1;
+    mp_test_snapshot_take(now);
+    if (report && len) report[0] = '\0';
+    int leaks = 0;
+
+    for (int i = 0; i < now->nchildren; i++) {
+        pid_t pid = now->children[i];
+        if (has_int((const int *)before->children, before->nchildren, pid)) continue;
+        leaks++;
+        int status;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        append(report, len, "leaked child process %d (%s)\n", (int)pid,
+               r == pid ? "zombie: never reaped" : "still running");
+        if (cleanup && r != pid) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+        }
+    }
+    for (int i = 0; i < now->nfds; i++) {
+        int fd = now->fds[i];
+        if (has_int(before->fds, before->nfds, fd)) continue;
+        char what[256];
+        describe_fd(fd, what, sizeof what);
+        leaks++;
+        append(report, len, "leaked fd %d -> %s\n", fd, what);
+        if (cleanup) close(fd);
+    }
+    for (int i = 0; i < now->nshm; i++) {
+        int seen = 0;
+        for (int j = 0; j < before->nshm && !seen; j++)
+            seen = strcmp(before->shm[j], now->shm[i]) == 0;
+        if (seen) continue;
+        leaks++;
+        append(report, len, "leaked /dev/shm/%s\n", now->shm[i]);
+        if (cleanup) {
+            char path[128];
+            snprintf(path, sizeof path, "/dev/shm/%s", now->shm[i]);
+            unlink(path);
+        }
+    }
+    free(now);
+    return leaks;
+}
+
+int mp_test_guard_setup(void **state)
+{
+    mp_test_snapshot *s = malloc(sizeof *s);
+    if (!s) return -1;
+    mp_test_snapshot_take(s);
+    *state = s;
+    return 0;
+}
+
+int mp_test_guard_teardown(void **state)
+{
+    mp_test_snapshot *s = *state;
+    char report[4096];
+    /* Children may still be on their way out (a killed process is not reaped instantly by whoever
+     * owns it); give leftovers a short grace period before calling them leaks. */
+    int leaks = 0;
+    for (int i = 0; i < 50; i++) {
+        leaks = mp_test_snapshot_diff(s, NULL, 0, 0);
+        if (leaks == 0) break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (leaks > 0) {
+        mp_test_snapshot_diff(s, report, sizeof report, 1);
+        print_error("leak guard: the test left %d thing(s) behind:\n%s", leaks, report);
+    }
+    free(s);
+    return leaks > 0 ? -1 : 0;
+}
+
+int mp_test_main(const char *name, const struct CMUnitTest *tests, size_t n)
+{
+    /* Orphaned grandchildren come back to us, so the guard sees them and tests can reap them. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    const char *base = strrchr(name, '/');
+    return _cmocka_run_group_tests(base ? base + 1 : name, tests, n, NULL, NULL);
+}
+
+/* ---- children ---------------------------------------------------------------------------- */
+
+pid_t mp_test_fork(void)
+{
+    fflush(NULL);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(98); /* the parent died before prctl took effect */
+    }
+    return pid;
+}
+
+void mp_test_child_exit(int code)
+{
+    fflush(NULL);
+#ifdef MP_COVERAGE
+    __gcov_dump();
+#endif
+    _exit(code);
+}
+
+int mp_test_wait(pid_t pid, double timeout_s)
+{
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        int status;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) return status;
+        if (r < 0 && errno != EINTR) return -2;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double el = (double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9;
+        if (el > timeout_s) {
+            fprintf(stderr, "mp_test_wait: child %d still running after %.1f s; killing it\n",
+                    (int)pid, timeout_s);
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -1;
+        }
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+int mp_test_wait_code(pid_t pid, double timeout_s)
+{
+    int st = mp_test_wait(pid, timeout_s);
+    if (st < 0) return -1;
+    if (WIFEXITED(st)) return WEXITSTATUS(st);
+    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+    return -1;
+}
+
+int mp_test_eventually(int (*pred)(void *arg), void *arg, double timeout_s)
+{
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        if (pred(arg)) return 1;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double el = (double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9;
+        if (el > timeout_s) return 0;
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+int mp_test_pid_exists(pid_t pid)
+{
+    return kill(pid, 0) == 0 || errno == EPERM;
+}

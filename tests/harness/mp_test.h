@@ -1,0 +1,106 @@
+/* mp_test.h - the test harness: cmocka plus a leak guard, timeouts and fork helpers.
+ *
+ * Rules every test file follows:
+ *   - Register cases with MP_TEST(fn): the leak guard snapshots the process's children, open fds
+ *     and /dev/shm before the case and fails the case when any of them is left over afterwards
+ *     (it then kills, reaps, closes or unlinks the leftovers so later cases start clean).
+ *   - main() is MP_TEST_MAIN(tests): it makes the test process a child subreaper, so even a
+ *     double-forked grandchild comes back to it and is seen by the guard.
+ *   - A forked child never calls cmocka asserts. It reports through its exit status: use
+ *     MP_CHILD_CHECK(cond) and mp_test_child_exit(code); the parent asserts on mp_test_wait().
+ *   - Every wait has a timeout from mp_test_timeout(base): base seconds scaled by the environment
+ *     variable MP_TEST_TIMEOUT_SCALE (sanitizers and valgrind set it), which also scales ctest's
+ *     TIMEOUT for the file (see tests/CMakeLists.txt, "mp-test: timeout=N" in the file's head).
+ */
+#ifndef MP_TEST_H
+#define MP_TEST_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+/* base_s scaled by MP_TEST_TIMEOUT_SCALE (default 1). */
+double mp_test_timeout(double base_s);
+
+/* ---- leak guard ---------------------------------------------------------------------------- */
+
+typedef struct mp_test_snapshot {
+    int nfds;
+    int fds[1024];
+    int nchildren;
+    pid_t children[1024];
+    int nshm;
+    char shm[256][64];
+} mp_test_snapshot;
+
+void mp_test_snapshot_take(mp_test_snapshot *s);
+/* Compares the present state with `before`. Writes a description of every leftover into report
+ * (when not NULL) and returns how many there are. With cleanup, kills and reaps leftover
+ * children, closes leftover fds and unlinks leftover /dev/shm entries. */
+int mp_test_snapshot_diff(const mp_test_snapshot *before, char *report, size_t len, int cleanup);
+
+int mp_test_guard_setup(void **state);
+int mp_test_guard_teardown(void **state);
+
+#define MP_TEST(fn) cmocka_unit_test_setup_teardown(fn, mp_test_guard_setup, mp_test_guard_teardown)
+
+int mp_test_main(const char *name, const struct CMUnitTest *tests, size_t n);
+#define MP_TEST_MAIN(tests)                                                                        \
+    int main(void)                                                                                 \
+    {                                                                                              \
+        return mp_test_main(__FILE__, tests, sizeof(tests) / sizeof(tests[0]));                    \
+    }
+
+/* ---- children ------------------------------------------------------------------------------ */
+
+/* fork() for tests: flushes stdio first; in the child, sets PR_SET_PDEATHSIG(SIGKILL) so that a
+ * test runner killed by its timeout takes its children with it. */
+pid_t mp_test_fork(void);
+
+/* End a forked child: flush, dump coverage counters, _exit(code). */
+__attribute__((noreturn)) void mp_test_child_exit(int code);
+
+#define MP_CHILD_CHECK(cond)                                                                       \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: child check failed: %s\n", __FILE__, __LINE__, #cond);         \
+            mp_test_child_exit(99);                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* Wait for a child of the test for at most timeout_s (already scaled by the caller, usually via
+ * mp_test_timeout). Returns the raw wait status, or -1 after a timeout (the child is then
+ * SIGKILLed and reaped, so nothing leaks). */
+int mp_test_wait(pid_t pid, double timeout_s);
+
+/* The exit code of a child that exited, 128+signal when a signal killed it, -1 on timeout. */
+int mp_test_wait_code(pid_t pid, double timeout_s);
+
+/* Asserts that pid exits with code 0 within 10 s (scaled). */
+#define assert_child_ok(pid) assert_int_equal(mp_test_wait_code((pid), mp_test_timeout(10)), 0)
+
+/* Asserts that an mproc call returned `expected`, printing both names when it did not. */
+#define assert_mp(expected, call)                                                                  \
+    do {                                                                                           \
+        int mp__got_ = (call);                                                                     \
+        int mp__want_ = (expected);                                                                \
+        if (mp__got_ != mp__want_)                                                                 \
+            fail_msg("%s returned %d (%s), expected %d (%s)", #call, mp__got_,                     \
+                     mp_err_name(mp__got_), mp__want_, mp_err_name(mp__want_));                    \
+    } while (0)
+#define assert_mp_ok(call) assert_mp(0, call)
+
+/* Poll until `pred(arg)` is true or timeout_s passes; returns 1 when it became true. */
+int mp_test_eventually(int (*pred)(void *arg), void *arg, double timeout_s);
+
+/* True when pid exists (alive or zombie). */
+int mp_test_pid_exists(pid_t pid);
+
+#endif
