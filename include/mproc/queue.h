@@ -1,0 +1,158 @@
+/* mproc/queue.h - multi-producer, multi-consumer message queues in shared memory: Python's
+ * multiprocessing.Queue and JoinableQueue, in C.
+ *
+ *     mp_queue *q;
+ *     mp_queue_new(&q, 0, 0);                       // unbounded in messages, 1 MiB ring
+ *     if (fork() == 0) {                            // or mp_process_start()
+ *         mp_queue_put(q, "hello", 5, MP_FOREVER);  // returns once the message is in the queue
+ *         _exit(0);
+ *     }
+ *     char buf[64]; size_t n;
+ *     mp_queue_get(q, buf, sizeof buf, &n, 5.0);    // waits at most 5 s
+ *     mp_queue_free(&q);
+ *
+ * What a queue is: a byte ring in anonymous shared memory (MAP_SHARED), created by mp_queue_new
+ * and inherited by every process forked after it (directly or through mp_process_start). All of
+ * them may put and get. A process that did not fork from the creator cannot reach the queue: use
+ * a local socket (mproc/socket.h) between unrelated processes. There is no feeder thread: put
+ * returns only when the whole message is in the queue (or with an error, in which case none of it
+ * will ever be received), so nothing is lost silently.
+ *
+ * Messages are byte strings of 0 to MP_QUEUE_MSG_MAX bytes. Messages are delivered whole, once,
+ * in the order they were put (FIFO across the queue, hence also per producer). A message larger
+ * than the ring is streamed through it in chunks: its producer keeps the producer side until the
+ * last chunk is in, and its consumer keeps the consumer side until it has taken the last chunk,
+ * so big messages never interleave with others.
+ *
+ * Crash safety: a process killed at any instant (SIGKILL included) inside any call leaves the
+ * queue usable and consistent for the others: no hang, and no torn, duplicated or reordered
+ * message. The message in flight in the killed process is lost or delivered whole, never both and
+ * never in part: a put killed before its message was committed is never received (a partly
+ * streamed big message is discarded by consumers); a get killed before it took the message leaves
+ * it for the next consumer; a get killed after it took the message (or part of a streamed one)
+ * loses that message. Sides are protected by process-shared robust mutexes; the next process that
+ * enters a side whose owner died repairs it first (see docs/queue.md).
+ *
+ * Timeouts are seconds as a double on CLOCK_MONOTONIC (MP_FOREVER: no limit, 0: do not wait);
+ * signals never interrupt a call (EINTR is retried against the same deadline).
+ *
+ * Thread safety: every call may be used from many processes and threads at once on the same queue,
+ * except mp_queue_free, which the caller must not race with other calls on the same handle.
+ * No call is async-signal-safe (they take mutexes). All calls are safe in a child after fork.
+ */
+#ifndef MPROC_QUEUE_H
+#define MPROC_QUEUE_H
+
+#include "common.h"
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mp_queue mp_queue;
+
+/* Byte capacity of the ring when mp_queue_new is given 0. */
+#define MP_QUEUE_DEFAULT_CAPACITY ((size_t)1 << 20)
+/* Bounds on the ring's byte capacity (a capacity is rounded up to a multiple of 64). */
+#define MP_QUEUE_MIN_CAPACITY ((size_t)256)
+#define MP_QUEUE_MAX_CAPACITY ((size_t)1 << 32)
+/* Largest maxsize (in messages) accepted by mp_queue_new. */
+#define MP_QUEUE_MAXSIZE_MAX ((size_t)UINT32_MAX)
+/* Largest message, in bytes (1 TiB). Bigger messages are refused with MP_ETOOBIG. */
+#define MP_QUEUE_MSG_MAX ((size_t)1 << 40)
+
+/* Creates a queue: a shared mapping holding the ring (capacity_bytes, 0 for
+ * MP_QUEUE_DEFAULT_CAPACITY) plus a small control block. maxsize_msgs bounds the number of
+ * messages in the queue (0: bounded only by the ring's bytes). The caller owns the handle; every
+ * process forked afterwards has its own copy of it and frees it on its own.
+ * Errors: -EINVAL (out NULL, capacity below MP_QUEUE_MIN_CAPACITY or above MP_QUEUE_MAX_CAPACITY,
+ * maxsize above MP_QUEUE_MAXSIZE_MAX), -ENOMEM. */
+MP_API int mp_queue_new(mp_queue **out, size_t maxsize_msgs, size_t capacity_bytes);
+
+/* As mp_queue_new, for a JoinableQueue: every put counts one unfinished task; consumers call
+ * mp_queue_task_done for each message they got, and mp_queue_join waits until none is left. */
+MP_API int mp_queue_new_joinable(mp_queue **out, size_t maxsize_msgs, size_t capacity_bytes);
+
+/* Puts a copy of buf[0..len) at the tail, waiting up to timeout for room (a slot under maxsize
+ * and bytes in the ring). Returns 0 once the whole message is in the queue; the caller keeps buf.
+ * On any error nothing of the message will be received (a big message partly streamed is
+ * discarded by the consumer).
+ * Errors: -EINVAL (q NULL or freed, buf NULL with len > 0), MP_ETOOBIG (len > MP_QUEUE_MSG_MAX),
+ * MP_ECLOSED (the queue is closed, also when it gets closed during the wait), -ETIMEDOUT. */
+MP_API int mp_queue_put(mp_queue *q, const void *buf, size_t len, double timeout);
+
+/* mp_queue_put without waiting: MP_EFULL instead of -ETIMEDOUT when the message cannot go in at
+ * once (in particular, always for a message larger than the ring's free space). */
+MP_API int mp_queue_put_nowait(mp_queue *q, const void *buf, size_t len);
+
+/* mp_queue_put of one message gathered from iov[0..iovcnt) (a header and a body without a copy).
+ * Errors as mp_queue_put, and -EINVAL for iovcnt < 0 or > 1024, iov NULL with iovcnt > 0, or an
+ * entry with a NULL base and a non-zero length. */
+MP_API int mp_queue_putv(mp_queue *q, const struct iovec *iov, int iovcnt, double timeout);
+
+/* Takes the message at the head into buf[0..cap), waiting up to timeout for one, and stores its
+ * length in *len. When cap is too small, returns MP_ETOOSMALL, stores the size needed in *len and
+ * leaves the message in the queue (buf may be NULL with cap 0 to ask for the size).
+ * Once the first chunk of a message larger than the ring has been taken, the call waits for the
+ * rest beyond its timeout as long as the producer lives (that producer is bounded by its own
+ * timeout; if it gives up or dies, the message is discarded and the call goes on to the next).
+ * Errors: -EINVAL (q or len NULL, buf NULL with cap > 0), MP_ETOOSMALL, -ETIMEDOUT,
+ * MP_ECLOSED (closed and nothing left), MP_ECORRUPT (the shared memory was overwritten by
+ * someone outside this library; the queue is unusable). */
+MP_API int mp_queue_get(mp_queue *q, void *buf, size_t cap, size_t *len, double timeout);
+
+/* mp_queue_get without waiting: MP_EEMPTY instead of -ETIMEDOUT. */
+MP_API int mp_queue_get_nowait(mp_queue *q, void *buf, size_t cap, size_t *len);
+
+/* As mp_queue_get, into a buffer the library allocates with malloc: on success *out (free it with
+ * free(); never NULL, also for a 0-byte message) and *len are set. On error *out is NULL.
+ * Errors as mp_queue_get (never MP_ETOOSMALL), and -ENOMEM (the message stays in the queue). */
+MP_API int mp_queue_get_alloc(mp_queue *q, void **out, size_t *len, double timeout);
+
+/* The approximate number of messages in the queue (exact when nobody else is putting or getting),
+ * >= 0, or -EINVAL. As in Python, it may change before the caller looks at it. */
+MP_API ssize_t mp_queue_qsize(mp_queue *q);
+/* 1 when the queue holds no message, 0 when it holds some, -EINVAL. Approximate as qsize. */
+MP_API int mp_queue_empty(mp_queue *q);
+/* 1 when qsize has reached maxsize (never for maxsize 0), 0 otherwise, -EINVAL. A put may still
+ * wait for ring bytes when this says 0. */
+MP_API int mp_queue_full(mp_queue *q);
+
+/* The ring's byte capacity and the maxsize given at creation (0 on NULL). */
+MP_API size_t mp_queue_capacity(const mp_queue *q);
+MP_API size_t mp_queue_maxsize(const mp_queue *q);
+
+/* Closes the queue for every process that shares it (unlike Python, where close is per process):
+ * later puts fail with MP_ECLOSED, gets drain what is left and then fail with MP_ECLOSED, and
+ * every blocked put and get (in any process) wakes up. A put streaming a big message when the
+ * queue is closed gives up (MP_ECLOSED; the message is discarded). Idempotent: returns 0 also
+ * when already closed. Errors: -EINVAL. */
+MP_API int mp_queue_close(mp_queue *q);
+/* 1 when closed, 0 when open, -EINVAL. */
+MP_API int mp_queue_closed(mp_queue *q);
+
+/* Releases the calling process's handle (its mapping) and sets *qp to NULL. Other processes keep
+ * theirs; the memory goes away with the last one. It does not close the queue. NULL and &NULL are
+ * no-ops. A later call through the freed pointer's variable gets -EINVAL. */
+MP_API void mp_queue_free(mp_queue **qp);
+
+/* JoinableQueue: marks one message taken with get as processed. Errors: -EINVAL (q NULL), MP_ETYPE
+ * (not a joinable queue), MP_EOVERRELEASE (called more times than messages were put: Python's
+ * ValueError). Works after close. */
+MP_API int mp_queue_task_done(mp_queue *q);
+
+/* JoinableQueue: waits up to timeout until every message put has been marked with task_done (or
+ * discarded because its producer or consumer died while it was being streamed). A message that a
+ * killed consumer had taken is never marked, and join then waits until its timeout, as Python's.
+ * Returns 0 when no task is unfinished. Errors: -EINVAL, MP_ETYPE, -ETIMEDOUT. */
+MP_API int mp_queue_join(mp_queue *q, double timeout);
+
+/* JoinableQueue: the number of unfinished tasks (put and not yet task_done), >= 0, or -EINVAL,
+ * MP_ETYPE. */
+MP_API ssize_t mp_queue_unfinished(mp_queue *q);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
