@@ -1,0 +1,201 @@
+/* mproc/sync.h - process-shared Lock, RLock, Semaphore, BoundedSemaphore, Event, Condition,
+ * Barrier: Python's multiprocessing synchronisation primitives, in C.
+ *
+ *     mp_lock *l;
+ *     mp_lock_new(&l);                          // before fork: children share it
+ *     int rc = mp_lock_acquire(l, 1.0);         // 0, -ETIMEDOUT, or -EOWNERDEAD (see below)
+ *     ... critical section ...
+ *     mp_lock_release(l);
+ *     mp_lock_free(&l);
+ *
+ * Where the state lives. Every object's state is in MAP_SHARED memory; the handle (mp_lock *,
+ * mp_sem *, ...) is a small private struct that points at it.
+ *   - mp_X_new(): the state gets its own anonymous shared mapping. Processes forked afterwards
+ *     share the object through their copy of the handle.
+ *   - mp_X_init_at(&x, mem, size, ...): the state is placed in memory you provide, for instance
+ *     a named block (mproc/shared.h) at some offset, so that unrelated processes can share it:
+ *     they map the same block and call mp_X_attach_at(&x, mem, size) on the same offset.
+ *     mem must be 8-byte aligned (64 is best: one cache line) and size >= MP_SYNC_SHM_SIZE.
+ *     attach_at checks a magic number and the kind: -EINVAL for memory that holds no initialised
+ *     object, MP_ETYPE for another kind of object (a Lock where an Event is expected).
+ *   - mp_X_free(&x): releases the handle and sets x to NULL. For a _new object it also unmaps this
+ *     process's view; the state stays valid for other processes. For an _at object the memory
+ *     is the caller's and is left alone. Never free while another thread of the same process
+ *     uses the handle.
+ *
+ * Timeouts: seconds as a double, on CLOCK_MONOTONIC; MP_FOREVER (< 0) waits without limit, 0
+ * polls. Signals never surface: a wait interrupted by a handler resumes against the same deadline.
+ *
+ * A holder that dies. Lock and RLock are robust (pthread robust mutexes, LMDB's model): when the
+ * process or thread holding one dies, the next acquirer gets the lock *and* -EOWNERDEAD. It now
+ * holds the lock, should repair the data the lock guards, and releases it as usual; the lock has
+ * already been marked consistent, so later acquirers get 0. Nobody ever hangs on a dead holder.
+ * Semaphores have no owner: a unit taken by a process that dies is gone (as in POSIX and Python);
+ * a process killed while *waiting* in any primitive never disturbs the others. Condition and
+ * Barrier use robust internal state; a Barrier whose internal state was interrupted by a death is
+ * put into the broken state (MP_EBROKEN) rather than left inconsistent.
+ *
+ * Forking while holding: a child forked while its parent holds a Lock does not hold it (the lock
+ * records the holder's thread id); releasing it in the child gives MP_ENOTOWNER.
+ *
+ * Async-signal-safety: mp_event_set, mp_sem_release and mp_*_is_set/get_value are; the acquire
+ * and wait calls are not (a handler that interrupts the holder and acquires again deadlocks).
+ * Everything is safe to use in a forked child. The thread-id cache relies on pthread_atfork, so
+ * children must be made with fork()/mproc, not a raw clone().
+ */
+#ifndef MPROC_SYNC_H
+#define MPROC_SYNC_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bytes of shared memory every mp_X_init_at needs (any kind fits). */
+#define MP_SYNC_SHM_SIZE 256
+
+/* ---- Lock and RLock ------------------------------------------------------------------------ */
+
+/* One type for both; an RLock is an mp_lock made by mp_rlock_new (or _init_at with recursive). */
+typedef struct mp_lock mp_lock;
+
+/* A non-recursive Lock. Errors: -EINVAL (out NULL), -ENOMEM. */
+MP_API int mp_lock_new(mp_lock **out);
+/* A recursive lock: the holder may acquire it again; it is released when released as many times.
+ * Errors: -EINVAL, -ENOMEM. */
+MP_API int mp_rlock_new(mp_lock **out);
+/* Initialise a Lock (recursive false) or RLock (true) in caller-provided shared memory / attach a
+ * handle to one that some process initialised there. Errors: -EINVAL (NULL, misaligned, size too
+ * small, attach to uninitialised memory), MP_ETYPE (attach: another kind), -ENOMEM (the handle). */
+MP_API int mp_lock_init_at(mp_lock **out, void *mem, size_t size, bool recursive);
+MP_API int mp_lock_attach_at(mp_lock **out, void *mem, size_t size);
+
+/* Acquire, waiting at most timeout seconds.
+ * Returns 0; -ETIMEDOUT (not acquired); -EOWNERDEAD (acquired: the previous holder died holding
+ * it, repair the data; for an RLock the recursion count restarts at 1); -EDEADLK (a Lock, not
+ * RLock, already held by the calling thread: it would wait for itself forever); -EINVAL (NULL);
+ * -EAGAIN (RLock recursion count overflow). */
+MP_API int mp_lock_acquire(mp_lock *l, double timeout);
+
+/* Release one level. Errors: -EINVAL, MP_ENOTOWNER (the calling thread does not hold it). */
+MP_API int mp_lock_release(mp_lock *l);
+
+/* 1 when the calling thread holds the lock, 0 when not, -EINVAL for NULL. */
+MP_API int mp_lock_is_owned(const mp_lock *l);
+/* 1 for an RLock, 0 for a Lock, -EINVAL for NULL. */
+MP_API int mp_lock_is_recursive(const mp_lock *l);
+
+/* Releases the handle, sets *pp to NULL. NULL-safe. Returns 0. Freeing while held is allowed
+ * (the state stays with the other processes; this process just forgets it). */
+MP_API int mp_lock_free(mp_lock **pp);
+
+/* ---- Semaphore and BoundedSemaphore ---------------------------------------------------------- */
+
+typedef struct mp_sem mp_sem;
+
+/* A Semaphore with initial value `value` (Python's default is 1). value <= MP_SEM_VALUE_MAX.
+ * Errors: -EINVAL (out NULL, value too large), -ENOMEM. */
+#define MP_SEM_VALUE_MAX 0x7fffffffu
+MP_API int mp_sem_new(mp_sem **out, unsigned value);
+/* A BoundedSemaphore: releasing it above its initial value is an error (MP_EOVERRELEASE). */
+MP_API int mp_bsem_new(mp_sem **out, unsigned value);
+/* In caller-provided shared memory (bounded: false for Semaphore, true for BoundedSemaphore). */
+MP_API int mp_sem_init_at(mp_sem **out, void *mem, size_t size, unsigned value, bool bounded);
+MP_API int mp_sem_attach_at(mp_sem **out, void *mem, size_t size);
+
+/* Take one unit, waiting at most timeout. Returns 0, -ETIMEDOUT, -EINVAL. */
+MP_API int mp_sem_acquire(mp_sem *s, double timeout);
+/* Give one unit back, waking one waiter. Async-signal-safe. Returns 0; MP_EOVERRELEASE (bounded
+ * and already at its initial value: nothing changed); -EOVERFLOW (at MP_SEM_VALUE_MAX); -EINVAL. */
+MP_API int mp_sem_release(mp_sem *s);
+/* The current value in *out. Async-signal-safe. Errors: -EINVAL. */
+MP_API int mp_sem_get_value(const mp_sem *s, unsigned *out);
+/* Releases the handle, sets *pp to NULL. NULL-safe. Returns 0. */
+MP_API int mp_sem_free(mp_sem **pp);
+
+/* ---- Event -------------------------------------------------------------------------------- */
+
+typedef struct mp_event mp_event;
+
+/* A new Event, initially clear. Errors: -EINVAL, -ENOMEM. */
+MP_API int mp_event_new(mp_event **out);
+MP_API int mp_event_init_at(mp_event **out, void *mem, size_t size);
+MP_API int mp_event_attach_at(mp_event **out, void *mem, size_t size);
+/* Set the flag and wake every waiter. Async-signal-safe. Errors: -EINVAL. */
+MP_API int mp_event_set(mp_event *e);
+/* Clear the flag. Async-signal-safe. Errors: -EINVAL. */
+MP_API int mp_event_clear(mp_event *e);
+/* 1 when set, 0 when clear, -EINVAL. Async-signal-safe. */
+MP_API int mp_event_is_set(const mp_event *e);
+/* Wait until the flag is set, at most timeout. Returns 0 (set), -ETIMEDOUT, -EINVAL. */
+MP_API int mp_event_wait(mp_event *e, double timeout);
+MP_API int mp_event_free(mp_event **pp);
+
+/* ---- Condition ----------------------------------------------------------------------------- */
+
+typedef struct mp_cond mp_cond;
+
+/* A Condition over `lock` (borrowed: it must outlive the condition; a Lock or RLock), or over a
+ * new RLock of its own when lock is NULL (Python's default). Errors: -EINVAL, -ENOMEM. */
+MP_API int mp_cond_new(mp_cond **out, mp_lock *lock);
+/* In caller-provided memory; the condition's RLock lives inside the same MP_SYNC_SHM_SIZE bytes. */
+MP_API int mp_cond_init_at(mp_cond **out, void *mem, size_t size);
+MP_API int mp_cond_attach_at(mp_cond **out, void *mem, size_t size);
+
+/* The condition's lock (borrowed), NULL for NULL c. */
+MP_API mp_lock *mp_cond_lock(const mp_cond *c);
+/* mp_lock_acquire / mp_lock_release on the condition's lock. */
+MP_API int mp_cond_acquire(mp_cond *c, double timeout);
+MP_API int mp_cond_release(mp_cond *c);
+
+/* With the lock held: release it (fully, for an RLock held several times), sleep until notified
+ * or timeout, then take the lock back (at its previous recursion level) before returning.
+ * Returns 0 when woken (a wake-up without a matching notify can happen, as with pthreads; check
+ * your predicate, or use mp_cond_wait_for), -ETIMEDOUT, -EOWNERDEAD (woken, and the lock was
+ * taken back from a holder that died), MP_ENOTOWNER (lock not held: nothing happened), -EINVAL.
+ * Except for the last two, the lock is held again on return. */
+MP_API int mp_cond_wait(mp_cond *c, double timeout);
+
+/* With the lock held: wait until pred(arg) returns true, evaluating it under the lock, first at
+ * once and then after each wake-up, for at most timeout in total. Returns 0 when pred is true,
+ * -ETIMEDOUT when still false at the deadline, or an error as mp_cond_wait (-EOWNERDEAD is
+ * passed on after pred turned true, so the caller still learns about the dead holder). */
+MP_API int mp_cond_wait_for(mp_cond *c, bool (*pred)(void *arg), void *arg, double timeout);
+
+/* With the lock held: wake up to n waiters (n >= 1) / all of them. Returns 0, MP_ENOTOWNER (lock
+ * not held by the caller), -EINVAL (NULL, n < 1). */
+MP_API int mp_cond_notify(mp_cond *c, int n);
+MP_API int mp_cond_notify_all(mp_cond *c);
+MP_API int mp_cond_free(mp_cond **pp);
+
+/* ---- Barrier ------------------------------------------------------------------------------- */
+
+typedef struct mp_barrier mp_barrier;
+
+/* A Barrier for `parties` (>= 1) processes/threads. Errors: -EINVAL, -ENOMEM. */
+MP_API int mp_barrier_new(mp_barrier **out, unsigned parties);
+MP_API int mp_barrier_init_at(mp_barrier **out, void *mem, size_t size, unsigned parties);
+MP_API int mp_barrier_attach_at(mp_barrier **out, void *mem, size_t size);
+
+/* Wait until `parties` callers have called wait, then all return together. Returns the arrival
+ * index, 0 for the first arrival to parties-1 for the last (each caller gets a different one);
+ * MP_EBROKEN when the barrier is or becomes broken (abort, another party's timeout, a party that
+ * died inside its internal state, or reset while waiting); -ETIMEDOUT when this caller's timeout
+ * expired first: it breaks the barrier for everyone (Python's rule), the others get MP_EBROKEN;
+ * -EINVAL. A broken barrier stays broken until mp_barrier_reset. */
+MP_API int mp_barrier_wait(mp_barrier *b, double timeout);
+/* Put the barrier into the broken state, waking every waiter with MP_EBROKEN. Errors: -EINVAL. */
+MP_API int mp_barrier_abort(mp_barrier *b);
+/* Back to the empty, unbroken state; callers waiting now get MP_EBROKEN. Errors: -EINVAL. */
+MP_API int mp_barrier_reset(mp_barrier *b);
+/* parties; callers waiting now; 1 when broken else 0. -EINVAL for NULL. */
+MP_API int mp_barrier_parties(const mp_barrier *b);
+MP_API int mp_barrier_n_waiting(const mp_barrier *b);
+MP_API int mp_barrier_broken(const mp_barrier *b);
+MP_API int mp_barrier_free(mp_barrier **pp);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
