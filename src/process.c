@@ -1,0 +1,478 @@
+/* process.c - Python's Process in C: fork a child that runs a target, join it, reap it.
+ *
+ * Each started object sits in a per-process registry until it is freed. The registry serves
+ * active_children() and the atexit handler (daemons terminated, the rest joined, as Python's
+ * util._exit_function), and lets a freshly forked child disown the objects it inherited.
+ *
+ * Children are watched through pidfds: signals go through pidfd_send_signal, which can never hit
+ * a recycled pid, and reaping uses waitid(P_PIDFD) on our own child only.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mproc/error.h"
+#include "mproc/process.h"
+#include "platform/platform.h"
+#include "process_internal.h"
+
+#ifdef MP_COVERAGE
+extern void __gcov_dump(void);
+#endif
+
+enum { ST_NEW, ST_RUNNING, ST_REAPED };
+
+struct mp_process {
+    char name[64];
+    mp_target_fn target;
+    void *arg;
+    bool daemon;
+    bool self;    /* the calling process's own object: never joined, signalled or freed */
+    int state;    /* ST_*, as seen by the owner */
+    pid_t pid;    /* the child's pid once started */
+    pid_t owner;  /* the process that started it: only it may join, signal or reap */
+    int pidfd;    /* -1 before start and in processes that only hold a copy of the object */
+    int code;     /* exit code once reaped */
+    bool unknown; /* reaped by someone else: the exit code is lost */
+    struct mp_process *prev, *next; /* registry links, valid while owner == getpid() */
+};
+
+/* ---- registry -------------------------------------------------------------------------------- */
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mp_process *reg_head;
+static pthread_once_t atexit_once = PTHREAD_ONCE_INIT;
+
+static struct mp_process main_process = {
+    .name = "MainProcess", .self = true, .state = ST_RUNNING, .pidfd = -1};
+static struct mp_process *current = &main_process;
+static pid_t parent_pid;
+static atomic_int name_counter;
+
+static void reg_insert(struct mp_process *p)
+{
+    pthread_mutex_lock(&reg_lock);
+    p->prev = NULL;
+    p->next = reg_head;
+    if (reg_head) reg_head->prev = p;
+    reg_head = p;
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void reg_remove(struct mp_process *p)
+{
+    pthread_mutex_lock(&reg_lock);
+    if (p->prev)
+        p->prev->next = p->next;
+    else if (reg_head == p)
+        reg_head = p->next;
+    if (p->next) p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+    pthread_mutex_unlock(&reg_lock);
+}
+
+/* In a new child: the objects in the registry belong to the parent. Close their pidfds (the
+ * child must not keep handles on its siblings) and forget them. Runs single-threaded after fork
+ * with the lock taken by the forking thread before fork, so the list is consistent. */
+static void reg_disown_after_fork(void)
+{
+    for (struct mp_process *p = reg_head; p; p = p->next) {
+        if (p->pidfd >= 0) close(p->pidfd);
+        p->pidfd = -1;
+    }
+    reg_head = NULL;
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    memcpy(&reg_lock, &fresh, sizeof fresh);
+}
+
+/* ---- fork discipline ------------------------------------------------------------------------- */
+
+void mp__child_exit(int code)
+{
+    fflush(NULL);
+#ifdef MP_COVERAGE
+    __gcov_dump();
+#endif
+    _exit(code);
+}
+
+static void reset_signals_in_child(void)
+{
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        struct sigaction old;
+        if (sigaction(sig, NULL, &old) < 0) continue; /* glibc's reserved signals */
+        if (old.sa_handler == SIG_DFL || old.sa_handler == SIG_IGN) continue;
+        struct sigaction dfl = {.sa_handler = SIG_DFL};
+        sigemptyset(&dfl.sa_mask);
+        sigaction(sig, &dfl, NULL);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
+}
+
+pid_t mp__fork(unsigned flags)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    fflush(NULL);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t self = getpid();
+    /* Holding the registry lock across fork keeps the child's copy of the list consistent. */
+    pthread_mutex_lock(&reg_lock);
+    pid_t pid = fork();
+    if (pid == 0) {
+        reg_disown_after_fork();
+        current = &main_process;
+        main_process.pid = 0;
+        parent_pid = self;
+        if (!(flags & MP__FORK_DETACHED)) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != self) _exit(1); /* the parent died before prctl took effect */
+        }
+        reset_signals_in_child();
+        return 0;
+    }
+    int err = errno;
+    pthread_mutex_unlock(&reg_lock);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return pid < 0 ? -err : pid;
+}
+
+int mp__reap_pidfd(int pidfd, const mp__deadline *dl, int *code)
+{
+    for (;;) {
+        if (dl && !mp__deadline_forever(dl)) {
+            int r = mp__poll_one(pidfd, POLLIN, dl);
+            if (r < 0) return r;
+            if (r == 0) return 0;
+        }
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        int opts = WEXITED | ((dl && mp__deadline_forever(dl)) ? 0 : WNOHANG);
+        if (waitid(P_PIDFD, (id_t)pidfd, &si, opts) < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        if (si.si_pid != 0) {
+            *code = mp__exitcode_from_siginfo(&si);
+            return 1;
+        }
+        /* WNOHANG and still running: done when polling; a readable pidfd with nothing to reap
+         * cannot last, so go round again. */
+        if (!dl || mp__deadline_left_ns(dl) == 0) return 0;
+    }
+}
+
+/* ---- process objects ------------------------------------------------------------------------- */
+
+int mp_process_new(mp_process **out, const char *name, mp_target_fn target, void *arg)
+{
+    if (!out || !target) return -EINVAL;
+    struct mp_process *p = calloc(1, sizeof *p);
+    if (!p) return -ENOMEM;
+    if (name)
+        snprintf(p->name, sizeof p->name, "%s", name);
+    else
+        snprintf(p->name, sizeof p->name, "Process-%d", atomic_fetch_add(&name_counter, 1) + 1);
+    p->target = target;
+    p->arg = arg;
+    p->pidfd = -1;
+    *out = p;
+    return 0;
+}
+
+int mp_process_set_daemon(mp_process *p, bool daemon)
+{
+    if (!p) return -EINVAL;
+    if (p->state != ST_NEW) return MP_ESTARTED;
+    p->daemon = daemon;
+    return 0;
+}
+
+bool mp_process_daemon(const mp_process *p)
+{
+    return p && p->daemon;
+}
+
+static void exit_handler(void);
+static void register_exit_handler(void)
+{
+    atexit(exit_handler);
+}
+
+int mp_process_start(mp_process *p)
+{
+    if (!p) return -EINVAL;
+    if (p->self) return MP_ESELF;
+    if (p->state != ST_NEW) return MP_ESTARTED;
+    pthread_once(&atexit_once, register_exit_handler);
+    pid_t pid = mp__fork(0);
+    if (pid < 0) return pid;
+    if (pid == 0) {
+        current = p;
+        p->self = true;
+        p->state = ST_RUNNING;
+        p->pid = getpid();
+        p->owner = parent_pid;
+        p->pidfd = -1;
+        mp__child_exit(p->target(p->arg) & 0xff);
+    }
+    int fd = mp__pidfd_open(pid);
+    if (fd < 0) {
+        /* Without a handle we could neither wait nor signal safely: undo the start. The pid is
+         * still ours and unreaped, so kill() cannot hit a recycled pid here. */
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+        return fd;
+    }
+    p->pid = pid;
+    p->owner = getpid();
+    p->pidfd = fd;
+    p->state = ST_RUNNING;
+    reg_insert(p);
+    return 0;
+}
+
+/* Common checks for calls that act on a child: 0 when p is our started child. */
+static int check_child(const mp_process *p)
+{
+    if (!p) return -EINVAL;
+    if (p->self) return MP_ESELF;
+    if (p->state == ST_NEW) return MP_ENOTSTARTED;
+    if (p->owner != getpid()) return MP_ECHILD;
+    return 0;
+}
+
+/* Reaps p if it ended, waiting until dl (NULL: not at all). Returns 1 once reaped, 0 while it
+ * runs, or a negative error. */
+static int reap(mp_process *p, const mp__deadline *dl)
+{
+    if (p->state == ST_REAPED) return 1;
+    int code = 0;
+    int r = mp__reap_pidfd(p->pidfd, dl, &code);
+    if (r == -ECHILD) { /* someone else reaped it (SIGCHLD ignored, waitpid(-1), ...) */
+        p->unknown = true;
+        r = 1;
+    }
+    if (r == 1) {
+        p->code = code;
+        p->state = ST_REAPED;
+    }
+    return r;
+}
+
+int mp_process_join(mp_process *p, double timeout)
+{
+    int r = check_child(p);
+    if (r) return r;
+    mp__deadline dl = mp__deadline_in(timeout);
+    r = reap(p, &dl);
+    if (r < 0) return r;
+    return r == 1 ? 0 : -ETIMEDOUT;
+}
+
+int mp_process_is_alive(mp_process *p)
+{
+    if (!p) return -EINVAL;
+    if (p->self) return 1;
+    if (p->state == ST_NEW) return 0;
+    if (p->owner != getpid()) return MP_ECHILD;
+    int r = reap(p, NULL);
+    if (r < 0) return r;
+    return r == 0;
+}
+
+pid_t mp_process_pid(const mp_process *p)
+{
+    if (!p) return -EINVAL;
+    if (p == &main_process) return getpid();
+    return p->pid;
+}
+
+const char *mp_process_name(const mp_process *p)
+{
+    return p ? p->name : "";
+}
+
+int mp_process_exitcode(mp_process *p, int *code)
+{
+    if (!p || !code) return -EINVAL;
+    if (p->self) return -EBUSY; /* we are running, by definition */
+    int r = check_child(p);
+    if (r) return r;
+    r = reap(p, NULL);
+    if (r < 0) return r;
+    if (r == 0) return -EBUSY;
+    if (p->unknown) return -ECHILD;
+    *code = p->code;
+    return 0;
+}
+
+int mp_process_signal(mp_process *p, int sig)
+{
+    if (sig < 0 || sig >= NSIG) return -EINVAL;
+    int r = check_child(p);
+    if (r) return r;
+    if (p->state == ST_REAPED) return MP_EREAPED;
+    r = mp__pidfd_send_signal(p->pidfd, sig);
+    return r == -ESRCH ? 0 : r; /* ended, not yet reaped: nothing to do, as Python */
+}
+
+int mp_process_terminate(mp_process *p)
+{
+    return mp_process_signal(p, SIGTERM);
+}
+
+int mp_process_kill(mp_process *p)
+{
+    return mp_process_signal(p, SIGKILL);
+}
+
+int mp_process_sentinel(const mp_process *p)
+{
+    int r = check_child(p);
+    if (r) return r;
+    return p->pidfd;
+}
+
+int mp_process_free(mp_process **pp)
+{
+    if (!pp || !*pp) return 0;
+    mp_process *p = *pp;
+    if (p->self) return MP_ESELF;
+    if (p->state != ST_NEW) {
+        if (p->owner == getpid()) {
+            int r = reap(p, NULL);
+            if (r == 0) return -EBUSY;
+            reg_remove(p);
+        }
+        /* A copy inherited through a plain fork() still holds the parent's pidfd: close ours. */
+        if (p->pidfd >= 0) close(p->pidfd);
+    }
+    free(p);
+    *pp = NULL;
+    return 0;
+}
+
+/* ---- "subclassing" --------------------------------------------------------------------------- */
+
+static int base_trampoline(void *arg)
+{
+    mp_process_base *self = arg;
+    return self->run(self);
+}
+
+int mp_process_base_init(mp_process_base *self, const char *name, mp_run_fn run)
+{
+    if (!self || !run) return -EINVAL;
+    self->run = run;
+    self->proc = NULL;
+    return mp_process_new(&self->proc, name, base_trampoline, self);
+}
+
+int mp_process_base_free(mp_process_base *self)
+{
+    if (!self) return -EINVAL;
+    return mp_process_free(&self->proc);
+}
+
+/* ---- the calling process and its children ---------------------------------------------------- */
+
+mp_process *mp_process_current(void)
+{
+    return current;
+}
+
+pid_t mp_process_parent_pid(void)
+{
+    return parent_pid;
+}
+
+int mp_process_active_children(mp_process **out, int max)
+{
+    if (max < 0 || (!out && max > 0)) return -EINVAL;
+    int n = 0;
+    pthread_mutex_lock(&reg_lock);
+    for (struct mp_process *p = reg_head; p; p = p->next) {
+        if (reap(p, NULL) != 0) continue;
+        if (n < max) out[n] = p;
+        n++;
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return n;
+}
+
+int mp_cpu_count(void)
+{
+    return mp__cpu_count();
+}
+
+/* At normal exit, as Python: terminate daemon children, then join everything. A daemon that
+ * ignores SIGTERM gets SIGKILL after 1 s; non-daemon children are waited for without limit. */
+static void exit_handler(void)
+{
+    pid_t me = getpid();
+    pthread_mutex_lock(&reg_lock);
+    for (struct mp_process *p = reg_head; p; p = p->next)
+        if (p->owner == me && p->daemon && reap(p, NULL) == 0) mp_process_terminate(p);
+    mp__deadline grace = mp__deadline_in(1.0);
+    for (struct mp_process *p = reg_head; p; p = p->next) {
+        if (p->owner != me || !p->daemon) continue;
+        if (reap(p, &grace) == 0) {
+            mp_process_kill(p);
+            mp__deadline forever = mp__deadline_in(MP_FOREVER);
+            reap(p, &forever);
+        }
+    }
+    mp__deadline forever = mp__deadline_in(MP_FOREVER);
+    for (struct mp_process *p = reg_head; p; p = p->next)
+        if (p->owner == me && !p->daemon) reap(p, &forever);
+    pthread_mutex_unlock(&reg_lock);
+}
+
+/* ---- the second-level child ------------------------------------------------------------------ */
+
+int mp_process_run_detached(mp_target_fn target, void *arg, pid_t *pid_out)
+{
+    if (!target) return -EINVAL;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0) return -errno;
+    pid_t child = mp__fork(0);
+    if (child < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return child;
+    }
+    if (child == 0) {
+        close(fds[0]);
+        pid_t grandchild = mp__fork(MP__FORK_DETACHED);
+        if (grandchild == 0) {
+            close(fds[1]);
+            mp__child_exit(target(arg) & 0xff);
+        }
+        int32_t v = (int32_t)grandchild; /* the pid, or -errno */
+        _exit(mp__write_full(fds[1], &v, sizeof v) == 0 ? 0 : 1);
+    }
+    close(fds[1]);
+    int32_t v = 0;
+    ssize_t n = mp__read_full(fds[0], &v, sizeof v);
+    close(fds[0]);
+    while (waitpid(child, NULL, 0) < 0 && errno == EINTR) {
+    }
+    if (n != (ssize_t)sizeof v) return n < 0 ? (int)n : -EPIPE;
+    if (v < 0) return v;
+    if (pid_out) *pid_out = v;
+    return 0;
+}
