@@ -282,11 +282,11 @@ MP_API int mp_pool_starmap(mp_pool *pool, const char *func, const mp_args *items
 
 /* ---- results ------------------------------------------------------------------------------- */
 
-/* Waits until the result is ready or timeout passes. A single task's outcome: 0 with *data/*len
+/* Waits until the result is ready or timeout passes. A single task's outcome: 0 with *data and *len
  * (either may be NULL) pointing at its result bytes, borrowed from r until mp_result_free; or its
  * error (MP_ETASKFAILED, MP_EWORKERDIED, -ETIMEDOUT for a task killed by the pool's task_timeout,
  * MP_ETERMINATED, MP_ENOFUNC, MP_ETOOBIG: details from mp_result_error). For a map result: 0 or
- * the first failed item's error; *data/*len give the out array for map_fixed, NULL/0 otherwise.
+ * the first failed item's error; *data and *len give the out array for map_fixed, NULL/0 otherwise.
  * Other errors: -EINVAL (NULL r), -ETIMEDOUT (not ready yet: mp_result_ready() is 0), -EDEADLK
  * (blocking wait from a callback), MP_ECHILD. The result's bytes are aligned for any type. */
 MP_API int mp_result_get(mp_result *r, const void **data, size_t *len, double timeout);
@@ -311,8 +311,8 @@ MP_API int mp_result_error(mp_result *r, int *code, const char **msg);
 /* Number of items of a result: 1 for a single task, n for a map; 0 for NULL. */
 MP_API size_t mp_result_count(const mp_result *r);
 
-/* Item i of a ready result: returns its status and sets *data/*len (borrowed from r; may be NULL)
- * on success. Errors: MP_ESTATE (not ready), MP_ERANGE (i >= count), -EINVAL, MP_ECHILD. */
+/* Item i of a ready result: returns its status and sets *data and *len (borrowed from r; may be
+ * NULL) on success. Errors: MP_ESTATE (not ready), MP_ERANGE (i >= count), -EINVAL, MP_ECHILD. */
 MP_API int mp_result_item(mp_result *r, size_t i, const void **data, size_t *len);
 /* Item i's error as mp_result_error. */
 MP_API int mp_result_item_error(mp_result *r, size_t i, int *code, const char **msg);
@@ -323,8 +323,8 @@ MP_API void mp_result_free(mp_result **rp);
 
 /* ---- imap: lazy, bounded --------------------------------------------------------------------- */
 
-/* The input of imap: stores the next item in *data/*len and returns 1; returns 0 at the end, or a
- * negative code to stop with that error. The item is copied at once: *data may be reused by the
+/* The input of imap: stores the next item in *data and *len and returns 1; returns 0 at the end, or
+ * a negative code to stop with that error. The item is copied at once: *data may be reused by the
  * next call. Called only from the thread calling mp_imap_next (or mp_pool_imap), never ahead of
  * the window. */
 typedef int (*mp_iter_fn)(void *user, const void **data, size_t *len);
