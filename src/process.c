@@ -138,7 +138,8 @@ pid_t mp__fork(unsigned flags)
         parent_pid = self;
         if (!(flags & MP__FORK_DETACHED)) {
             prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (getppid() != self) _exit(1); /* the parent died before prctl took effect */
+            /* The parent died before prctl took effect: die as PDEATHSIG would have made us. */
+            if (getppid() != self) raise(SIGKILL);
         }
         reset_signals_in_child();
         return 0;
