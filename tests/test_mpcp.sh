@@ -1,0 +1,279 @@
+# mp-test: timeout=300
+# test_mpcp.sh BUILD_DIR SOURCE_DIR - behaviour and output shape of tools/mpcp (never timings).
+set -u
+BUILD=$(cd "${1:?usage: test_mpcp.sh BUILD_DIR SOURCE_DIR}" && pwd)
+MPCP=$BUILD/tools/mpcp/mpcp
+[ -x "$MPCP" ] || { echo "FAIL: $MPCP not built"; exit 1; }
+SCALE=${MP_TEST_TIMEOUT_SCALE:-1}
+umask 022
+
+T=$(mktemp -d /tmp/mpcp-test.XXXXXX)
+MNT=""
+BG=""
+cleanup() {
+  for p in $BG; do kill -9 "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  [ -n "$MNT" ] && umount "$MNT" 2>/dev/null
+  rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+fails=0
+pass() { echo "ok   $*"; }
+fail() { echo "FAIL $*"; fails=$((fails + 1)); }
+# check DESC CMD...: one assertion.
+check() { local d=$1; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
+# run CMD...: runs mpcp-ish commands, leaves status in $rc, stdout in $T/out, stderr in $T/err.
+run() { "$@" >"$T/out" 2>"$T/err"; rc=$?; }
+has() { grep -q -- "$1" "$T/err"; }
+no_temps() { [ -z "$(find "$T" ${MNT:+"$MNT"} -name '.*.mpcp-*' 2>/dev/null)" ]; }
+same() { cmp -s "$1" "$2"; }
+# wait_gone PID: waits (bounded) for a background process, sets rc to its status.
+wait_bg() {
+  local pid=$1 i
+  for ((i = 0; i < 200 * SCALE; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  kill -0 "$pid" 2>/dev/null && { kill -9 "$pid"; echo "  (had to kill $pid)"; }
+  wait "$pid"; rc=$?
+}
+# children PID: the pids of PID's children (the mpcp workers).
+children() { cat /proc/"$1"/task/*/children 2>/dev/null; }
+wait_children() {
+  local i
+  for ((i = 0; i < 200 * SCALE; i++)); do
+    [ -n "$(children "$1")" ] && return 0
+    sleep 0.02
+  done
+  return 1
+}
+mkrand() { head -c "$2" /dev/urandom >"$1"; }
+
+cd "$T" || exit 1
+
+# ---- usage --------------------------------------------------------------------------------
+run "$MPCP" --help
+check "--help exits 0 and documents options and exit codes" \
+  bash -c "[ $rc = 0 ] && grep -q -- '--verify' '$T/out' && grep -q 'Exit status' '$T/out' && grep -q '130' '$T/out'"
+run "$MPCP" --version
+check "--version exits 0" bash -c "[ $rc = 0 ] && grep -q 'mpcp' '$T/out'"
+for args in "--bogus a b" "-x a b" "" "onlyone" "-j 0 a b" "-j x a b" "-j" "--chunk 0 a b" \
+  "--chunk 12Q a b" "--chunk -5 a b" "-r a b"; do
+  # shellcheck disable=SC2086
+  run "$MPCP" $args
+  check "bad usage '$args' -> exit 2 with a pointer to --help" \
+    bash -c "[ $rc = 2 ] && grep -q -- '--help' '$T/err' && [ ! -s '$T/out' ]"
+done
+
+# ---- single file, -j 1..4, odd chunk sizes ------------------------------------------------
+mkrand src 5242883 # 5 MiB + 3: never a multiple of a chunk
+ok=1
+for j in 1 2 3 4; do
+  for chunk in "" 4097 100000 1M 3K; do
+    rm -f dst
+    run "$MPCP" -j $j ${chunk:+--chunk $chunk} src dst
+    if [ $rc != 0 ] || ! same src dst || [ -s "$T/err" ] || [ -s "$T/out" ]; then
+      ok=0; echo "  -j $j --chunk '$chunk': rc=$rc"; cat "$T/err"
+    fi
+  done
+done
+check "single file byte for byte with -j 1..4 and odd chunk sizes, silent when not a tty" [ $ok = 1 ]
+
+rm -f dst
+run "$MPCP" -v src dst
+check "-v prints 'SRC' -> 'DST'" bash -c "[ $rc = 0 ] && grep -qx \"'src' -> 'dst'\" '$T/out'"
+rm -f dst
+run "$MPCP" -q -v src dst
+check "-q prints nothing" bash -c "[ $rc = 0 ] && [ ! -s '$T/out' ] && [ ! -s '$T/err' ]"
+rm -f dst
+run "$MPCP" --progress -j 2 src dst
+check "--progress draws a bar with bytes, rate, ETA on stderr" \
+  bash -c "[ $rc = 0 ] && grep -q '100%' '$T/err' && grep -q 'ETA' '$T/err' && grep -q '/s' '$T/err' && [ ! -s '$T/out' ]"
+check "mode of a new file follows the source and the umask" \
+  bash -c "chmod 0666 src && rm -f dst && '$MPCP' src dst && [ \$(stat -c %a dst) = 644 ]"
+
+# ---- several files, directory destinations -------------------------------------------------
+mkdir d1 d2
+: >f0; mkrand f1 1; mkrand f2 4097; mkrand f3 3145728; mkrand f4 10485761
+run "$MPCP" -j 3 f0 f1 f2 f3 f4 d1
+ok=$([ $rc = 0 ] && echo 1 || echo 0)
+for f in f0 f1 f2 f3 f4; do same $f d1/$f || ok=0; done
+check "several files into a directory" [ $ok = 1 ]
+run "$MPCP" --chunk 64K -j 4 --verify f3 f4 d2/
+check "several files, small chunks, --verify, trailing slash" \
+  bash -c "[ $rc = 0 ] && cmp -s f3 d2/f3 && cmp -s f4 d2/f4"
+run "$MPCP" src d2
+check "single file into an existing directory" bash -c "[ $rc = 0 ] && cmp -s src d2/src"
+run "$MPCP" f1 f2 nodir
+check "several files to a non-directory is refused" bash -c "[ $rc = 1 ] && grep -q 'nodir' '$T/err' && grep -q 'not a directory' '$T/err'"
+run "$MPCP" src nodir/x
+check "missing destination directory: message names the path and the cause" \
+  bash -c "[ $rc = 1 ] && grep -q 'nodir/x' '$T/err' && grep -q 'No such file or directory' '$T/err'"
+mkdir -p d3/src
+run "$MPCP" src d3
+check "a directory in the way of the destination is refused" bash -c "[ $rc = 1 ] && grep -q 'd3/src' '$T/err'"
+
+# ---- -n / -f ----------------------------------------------------------------------------------
+echo old >dst
+run "$MPCP" -n src dst
+check "-n leaves an existing destination alone (exit 0)" bash -c "[ $rc = 0 ] && [ \"\$(cat dst)\" = old ]"
+run "$MPCP" -n -v src dst
+check "-n -v says skipped" bash -c "grep -q \"skipped 'dst'\" '$T/out'"
+run "$MPCP" -f -n src dst
+check "-f -n: the last wins (not replaced)" bash -c "[ $rc = 0 ] && [ \"\$(cat dst)\" = old ]"
+run "$MPCP" -n -f src dst
+check "-n -f: the last wins (replaced)" bash -c "[ $rc = 0 ] && cmp -s src dst"
+echo old >dst; chmod 0600 dst
+run "$MPCP" src dst
+check "default replaces an existing destination and keeps its mode" \
+  bash -c "[ $rc = 0 ] && cmp -s src dst && [ \$(stat -c %a dst) = 600 ]"
+run "$MPCP" -n src d1/nonexistent
+check "-n still copies to a new destination" bash -c "[ $rc = 0 ] && cmp -s src d1/nonexistent"
+
+# ---- -p -------------------------------------------------------------------------------------
+mkrand psrc 70000
+chmod 0751 psrc
+touch -d '2001-02-03 04:05:06.123456789' psrc
+run "$MPCP" -p psrc pdst
+check "-p keeps mode and mtime (to the nanosecond)" \
+  bash -c "[ $rc = 0 ] && [ \$(stat -c %a pdst) = 751 ] && [ \"\$(stat -c %y pdst)\" = \"\$(stat -c %y psrc)\" ]"
+run "$MPCP" psrc pdst2
+check "without -p the mtime is new" bash -c "[ \"\$(stat -c %Y pdst2)\" != \"\$(stat -c %Y psrc)\" ]"
+
+# ---- --verify -------------------------------------------------------------------------------
+rm -f dst
+run "$MPCP" --verify -j 3 --chunk 333333 src dst
+check "--verify passes on a good copy" bash -c "[ $rc = 0 ] && cmp -s src dst"
+echo old >vdst
+MPCP_TEST_CORRUPT=1 run "$MPCP" --verify -j 2 src vdst
+check "--verify catches a flipped byte: exit 1, message, destination untouched, temp removed" \
+  bash -c "[ $rc = 1 ] && grep -q 'verification failed' '$T/err' && grep -q vdst '$T/err' && [ \"\$(cat vdst)\" = old ]"
+check "no temporary left after the verify failure" no_temps
+
+# ---- empty, sparse, > 4 GiB ---------------------------------------------------------------
+: >empty
+run "$MPCP" --verify empty edst
+check "empty file" bash -c "[ $rc = 0 ] && [ -f edst ] && [ ! -s edst ]"
+
+truncate -s 64M sparse
+for off in 0 7 23 63; do printf 'island-%s' $off | dd of=sparse bs=1M seek=$off conv=notrunc status=none; done
+run "$MPCP" -j 3 sparse sdst
+sb=$(stat -c %b sparse); db=$(stat -c %b sdst)
+check "sparse file: same bytes" bash -c "[ $rc = 0 ] && cmp -s sparse sdst"
+check "sparse file keeps its holes (blocks src=$sb dst=$db)" bash -c "[ $db -le \$(($sb + 64)) ] && [ $db -lt 16384 ]"
+rm -f sdst
+run "$MPCP" --chunk 5M -j 2 --verify sparse sdst
+db=$(stat -c %b sdst)
+check "sparse file with chunks cutting islands, --verify (blocks dst=$db)" \
+  bash -c "[ $rc = 0 ] && cmp -s sparse sdst && [ $db -le \$(($sb + 64)) ]"
+
+truncate -s 5G big
+for off in 0 4095 4096 5119; do # MiB: around the 4 GiB line and the last MiB
+  printf 'island at %s MiB' $off | dd of=big bs=1M seek=$off conv=notrunc status=none
+done
+run "$MPCP" -j 4 big bdst
+ok=$([ $rc = 0 ] && [ "$(stat -c %s bdst)" = 5368709120 ] && echo 1 || echo 0)
+for off in 0 4095 4096 5119; do
+  [ "$(dd if=bdst bs=1M skip=$off count=1 status=none | tr -d '\0')" = "island at $off MiB" ] || ok=0
+done
+check "5 GiB sparse file: size and data islands" [ $ok = 1 ]
+check "5 GiB sparse file stays sparse ($(stat -c %b bdst) blocks)" [ "$(stat -c %b bdst)" -lt 65536 ]
+rm -f big bdst
+
+# ---- refusals ---------------------------------------------------------------------------------
+run "$MPCP" src src
+check "self-copy refused" bash -c "[ $rc = 1 ] && grep -q 'same file' '$T/err'"
+ln src hardlink
+run "$MPCP" src hardlink
+check "self-copy through a hard link refused" bash -c "[ $rc = 1 ] && grep -q 'same file' '$T/err'"
+ln -s src symlink
+run "$MPCP" src symlink
+check "self-copy through a symlink refused" bash -c "[ $rc = 1 ] && grep -q 'same file' '$T/err' && [ -L symlink ]"
+cp src d1/self
+run "$MPCP" d1/self d1
+check "self-copy into its own directory refused" bash -c "[ $rc = 1 ] && grep -q 'same file' '$T/err'"
+mkfifo fifo
+run "$MPCP" fifo fdst
+check "FIFO refused with a clear message" bash -c "[ $rc = 1 ] && grep -q \"'fifo' is a FIFO\" '$T/err' && [ ! -e fdst ]"
+run "$MPCP" /dev/null ndst
+check "device refused with a clear message" bash -c "[ $rc = 1 ] && grep -q \"'/dev/null' is a character device\" '$T/err' && [ ! -e ndst ]"
+run "$MPCP" d1 ddst
+check "directory refused (no -r)" bash -c "[ $rc = 1 ] && grep -q \"'d1' is a directory\" '$T/err' && [ ! -e ddst ]"
+run "$MPCP" missing mdst
+check "missing source: path and cause" bash -c "[ $rc = 1 ] && grep -q \"'missing'\" '$T/err' && grep -q 'No such file' '$T/err'"
+run "$MPCP" f1 fifo f2 d3
+check "one bad source among good ones: the others are copied, exit 1" \
+  bash -c "[ $rc = 1 ] && cmp -s f1 d3/f1 && cmp -s f2 d3/f2 && [ ! -e d3/fifo ]"
+
+# ---- full disk ------------------------------------------------------------------------------
+mkrand big8 8388608
+mkdir small
+if mount -t tmpfs -o size=4m tmpfs small 2>/dev/null; then
+  MNT=$T/small
+  echo old >small/dst
+  run "$MPCP" -j 2 big8 small/dst
+  check "full disk (tmpfs 4m): exit 1, names the path and ENOSPC" \
+    bash -c "[ $rc = 1 ] && grep -q 'small/dst' '$T/err' && grep -q 'No space left on device' '$T/err'"
+  check "full disk: existing destination untouched" bash -c "[ \"\$(cat small/dst)\" = old ]"
+  check "full disk: temporary removed" bash -c "[ -z \"\$(ls -A small | grep -v '^dst\$')\" ]"
+  run "$MPCP" -j 2 big8 small/new
+  check "full disk, new destination: nothing left" bash -c "[ $rc = 1 ] && [ ! -e small/new ] && [ \$(ls -A small | wc -l) = 1 ]"
+  umount small && MNT=""
+else
+  echo "     (tmpfs mount not permitted: full disk tested with RLIMIT_FSIZE only)"
+fi
+echo old >fsz
+run bash -c "ulimit -f 2048; exec '$MPCP' -j 2 big8 fsz"
+check "RLIMIT_FSIZE: exit 1, names the path and EFBIG" \
+  bash -c "[ $rc = 1 ] && grep -q 'fsz' '$T/err' && grep -q 'File too large' '$T/err'"
+check "RLIMIT_FSIZE: existing destination untouched, no temporary" bash -c "[ \"\$(cat fsz)\" = old ]"
+check "no temporary left after full-disk failures" no_temps
+
+# ---- a worker killed, SIGINT --------------------------------------------------------------
+mkrand k16 16777216
+echo old >kdst
+MPCP_TEST_SLOW=30 "$MPCP" -j 2 k16 kdst >"$T/out" 2>"$T/err" &
+pid=$!; BG="$BG $pid"
+if wait_children $pid; then
+  kids=$(children $pid)
+  victim=${kids%% *}
+  kill -9 "$victim"
+  wait_bg $pid
+  check "worker SIGKILLed: exit 1 with a message" bash -c "[ $rc = 1 ] && grep -q 'killed by signal 9' '$T/err' && grep -q kdst '$T/err'"
+  check "worker SIGKILLed: destination untouched" bash -c "[ \"\$(cat kdst)\" = old ]"
+  check "worker SIGKILLed: temporary removed" no_temps
+  alive=0; for k in $kids; do kill -0 "$k" 2>/dev/null && alive=1; done
+  check "worker SIGKILLed: no worker left" [ $alive = 0 ]
+else
+  wait_bg $pid; fail "worker kill: no worker appeared"
+fi
+
+MPCP_TEST_SLOW=30 "$MPCP" -j 2 k16 idst >"$T/out" 2>"$T/err" &
+pid=$!; BG="$BG $pid"
+if wait_children $pid; then
+  kids=$(children $pid)
+  kill -INT $pid
+  wait_bg $pid
+  check "SIGINT: exit 130, says interrupted" bash -c "[ $rc = 130 ] && grep -q 'interrupted' '$T/err'"
+  check "SIGINT: no destination, no temporary" bash -c "[ ! -e idst ]" && check "SIGINT: no temporary" no_temps
+  alive=0; for k in $kids; do kill -0 "$k" 2>/dev/null && alive=1; done
+  check "SIGINT: no worker left" [ $alive = 0 ]
+else
+  wait_bg $pid; fail "SIGINT: no worker appeared"
+fi
+
+echo old >tdst
+MPCP_TEST_SLOW=30 "$MPCP" --verify -j 2 k16 tdst >"$T/out" 2>"$T/err" &
+pid=$!; BG="$BG $pid"
+wait_children $pid
+kill -TERM $pid
+wait_bg $pid
+check "SIGTERM: exit 143, destination untouched, no temporary" \
+  bash -c "[ $rc = 143 ] && [ \"\$(cat tdst)\" = old ]" && check "SIGTERM: no temporary" no_temps
+
+# ---- nothing stray --------------------------------------------------------------------------
+check "no temporary files anywhere" no_temps
+no_procs() { ! pgrep -f -- "$T" >/dev/null; }
+check "no mpcp process left" no_procs
+
+echo "$fails failure(s)"
+[ $fails = 0 ]
