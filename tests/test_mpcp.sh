@@ -170,12 +170,12 @@ truncate -s 5G big
 for off in 0 4095 4096 5119; do # MiB: around the 4 GiB line and the last MiB
   printf 'island at %s MiB' $off | dd of=big bs=1M seek=$off conv=notrunc status=none
 done
-run "$MPCP" -j 4 big bdst
+run "$MPCP" -j 4 --verify big bdst
 ok=$([ $rc = 0 ] && [ "$(stat -c %s bdst)" = 5368709120 ] && echo 1 || echo 0)
 for off in 0 4095 4096 5119; do
   [ "$(dd if=bdst bs=1M skip=$off count=1 status=none | tr -d '\0')" = "island at $off MiB" ] || ok=0
 done
-check "5 GiB sparse file: size and data islands" [ $ok = 1 ]
+check "5 GiB sparse file (--verify): size and data islands" [ $ok = 1 ]
 check "5 GiB sparse file stays sparse ($(stat -c %b bdst) blocks)" [ "$(stat -c %b bdst)" -lt 65536 ]
 rm -f big bdst
 

@@ -397,16 +397,27 @@ static ssize_t pread_full(int fd, char *b, size_t len, uint64_t off)
     return (ssize_t)got;
 }
 
-/* Reads [off, end) of source and copy and compares their checksums block by block. */
-static int verify_range(job *j, int idx, uint64_t off, uint64_t end, char **buf)
+/* The next offset >= pos where fd has data, or end when only a hole is left; pos itself when
+ * the filesystem cannot tell (then everything counts as data). */
+static uint64_t next_data(int fd, uint64_t pos, uint64_t end)
 {
-    if (!*buf && !(*buf = malloc(2 * (size_t)BUF_BYTES))) {
-        record_error(j, idx, ENOMEM, OP_VERIFY_READ, off);
-        return -1;
-    }
-    char *a = *buf, *b = *buf + BUF_BYTES;
+    off_t d = lseek(fd, (off_t)pos, SEEK_DATA);
+    if (d < 0) return errno == ENXIO ? end : pos;
+    return (uint64_t)d < end ? (uint64_t)d : end;
+}
+
+static uint64_t next_hole(int fd, uint64_t pos, uint64_t end)
+{
+    off_t h = lseek(fd, (off_t)pos, SEEK_HOLE);
+    if (h < 0) return end;
+    return (uint64_t)h < end ? (uint64_t)h : end;
+}
+
+/* Reads [pos, end) of source and copy and compares their checksums block by block. */
+static int verify_segment(job *j, int idx, uint64_t pos, uint64_t end, char *a, char *b)
+{
     size_t step_max = slow_ms > 0 ? SLOW_STEP_BYTES : BUF_BYTES;
-    for (uint64_t pos = off; pos < end;) {
+    while (pos < end) {
         if (stopping(j)) return 1;
         size_t len = end - pos < step_max ? (size_t)(end - pos) : step_max;
         ssize_t n = pread_full(j->sfd, a, len, pos);
@@ -426,6 +437,30 @@ static int verify_range(job *j, int idx, uint64_t off, uint64_t end, char **buf)
         pos += len;
         atomic_fetch_add_explicit(&sh->bytes, len, memory_order_relaxed);
         slow_down();
+    }
+    return 0;
+}
+
+/* Compares [off, end) of source and copy. Where both are holes there is nothing to read (both
+ * read as zeros); every stretch where either has data is read back from both and compared. */
+static int verify_range(job *j, int idx, uint64_t off, uint64_t end, char **buf)
+{
+    if (!*buf && !(*buf = malloc(2 * (size_t)BUF_BYTES))) {
+        record_error(j, idx, ENOMEM, OP_VERIFY_READ, off);
+        return -1;
+    }
+    uint64_t pos = off;
+    while (pos < end) {
+        uint64_t ds = next_data(j->sfd, pos, end), dd = next_data(j->tfd, pos, end);
+        uint64_t from = ds < dd ? ds : dd;
+        atomic_fetch_add_explicit(&sh->bytes, from - pos, memory_order_relaxed);
+        if (from >= end) break;
+        uint64_t hs = next_hole(j->sfd, from, end), hd = next_hole(j->tfd, from, end);
+        uint64_t to = hs > hd ? hs : hd;
+        if (to <= from) to = end; /* cannot happen with a sane filesystem; never loop forever */
+        int r = verify_segment(j, idx, from, to, *buf, *buf + BUF_BYTES);
+        if (r) return r;
+        pos = to;
     }
     return 0;
 }
