@@ -1,0 +1,848 @@
+/* queue.c - MPMC message queue in anonymous shared memory (see mproc/queue.h, docs/queue.md).
+ *
+ * Layout: one MAP_SHARED mapping = control block + byte ring. The control block has one cache
+ * line group per side: the producer side (robust mutex plock, tail, msgs_put, journal) and the
+ * consumer side (robust mutex clock, head, msgs_got, journal). Only the holder of a side's lock
+ * writes that side's fields, so with one producer and one consumer the queue runs like a
+ * single-producer single-consumer ring: the only cache lines that move are the ring's and one
+ * read of the other side's index when the cached copy says "full" or "empty".
+ *
+ * Crash safety rests on three rules:
+ *   1. A record becomes visible only when the tail moves past it (after it was fully written);
+ *      it is consumed only when the head moves past it (after it was fully copied out).
+ *   2. Every counter that must agree with tail/head is changed under a journal: the lock holder
+ *      writes the old values and the new index, arms the journal, changes counters and index,
+ *      disarms. Whoever takes a lock with EOWNERDEAD rolls the journal back (producer: the record
+ *      was not published) or forward (consumer: the head moved) before pthread_mutex_consistent.
+ *   3. A stream (a message bigger than a chunk) that its producer leaves unfinished gets an ABORT
+ *      record: written by the producer itself on timeout/close, or by whoever repairs the
+ *      producer side after it died. Room for that record is always kept free while a stream is
+ *      open, so writing it never waits. Consumers discard the partial message.
+ * Every wait sleeps in slices (SLICE_NS) and re-checks, so a process killed between publishing
+ * and waking its peer costs the peer at most one slice, never a hang.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include "mproc/error.h"
+#include "mproc/queue.h"
+#include "platform/platform.h"
+#include "queue_internal.h"
+#include "queue_record.h"
+
+#define HANDLE_MAGIC 0x51554555u /* "QUEU" */
+#define SHM_MAGIC    0x6d70717565756531ull
+#define SLICE_NS     (20 * 1000 * 1000) /* re-check a sleeping wait this often */
+#define CHUNK_MAX    ((uint64_t)64 << 10)
+#define IOV_MAX_MP   1024
+
+#define LD(p)       atomic_load_explicit((p), memory_order_relaxed)
+#define LDA(p)      atomic_load_explicit((p), memory_order_acquire)
+#define ST(p, v)    atomic_store_explicit((p), (v), memory_order_relaxed)
+#define STR(p, v)   atomic_store_explicit((p), (v), memory_order_release)
+#define LDSC(p)     atomic_load_explicit((p), memory_order_seq_cst)
+#define HOOK(point) (__builtin_expect(mp__queue_hook != NULL, 0) ? mp__queue_hook(point) : (void)0)
+
+void (*mp__queue_hook)(int point);
+
+struct pjournal {
+    _Atomic uint32_t armed;
+    uint32_t old_open;
+    uint64_t old_msgs;
+    uint64_t new_tail;
+};
+
+struct cjournal {
+    _Atomic uint32_t armed;
+    uint64_t new_got;
+    uint64_t new_disc;
+    uint64_t new_head;
+};
+
+struct qshm {
+    uint64_t magic;
+    uint64_t cap;       /* ring bytes, multiple of 64 */
+    uint64_t maxsize;   /* messages, 0 = no limit */
+    uint64_t whole_max; /* messages up to this length go as one MSG record */
+    uint64_t chunk_max; /* payload of one stream chunk */
+    uint32_t joinable;
+
+    /* producer side: written only by the holder of plock */
+    alignas(128) pthread_mutex_t plock;
+    _Atomic uint64_t tail;
+    _Atomic uint64_t msgs_put;
+    _Atomic uint32_t stream_open;
+    _Atomic int32_t prod_cpu;
+    uint64_t cached_head, cached_got;
+    struct pjournal pj;
+
+    /* consumer side: written only by the holder of clock */
+    alignas(128) pthread_mutex_t clock;
+    _Atomic uint64_t head;
+    _Atomic uint64_t msgs_got;
+    _Atomic uint64_t discarded;
+    _Atomic int32_t cons_cpu;
+    uint64_t cached_tail;
+    struct cjournal cj;
+
+    /* wake-up words: written only when someone sleeps, read on every put/get */
+    alignas(128) _Atomic uint32_t data_seq;
+    _Atomic uint32_t data_waiting;
+    alignas(128) _Atomic uint32_t space_seq;
+    _Atomic uint32_t space_waiting;
+    alignas(128) _Atomic uint32_t closed;
+    _Atomic uint32_t join_seq;
+    _Atomic uint32_t join_waiters;
+    _Atomic uint64_t tasks_done;
+    _Atomic uint64_t prod_repairs, cons_repairs, aborts;
+};
+
+struct mp_queue {
+    uint32_t magic;
+    struct qshm *s;
+    unsigned char *ring;
+    size_t map_len;
+    uint64_t cap;
+};
+
+static bool valid(const mp_queue *q)
+{
+    return q && q->magic == HANDLE_MAGIC && q->s;
+}
+
+static size_t ctl_size(void)
+{
+    return (sizeof(struct qshm) + 4095) & ~(size_t)4095;
+}
+
+/* ---- creation --------------------------------------------------------------------------- */
+
+static int init_mutex(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t a;
+    int rc = pthread_mutexattr_init(&a);
+    if (rc) return -rc;
+    rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    if (!rc) rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    if (!rc) rc = pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+    return -rc;
+}
+
+static int queue_new(mp_queue **out, size_t maxsize, size_t capacity, bool joinable)
+{
+    if (!out) return -EINVAL;
+    *out = NULL;
+    if (capacity == 0) capacity = MP_QUEUE_DEFAULT_CAPACITY;
+    if (capacity < MP_QUEUE_MIN_CAPACITY || capacity > MP_QUEUE_MAX_CAPACITY) return -EINVAL;
+    if (maxsize > MP_QUEUE_MAXSIZE_MAX) return -EINVAL;
+    uint64_t cap = ((uint64_t)capacity + 63) & ~(uint64_t)63;
+
+    mp_queue *q = calloc(1, sizeof *q);
+    if (!q) return -ENOMEM;
+    q->map_len = ctl_size() + cap;
+    void *base;
+    int rc = mp__shm_map_anon(q->map_len, &base);
+    if (rc < 0) {
+        free(q);
+        return rc == -EINVAL ? -ENOMEM : rc;
+    }
+    struct qshm *s = base;
+    s->cap = cap;
+    s->maxsize = maxsize;
+    /* Up to half the ring a message goes whole; beyond, it is streamed in chunks so that the
+     * producer and the consumer copy at the same time. Chunks leave room for the ABORT record. */
+    s->whole_max = cap / 2 - MP__QREC_HDR;
+    uint64_t chunk = (cap / 4) & ~(uint64_t)15;
+    s->chunk_max = chunk < CHUNK_MAX ? chunk : CHUNK_MAX;
+    s->joinable = joinable;
+    ST(&s->prod_cpu, -1);
+    ST(&s->cons_cpu, -1);
+    if ((rc = init_mutex(&s->plock)) < 0 || (rc = init_mutex(&s->clock)) < 0) {
+        mp__shm_unmap(base, q->map_len);
+        free(q);
+        return rc;
+    }
+    s->magic = SHM_MAGIC;
+    q->s = s;
+    q->ring = (unsigned char *)base + ctl_size();
+    q->cap = cap;
+    q->magic = HANDLE_MAGIC;
+    *out = q;
+    return 0;
+}
+
+int mp_queue_new(mp_queue **out, size_t maxsize_msgs, size_t capacity_bytes)
+{
+    return queue_new(out, maxsize_msgs, capacity_bytes, false);
+}
+
+int mp_queue_new_joinable(mp_queue **out, size_t maxsize_msgs, size_t capacity_bytes)
+{
+    return queue_new(out, maxsize_msgs, capacity_bytes, true);
+}
+
+void mp_queue_free(mp_queue **qp)
+{
+    if (!qp || !*qp) return;
+    mp_queue *q = *qp;
+    if (q->magic == HANDLE_MAGIC && q->s) mp__shm_unmap(q->s, q->map_len);
+    q->magic = 0;
+    q->s = NULL;
+    free(q);
+    *qp = NULL;
+}
+
+/* ---- journals and repair ------------------------------------------------------------------ */
+
+/* Publishes the producer's next record(s) up to new_tail together with the counters. */
+static void pcommit(struct qshm *s, uint64_t new_tail, uint64_t new_msgs, uint32_t new_open)
+{
+    s->pj.old_msgs = LD(&s->msgs_put);
+    s->pj.old_open = LD(&s->stream_open);
+    s->pj.new_tail = new_tail;
+    STR(&s->pj.armed, 1);
+    STR(&s->msgs_put, new_msgs); /* before the tail: a consumer's task_done must find it */
+    STR(&s->stream_open, new_open);
+    HOOK(MP__QH_PUT_JOURNAL);
+    STR(&s->tail, new_tail); /* the commit point */
+    STR(&s->pj.armed, 0);
+}
+
+/* The commit's stores, a full fence, then the peer's "sleeping" flag: paired with the fence in
+ * sleep_on, either we see the flag or the sleeper sees our index (Dekker). */
+static void wake_data(struct qshm *s)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (LD(&s->data_waiting)) {
+        atomic_fetch_add(&s->data_seq, 1);
+        mp__futex_wake(&s->data_seq, INT32_MAX);
+    }
+}
+
+static void wake_space(struct qshm *s)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (LD(&s->space_waiting)) {
+        atomic_fetch_add(&s->space_seq, 1);
+        mp__futex_wake(&s->space_seq, INT32_MAX);
+    }
+}
+
+static void wake_join(struct qshm *s)
+{
+    atomic_fetch_add(&s->join_seq, 1);
+    if (LDSC(&s->join_waiters)) mp__futex_wake(&s->join_seq, INT32_MAX);
+}
+
+/* Free ring bytes as the producer sees them (exact: reads the head). */
+static uint64_t pfree_now(mp_queue *q)
+{
+    struct qshm *s = q->s;
+    s->cached_head = LDA(&s->head);
+    return q->cap - (LD(&s->tail) - s->cached_head);
+}
+
+/* Closes an open stream with an ABORT record. The room was reserved when the last chunk was
+ * published, so this does not wait (if the reserve is somehow missing it waits for consumers). */
+static void write_abort(mp_queue *q)
+{
+    struct qshm *s = q->s;
+    while (pfree_now(q) < MP__QREC_HDR) {
+        mp__deadline dl = mp__deadline_in(0.001);
+        mp__futex_wait(&s->space_seq, LD(&s->space_seq), &dl);
+    }
+    uint64_t t = LD(&s->tail);
+    mp__qrec h = mp__qrec_make(MP__QREC_ABORT, 0, 0);
+    memcpy(q->ring + t % q->cap, &h, sizeof h);
+    pcommit(s, t + MP__QREC_HDR, LD(&s->msgs_put), 0);
+    atomic_fetch_add(&s->aborts, 1);
+    wake_data(s);
+}
+
+/* The producer side's owner died while holding plock: undo an unpublished commit, close its
+ * open stream. Idempotent, so a repairer that dies too leaves the work to the next one (the mutex
+ * stays inconsistent until pthread_mutex_consistent, called after this). */
+static void repair_producer(mp_queue *q)
+{
+    struct qshm *s = q->s;
+    if (LDA(&s->pj.armed)) {
+        if (LD(&s->tail) != s->pj.new_tail) {
+            ST(&s->msgs_put, s->pj.old_msgs);
+            ST(&s->stream_open, s->pj.old_open);
+        }
+        STR(&s->pj.armed, 0);
+    }
+    ST(&s->space_waiting, 0);
+    s->cached_head = LDA(&s->head);
+    s->cached_got = LDA(&s->msgs_got);
+    if (LD(&s->stream_open)) write_abort(q);
+    atomic_fetch_add(&s->prod_repairs, 1);
+}
+
+/* Consumes records up to new_head; the counters follow the head (rolled forward on repair). */
+static void ccommit(struct qshm *s, uint64_t new_head, uint64_t add_got, uint64_t add_disc)
+{
+    if (!add_got && !add_disc) {
+        STR(&s->head, new_head);
+        return;
+    }
+    s->cj.new_got = LD(&s->msgs_got) + add_got;
+    s->cj.new_disc = LD(&s->discarded) + add_disc;
+    s->cj.new_head = new_head;
+    STR(&s->cj.armed, 1);
+    STR(&s->head, new_head);
+    HOOK(MP__QH_GET_JOURNAL);
+    STR(&s->msgs_got, s->cj.new_got);
+    STR(&s->discarded, s->cj.new_disc);
+    STR(&s->cj.armed, 0);
+}
+
+static void repair_consumer(mp_queue *q)
+{
+    struct qshm *s = q->s;
+    if (LDA(&s->cj.armed)) {
+        if (LD(&s->head) == s->cj.new_head) {
+            ST(&s->msgs_got, s->cj.new_got);
+            ST(&s->discarded, s->cj.new_disc);
+        }
+        STR(&s->cj.armed, 0);
+    }
+    ST(&s->data_waiting, 0);
+    s->cached_tail = LD(&s->head);
+    atomic_fetch_add(&s->cons_repairs, 1);
+}
+
+enum side { PROD, CONS };
+
+static int after_lock(mp_queue *q, pthread_mutex_t *m, enum side side, int rc)
+{
+    if (rc == 0) return 0;
+    if (rc == EOWNERDEAD) {
+        if (side == PROD)
+            repair_producer(q);
+        else
+            repair_consumer(q);
+        pthread_mutex_consistent(m);
+        return 0;
+    }
+    if (rc == ETIMEDOUT || rc == EBUSY) return -ETIMEDOUT;
+    if (rc == ENOTRECOVERABLE) return MP_ECORRUPT;
+    return -rc;
+}
+
+static int side_lock(mp_queue *q, enum side side, const mp__deadline *dl)
+{
+    pthread_mutex_t *m = side == PROD ? &q->s->plock : &q->s->clock;
+    int rc = pthread_mutex_trylock(m); /* the common case: nobody holds it */
+    if (rc == EBUSY && mp__deadline_left_ns(dl) > 0) {
+        if (mp__deadline_forever(dl)) {
+            rc = pthread_mutex_lock(m);
+        } else {
+            struct timespec ts = mp__deadline_abs(dl);
+            rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+        }
+    }
+    return after_lock(q, m, side, rc);
+}
+
+/* Repairs the producer side if its owner died (a consumer waiting for a stream's next chunk, or a
+ * joiner, calls this: nobody else may ever come to take plock). */
+static void check_producer_alive(mp_queue *q)
+{
+    int rc = pthread_mutex_trylock(&q->s->plock);
+    if (rc == 0 || rc == EOWNERDEAD) {
+        after_lock(q, &q->s->plock, PROD, rc);
+        pthread_mutex_unlock(&q->s->plock);
+    }
+}
+
+static void check_consumer_alive(mp_queue *q)
+{
+    int rc = pthread_mutex_trylock(&q->s->clock);
+    if (rc == 0 || rc == EOWNERDEAD) {
+        after_lock(q, &q->s->clock, CONS, rc);
+        pthread_mutex_unlock(&q->s->clock);
+    }
+}
+
+/* ---- waiting ------------------------------------------------------------------------------- */
+
+static void note_cpu(_Atomic int32_t *slot)
+{
+    int32_t c = mp__current_cpu();
+    if (LD(slot) != c) ST(slot, c);
+}
+
+/* Spin while *w == v for up to ns; true when it changed. */
+static bool spin64(_Atomic uint64_t *w, uint64_t v, int64_t ns)
+{
+    if (ns <= 0) return false;
+    int64_t until = mp__now_ns() + ns;
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            if (LDA(w) != v) return true;
+            mp__cpu_relax();
+        }
+        if (mp__now_ns() >= until) return false;
+    }
+}
+
+/* Sleeps on seq while *index == seen, in slices. waiting is the side's "someone sleeps" flag,
+ * which tells the other side to wake us; it is set before the final re-check (seq_cst against
+ * the other side's index store) so a wake-up cannot slip between check and sleep.
+ * Returns 0 when it is time to re-check, -ETIMEDOUT when dl passed. */
+static int sleep_on(struct qshm *s, _Atomic uint32_t *seq, _Atomic uint32_t *waiting,
+                    _Atomic uint64_t *index, uint64_t seen, const mp__deadline *dl, bool ignore_dl)
+{
+    uint32_t sv = LDA(seq);
+    ST(waiting, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (LDA(index) != seen || LDA(&s->closed)) {
+        ST(waiting, 0);
+        return 0;
+    }
+    mp__deadline slice = mp__deadline_in(SLICE_NS / 1e9);
+    if (!ignore_dl && !mp__deadline_forever(dl) && dl->at_ns < slice.at_ns) slice = *dl;
+    int rc = mp__futex_wait(seq, sv, &slice);
+    ST(waiting, 0);
+    if (rc == -ETIMEDOUT && !ignore_dl && mp__deadline_left_ns(dl) == 0) return -ETIMEDOUT;
+    return 0;
+}
+
+/* Producer (holding plock) waits for the consumer side to move: for the taken-message count when
+ * it lacks a slot under maxsize (that counter moves last in a consumer's commit), otherwise for
+ * the head. The value waited on is the one room() last read. */
+static int wait_space(mp_queue *q, bool for_slot, const mp__deadline *dl)
+{
+    struct qshm *s = q->s;
+    _Atomic uint64_t *index = for_slot ? &s->msgs_got : &s->head;
+    uint64_t seen = for_slot ? s->cached_got : s->cached_head;
+    int64_t left = mp__deadline_left_ns(dl);
+    if (left == 0) return -ETIMEDOUT;
+    int64_t spin = mp__spin_budget(LD(&s->cons_cpu));
+    if (spin > left) spin = left;
+    if (spin64(index, seen, spin)) return 0;
+    return sleep_on(s, &s->space_seq, &s->space_waiting, index, seen, dl, false);
+}
+
+/* Consumer (holding clock) waits for the tail to move. In the middle of its own stream it waits
+ * beyond its deadline (the rest of the message is on its way, bounded by the producer's own
+ * timeout); inside any stream it checks each slice that the producer still lives, since a dead
+ * one's stream is closed only by whoever repairs the producer side. */
+static int wait_data(mp_queue *q, const mp__deadline *dl, int mode)
+{
+    struct qshm *s = q->s;
+    bool own = mode == MP__QRD_OWN;
+    uint64_t t = s->cached_tail;
+    int64_t left = own ? INT64_MAX : mp__deadline_left_ns(dl);
+    if (left == 0) return -ETIMEDOUT;
+    int64_t spin = mp__spin_budget(LD(&s->prod_cpu));
+    if (spin > left) spin = left;
+    if (spin64(&s->tail, t, spin)) return 0;
+    int rc = sleep_on(s, &s->data_seq, &s->data_waiting, &s->tail, t, dl, own);
+    if (mode != MP__QRD_IDLE && LDA(&s->tail) == t) check_producer_alive(q);
+    return rc;
+}
+
+/* ---- put ----------------------------------------------------------------------------------- */
+
+/* True when `bytes` of ring (and a message slot, if slot) are free. Refreshes the caches only
+ * when they say no: the consumer's line is read once per "looks full", not once per message. */
+static bool room(mp_queue *q, uint64_t bytes, bool slot)
+{
+    struct qshm *s = q->s;
+    uint64_t t = LD(&s->tail), n = LD(&s->msgs_put);
+    bool slot_ok = !slot || !s->maxsize || n - s->cached_got < s->maxsize;
+    if (q->cap - (t - s->cached_head) >= bytes && slot_ok) return true;
+    /* wait_space sleeps until the head moves from the value read here (a message taken moves
+     * the head too, so this also covers waiting for a slot). */
+    s->cached_head = LDA(&s->head);
+    s->cached_got = LDA(&s->msgs_got);
+    slot_ok = !slot || !s->maxsize || n - s->cached_got < s->maxsize;
+    return q->cap - (t - s->cached_head) >= bytes && slot_ok;
+}
+
+static int wait_room(mp_queue *q, uint64_t bytes, bool slot, const mp__deadline *dl)
+{
+    struct qshm *s = q->s;
+    for (;;) {
+        if (LDA(&s->closed)) return MP_ECLOSED;
+        if (room(q, bytes, slot)) return 0;
+        bool for_slot = slot && s->maxsize && LD(&s->msgs_put) - s->cached_got >= s->maxsize;
+        int rc = wait_space(q, for_slot, dl);
+        if (rc < 0) return rc;
+    }
+}
+
+/* Copies the gathered message bytes [from, from+n) into the ring at pos. */
+static void copy_in(mp_queue *q, uint64_t pos, const struct iovec *iov, int iovcnt, uint64_t from,
+                    uint64_t n)
+{
+    for (int i = 0; i < iovcnt && n > 0; i++) {
+        uint64_t l = iov[i].iov_len;
+        if (from >= l) {
+            from -= l;
+            continue;
+        }
+        uint64_t take = l - from < n ? l - from : n;
+        mp__ring_write(q->ring, q->cap, pos, (const char *)iov[i].iov_base + from, take);
+        pos += take;
+        n -= take;
+        from = 0;
+    }
+}
+
+static int put_whole(mp_queue *q, const struct iovec *iov, int iovcnt, uint64_t len,
+                     const mp__deadline *dl)
+{
+    struct qshm *s = q->s;
+    uint64_t rec = mp__qrec_size(len);
+    int rc = wait_room(q, rec, true, dl);
+    if (rc < 0) return rc;
+    uint64_t t = LD(&s->tail);
+    mp__qrec h = mp__qrec_make(MP__QREC_MSG, (uint32_t)len, len);
+    memcpy(q->ring + t % q->cap, &h, sizeof h);
+    copy_in(q, t + MP__QREC_HDR, iov, iovcnt, 0, len);
+    HOOK(MP__QH_PUT_WRITTEN);
+    pcommit(s, t + rec, LD(&s->msgs_put) + 1, 0);
+    wake_data(s);
+    return 0;
+}
+
+/* Streams a message bigger than whole_max: chunks of up to chunk_max, each published as soon as
+ * written. While the stream is open, MP__QREC_HDR bytes stay free for a possible ABORT. */
+static int put_stream(mp_queue *q, const struct iovec *iov, int iovcnt, uint64_t len,
+                      const mp__deadline *dl)
+{
+    struct qshm *s = q->s;
+    const uint64_t cmax = s->chunk_max, reserve = MP__QREC_HDR;
+    /* A caller that will not wait can only stream what fits now. */
+    if (mp__deadline_left_ns(dl) == 0 && (len / cmax + 2) * MP__QREC_HDR + len + 16 > pfree_now(q))
+        return -ETIMEDOUT;
+    int rc = wait_room(q, mp__qrec_size(cmax) + reserve, true, dl);
+    if (rc < 0) return rc;
+    uint64_t off = 0;
+    while (off < len) {
+        uint64_t rest = len - off;
+        uint64_t fr = pfree_now(q);
+        uint64_t chunk = 0;
+        bool end = false;
+        if (rest <= cmax && mp__qrec_size(rest) <= fr) {
+            chunk = rest;
+            end = true;
+        } else if (fr >= reserve + MP__QREC_HDR + 16) {
+            chunk = (fr - reserve - MP__QREC_HDR) & ~(uint64_t)15;
+            if (chunk > cmax) chunk = cmax;
+            if (chunk >= rest) chunk = rest - 1; /* the last piece must come as END */
+            uint64_t want = cmax / 4 < rest ? cmax / 4 : rest - 1;
+            if (chunk < want) chunk = 0; /* tiny chunks cost more than waiting */
+        }
+        if (chunk == 0) {
+            rc = LDA(&s->closed) ? MP_ECLOSED : wait_space(q, false, dl);
+            if (rc < 0) {
+                if (off > 0) write_abort(q);
+                return rc;
+            }
+            continue;
+        }
+        uint64_t t = LD(&s->tail);
+        uint32_t type = off == 0 ? MP__QREC_BEGIN : end ? MP__QREC_END : MP__QREC_CONT;
+        mp__qrec h = mp__qrec_make(type, (uint32_t)chunk, off == 0 ? len : off);
+        memcpy(q->ring + t % q->cap, &h, sizeof h);
+        copy_in(q, t + MP__QREC_HDR, iov, iovcnt, off, chunk);
+        HOOK(MP__QH_PUT_WRITTEN);
+        pcommit(s, t + mp__qrec_size(chunk), LD(&s->msgs_put) + (off == 0), !end);
+        wake_data(s);
+        off += chunk;
+        if (!end) {
+            HOOK(MP__QH_PUT_CHUNK);
+            if (LDA(&s->closed)) {
+                write_abort(q);
+                return MP_ECLOSED;
+            }
+        }
+    }
+    return 0;
+}
+
+static int put_impl(mp_queue *q, const struct iovec *iov, int iovcnt, double timeout, bool nowait)
+{
+    if (!valid(q)) return -EINVAL;
+    if (iovcnt < 0 || iovcnt > IOV_MAX_MP || (!iov && iovcnt > 0)) return -EINVAL;
+    uint64_t len = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (!iov[i].iov_base && iov[i].iov_len) return -EINVAL;
+        if (iov[i].iov_len > MP_QUEUE_MSG_MAX) return MP_ETOOBIG;
+        len += iov[i].iov_len;
+    }
+    if (len > MP_QUEUE_MSG_MAX) return MP_ETOOBIG;
+    struct qshm *s = q->s;
+    if (LDA(&s->closed)) return MP_ECLOSED;
+    mp__deadline dl = mp__deadline_in(nowait ? 0.0 : timeout);
+    int rc = side_lock(q, PROD, &dl);
+    if (rc == 0) {
+        note_cpu(&s->prod_cpu);
+        if (len <= s->whole_max)
+            rc = put_whole(q, iov, iovcnt, len, &dl);
+        else
+            rc = put_stream(q, iov, iovcnt, len, &dl);
+        pthread_mutex_unlock(&s->plock);
+    }
+    if (rc == -ETIMEDOUT && nowait) rc = MP_EFULL;
+    return rc;
+}
+
+int mp_queue_put(mp_queue *q, const void *buf, size_t len, double timeout)
+{
+    if (!buf && len) return -EINVAL;
+    struct iovec v = {(void *)buf, len};
+    return put_impl(q, &v, 1, timeout, false);
+}
+
+int mp_queue_put_nowait(mp_queue *q, const void *buf, size_t len)
+{
+    if (!buf && len) return -EINVAL;
+    struct iovec v = {(void *)buf, len};
+    return put_impl(q, &v, 1, 0, true);
+}
+
+int mp_queue_putv(mp_queue *q, const struct iovec *iov, int iovcnt, double timeout)
+{
+    return put_impl(q, iov, iovcnt, timeout, false);
+}
+
+/* ---- get ----------------------------------------------------------------------------------- */
+
+struct dest {
+    unsigned char *buf; /* caller's buffer, or the allocated one */
+    size_t cap;
+    bool alloc;
+};
+
+/* Makes room for a message of `total` bytes before anything of it is consumed. */
+static int dest_prepare(struct dest *d, uint64_t total, size_t *len)
+{
+    if (d->alloc) {
+        free(d->buf);
+        d->buf = malloc(total ? total : 1);
+        if (!d->buf) return -ENOMEM;
+        d->cap = total;
+        return 0;
+    }
+    if (total > d->cap) {
+        *len = total;
+        return MP_ETOOSMALL;
+    }
+    return 0;
+}
+
+static int get_impl(mp_queue *q, struct dest *d, size_t *len, double timeout, bool nowait)
+{
+    struct qshm *s = q->s;
+    mp__deadline dl = mp__deadline_in(nowait ? 0.0 : timeout);
+    int rc = side_lock(q, CONS, &dl);
+    if (rc < 0) return rc == -ETIMEDOUT && nowait ? MP_EEMPTY : rc;
+    note_cpu(&s->cons_cpu);
+    mp__qrd st = {MP__QRD_IDLE, 0, 0};
+    for (;;) {
+        uint64_t hd = LD(&s->head);
+        if (s->cached_tail <= hd) s->cached_tail = LDA(&s->tail);
+        if (s->cached_tail <= hd) {
+            if (st.mode == MP__QRD_IDLE && LDA(&s->closed)) {
+                rc = MP_ECLOSED;
+                break;
+            }
+            rc = wait_data(q, &dl, st.mode);
+            if (rc == 0) continue;
+            if (nowait) rc = MP_EEMPTY;
+            break;
+        }
+        uint64_t avail = s->cached_tail - hd;
+        mp__qrec h;
+        memcpy(&h, q->ring + hd % q->cap, sizeof h);
+        int64_t size = avail > q->cap ? MP_ECORRUPT : mp__qrec_validate(&h, avail);
+        if (size < 0) {
+            rc = MP_ECORRUPT;
+            break;
+        }
+        uint32_t type = mp__qrec_type(&h);
+        if (st.mode == MP__QRD_IDLE && (type == MP__QREC_MSG || type == MP__QREC_BEGIN) &&
+            (rc = dest_prepare(d, h.aux, len)) < 0)
+            break;
+        int act = mp__qrd_step(&st, &h);
+        if (act < 0) {
+            rc = MP_ECORRUPT;
+            break;
+        }
+        uint64_t at = act == MP__QACT_MSG || act == MP__QACT_BEGIN ? 0 : h.aux;
+        if (act == MP__QACT_MSG || act == MP__QACT_BEGIN || act == MP__QACT_APPEND ||
+            act == MP__QACT_FINISH)
+            mp__ring_read(q->ring, q->cap, hd + MP__QREC_HDR, d->buf + at, h.chunk);
+        HOOK(MP__QH_GET_READ);
+        ccommit(s, hd + (uint64_t)size, mp__qrd_terminal(act), mp__qrd_discards(act));
+        wake_space(s);
+        if (mp__qrd_discards(act) && s->joinable) wake_join(s);
+        if (act == MP__QACT_MSG || act == MP__QACT_FINISH) {
+            *len = act == MP__QACT_MSG ? h.chunk : st.total;
+            rc = 0;
+            break;
+        }
+        if (act == MP__QACT_BEGIN || act == MP__QACT_APPEND) HOOK(MP__QH_GET_CHUNK);
+    }
+    pthread_mutex_unlock(&s->clock);
+    return rc;
+}
+
+int mp_queue_get(mp_queue *q, void *buf, size_t cap, size_t *len, double timeout)
+{
+    if (!valid(q) || !len || (!buf && cap)) return -EINVAL;
+    struct dest d = {buf, cap, false};
+    return get_impl(q, &d, len, timeout, false);
+}
+
+int mp_queue_get_nowait(mp_queue *q, void *buf, size_t cap, size_t *len)
+{
+    if (!valid(q) || !len || (!buf && cap)) return -EINVAL;
+    struct dest d = {buf, cap, false};
+    return get_impl(q, &d, len, 0, true);
+}
+
+int mp_queue_get_alloc(mp_queue *q, void **out, size_t *len, double timeout)
+{
+    if (out) *out = NULL;
+    if (!valid(q) || !out || !len) return -EINVAL;
+    struct dest d = {NULL, 0, true};
+    int rc = get_impl(q, &d, len, timeout, false);
+    if (rc < 0) {
+        free(d.buf);
+        return rc;
+    }
+    *out = d.buf;
+    return 0;
+}
+
+/* ---- state --------------------------------------------------------------------------------- */
+
+static uint64_t count(struct qshm *s)
+{
+    uint64_t got = LDA(&s->msgs_got);
+    uint64_t put = LDA(&s->msgs_put);
+    return put > got ? put - got : 0;
+}
+
+ssize_t mp_queue_qsize(mp_queue *q)
+{
+    if (!valid(q)) return -EINVAL;
+    return (ssize_t)count(q->s);
+}
+
+int mp_queue_empty(mp_queue *q)
+{
+    if (!valid(q)) return -EINVAL;
+    return count(q->s) == 0;
+}
+
+int mp_queue_full(mp_queue *q)
+{
+    if (!valid(q)) return -EINVAL;
+    return q->s->maxsize && count(q->s) >= q->s->maxsize;
+}
+
+size_t mp_queue_capacity(const mp_queue *q)
+{
+    return valid(q) ? (size_t)q->cap : 0;
+}
+
+size_t mp_queue_maxsize(const mp_queue *q)
+{
+    return valid(q) ? (size_t)q->s->maxsize : 0;
+}
+
+int mp_queue_close(mp_queue *q)
+{
+    if (!valid(q)) return -EINVAL;
+    struct qshm *s = q->s;
+    if (atomic_exchange(&s->closed, 1)) return 0;
+    atomic_fetch_add(&s->data_seq, 1);
+    atomic_fetch_add(&s->space_seq, 1);
+    mp__futex_wake(&s->data_seq, INT32_MAX);
+    mp__futex_wake(&s->space_seq, INT32_MAX);
+    wake_join(s);
+    return 0;
+}
+
+int mp_queue_closed(mp_queue *q)
+{
+    if (!valid(q)) return -EINVAL;
+    return (int)LDA(&q->s->closed);
+}
+
+/* ---- JoinableQueue --------------------------------------------------------------------------- */
+
+static uint64_t unfinished(struct qshm *s)
+{
+    uint64_t done = LDA(&s->tasks_done) + LDA(&s->discarded);
+    uint64_t put = LDA(&s->msgs_put);
+    return put > done ? put - done : 0;
+}
+
+ssize_t mp_queue_unfinished(mp_queue *q)
+{
+    if (!valid(q)) return -EINVAL;
+    if (!q->s->joinable) return MP_ETYPE;
+    return (ssize_t)unfinished(q->s);
+}
+
+int mp_queue_task_done(mp_queue *q)
+{
+    if (!valid(q)) return -EINVAL;
+    struct qshm *s = q->s;
+    if (!s->joinable) return MP_ETYPE;
+    uint64_t td = LDA(&s->tasks_done);
+    for (;;) {
+        if (td + LDA(&s->discarded) >= LDA(&s->msgs_put)) return MP_EOVERRELEASE;
+        if (atomic_compare_exchange_weak(&s->tasks_done, &td, td + 1)) break;
+    }
+    if (unfinished(s) == 0) wake_join(s);
+    return 0;
+}
+
+int mp_queue_join(mp_queue *q, double timeout)
+{
+    if (!valid(q)) return -EINVAL;
+    struct qshm *s = q->s;
+    if (!s->joinable) return MP_ETYPE;
+    mp__deadline dl = mp__deadline_in(timeout);
+    for (;;) {
+        uint32_t seq = LDA(&s->join_seq);
+        if (unfinished(s) == 0) return 0;
+        if (mp__deadline_left_ns(&dl) == 0) return -ETIMEDOUT;
+        atomic_fetch_add(&s->join_waiters, 1);
+        mp__deadline slice = mp__deadline_in(SLICE_NS / 1e9);
+        if (!mp__deadline_forever(&dl) && dl.at_ns < slice.at_ns) slice = dl;
+        int rc = unfinished(s) ? mp__futex_wait(&s->join_seq, seq, &slice) : 0;
+        atomic_fetch_sub(&s->join_waiters, 1);
+        if (rc == -ETIMEDOUT) {
+            /* A side whose owner died mid-commit holds counters that only its repair fixes. */
+            check_producer_alive(q);
+            check_consumer_alive(q);
+        }
+    }
+}
+
+int mp__queue_stats(mp_queue *q, struct mp__queue_stats *st)
+{
+    if (!valid(q) || !st) return -EINVAL;
+    struct qshm *s = q->s;
+    st->prod_repairs = LDA(&s->prod_repairs);
+    st->cons_repairs = LDA(&s->cons_repairs);
+    st->aborts = LDA(&s->aborts);
+    st->discarded = LDA(&s->discarded);
+    st->msgs_put = LDA(&s->msgs_put);
+    st->msgs_got = LDA(&s->msgs_got);
+    return 0;
+}
