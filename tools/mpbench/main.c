@@ -1,0 +1,320 @@
+/* mpbench - measures every mproc mechanism side by side and fills the seed's IPC table.
+ *
+ *   mpbench --quick                 the comparison table and the key figures (< 30 s)
+ *   mpbench                         every figure, progress on stderr
+ *   mpbench --compare python        the same with Python's multiprocessing, and the ratios
+ *   mpbench --json | --plot F.png   for machines / a bar chart
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "avail.h"
+#include "mpbench.h"
+#include "mproc/common.h"
+
+#ifndef MPROC_TOOL_VERSION
+#define MPROC_TOOL_VERSION "0.1.0"
+#endif
+
+static mpb_ctx ctx;
+mpb_ctx *mpb = &ctx;
+volatile int mpb_stopping;
+
+/* The benchmarks, in output order. avail is NULL when the module is built. */
+static const struct bench {
+    const char *name;
+    const char *what;
+    void (*run)(void);
+    const char *missing; /* why it cannot run in this build, or NULL */
+} benches[] = {
+    {"raw", "kernel baselines: raw pipe, memcpy, robust mutex, kill+sigwaitinfo", mpb_bench_raw,
+     NULL},
+    {"pipe", "mp_conn pipe: round trips and streams", mpb_bench_pipe,
+#ifdef MPB_HAVE_PIPE
+     NULL},
+#else
+     "src/pipe.c is not in this tree"},
+#endif
+    {"queue", "mp_queue: round trips and streams", mpb_bench_queue,
+#ifdef MPB_HAVE_QUEUE
+     NULL},
+#else
+     "src/queue.c is not in this tree"},
+#endif
+    {"array", "shared Array bulk transfer, handed over with an atomic Value", mpb_bench_array,
+#ifdef MPB_HAVE_SHARED
+     NULL},
+#else
+     "src/shared.c is not in this tree"},
+#endif
+    {"value", "shared Value incremented under its lock by two processes", mpb_bench_value,
+#if defined(MPB_HAVE_SHARED) && defined(MPB_HAVE_SYNC)
+     NULL},
+#else
+     "src/shared.c or src/sync.c is not in this tree"},
+#endif
+    {"atomic", "atomic Value: atomic add by two processes", mpb_bench_atomic,
+#ifdef MPB_HAVE_SHARED
+     NULL},
+#else
+     "src/shared.c is not in this tree"},
+#endif
+    {"lock", "mp_lock acquire+release, uncontended", mpb_bench_lock,
+#ifdef MPB_HAVE_SYNC
+     NULL},
+#else
+     "src/sync.c is not in this tree"},
+#endif
+    {"signal", "signal round trip: mp_signal_send + mp_sigwaiter", mpb_bench_signal,
+#ifdef MPB_HAVE_SIGNALS
+     NULL},
+#else
+     "src/signals.c is not in this tree"},
+#endif
+    {"process", "process start: mp_process_new+start+join+free", mpb_bench_process,
+#ifdef MPB_HAVE_PROCESS
+     NULL},
+#else
+     "src/process.c is not in this tree"},
+#endif
+    {"pool", "process pool: apply round trip, map", mpb_bench_pool,
+#ifdef MPB_HAVE_POOL
+     NULL},
+#else
+     "src/pool.c is not in this tree"},
+#endif
+};
+#define NBENCH ((int)(sizeof benches / sizeof benches[0]))
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: mpbench [options]\n"
+            "Measures mproc's processes, pipes, queues, shared memory, locks, signals and pool.\n"
+            "\n"
+            "  -q, --quick            the seed's comparison table and the key figures (< 30 s)\n"
+            "  -r, --reps N           repetitions per figure (default 5, at least 5)\n"
+            "  -o, --only NAME[,...]  only these benchmarks or figures (see --list)\n"
+            "  -l, --list             list the benchmarks and figure names, measure nothing\n"
+            "  -j, --json             print every figure as JSON on stdout\n"
+            "  -p, --plot FILE.png    draw a bar chart with gnuplot\n"
+            "  -c, --compare python   also measure Python's multiprocessing, print ratios\n"
+            "  -v, --verbose          one progress line per figure on stderr (default: full run)\n"
+            "  -h, --help             this help\n"
+            "  -V, --version          the version\n"
+            "\n"
+            "Exit status: 0 success, 1 a measurement failed, 2 bad usage, 3 python3 or gnuplot\n"
+            "is missing, 130 interrupted.\n");
+}
+
+static int bad_usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "mpbench: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n");
+    usage(stderr);
+    return 2;
+}
+
+static void on_signal(int sig)
+{
+    mpb_stopping = 1;
+    mpb_kill_all();
+    static const char msg[] = "\nmpbench: interrupted, children killed and reaped\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+    _exit(sig == SIGINT ? 130 : 128 + sig);
+}
+
+static const struct bench *find_bench(const char *sel)
+{
+    size_t n = strcspn(sel, ".");
+    for (int i = 0; i < NBENCH; i++)
+        if (strlen(benches[i].name) == n && strncmp(benches[i].name, sel, n) == 0)
+            return &benches[i];
+    return NULL;
+}
+
+/* Splits "a,b,c" into a NULL-terminated array (the string is modified and kept). */
+static char **split_names(char *s)
+{
+    size_t cap = 2;
+    for (char *p = s; *p; p++)
+        cap += *p == ',';
+    char **v = calloc(cap, sizeof *v);
+    if (!v) return NULL;
+    size_t n = 0;
+    for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ","))
+        v[n++] = tok;
+    return v;
+}
+
+/* The program path of gnuplot or python3 when found on PATH (or the env override). */
+const char *mpb_find_program(const char *env, const char *prog)
+{
+    const char *o = getenv(env);
+    if (o && *o) return access(o, X_OK) == 0 ? o : NULL;
+    const char *path = getenv("PATH");
+    static char buf[2][4096];
+    static int slot;
+    if (!path) return NULL;
+    char *copy = strdup(path);
+    const char *found = NULL;
+    for (char *d = strtok(copy, ":"); d && !found; d = strtok(NULL, ":")) {
+        char *b = buf[slot];
+        snprintf(b, sizeof buf[0], "%s/%s", *d ? d : ".", prog);
+        if (access(b, X_OK) == 0) {
+            found = b;
+            slot ^= 1;
+        }
+    }
+    free(copy);
+    return found;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"quick", no_argument, NULL, 'q'},
+                                         {"reps", required_argument, NULL, 'r'},
+                                         {"only", required_argument, NULL, 'o'},
+                                         {"list", no_argument, NULL, 'l'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"plot", required_argument, NULL, 'p'},
+                                         {"compare", required_argument, NULL, 'c'},
+                                         {"verbose", no_argument, NULL, 'v'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {NULL, 0, NULL, 0}};
+    bool json = false, compare = false, verbose = false;
+    const char *plot = NULL;
+    ctx.reps = 5;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":qr:o:ljp:c:vhV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'q':
+            ctx.quick = true;
+            break;
+        case 'r': {
+            char *end;
+            errno = 0;
+            long r = strtol(optarg, &end, 10);
+            if (errno || *end || end == optarg || r < 5 || r > MPB_MAXREPS)
+                return bad_usage("--reps wants a whole number from 5 to 101, not '%s'", optarg);
+            ctx.reps = (int)r;
+            break;
+        }
+        case 'o':
+            ctx.only = split_names(optarg);
+            if (!ctx.only || !ctx.only[0]) return bad_usage("--only wants names%s", "");
+            for (char **s = ctx.only; *s; s++)
+                if (!find_bench(*s))
+                    return bad_usage("unknown benchmark '%s' (mpbench --list shows them)", *s);
+            break;
+        case 'l':
+            ctx.listing = true;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'p':
+            plot = optarg;
+            break;
+        case 'c':
+            if (strcmp(optarg, "python") != 0)
+                return bad_usage("--compare knows only 'python', not '%s'", optarg);
+            compare = true;
+            break;
+        case 'v':
+            verbose = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("mpbench %s (libmproc %s)\n", MPROC_TOOL_VERSION, mp_version());
+            return 0;
+        case ':':
+            return bad_usage("option '%s' needs an argument", argv[optind - 1]);
+        default:
+            return bad_usage("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return bad_usage("unexpected argument '%s'", argv[optind]);
+
+    ctx.ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    {
+        cpu_set_t set;
+        if (sched_getaffinity(0, sizeof set, &set) == 0) ctx.ncpu = CPU_COUNT(&set);
+    }
+    if (ctx.ncpu < 1) ctx.ncpu = 1;
+    const char *tiny = getenv("MPBENCH_TINY");
+    ctx.tiny = tiny && *tiny && strcmp(tiny, "0") != 0;
+    ctx.rep_s = ctx.tiny ? 0.002 : ctx.quick ? 0.02 : 0.2;
+    ctx.rtt_n = ctx.tiny ? 20 : ctx.quick ? 300 : 3000;
+    ctx.progress = verbose || (!ctx.quick && !ctx.listing);
+
+    if (ctx.listing) {
+        for (int i = 0; i < NBENCH; i++) {
+            if (!mpb_want_any(benches[i].name)) continue;
+            if (benches[i].missing)
+                printf("# %s: not available (%s)\n", benches[i].name, benches[i].missing);
+            else
+                printf("# %s: %s\n", benches[i].name, benches[i].what);
+            benches[i].run();
+        }
+        return 0;
+    }
+    if (plot && !mpb_find_program("MPBENCH_GNUPLOT", "gnuplot")) {
+        fprintf(stderr, "mpbench: --plot needs gnuplot, which is not installed "
+                        "(Debian: apt-get install gnuplot-nox)\n");
+        return 3;
+    }
+    if (compare && !mpb_find_program("MPBENCH_PYTHON", "python3")) {
+        fprintf(stderr, "mpbench: --compare python needs python3, which is not installed\n");
+        return 3;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigfillset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    double t0 = mpb_now();
+    for (int i = 0; i < NBENCH && !mpb_stopping; i++) {
+        if (!mpb_want_any(benches[i].name)) continue;
+        if (benches[i].missing) {
+            mpb_unavailable("%s: not available (%s)", benches[i].name, benches[i].missing);
+            continue;
+        }
+        if (!verbose && isatty(2)) fprintf(stderr, "\rmpbench: measuring %-10s", benches[i].name);
+        benches[i].run();
+    }
+    if (!verbose && isatty(2)) fprintf(stderr, "\r%40s\r", "");
+    mpb_note("measured in %.1f s", mpb_now() - t0);
+
+    char why[256] = "";
+    if (compare && mpb_python(why, sizeof why) != 0)
+        fprintf(stderr, "mpbench: --compare python: %s\n", why);
+
+    if (json) {
+        mpb_print_json(compare, compare ? (why[0] ? why : "ok") : NULL);
+    } else {
+        mpb_print_table();
+        mpb_print_figures(compare);
+    }
+    int rc = ctx.failures ? 1 : 0;
+    if (plot && mpb_plot(plot, compare) != 0) rc = 1;
+    if (compare && why[0]) rc = 1;
+    return rc;
+}
