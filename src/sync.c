@@ -1,0 +1,902 @@
+/* sync.c - process-shared Lock, RLock, Semaphore, Event, Condition, Barrier (mproc/sync.h).
+ *
+ * Lock and RLock are thin wrappers over robust, process-shared pthread mutexes: the uncontended
+ * path is glibc's single CAS each way, and the kernel's robust list hands a dead holder's lock to
+ * the next acquirer with EOWNERDEAD. Semaphore and Event are lock-free futex words: a process
+ * killed anywhere inside them cannot leave them inconsistent. Condition is a sequence-number futex
+ * over the caller's lock. Barrier keeps its counters under a robust internal mutex; a death inside
+ * that mutex breaks the barrier instead of corrupting it.
+ *
+ * Waiter counts (sem, event, cond) only decide whether a release needs a futex_wake syscall; a
+ * process killed while waiting leaves the count too high, which costs an occasional needless
+ * syscall and nothing else. Store/load ordering between "waiters++ then sleep if word == x" and
+ * "change word then read waiters" is seq_cst on both sides (Dekker), so no wake-up is lost.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mproc/error.h"
+#include "platform/platform.h"
+#include "sync_internal.h"
+
+/* ---- common -------------------------------------------------------------------------------- */
+
+static __thread pid_t tls_tid __attribute__((tls_model("initial-exec")));
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* A fork child's only thread inherits its parent thread's cached id: forget it. */
+static void reset_tid_in_child(void)
+{
+    tls_tid = 0;
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, reset_tid_in_child);
+}
+
+static void sync_global_init(void)
+{
+    pthread_once(&atfork_once, register_atfork);
+}
+
+pid_t mp__tid(void)
+{
+    pid_t t = tls_tid;
+    if (!t) tls_tid = t = gettid();
+    return t;
+}
+
+typedef struct state_hdr {
+    _Atomic uint32_t magic;
+    uint32_t kind;
+} state_hdr;
+
+/* Memory given to an _init_at / _attach_at call: present, 8-byte aligned, large enough. */
+static int check_mem(void *mem, size_t size)
+{
+    if (!mem || ((uintptr_t)mem & 7) || size < MP_SYNC_SHM_SIZE) return -EINVAL;
+    return 0;
+}
+
+/* An attach target must hold an initialised object of one of the two kinds given. */
+static int check_attach(void *mem, size_t size, uint32_t k1, uint32_t k2)
+{
+    int r = check_mem(mem, size);
+    if (r) return r;
+    state_hdr *h = mem;
+    if (atomic_load_explicit(&h->magic, memory_order_acquire) != MP__SYNC_MAGIC) return -EINVAL;
+    if (h->kind != k1 && h->kind != k2) return MP_ETYPE;
+    return 0;
+}
+
+static void publish(void *mem, uint32_t kind)
+{
+    state_hdr *h = mem;
+    h->kind = kind;
+    atomic_store_explicit(&h->magic, MP__SYNC_MAGIC, memory_order_release);
+}
+
+static int map_state(void **mem)
+{
+    sync_global_init();
+    return mp__shm_map_anon(MP_SYNC_SHM_SIZE, mem);
+}
+
+static void unmap_state(void *mem, uint32_t flags)
+{
+    if (flags & MP__H_OWNS_MAP) mp__shm_unmap(mem, MP_SYNC_SHM_SIZE);
+}
+
+static bool is_forever(double timeout)
+{
+    return !(timeout >= 0);
+}
+
+/* ---- Lock and RLock ---------------------------------------------------------------------- */
+
+int mp__lock_state_init(mp__lock_state *s, bool recursive)
+{
+    sync_global_init();
+    pthread_mutexattr_t a;
+    int r = pthread_mutexattr_init(&a);
+    if (r) return -r;
+    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    /* ERRORCHECK makes a self-deadlock on a plain Lock an error instead of a hang; the robust
+     * code path checks the owner anyway, so it costs nothing extra. */
+    pthread_mutexattr_settype(&a, recursive ? PTHREAD_MUTEX_RECURSIVE : PTHREAD_MUTEX_ERRORCHECK);
+    r = pthread_mutex_init(&s->m, &a);
+    pthread_mutexattr_destroy(&a);
+    if (r) return -r;
+    publish(s, recursive ? MP__K_RLOCK : MP__K_LOCK);
+    return 0;
+}
+
+void mp__lock_handle_embed(mp_lock *h, mp__lock_state *s)
+{
+    h->magic = MP__HANDLE_MAGIC;
+    h->flags = MP__H_EMBEDDED;
+    h->s = s;
+}
+
+static int lock_handle_new(mp_lock **out, mp__lock_state *s, uint32_t flags)
+{
+    mp_lock *l = malloc(sizeof *l);
+    if (!l) return -ENOMEM;
+    l->magic = MP__HANDLE_MAGIC;
+    l->flags = flags;
+    l->s = s;
+    *out = l;
+    return 0;
+}
+
+static int lock_new(mp_lock **out, bool recursive)
+{
+    if (!out) return -EINVAL;
+    void *mem;
+    int r = map_state(&mem);
+    if (r) return r;
+    if ((r = mp__lock_state_init(mem, recursive)) ||
+        (r = lock_handle_new(out, mem, MP__H_OWNS_MAP))) {
+        mp__shm_unmap(mem, MP_SYNC_SHM_SIZE);
+        return r;
+    }
+    return 0;
+}
+
+int mp_lock_new(mp_lock **out)
+{
+    return lock_new(out, false);
+}
+
+int mp_rlock_new(mp_lock **out)
+{
+    return lock_new(out, true);
+}
+
+int mp_lock_init_at(mp_lock **out, void *mem, size_t size, bool recursive)
+{
+    int r = check_mem(mem, size);
+    if (!out || r) return -EINVAL;
+    if ((r = mp__lock_state_init(mem, recursive))) return r;
+    return lock_handle_new(out, mem, 0);
+}
+
+int mp_lock_attach_at(mp_lock **out, void *mem, size_t size)
+{
+    if (!out) return -EINVAL;
+    int r = check_attach(mem, size, MP__K_LOCK, MP__K_RLOCK);
+    if (r) return r;
+    sync_global_init();
+    return lock_handle_new(out, mem, 0);
+}
+
+static inline bool lock_ok(const mp_lock *l)
+{
+    return l && l->magic == MP__HANDLE_MAGIC;
+}
+
+static bool owned(const mp__lock_state *s)
+{
+    return __atomic_load_n(&s->m.__data.__owner, __ATOMIC_RELAXED) == mp__tid();
+}
+
+/* Map a pthread result to mproc's: a dead holder's lock is ours now; make it consistent at once
+ * so that only this caller hears about the death. */
+static int lock_result(mp__lock_state *s, int r)
+{
+    switch (r) {
+    case 0:
+        return 0;
+    case EOWNERDEAD:
+        pthread_mutex_consistent(&s->m);
+        return -EOWNERDEAD;
+    case EBUSY:
+        if (s->kind == MP__K_LOCK && owned(s)) return -EDEADLK;
+        return -ETIMEDOUT;
+    default:
+        return -r; /* ETIMEDOUT, EDEADLK, EAGAIN, ENOTRECOVERABLE */
+    }
+}
+
+static int lock_state_acquire(mp__lock_state *s, double timeout)
+{
+    if (is_forever(timeout)) return lock_result(s, pthread_mutex_lock(&s->m));
+    if (timeout == 0) return lock_result(s, pthread_mutex_trylock(&s->m));
+    mp__deadline dl = mp__deadline_in(timeout);
+    if (mp__deadline_forever(&dl)) return lock_result(s, pthread_mutex_lock(&s->m));
+    struct timespec ts = mp__deadline_abs(&dl);
+    return lock_result(s, pthread_mutex_clocklock(&s->m, CLOCK_MONOTONIC, &ts));
+}
+
+int mp_lock_acquire(mp_lock *l, double timeout)
+{
+    if (!lock_ok(l)) return -EINVAL;
+    return lock_state_acquire(l->s, timeout);
+}
+
+int mp_lock_release(mp_lock *l)
+{
+    if (!lock_ok(l)) return -EINVAL;
+    int r = pthread_mutex_unlock(&l->s->m);
+    if (r == 0) return 0;
+    return r == EPERM ? MP_ENOTOWNER : -r;
+}
+
+int mp_lock_is_owned(const mp_lock *l)
+{
+    if (!lock_ok(l)) return -EINVAL;
+    return owned(l->s);
+}
+
+int mp_lock_is_recursive(const mp_lock *l)
+{
+    if (!lock_ok(l)) return -EINVAL;
+    return l->s->kind == MP__K_RLOCK;
+}
+
+int mp_lock_free(mp_lock **pp)
+{
+    if (!pp || !*pp) return 0;
+    mp_lock *l = *pp;
+    if (!lock_ok(l) || (l->flags & MP__H_EMBEDDED)) return -EINVAL;
+    unmap_state(l->s, l->flags);
+    l->magic = 0;
+    free(l);
+    *pp = NULL;
+    return 0;
+}
+
+/* Release every level the caller holds; returns how many (0: it held none). */
+static int lock_release_all(mp__lock_state *s)
+{
+    int n = 0;
+    while (pthread_mutex_unlock(&s->m) == 0)
+        n++;
+    return n;
+}
+
+/* Take the lock back at `levels` levels, without a time limit (Python's Condition does the
+ * same: a wait always returns holding the lock). Returns 0 or -EOWNERDEAD. */
+static int lock_reacquire(mp__lock_state *s, int levels)
+{
+    int r = lock_state_acquire(s, MP_FOREVER);
+    for (int i = 1; i < levels; i++)
+        pthread_mutex_lock(&s->m); /* recursive and already ours: cannot fail or block */
+    return r == -EOWNERDEAD ? r : 0;
+}
+
+/* ---- Semaphore ----------------------------------------------------------------------------- */
+
+typedef struct sem_state {
+    _Atomic uint32_t magic;
+    uint32_t kind;
+    _Atomic uint32_t value; /* futex word */
+    _Atomic uint32_t waiters;
+    uint32_t bound; /* BoundedSemaphore: the initial value */
+} sem_state;
+
+struct mp_sem {
+    uint32_t magic;
+    uint32_t flags;
+    sem_state *s;
+};
+
+static int handle_new(void **out, size_t size, void *state, uint32_t flags)
+{
+    struct {
+        uint32_t magic, flags;
+        void *s;
+    } *h = calloc(1, size);
+    if (!h) return -ENOMEM;
+    h->magic = MP__HANDLE_MAGIC;
+    h->flags = flags;
+    h->s = state;
+    *out = h;
+    return 0;
+}
+
+static void sem_state_init(sem_state *s, unsigned value, bool bounded)
+{
+    atomic_store(&s->value, value);
+    atomic_store(&s->waiters, 0);
+    s->bound = value;
+    publish(s, bounded ? MP__K_BSEM : MP__K_SEM);
+}
+
+static int sem_new(mp_sem **out, unsigned value, bool bounded)
+{
+    if (!out || value > MP_SEM_VALUE_MAX) return -EINVAL;
+    void *mem;
+    int r = map_state(&mem);
+    if (r) return r;
+    sem_state_init(mem, value, bounded);
+    if ((r = handle_new((void **)out, sizeof(mp_sem), mem, MP__H_OWNS_MAP)))
+        mp__shm_unmap(mem, MP_SYNC_SHM_SIZE);
+    return r;
+}
+
+int mp_sem_new(mp_sem **out, unsigned value)
+{
+    return sem_new(out, value, false);
+}
+
+int mp_bsem_new(mp_sem **out, unsigned value)
+{
+    return sem_new(out, value, true);
+}
+
+int mp_sem_init_at(mp_sem **out, void *mem, size_t size, unsigned value, bool bounded)
+{
+    if (!out || check_mem(mem, size) || value > MP_SEM_VALUE_MAX) return -EINVAL;
+    sync_global_init();
+    sem_state_init(mem, value, bounded);
+    return handle_new((void **)out, sizeof(mp_sem), mem, 0);
+}
+
+int mp_sem_attach_at(mp_sem **out, void *mem, size_t size)
+{
+    if (!out) return -EINVAL;
+    int r = check_attach(mem, size, MP__K_SEM, MP__K_BSEM);
+    if (r) return r;
+    sync_global_init();
+    return handle_new((void **)out, sizeof(mp_sem), mem, 0);
+}
+
+static inline bool sem_ok(const mp_sem *s)
+{
+    return s && s->magic == MP__HANDLE_MAGIC;
+}
+
+static bool sem_try(sem_state *s)
+{
+    uint32_t v = atomic_load_explicit(&s->value, memory_order_relaxed);
+    while (v > 0)
+        if (atomic_compare_exchange_weak_explicit(&s->value, &v, v - 1, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return true;
+    return false;
+}
+
+int mp_sem_acquire(mp_sem *sem, double timeout)
+{
+    if (!sem_ok(sem)) return -EINVAL;
+    sem_state *s = sem->s;
+    if (sem_try(s)) return 0;
+    if (timeout == 0) return -ETIMEDOUT;
+    mp__deadline dl = mp__deadline_in(timeout);
+    for (;;) {
+        atomic_fetch_add(&s->waiters, 1);
+        int r = mp__futex_wait(&s->value, 0, &dl);
+        atomic_fetch_sub(&s->waiters, 1);
+        if (sem_try(s)) return 0;
+        if (r == -ETIMEDOUT) return -ETIMEDOUT;
+    }
+}
+
+int mp_sem_release(mp_sem *sem)
+{
+    if (!sem_ok(sem)) return -EINVAL;
+    sem_state *s = sem->s;
+    uint32_t v = atomic_load_explicit(&s->value, memory_order_relaxed);
+    do {
+        if (s->kind == MP__K_BSEM && v >= s->bound) return MP_EOVERRELEASE;
+        if (v >= MP_SEM_VALUE_MAX) return -EOVERFLOW;
+    } while (!atomic_compare_exchange_weak(&s->value, &v, v + 1));
+    if (atomic_load(&s->waiters) > 0) mp__futex_wake(&s->value, 1);
+    return 0;
+}
+
+int mp_sem_get_value(const mp_sem *sem, unsigned *out)
+{
+    if (!sem_ok(sem) || !out) return -EINVAL;
+    *out = atomic_load(&sem->s->value);
+    return 0;
+}
+
+/* Frees any handle of the common {magic, flags, state} shape. */
+static int handle_free(void **pp)
+{
+    if (!pp || !*pp) return 0;
+    struct {
+        uint32_t magic, flags;
+        void *s;
+    } *h = *pp;
+    if (h->magic != MP__HANDLE_MAGIC) return -EINVAL;
+    unmap_state(h->s, h->flags);
+    h->magic = 0;
+    free(h);
+    *pp = NULL;
+    return 0;
+}
+
+int mp_sem_free(mp_sem **pp)
+{
+    return handle_free((void **)pp);
+}
+
+/* ---- Event --------------------------------------------------------------------------------- */
+
+typedef struct event_state {
+    _Atomic uint32_t magic;
+    uint32_t kind;
+    _Atomic uint32_t flag; /* futex word */
+    _Atomic uint32_t waiters;
+} event_state;
+
+struct mp_event {
+    uint32_t magic;
+    uint32_t flags;
+    event_state *s;
+};
+
+static void event_state_init(event_state *s)
+{
+    atomic_store(&s->flag, 0);
+    atomic_store(&s->waiters, 0);
+    publish(s, MP__K_EVENT);
+}
+
+int mp_event_new(mp_event **out)
+{
+    if (!out) return -EINVAL;
+    void *mem;
+    int r = map_state(&mem);
+    if (r) return r;
+    event_state_init(mem);
+    if ((r = handle_new((void **)out, sizeof(mp_event), mem, MP__H_OWNS_MAP)))
+        mp__shm_unmap(mem, MP_SYNC_SHM_SIZE);
+    return r;
+}
+
+int mp_event_init_at(mp_event **out, void *mem, size_t size)
+{
+    if (!out || check_mem(mem, size)) return -EINVAL;
+    sync_global_init();
+    event_state_init(mem);
+    return handle_new((void **)out, sizeof(mp_event), mem, 0);
+}
+
+int mp_event_attach_at(mp_event **out, void *mem, size_t size)
+{
+    if (!out) return -EINVAL;
+    int r = check_attach(mem, size, MP__K_EVENT, MP__K_EVENT);
+    if (r) return r;
+    sync_global_init();
+    return handle_new((void **)out, sizeof(mp_event), mem, 0);
+}
+
+static inline bool event_ok(const mp_event *e)
+{
+    return e && e->magic == MP__HANDLE_MAGIC;
+}
+
+int mp_event_set(mp_event *e)
+{
+    if (!event_ok(e)) return -EINVAL;
+    if (atomic_exchange(&e->s->flag, 1) == 0 && atomic_load(&e->s->waiters) > 0)
+        mp__futex_wake(&e->s->flag, INT32_MAX);
+    return 0;
+}
+
+int mp_event_clear(mp_event *e)
+{
+    if (!event_ok(e)) return -EINVAL;
+    atomic_store(&e->s->flag, 0);
+    return 0;
+}
+
+int mp_event_is_set(const mp_event *e)
+{
+    if (!event_ok(e)) return -EINVAL;
+    return atomic_load(&e->s->flag) != 0;
+}
+
+int mp_event_wait(mp_event *e, double timeout)
+{
+    if (!event_ok(e)) return -EINVAL;
+    event_state *s = e->s;
+    if (atomic_load(&s->flag)) return 0;
+    if (timeout == 0) return -ETIMEDOUT;
+    mp__deadline dl = mp__deadline_in(timeout);
+    for (;;) {
+        atomic_fetch_add(&s->waiters, 1);
+        int r = mp__futex_wait(&s->flag, 0, &dl);
+        atomic_fetch_sub(&s->waiters, 1);
+        if (atomic_load(&s->flag)) return 0;
+        if (r == -ETIMEDOUT) return -ETIMEDOUT;
+    }
+}
+
+int mp_event_free(mp_event **pp)
+{
+    return handle_free((void **)pp);
+}
+
+/* ---- Condition ----------------------------------------------------------------------------- */
+
+typedef struct cond_state {
+    _Atomic uint32_t magic;
+    uint32_t kind;
+    _Atomic uint32_t seq; /* futex word: bumped by every notify */
+    _Atomic uint32_t waiters;
+    mp__lock_state lock; /* the condition's own RLock, when it has one */
+} cond_state;
+
+_Static_assert(sizeof(cond_state) <= MP_SYNC_SHM_SIZE, "cond_state too big");
+_Static_assert(sizeof(mp__barrier_state) <= MP_SYNC_SHM_SIZE, "barrier_state too big");
+
+struct mp_cond {
+    uint32_t magic;
+    uint32_t flags;
+    cond_state *s;
+    mp_lock *lock; /* the lock in use: &own or the caller's */
+    mp_lock own;   /* handle on s->lock */
+};
+
+static int cond_handle(mp_cond **out, cond_state *s, mp_lock *lock, uint32_t flags)
+{
+    mp_cond *c = calloc(1, sizeof *c);
+    if (!c) return -ENOMEM;
+    c->magic = MP__HANDLE_MAGIC;
+    c->flags = flags;
+    c->s = s;
+    mp__lock_handle_embed(&c->own, &s->lock);
+    c->lock = lock ? lock : &c->own;
+    *out = c;
+    return 0;
+}
+
+static int cond_state_init(cond_state *s, bool own_lock)
+{
+    atomic_store(&s->seq, 0);
+    atomic_store(&s->waiters, 0);
+    if (own_lock) {
+        int r = mp__lock_state_init(&s->lock, true);
+        if (r) return r;
+    }
+    publish(s, MP__K_COND);
+    return 0;
+}
+
+int mp_cond_new(mp_cond **out, mp_lock *lock)
+{
+    if (!out || (lock && !lock_ok(lock))) return -EINVAL;
+    void *mem;
+    int r = map_state(&mem);
+    if (r) return r;
+    if ((r = cond_state_init(mem, true)) || (r = cond_handle(out, mem, lock, MP__H_OWNS_MAP)))
+        mp__shm_unmap(mem, MP_SYNC_SHM_SIZE);
+    return r;
+}
+
+int mp_cond_init_at(mp_cond **out, void *mem, size_t size)
+{
+    if (!out || check_mem(mem, size)) return -EINVAL;
+    int r = cond_state_init(mem, true);
+    if (r) return r;
+    return cond_handle(out, mem, NULL, 0);
+}
+
+int mp_cond_attach_at(mp_cond **out, void *mem, size_t size)
+{
+    if (!out) return -EINVAL;
+    int r = check_attach(mem, size, MP__K_COND, MP__K_COND);
+    if (r) return r;
+    sync_global_init();
+    return cond_handle(out, mem, NULL, 0);
+}
+
+static inline bool cond_ok(const mp_cond *c)
+{
+    return c && c->magic == MP__HANDLE_MAGIC && lock_ok(c->lock);
+}
+
+mp_lock *mp_cond_lock(const mp_cond *c)
+{
+    return cond_ok(c) ? c->lock : NULL;
+}
+
+int mp_cond_acquire(mp_cond *c, double timeout)
+{
+    if (!cond_ok(c)) return -EINVAL;
+    return mp_lock_acquire(c->lock, timeout);
+}
+
+int mp_cond_release(mp_cond *c)
+{
+    if (!cond_ok(c)) return -EINVAL;
+    return mp_lock_release(c->lock);
+}
+
+/* Sleep until seq moves past `seen` or the deadline passes. Returns 0 or -ETIMEDOUT. */
+static int cond_sleep(cond_state *s, uint32_t seen, const mp__deadline *dl)
+{
+    while (atomic_load(&s->seq) == seen)
+        if (mp__futex_wait(&s->seq, seen, dl) == -ETIMEDOUT)
+            return atomic_load(&s->seq) == seen ? -ETIMEDOUT : 0;
+    return 0;
+}
+
+static int cond_wait_dl(mp_cond *c, const mp__deadline *dl)
+{
+    cond_state *s = c->s;
+    mp__lock_state *ls = c->lock->s;
+    if (!owned(ls)) return MP_ENOTOWNER;
+    /* Read seq while holding the lock: a notify (made under the lock) after our release bumps it
+     * and the futex wait returns at once, so no notify between release and sleep is lost. */
+    uint32_t seen = atomic_load(&s->seq);
+    atomic_fetch_add(&s->waiters, 1);
+    int levels = lock_release_all(ls);
+    int r = cond_sleep(s, seen, dl);
+    atomic_fetch_sub(&s->waiters, 1);
+    int rl = lock_reacquire(ls, levels);
+    return rl ? rl : r; /* a dead holder matters more than the timeout: the data needs repair */
+}
+
+int mp_cond_wait(mp_cond *c, double timeout)
+{
+    if (!cond_ok(c)) return -EINVAL;
+    mp__deadline dl = mp__deadline_in(timeout);
+    if (timeout == 0) dl.at_ns = mp__now_ns(); /* poll: give the lock away for an instant */
+    return cond_wait_dl(c, &dl);
+}
+
+int mp_cond_wait_for(mp_cond *c, bool (*pred)(void *arg), void *arg, double timeout)
+{
+    if (!cond_ok(c) || !pred) return -EINVAL;
+    if (!owned(c->lock->s)) return MP_ENOTOWNER;
+    mp__deadline dl = mp__deadline_in(timeout);
+    int dead = 0;
+    while (!pred(arg)) {
+        if (mp__deadline_left_ns(&dl) == 0) return -ETIMEDOUT;
+        int r = cond_wait_dl(c, &dl);
+        if (r == -EOWNERDEAD)
+            dead = r;
+        else if (r == -ETIMEDOUT)
+            return pred(arg) ? dead : -ETIMEDOUT;
+        else if (r)
+            return r;
+    }
+    return dead;
+}
+
+static int cond_notify(mp_cond *c, int n)
+{
+    if (!cond_ok(c) || n < 1) return -EINVAL;
+    if (!owned(c->lock->s)) return MP_ENOTOWNER;
+    cond_state *s = c->s;
+    atomic_fetch_add(&s->seq, 1);
+    if (atomic_load(&s->waiters) > 0) mp__futex_wake(&s->seq, n);
+    return 0;
+}
+
+int mp_cond_notify(mp_cond *c, int n)
+{
+    return cond_notify(c, n);
+}
+
+int mp_cond_notify_all(mp_cond *c)
+{
+    return cond_notify(c, INT32_MAX);
+}
+
+int mp_cond_free(mp_cond **pp)
+{
+    return handle_free((void **)pp);
+}
+
+/* ---- Barrier ------------------------------------------------------------------------------- */
+
+struct mp_barrier {
+    uint32_t magic;
+    uint32_t flags;
+    mp__barrier_state *s;
+};
+
+#define LOAD(x)     __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
+
+static uint64_t gen_bit(uint32_t gen)
+{
+    return 1ull << (gen % 64);
+}
+
+static void bar_wake(mp__barrier_state *s)
+{
+    atomic_fetch_add(&s->seq, 1);
+    mp__futex_wake(&s->seq, INT32_MAX);
+}
+
+/* Break the current generation (caller holds m): its waiters get MP_EBROKEN. */
+static void bar_break_locked(mp__barrier_state *s)
+{
+    STORE(s->fail_bits, LOAD(s->fail_bits) | gen_bit(s->gen));
+    STORE(s->broken, 1);
+    s->count = 0;
+    bar_wake(s);
+}
+
+/* Start the next generation (caller holds m). */
+static void bar_next_gen(mp__barrier_state *s)
+{
+    STORE(s->fail_bits, LOAD(s->fail_bits) & ~gen_bit(s->gen + 1));
+    s->count = 0;
+    STORE(s->gen, s->gen + 1);
+}
+
+/* Lock the internal mutex. A party that died holding it may have left the counters half
+ * updated: the barrier is then declared broken rather than trusted. */
+static int bar_lock(mp__barrier_state *s, const mp__deadline *dl)
+{
+    int r;
+    if (mp__deadline_forever(dl)) {
+        r = pthread_mutex_lock(&s->m);
+    } else {
+        struct timespec ts = mp__deadline_abs(dl);
+        r = pthread_mutex_clocklock(&s->m, CLOCK_MONOTONIC, &ts);
+    }
+    if (r == EOWNERDEAD) {
+        pthread_mutex_consistent(&s->m);
+        bar_break_locked(s);
+        return 0;
+    }
+    return -r;
+}
+
+static int bar_state_init(mp__barrier_state *s, unsigned parties)
+{
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    int r = pthread_mutex_init(&s->m, &a);
+    pthread_mutexattr_destroy(&a);
+    if (r) return -r;
+    s->parties = parties;
+    s->count = 0;
+    s->gen = 0;
+    s->broken = 0;
+    s->fail_bits = 0;
+    atomic_store(&s->seq, 0);
+    publish(s, MP__K_BARRIER);
+    return 0;
+}
+
+int mp_barrier_new(mp_barrier **out, unsigned parties)
+{
+    if (!out || parties < 1 || parties > INT32_MAX) return -EINVAL;
+    void *mem;
+    int r = map_state(&mem);
+    if (r) return r;
+    if ((r = bar_state_init(mem, parties)) ||
+        (r = handle_new((void **)out, sizeof(mp_barrier), mem, MP__H_OWNS_MAP)))
+        mp__shm_unmap(mem, MP_SYNC_SHM_SIZE);
+    return r;
+}
+
+int mp_barrier_init_at(mp_barrier **out, void *mem, size_t size, unsigned parties)
+{
+    if (!out || check_mem(mem, size) || parties < 1 || parties > INT32_MAX) return -EINVAL;
+    sync_global_init();
+    int r = bar_state_init(mem, parties);
+    if (r) return r;
+    return handle_new((void **)out, sizeof(mp_barrier), mem, 0);
+}
+
+int mp_barrier_attach_at(mp_barrier **out, void *mem, size_t size)
+{
+    if (!out) return -EINVAL;
+    int r = check_attach(mem, size, MP__K_BARRIER, MP__K_BARRIER);
+    if (r) return r;
+    sync_global_init();
+    return handle_new((void **)out, sizeof(mp_barrier), mem, 0);
+}
+
+static inline bool bar_ok(const mp_barrier *b)
+{
+    return b && b->magic == MP__HANDLE_MAGIC;
+}
+
+/* How a generation this caller waited in ended. */
+static int bar_outcome(mp__barrier_state *s, uint32_t gen, int index)
+{
+    return (LOAD(s->fail_bits) & gen_bit(gen)) ? MP_EBROKEN : index;
+}
+
+int mp_barrier_wait(mp_barrier *b, double timeout)
+{
+    if (!bar_ok(b)) return -EINVAL;
+    mp__barrier_state *s = b->s;
+    mp__deadline dl = mp__deadline_in(timeout);
+    int r = bar_lock(s, &dl);
+    if (r) return r;
+    if (s->broken) {
+        pthread_mutex_unlock(&s->m);
+        return MP_EBROKEN;
+    }
+    int index = (int)s->count++;
+    uint32_t gen = s->gen;
+    if (s->count == s->parties) {
+        bar_next_gen(s);
+        pthread_mutex_unlock(&s->m);
+        bar_wake(s);
+        return index;
+    }
+    pthread_mutex_unlock(&s->m);
+    for (;;) {
+        uint32_t seen = atomic_load(&s->seq);
+        if (LOAD(s->gen) != gen) return bar_outcome(s, gen, index);
+        if (LOAD(s->broken)) return MP_EBROKEN;
+        if (mp__futex_wait(&s->seq, seen, &dl) != -ETIMEDOUT) continue;
+        /* Timed out: unless the barrier was released meanwhile, break it for everyone. */
+        mp__deadline forever = mp__deadline_in(MP_FOREVER);
+        bar_lock(s, &forever);
+        if (s->gen != gen)
+            r = bar_outcome(s, gen, index);
+        else if (s->broken)
+            r = MP_EBROKEN;
+        else {
+            bar_break_locked(s);
+            r = -ETIMEDOUT;
+        }
+        pthread_mutex_unlock(&s->m);
+        return r;
+    }
+}
+
+int mp_barrier_abort(mp_barrier *b)
+{
+    if (!bar_ok(b)) return -EINVAL;
+    mp__deadline forever = mp__deadline_in(MP_FOREVER);
+    bar_lock(b->s, &forever);
+    if (!b->s->broken) bar_break_locked(b->s);
+    pthread_mutex_unlock(&b->s->m);
+    return 0;
+}
+
+int mp_barrier_reset(mp_barrier *b)
+{
+    if (!bar_ok(b)) return -EINVAL;
+    mp__barrier_state *s = b->s;
+    mp__deadline forever = mp__deadline_in(MP_FOREVER);
+    bar_lock(s, &forever);
+    /* Whoever waits in the current generation fails; the next generation starts clean. */
+    STORE(s->fail_bits, LOAD(s->fail_bits) | gen_bit(s->gen));
+    bar_next_gen(s);
+    STORE(s->broken, 0);
+    bar_wake(s);
+    pthread_mutex_unlock(&s->m);
+    return 0;
+}
+
+int mp_barrier_parties(const mp_barrier *b)
+{
+    return bar_ok(b) ? (int)b->s->parties : -EINVAL;
+}
+
+int mp_barrier_n_waiting(const mp_barrier *b)
+{
+    if (!bar_ok(b)) return -EINVAL;
+    return LOAD(b->s->broken) ? 0 : (int)LOAD(b->s->count);
+}
+
+int mp_barrier_broken(const mp_barrier *b)
+{
+    return bar_ok(b) ? (int)LOAD(b->s->broken) : -EINVAL;
+}
+
+int mp_barrier_free(mp_barrier **pp)
+{
+    return handle_free((void **)pp);
+}
+
+pthread_mutex_t *mp__barrier_mutex(mp_barrier *b)
+{
+    return bar_ok(b) ? &b->s->m : NULL;
+}
