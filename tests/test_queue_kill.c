@@ -1,0 +1,270 @@
+/* mp-test: timeout=120 */
+/* test_queue_kill.c - SIGKILL producers and consumers at random instants, over 1,000 times, on one
+ * queue that lives through every round; then account for every message: each received at most
+ * once and intact, per-producer order kept, and every message missing was in flight in a killed
+ * process. */
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <sched.h>
+#include <time.h>
+
+#include "mproc.h"
+#include "mp_test.h"
+#include "queue_internal.h"
+
+enum {
+    ROUNDS = 520, /* two kills per round */
+    PROD_PER_ROUND = 2,
+    CONS_PER_ROUND = 2,
+    MAX_SEQ = 2048, /* a producer stops after this many messages */
+    MAX_PROD = ROUNDS * PROD_PER_ROUND,
+    BIG = 3000, /* > the ring: streamed */
+    RING = 2048,
+};
+
+struct msg_hdr {
+    uint32_t prod, seq, len, sum;
+};
+
+struct prod_state {
+    _Atomic int32_t attempt; /* seq being put (-1: none yet) */
+    _Atomic int32_t done;    /* last seq whose put returned 0 */
+    _Atomic uint32_t started;
+};
+
+struct cons_state {
+    _Atomic uint32_t inflight; /* inside get, or got a message not yet recorded */
+    _Atomic uint32_t started;
+};
+
+struct shared {
+    _Atomic uint32_t errors;
+    _Atomic uint32_t stop;
+    struct prod_state prod[MAX_PROD];
+    struct cons_state cons[ROUNDS * CONS_PER_ROUND];
+    _Atomic int32_t last_seen[MAX_PROD]; /* highest seq received per producer */
+    _Atomic uint8_t seen[MAX_PROD][MAX_SEQ];
+};
+
+static uint32_t fnv(const unsigned char *p, size_t n, uint32_t h)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+static size_t make_msg(unsigned char *buf, uint32_t prod, uint32_t seq, uint64_t *rng)
+{
+    uint64_t r = rng_next(rng);
+    size_t len = r % 100 < 80   ? (r >> 16) % 48
+                 : r % 100 < 95 ? (r >> 16) % 600
+                                : BIG + (r >> 16) % BIG;
+    struct msg_hdr h = {prod, seq, (uint32_t)len, 0};
+    for (size_t i = 0; i < len; i++)
+        buf[sizeof h + i] = (unsigned char)(prod * 7 + seq * 13 + i);
+    h.sum = fnv(buf + sizeof h, len, 2166136261u ^ prod ^ (seq << 11));
+    memcpy(buf, &h, sizeof h);
+    return sizeof h + len;
+}
+
+/* Records a received message: 0 when fine, else an error number. */
+static int record(struct shared *sh, const unsigned char *buf, size_t n)
+{
+    struct msg_hdr h;
+    if (n < sizeof h) return 1;
+    memcpy(&h, buf, sizeof h);
+    if (h.prod >= MAX_PROD || h.seq >= MAX_SEQ || h.len != n - sizeof h) return 2;
+    if (fnv(buf + sizeof h, h.len, 2166136261u ^ h.prod ^ (h.seq << 11)) != h.sum) return 3;
+    if (atomic_fetch_add(&sh->seen[h.prod][h.seq], 1) != 0) return 4; /* duplicate */
+    int32_t prev = atomic_load(&sh->last_seen[h.prod]);
+    while ((int32_t)h.seq > prev &&
+           !atomic_compare_exchange_weak(&sh->last_seen[h.prod], &prev, (int32_t)h.seq)) {
+    }
+    return 0;
+}
+
+static void producer(mp_queue *q, struct shared *sh, uint32_t id)
+{
+    uint64_t rng = 0x9E3779B97F4A7C15ull * (id + 7);
+    unsigned char buf[sizeof(struct msg_hdr) + 2 * BIG];
+    struct prod_state *ps = &sh->prod[id];
+    atomic_store(&ps->started, 1);
+    for (uint32_t s = 0; s < MAX_SEQ && !atomic_load(&sh->stop); s++) {
+        size_t n = make_msg(buf, id, s, &rng);
+        atomic_store(&ps->attempt, (int32_t)s);
+        int rc;
+        /* A put that fails is never received, so retrying the same seq cannot duplicate it. */
+        while ((rc = mp_queue_put(q, buf, n, 0.005)) == -ETIMEDOUT && !atomic_load(&sh->stop)) {
+        }
+        if (rc == -ETIMEDOUT) break;
+        if (rc != 0) {
+            atomic_fetch_add(&sh->errors, 1);
+            mp_test_child_exit(2);
+        }
+        atomic_store(&ps->done, (int32_t)s);
+    }
+    while (!atomic_load(&sh->stop))
+        sched_yield(); /* be there to be killed */
+    mp_test_child_exit(0);
+}
+
+/* FIFO per producer, as one consumer sees it: seqs of a producer only grow. */
+static int in_order(int32_t *last, const unsigned char *buf)
+{
+    struct msg_hdr h;
+    memcpy(&h, buf, sizeof h);
+    if ((int32_t)h.seq <= last[h.prod]) return 0;
+    last[h.prod] = (int32_t)h.seq;
+    return 1;
+}
+
+static void consumer(mp_queue *q, struct shared *sh, struct cons_state *cs)
+{
+    static unsigned char buf[sizeof(struct msg_hdr) + 2 * BIG];
+    static int32_t last[MAX_PROD];
+    for (int i = 0; i < MAX_PROD; i++)
+        last[i] = -1;
+    atomic_store(&cs->started, 1);
+    while (!atomic_load(&sh->stop)) {
+        size_t n;
+        atomic_store(&cs->inflight, 1);
+        int rc = mp_queue_get(q, buf, sizeof buf, &n, 0.005);
+        if (rc == 0 && (record(sh, buf, n) != 0 || !in_order(last, buf))) {
+            atomic_fetch_add(&sh->errors, 1);
+            mp_test_child_exit(3);
+        }
+        atomic_store(&cs->inflight, 0);
+        if (rc != 0 && rc != -ETIMEDOUT) {
+            atomic_fetch_add(&sh->errors, 1);
+            mp_test_child_exit(4);
+        }
+    }
+    mp_test_child_exit(0);
+}
+
+static void spin_us(long us)
+{
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    do {
+        clock_gettime(CLOCK_MONOTONIC, &b);
+    } while ((b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000 < us);
+}
+
+static void wait_started(_Atomic uint32_t *flag)
+{
+    for (int i = 0; i < 200000 && !atomic_load(flag); i++)
+        sched_yield();
+}
+
+static void kill_at_random_moments(void **state)
+{
+    (void)state;
+    struct shared *sh =
+        mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(sh != MAP_FAILED);
+    for (int i = 0; i < MAX_PROD; i++) {
+        atomic_store(&sh->prod[i].attempt, -1);
+        atomic_store(&sh->prod[i].done, -1);
+        atomic_store(&sh->last_seen[i], -1);
+    }
+    mp_queue *q;
+    assert_mp_ok(mp_queue_new(&q, 0, RING));
+    uint64_t rng = 12345;
+    int kills = 0, inflight_kills = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        atomic_store(&sh->stop, 0);
+        pid_t pp[PROD_PER_ROUND], cp[CONS_PER_ROUND];
+        for (int i = 0; i < CONS_PER_ROUND; i++) {
+            struct cons_state *cs = &sh->cons[round * CONS_PER_ROUND + i];
+            if ((cp[i] = mp_test_fork()) == 0) consumer(q, sh, cs);
+        }
+        for (int i = 0; i < PROD_PER_ROUND; i++) {
+            uint32_t id = (uint32_t)(round * PROD_PER_ROUND + i);
+            if ((pp[i] = mp_test_fork()) == 0) producer(q, sh, id);
+        }
+        int vp = (int)(rng_next(&rng) % PROD_PER_ROUND),
+            vc = (int)(rng_next(&rng) % CONS_PER_ROUND);
+        struct cons_state *vcs = &sh->cons[round * CONS_PER_ROUND + vc];
+        wait_started(&sh->prod[round * PROD_PER_ROUND + vp].started);
+        wait_started(&vcs->started);
+        spin_us((long)(rng_next(&rng) % 201));
+        kill(pp[vp], SIGKILL);
+        spin_us((long)(rng_next(&rng) % 201));
+        kill(cp[vc], SIGKILL);
+        assert_int_equal(mp_test_wait_code(pp[vp], mp_test_timeout(10)), 128 + SIGKILL);
+        assert_int_equal(mp_test_wait_code(cp[vc], mp_test_timeout(10)), 128 + SIGKILL);
+        kills += 2;
+        inflight_kills += atomic_load(&vcs->inflight) != 0;
+        atomic_store(&sh->stop, 1);
+        for (int i = 0; i < PROD_PER_ROUND; i++)
+            if (i != vp) assert_int_equal(mp_test_wait_code(pp[i], mp_test_timeout(10)), 0);
+        for (int i = 0; i < CONS_PER_ROUND; i++)
+            if (i != vc) assert_int_equal(mp_test_wait_code(cp[i], mp_test_timeout(10)), 0);
+        assert_int_equal(atomic_load(&sh->errors), 0);
+    }
+    /* drain what is left */
+    static unsigned char buf[sizeof(struct msg_hdr) + 2 * BIG];
+    size_t n;
+    int rc;
+    while ((rc = mp_queue_get(q, buf, sizeof buf, &n, 0.2)) == 0) {
+        /* FIFO: what is still queued comes after everything already taken from its producer */
+        struct msg_hdr h;
+        memcpy(&h, buf, sizeof h);
+        assert_true(h.prod < MAX_PROD && (int32_t)h.seq > atomic_load(&sh->last_seen[h.prod]));
+        assert_int_equal(record(sh, buf, n), 0);
+    }
+    assert_mp(-ETIMEDOUT, rc);
+    assert_int_equal(mp_queue_qsize(q), 0);
+
+    /* account for every message */
+    long received = 0, missing = 0, unexplained = 0;
+    for (int p = 0; p < MAX_PROD; p++) {
+        int32_t done = atomic_load(&sh->prod[p].done), attempt = atomic_load(&sh->prod[p].attempt);
+        for (int s = 0; s < MAX_SEQ; s++) {
+            int c = atomic_load(&sh->seen[p][s]);
+            assert_true(c <= 1);
+            received += c;
+            if (c) assert_true(s <= attempt); /* never invented */
+            if (!c && s <= done) missing++;   /* put returned 0, never received */
+            if (!c && s < attempt && s > done) unexplained++;
+        }
+    }
+    struct mp__queue_stats st;
+    assert_mp_ok(mp__queue_stats(q, &st));
+    fprintf(stderr,
+            "kills %d (consumers in flight %d), received %ld, missing %ld; repairs: producer %llu "
+            "consumer %llu, aborts %llu, discarded %llu\n",
+            kills, inflight_kills, received, missing, (unsigned long long)st.prod_repairs,
+            (unsigned long long)st.cons_repairs, (unsigned long long)st.aborts,
+            (unsigned long long)st.discarded);
+    assert_true(kills >= 1000);
+    assert_int_equal(unexplained, 0);
+    /* each consumer killed in flight may take one message with it; nobody else loses any */
+    assert_true(missing <= inflight_kills);
+    assert_true(received > 10000);
+    assert_true(st.prod_repairs + st.cons_repairs > 0);
+    mp_queue_free(&q);
+    munmap(sh, sizeof *sh);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        MP_TEST(kill_at_random_moments),
+    };
+    return mp_test_main(__FILE__, tests, sizeof(tests) / sizeof(tests[0]));
+}
