@@ -34,20 +34,28 @@
  * range are "SIGRTMIN+n", the rest "SIGRTMAX-n" (34..49 and 50..64 here, as bash).
  *
  * ---- Async-signal safety across mproc (what a signal handler may call) -----------------------
- * Safe (they touch only constant tables, the stack, or make one system call; none allocates or
- * takes a lock):
+ * Safe: they touch only constant tables, the stack, lock-free atomics, or make one system call;
+ * none allocates or takes a lock. Each module's header is the authority; this is the collected
+ * list (docs/signal.md keeps it up to date):
  *   error.h:    mp_strerror, mp_err_name
- *   signals.h:  mp_signal_name, mp_signal_from_name, mp_signal_valid, mp_signal_default_action,
- *               mp_signal_action_name, mp_signal_description, mp_signal_list,
- *               mp_signal_send, mp_signal_send_group, mp_signal_probe, mp_signal_handle,
- *               mp_signal_restore, mp_signal_alarm, mp_signal_alarm_left, mp_sigwaiter_fd,
- *               mp_sigwaiter_wait (with timeout 0, so a handler never blocks)
+ *   signals.h:  mp_signal_valid, mp_signal_name, mp_signal_from_name, mp_signal_default_action,
+ *               mp_signal_action_name, mp_signal_description, mp_signal_list, mp_signal_send,
+ *               mp_signal_send_group, mp_signal_probe, mp_signal_handle, mp_signal_restore,
+ *               mp_signal_alarm, mp_signal_alarm_left, mp_sigwaiter_fd, and mp_sigwaiter_wait
+ *               with timeout 0 (a handler must never block)
+ *   sync.h:     mp_event_set, mp_event_clear, mp_event_is_set, mp_sem_release, mp_sem_get_value
+ *   shared.h:   mp_type_size, mp_value_add, mp_value_cas (lock-free atomics); the get/set calls
+ *               only on a raw (unsynchronized) Value
+ *   pipe.h:     mp_conn_fileno          socket.h: mp_listener_fileno
  *   common.h:   mp_version
- * NOT safe (they allocate, take locks, or run arbitrary user code): every constructor and
- * destructor (mp_*_new, mp_*_free, including mp_sigwaiter_new/free), mp_signal_wait (it changes
- * and restores the thread's mask around a wait), mp_signal_pause/mp_signal_suspend (meaningless
- * inside a handler), and the process, pipe, queue, pool, shared-memory and lock calls unless their
- * own header says otherwise. docs/signal.md keeps the full list for every module.
+ * NOT safe: everything else. In particular every constructor and destructor (mp_*_new, mp_*_free,
+ * mp_sigwaiter_new/free included: they allocate), mp_signal_send_process and every process.h call
+ * (process.h promises nothing), mp_signal_wait (it changes the mask around a blocking wait),
+ * mp_signal_pause/mp_signal_suspend (they block), lock/semaphore acquire and every wait (a handler
+ * that interrupts the holder deadlocks), synchronized Value/Array access, and all of pipe, socket,
+ * queue and pool (they take mutexes or allocate). A handler that must hand work to the program
+ * should set a volatile sig_atomic_t flag, call mp_event_set, or better: install no handler and
+ * take the signal with an mp_sigwaiter.
  *
  * Threads: dispositions (handlers) are per process; the signal mask is per thread. The calls
  * that block signals (mp_signal_wait, mp_sigwaiter_new) change the calling thread's mask only, so
