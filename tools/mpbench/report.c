@@ -57,7 +57,7 @@ static bool cell(char *out, size_t len, const char *label, const char *fig)
 #define COLS  3
 #define LINES 7
 #define W0    24
-#define W     25
+#define W     26
 
 void mpb_print_table(void)
 {
@@ -95,14 +95,15 @@ void mpb_print_table(void)
         if (nl[c] > lines) lines = nl[c];
     }
 
-    printf("mproc %s, mpbench%s: %d reps per figure, medians; %d CPUs%s\n\n", mp_version(),
-           mpb->quick ? " --quick" : "", mpb->reps, mpb->ncpu,
-           mpb->tiny ? " (MPBENCH_TINY: figures not meaningful)" : "");
+    printf("mpbench%s (mproc %s): medians of %d reps, %d CPUs\n", mpb->quick ? " --quick" : "",
+           mp_version(), mpb->reps, mpb->ncpu);
+    if (mpb->tiny) printf("MPBENCH_TINY is set: the work is cut down, the figures mean nothing\n");
+    printf("\n");
     pad("", W0);
     for (int c = 0; c < COLS; c++)
         pad(head[c], W);
     endline();
-    for (int i = 0; i < W0 + COLS * W - 1; i++)
+    for (int i = 0; i < W0 + COLS * W - 2; i++)
         putchar('-');
     printf("\n");
     for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {

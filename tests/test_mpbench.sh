@@ -1,0 +1,183 @@
+# mp-test: timeout=240
+# test_mpbench.sh BUILD_DIR SOURCE_DIR - mpbench's behaviour and output shape (never its timings).
+# MPBENCH_TINY=1 cuts every measurement down to a few iterations, so the figures mean nothing
+# here; the test only checks that they are there, numeric, and shaped as documented.
+set -u
+BUILD=${1:?build dir}
+SRC=${2:?source dir}
+BIN=$BUILD/tools/mpbench/mpbench
+export MPBENCH_TINY=1
+export MPBENCH_PEER=$SRC/tools/mpbench/mpbench_peer.py
+TMP=$(mktemp -d /tmp/test_mpbench.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+fails=0
+ok() { echo "ok   - $*"; }
+bad() {
+  echo "FAIL - $*"
+  fails=$((fails + 1))
+}
+check() { # check DESCRIPTION COMMAND...
+  local what=$1
+  shift
+  if "$@"; then ok "$what"; else bad "$what"; fi
+}
+
+[ -x "$BIN" ] || {
+  echo "FAIL - $BIN not built"
+  exit 1
+}
+
+# Runs mpbench in its own session, so that every process it forks (the Python peer made its own
+# group, which is inside the same session) can be found afterwards. Sets rc, out, err.
+run() {
+  setsid "$BIN" "$@" >"$TMP/out" 2>"$TMP/err" &
+  local pid=$!
+  wait $pid
+  rc=$?
+  out=$(cat "$TMP/out")
+  err=$(cat "$TMP/err")
+  sleep 0.1
+  local left
+  left=$(ps -eo sid=,pid=,stat=,args= | awk -v s=$pid '$1 == s')
+  if [ -n "$left" ]; then
+    bad "processes left behind by mpbench $*: $left"
+    ps -eo sid=,pid= | awk -v s=$pid '$1 == s {print $2}' | xargs -r kill -9
+  fi
+}
+
+# ---- usage --------------------------------------------------------------------------------------
+run --help
+check "--help exits 0 and prints usage" test $rc -eq 0
+check "--help mentions --quick" grep -q -- "--quick" "$TMP/out"
+run --version
+check "--version exits 0" test $rc -eq 0
+check "--version prints the version" grep -qE "^mpbench [0-9]+\.[0-9]+" "$TMP/out"
+for args in "--bogus" "--reps" "--reps 2" "--reps x" "--only nosuch" "--compare ruby" "stray" "-Z"; do
+  # shellcheck disable=SC2086
+  run $args
+  check "'$args' exits 2" test $rc -eq 2
+  check "'$args' prints usage on stderr" grep -q "^Usage: mpbench" "$TMP/err"
+  check "'$args' prints nothing on stdout" test -z "$out"
+done
+
+# ---- --list -------------------------------------------------------------------------------------
+run --list
+check "--list exits 0" test $rc -eq 0
+for n in pipe.rtt64.same pipe.tput1m.cross queue.rtt64.cross lock.uncontended signal.rtt.same \
+  process.start raw.memcpy1m; do
+  check "--list names $n" grep -qx "$n" "$TMP/out"
+done
+check "--list names every benchmark" test "$(grep -c '^# ' "$TMP/out")" -ge 10
+
+# ---- --quick: the seed's table --------------------------------------------------------------------
+run --quick --reps 5
+check "--quick exits 0" test $rc -eq 0
+[ $rc -eq 0 ] || echo "$err"
+head -1 "$TMP/out" | grep -q "pipe" || true
+check "table has the three columns" \
+  grep -qE "^ +pipe +message queue +shared memory$" "$TMP/out"
+for row in "space" "read/write mode" "efficiency (seed)" "efficiency (measured)" "use" \
+  "needs mutual exclusion"; do
+  check "table has row '$row'" grep -q "^$row " "$TMP/out"
+done
+eff=$(grep "^efficiency (measured)" "$TMP/out")
+check "efficiency row holds measured figures" \
+  bash -c "echo '$eff' | grep -qE '[0-9]+(\.[0-9]+)? (µs|ns|ms)'"
+check "efficiency row has a figure in each column" \
+  bash -c "[ \$(echo '$eff' | grep -oE '[0-9.]+ (µs|ns|ms)' | wc -l) -ge 3 ]"
+check "key figures follow the table" grep -q "^Key figures" "$TMP/out"
+check "key figures have numeric medians" grep -qE "^  pipe\.rtt64\.same +[0-9.]+ " "$TMP/out"
+check "no line wider than 101 columns" \
+  bash -c "! LC_ALL=C.UTF-8 awk 'length(\$0) > 101' '$TMP/out' | grep -q ."
+check "no trailing blanks" bash -c "! grep -q ' $' '$TMP/out'"
+
+# ---- --only ---------------------------------------------------------------------------------------
+run --quick --reps 5 --only lock,signal.rtt.same
+check "--only exits 0" test $rc -eq 0
+check "--only keeps lock" grep -qE "^  lock\.uncontended " "$TMP/out"
+check "--only keeps signal.rtt.same" grep -qE "^  signal\.rtt\.same " "$TMP/out"
+check "--only drops the rest" bash -c "! grep -qE '^  (pipe|queue|array|raw|pool|process|signal\.rtt\.cross)' '$TMP/out'"
+check "--only leaves unmeasured cells marked" grep -q "not measured" "$TMP/out"
+
+# ---- --json -------------------------------------------------------------------------------------
+run --quick --reps 5 --json --only pipe.rtt64,queue.tput64,lock
+check "--json exits 0" test $rc -eq 0
+check "--json is valid JSON" python3 -m json.tool "$TMP/out" /dev/null
+cat >"$TMP/check.py" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+names = {f["name"] for f in d["figures"]}
+want = {"pipe.rtt64.same", "pipe.rtt64.same.p99", "pipe.rtt64.cross", "queue.tput64.cross",
+        "lock.uncontended"}
+missing = want - names
+assert not missing, f"missing figures {missing}"
+assert not any(n.startswith(("raw.", "array.", "process.")) for n in names), names
+for f in d["figures"]:
+    for k in ("name", "value", "unit", "median", "spread", "reps", "samples"):
+        assert k in f, (f["name"], k)
+    assert isinstance(f["value"], (int, float)) and f["value"] > 0, f
+    assert f["reps"] == 5 and len(f["samples"]) == 5, f
+    assert f["spread"]["min"] <= f["median"] <= f["spread"]["max"], f
+assert d["reps"] == 5
+EOF
+check "--json has every expected figure with name, value, unit, median, spread, reps" \
+  python3 "$TMP/check.py" "$TMP/out"
+run --json --reps 7 --only lock
+check "--reps 7 gives 7 samples" python3 -c "
+import json,sys; d=json.load(open('$TMP/out')); assert all(f['reps']==7 for f in d['figures'])"
+
+# ---- --plot -------------------------------------------------------------------------------------
+if command -v gnuplot >/dev/null; then
+  run --quick --reps 5 --only lock,pipe.rtt64 --plot "$TMP/chart.png"
+  check "--plot exits 0" test $rc -eq 0
+  check "--plot writes a PNG" bash -c "head -c 8 '$TMP/chart.png' | od -An -tx1 | grep -q '89 50 4e 47 0d 0a 1a 0a'"
+else
+  echo "skip - gnuplot is not installed: --plot checked only for its message"
+fi
+MPBENCH_GNUPLOT=/nonexistent/gnuplot run --quick --only lock --plot "$TMP/x.png"
+check "--plot without gnuplot exits 3" test $rc -eq 3
+check "--plot without gnuplot says so" grep -q "needs gnuplot" "$TMP/err"
+check "--plot without gnuplot writes nothing" test ! -e "$TMP/x.png"
+
+# ---- --compare python -----------------------------------------------------------------------------
+if command -v python3 >/dev/null; then
+  run --quick --reps 5 --compare python --only pipe.rtt64.same,lock,value.lock_incr.cross
+  check "--compare python exits 0" test $rc -eq 0
+  [ $rc -eq 0 ] || echo "$err"
+  check "--compare python prints a python column" grep -qE "^  figure +mproc +python" "$TMP/out"
+  check "--compare python prints ratios" \
+    grep -qE "^  pipe\.rtt64\.same .*[0-9.]+x (faster|slower)" "$TMP/out"
+  check "--compare python compares the lock" \
+    grep -qE "^  lock\.uncontended .*[0-9.]+x (faster|slower)" "$TMP/out"
+  run --quick --reps 5 --compare python --json --only lock
+  check "--compare python --json has python figures" python3 -c "
+import json; d=json.load(open('$TMP/out')); f=[f for f in d['figures'] if f['name']=='lock.uncontended'][0]
+assert f['python'] > 0 and f['speedup_python'] > 0"
+else
+  echo "skip - python3 is not installed: --compare checked only for its message"
+fi
+MPBENCH_PYTHON=/nonexistent/python3 run --quick --only lock --compare python
+check "--compare python without python3 exits 3" test $rc -eq 3
+check "--compare python without python3 says so" grep -q "needs python3" "$TMP/err"
+
+# ---- Ctrl-C: stop, kill and reap the children, exit 130 ---------------------------------------------
+unset MPBENCH_TINY
+setsid "$BIN" --only pipe,queue,array >"$TMP/out" 2>"$TMP/err" &
+pid=$!
+for _ in $(seq 50); do # wait until it has forked a peer
+  [ "$(ps -eo sid=,pid= | awk -v s=$pid '$1 == s' | wc -l)" -ge 2 ] && break
+  sleep 0.1
+done
+kill -INT $pid
+wait $pid
+rc=$?
+check "SIGINT exits 130" test $rc -eq 130
+check "SIGINT says so" grep -q "interrupted" "$TMP/err"
+sleep 0.2
+left=$(ps -eo sid=,pid=,args= | awk -v s=$pid '$1 == s')
+check "SIGINT leaves no process behind" test -z "$left"
+[ -z "$left" ] || ps -eo sid=,pid= | awk -v s=$pid '$1 == s {print $2}' | xargs -r kill -9
+check "nothing of mpbench in /dev/shm" bash -c "! ls /dev/shm | grep -q 'mpbench'"
+
+echo "$fails failure(s)"
+[ $fails -eq 0 ]
