@@ -12,14 +12,19 @@
  * MP_CONN_MAX_MESSAGE, 1 TiB; memory is the practical limit). The same type is returned by the
  * local-socket calls of mproc/socket.h, so everything here works on socket connections too.
  *
- * Underneath, both kinds of pipe are a Unix stream socketpair (AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC):
- * a one-way pipe is a socketpair with the unused directions shut down. A socket, unlike pipe2(),
- * lets every send use MSG_NOSIGNAL, so a send with no receiver returns -EPIPE and never raises
- * SIGPIPE, without touching the signal mask (two more syscalls per send) or the program's
- * handlers. Each message goes on the wire as an 8-byte little-endian length and the payload,
- * written with one sendmsg(). The receiver reads in large chunks into a per-connection buffer, so
- * a burst of small messages costs about one read for many messages; the payload of a large
- * message is read straight into the caller's buffer.
+ * Underneath, each direction of a pipe is a pipe2() pipe (a pipe write costs about half a
+ * Unix-socket send, which matters for small messages), and the two ends share a Unix socketpair
+ * that carries payloads of 64 KiB and more (a socket moves 1 MiB messages several times faster than
+ * a pipe). Each message goes on the wire as an 8-byte little-endian length and the payload, written
+ * with one writev(). The receiver reads in large chunks into a per-connection buffer, so a burst of
+ * small messages costs about one read for many messages; the payload of a large message is read
+ * straight into the caller's buffer. A pipe end therefore holds three or four fds.
+ *
+ * No SIGPIPE, ever: socket writes use MSG_NOSIGNAL, and each writing pipe end keeps a read end
+ * of its own pipe open, so the kernel never sees a pipe without a reader. Whether the real peer
+ * still exists is asked of the socketpair (one poll() per send, cheaper than blocking SIGPIPE
+ * around each write): a send after the peer closed its end, or died, returns -EPIPE. As with any
+ * socket, a message sent just before the peer closes is lost with the peer.
  *
  * Timeouts: seconds as a double on CLOCK_MONOTONIC (MP_FOREVER waits without limit, 0 polls).
  * Signals never surface as EINTR: waits resume against the same deadline.
