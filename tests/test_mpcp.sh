@@ -6,6 +6,7 @@ MPCP=$BUILD/tools/mpcp/mpcp
 [ -x "$MPCP" ] || { echo "FAIL: $MPCP not built"; exit 1; }
 SCALE=${MP_TEST_TIMEOUT_SCALE:-1}
 umask 022
+export TZ=UTC LC_ALL=C
 
 T=$(mktemp -d /tmp/mpcp-test.XXXXXX)
 MNT=""
@@ -57,7 +58,7 @@ check "--help exits 0 and documents options and exit codes" \
 run "$MPCP" --version
 check "--version exits 0" bash -c "[ $rc = 0 ] && grep -q 'mpcp' '$T/out'"
 for args in "--bogus a b" "-x a b" "" "onlyone" "-j 0 a b" "-j x a b" "-j" "--chunk 0 a b" \
-  "--chunk 12Q a b" "--chunk -5 a b" "-r a b"; do
+  "--chunk 12Q a b" "--chunk -5 a b"; do
   # shellcheck disable=SC2086
   run "$MPCP" $args
   check "bad usage '$args' -> exit 2 with a pointer to --help" \
@@ -134,10 +135,41 @@ mkrand psrc 70000
 chmod 0751 psrc
 touch -d '2001-02-03 04:05:06.123456789' psrc
 run "$MPCP" -p psrc pdst
-check "-p keeps mode and mtime (to the nanosecond)" \
-  bash -c "[ $rc = 0 ] && [ \$(stat -c %a pdst) = 751 ] && [ \"\$(stat -c %y pdst)\" = \"\$(stat -c %y psrc)\" ]"
+check "-p keeps mode, mtime and atime (to the nanosecond)" \
+  bash -c "[ $rc = 0 ] && [ \$(stat -c %a pdst) = 751 ] && [ \"\$(stat -c %y pdst)\" = \"\$(stat -c %y psrc)\" ] && [ \"\$(stat -c %x pdst)\" = '2001-02-03 04:05:06.123456789 +0000' ]"
 run "$MPCP" psrc pdst2
 check "without -p the mtime is new" bash -c "[ \"\$(stat -c %Y pdst2)\" != \"\$(stat -c %Y psrc)\" ]"
+
+# ---- -r -------------------------------------------------------------------------------------
+mkdir -p tree/a/b tree/empty
+mkrand tree/top 100000; mkrand tree/a/mid 3000001; mkrand tree/a/b/deep 1; : >tree/a/b/zero
+ln -s ../top tree/a/link
+chmod 0750 tree/a
+run "$MPCP" -r -j 3 tree tcopy
+check "-r copies a tree: files, empty directory, symlink as a link" \
+  bash -c "[ $rc = 0 ] && diff -r --no-dereference tree tcopy && [ -L tcopy/a/link ] && [ \$(readlink tcopy/a/link) = ../top ] && [ -d tcopy/empty ]"
+check "-r: directory modes follow the source" [ "$(stat -c %a tcopy/a)" = 750 ]
+mkdir tdir
+run "$MPCP" -r --verify tree tdir
+check "-r into an existing directory lands in DIR/NAME" bash -c "[ $rc = 0 ] && diff -r tree tdir/tree >/dev/null"
+run "$MPCP" -r tree tree/a
+check "-r into itself is refused" bash -c "[ $rc = 1 ] && grep -q 'into itself' '$T/err' && [ ! -e tree/a/tree ]"
+run "$MPCP" -r tree f1
+check "-r onto a file is refused" bash -c "[ $rc = 1 ] && grep -q \"non-directory 'f1'\" '$T/err'"
+mkfifo tree/a/pipe
+run "$MPCP" -r tree tcopy2
+check "-r: a FIFO inside is refused by name, the rest is copied" \
+  bash -c "[ $rc = 1 ] && grep -q 'tree/a/pipe' '$T/err' && cmp -s tree/a/mid tcopy2/a/mid && [ ! -e tcopy2/a/pipe ]"
+rm tree/a/pipe
+touch -d '2002-03-04 05:06:07' tree/a tree/a/b
+run "$MPCP" -r -p tree tcopy3
+check "-r -p keeps directory times and modes" \
+  bash -c "[ $rc = 0 ] && [ \$(stat -c %Y tcopy3/a) = \$(stat -c %Y tree/a) ] && [ \$(stat -c %Y tcopy3/a/b) = \$(stat -c %Y tree/a/b) ] && [ \$(stat -c %a tcopy3/a) = 750 ]"
+mkdir dupdir
+run "$MPCP" f1 tree/top dupdir
+run "$MPCP" f1 d1/f1 dupdir
+check "two sources onto one destination: the second is refused" \
+  bash -c "[ $rc = 1 ] && grep -q 'just-created' '$T/err' && cmp -s f1 dupdir/f1"
 
 # ---- --verify -------------------------------------------------------------------------------
 rm -f dst
@@ -196,6 +228,10 @@ run "$MPCP" fifo fdst
 check "FIFO refused with a clear message" bash -c "[ $rc = 1 ] && grep -q \"'fifo' is a FIFO\" '$T/err' && [ ! -e fdst ]"
 run "$MPCP" /dev/null ndst
 check "device refused with a clear message" bash -c "[ $rc = 1 ] && grep -q \"'/dev/null' is a character device\" '$T/err' && [ ! -e ndst ]"
+if python3 -c "import socket; socket.socket(socket.AF_UNIX).bind('$T/sock')" 2>/dev/null; then
+  run "$MPCP" sock sdst2
+  check "socket refused with a clear message" bash -c "[ $rc = 1 ] && grep -q \"'sock' is a socket\" '$T/err' && [ ! -e sdst2 ]"
+fi
 run "$MPCP" d1 ddst
 check "directory refused (no -r)" bash -c "[ $rc = 1 ] && grep -q \"'d1' is a directory\" '$T/err' && [ ! -e ddst ]"
 run "$MPCP" missing mdst

@@ -14,9 +14,14 @@
  * was copied (and verified, with --verify). On any failure - an error in a worker, a worker that
  * died, SIGINT/SIGTERM/SIGHUP - the temporary is unlinked and an existing destination is left as
  * it was. Signal handlers only raise flags; all clean-up runs in the normal flow of the parent.
+ *
+ * With -r the parent first walks the trees: it creates the directories (mode 0700 until the end,
+ * when they get their final mode and, with -p, times), copies symbolic links as links, and queues
+ * the regular files, which then go through the workers like any other.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -62,7 +67,7 @@ typedef struct options {
     int jobs;
     uint64_t chunk; /* 0: automatic */
     int overwrite;  /* OVW_* */
-    bool preserve, verbose, quiet, verify;
+    bool preserve, verbose, quiet, verify, recursive;
     int progress; /* -1 auto, 0 off, 1 on */
 } options;
 
@@ -156,6 +161,8 @@ static void usage(FILE *f)
             "                     -f and -n wins\n"
             "  -v, --verbose      print 'SRC' -> 'DST' for each file copied\n"
             "  -q, --quiet        print errors only (no progress bar unless --progress)\n"
+            "  -r, --recursive    copy directories and all they hold (also -R); symbolic links\n"
+            "                     inside are copied as links, other special files refused\n"
             "      --verify       read source and copy back and compare them (checksums\n"
             "                     computed in parallel by the workers) before renaming\n"
             "      --progress     always draw the progress bar (bytes, rate, ETA) on stderr\n"
@@ -163,10 +170,10 @@ static void usage(FILE *f)
             "  -h, --help         show this help and exit\n"
             "  -V, --version      show the version and exit\n"
             "\n"
-            "Only regular files are copied: directories (-r is not supported), FIFOs, devices and\n"
-            "sockets are refused, as is copying a file onto itself. An existing destination is\n"
-            "replaced by a new file (its mode is kept unless -p); a destination that is a symlink\n"
-            "to a file is resolved and the file it points to is replaced.\n"
+            "Regular files are copied; directories only with -r; FIFOs, devices and sockets are\n"
+            "refused, as is copying a file onto itself. An existing destination is replaced by\n"
+            "a new file (its mode is kept unless -p); a destination that is a symlink to a file\n"
+            "is resolved and the file it points to is replaced.\n"
             "\n"
             "Exit status:\n"
             "  0    every file was copied (or skipped by -n)\n"
@@ -650,23 +657,30 @@ static const char *base_name(const char *path, char *out, size_t len)
     return out;
 }
 
-/* Creates the temporary file beside dst: ".NAME.mpcp-PID-N-RAND", O_EXCL, mode 0600 until the
- * final mode is set. */
-static int make_temp(job *j)
+/* A fresh name for a temporary beside dst: ".NAME.mpcp-PID-N-RAND" in dst's directory. */
+static char *temp_path(const char *dst)
 {
     static unsigned counter;
     char base[128];
-    base_name(j->dst, base, 100);
-    const char *slash = strrchr(j->dst, '/');
-    size_t dirlen = slash ? (size_t)(slash - j->dst + 1) : 0;
+    base_name(dst, base, 100);
+    const char *slash = strrchr(dst, '/');
+    size_t dirlen = slash ? (size_t)(slash - dst + 1) : 0;
+    char name[200];
+    unsigned rnd = (unsigned)(mp__now_ns() ^ ((int64_t)getpid() << 16)) * 2654435761u;
+    snprintf(name, sizeof name, ".%s.mpcp-%d-%u-%08x", base, (int)getpid(), counter++, rnd);
+    char *tmp = malloc(dirlen + strlen(name) + 1);
+    if (!tmp) return NULL;
+    memcpy(tmp, dst, dirlen);
+    strcpy(tmp + dirlen, name);
+    return tmp;
+}
+
+/* Creates the temporary file beside j->dst, O_EXCL, mode 0600 until the final mode is set. */
+static int make_temp(job *j)
+{
     for (int tries = 0; tries < 100; tries++) {
-        char name[200];
-        unsigned rnd = (unsigned)(mp__now_ns() ^ ((int64_t)getpid() << 16)) * 2654435761u;
-        snprintf(name, sizeof name, ".%s.mpcp-%d-%u-%08x", base, (int)getpid(), counter++, rnd);
-        char *tmp = malloc(dirlen + strlen(name) + 1);
+        char *tmp = temp_path(j->dst);
         if (!tmp) return -ENOMEM;
-        memcpy(tmp, j->dst, dirlen);
-        strcpy(tmp + dirlen, name);
         int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
         if (fd >= 0) {
             j->tmp = tmp;
@@ -700,7 +714,7 @@ static void job_close(job *j)
 
 /* Checks and opens one source, resolves its destination and creates the temporary.
  * Returns 1 when the file is ready to copy, 0 when it was skipped (-n), -1 after an error. */
-static int prepare(job *j, const char *dst, bool dst_is_dir)
+static int prepare(job *j, const char *dst)
 {
     struct stat st;
     j->sfd = j->tfd = -1;
@@ -710,9 +724,7 @@ static int prepare(job *j, const char *dst, bool dst_is_dir)
     }
     if (!S_ISREG(st.st_mode)) { /* refuse before open: opening a FIFO or a device has effects */
         if (S_ISDIR(st.st_mode))
-            say_error("'%s' is a directory: not copied (mpcp copies regular files; -r is not "
-                      "supported)",
-                      j->src);
+            say_error("'%s' is a directory: not copied (-r copies directories)", j->src);
         else
             say_error("'%s' is %s: not copied (mpcp copies regular files only)", j->src,
                       type_name(st.st_mode));
@@ -730,8 +742,7 @@ static int prepare(job *j, const char *dst, bool dst_is_dir)
     fcntl(j->sfd, F_SETFL, 0);
     j->size = (uint64_t)j->sst.st_size;
 
-    char base[NAME_MAX + 1];
-    j->dst = dst_is_dir ? path_join(dst, base_name(j->src, base, sizeof base)) : strdup(dst);
+    j->dst = strdup(dst);
     if (!j->dst) {
         say_error("out of memory");
         return -1;
@@ -759,6 +770,12 @@ static int prepare(job *j, const char *dst, bool dst_is_dir)
         if (S_ISDIR(ds.st_mode)) {
             say_error("cannot overwrite directory '%s' with non-directory '%s'", j->dst, j->src);
             return -1;
+        }
+        for (job *k = batch; k < j; k++) {
+            if (k->active && !strcmp(k->dst, j->dst)) {
+                say_error("will not overwrite just-created '%s' with '%s'", j->dst, j->src);
+                return -1;
+            }
         }
         if (opt.overwrite == OVW_NOCLOBBER) {
             if (opt.verbose) printf("skipped '%s' (exists)\n", j->dst);
@@ -794,6 +811,235 @@ static int prepare(job *j, const char *dst, bool dst_is_dir)
     j->nchunks = (j->size + chunk - 1) / chunk;
     j->active = true;
     return 1;
+}
+
+/* ---- planning: operands and directory trees (-r) ----------------------------------------------
+ */
+
+typedef struct item {
+    char *src, *dst;
+} item;
+typedef struct dir_item {
+    char *path;
+    struct stat st; /* of the source directory */
+    bool created;
+} dir_item;
+
+static item *items;
+static size_t nitems, items_cap;
+static dir_item *dirs;
+static size_t ndirs, dirs_cap;
+static int plan_failed;
+
+static bool grow(void **arr, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap) return true;
+    size_t c = *cap ? 2 * *cap : 64;
+    void *p = realloc(*arr, c * size);
+    if (!p) return false;
+    *arr = p;
+    *cap = c;
+    return true;
+}
+
+/* Queues one regular file; takes ownership of both strings. */
+static void add_item(char *src, char *dst)
+{
+    if (!src || !dst || !grow((void **)&items, &items_cap, nitems, sizeof(item))) {
+        free(src);
+        free(dst);
+        say_error("out of memory");
+        plan_failed++;
+        return;
+    }
+    items[nitems++] = (item){src, dst};
+}
+
+/* A symbolic link inside a tree is copied as a link (as cp -r does), made under a temporary
+ * name and renamed into place. */
+static void copy_symlink(const char *src, const char *dst)
+{
+    char target[PATH_MAX];
+    ssize_t n = readlink(src, target, sizeof target - 1);
+    if (n < 0) {
+        say_error("cannot read symbolic link '%s': %s", src, strerror(errno));
+        plan_failed++;
+        return;
+    }
+    target[n] = 0;
+    struct stat st;
+    if (lstat(dst, &st) == 0) {
+        if (opt.overwrite == OVW_NOCLOBBER) {
+            if (opt.verbose) printf("skipped '%s' (exists)\n", dst);
+            return;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            say_error("cannot overwrite directory '%s' with symbolic link '%s'", dst, src);
+            plan_failed++;
+            return;
+        }
+    }
+    char *tmp = NULL;
+    int r = -1, e = ENOMEM;
+    for (int tries = 0; tries < 100 && r < 0; tries++) {
+        free(tmp);
+        if (!(tmp = temp_path(dst))) break;
+        r = symlink(target, tmp);
+        e = errno;
+        if (r < 0 && e != EEXIST) break;
+    }
+    if (r == 0) {
+        r = opt.overwrite == OVW_NOCLOBBER
+                ? renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE)
+                : rename(tmp, dst);
+        e = errno;
+        if (r < 0) unlink(tmp);
+    }
+    if (r < 0) {
+        say_error("cannot create symbolic link '%s': %s", dst, strerror(e));
+        plan_failed++;
+    } else if (opt.verbose) {
+        printf("'%s' -> '%s'\n", src, dst);
+    }
+    free(tmp);
+}
+
+/* Creates dst (or reuses an existing directory there, as cp -r does) and queues everything
+ * under src: regular files for the workers, links at once, subdirectories recursively. Other
+ * file types are refused. */
+static void walk(const char *src, const char *dst, const struct stat *sst)
+{
+    if (got_signal) return;
+    bool created = mkdir(dst, 0700) == 0;
+    if (!created) {
+        int e = errno;
+        struct stat ds;
+        if (e != EEXIST) {
+            say_error("cannot create directory '%s': %s", dst, strerror(e));
+            plan_failed++;
+            return;
+        }
+        if (stat(dst, &ds) < 0 || !S_ISDIR(ds.st_mode)) {
+            say_error("cannot overwrite non-directory '%s' with directory '%s'", dst, src);
+            plan_failed++;
+            return;
+        }
+    }
+    if (grow((void **)&dirs, &dirs_cap, ndirs, sizeof(dir_item)) &&
+        (dirs[ndirs].path = strdup(dst))) {
+        dirs[ndirs].st = *sst;
+        dirs[ndirs++].created = created;
+    }
+    DIR *d = opendir(src);
+    if (!d) {
+        say_error("cannot open directory '%s': %s", src, strerror(errno));
+        plan_failed++;
+        return;
+    }
+    struct dirent *e;
+    while (!got_signal && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char *s = path_join(src, e->d_name), *t = path_join(dst, e->d_name);
+        struct stat st;
+        if (!s || !t) {
+            say_error("out of memory");
+            plan_failed++;
+        } else if (lstat(s, &st) < 0) {
+            say_error("cannot stat '%s': %s", s, strerror(errno));
+            plan_failed++;
+        } else if (S_ISREG(st.st_mode)) {
+            add_item(s, t);
+            continue;
+        } else if (S_ISDIR(st.st_mode)) {
+            walk(s, t, &st);
+        } else if (S_ISLNK(st.st_mode)) {
+            copy_symlink(s, t);
+        } else {
+            say_error("'%s' is %s: not copied (mpcp copies regular files only)", s,
+                      type_name(st.st_mode));
+            plan_failed++;
+        }
+        free(s);
+        free(t);
+    }
+    closedir(d);
+}
+
+/* True when the path dst (which may not exist yet) is the directory src or lies inside it. */
+static bool inside(const char *src, const char *dst)
+{
+    char *rs = realpath(src, NULL), *parent = strdup(dst), base[NAME_MAX + 1];
+    bool in = false;
+    if (rs && parent) {
+        base_name(dst, base, sizeof base);
+        size_t n = strlen(parent);
+        while (n > 1 && parent[n - 1] == '/')
+            parent[--n] = 0;
+        char *slash = strrchr(parent, '/');
+        if (!slash)
+            strcpy(parent, ".");
+        else if (slash == parent)
+            parent[1] = 0;
+        else
+            *slash = 0;
+        char *rp = realpath(parent, NULL);
+        if (rp) {
+            char *full = path_join(rp, base);
+            size_t l = strlen(rs);
+            in = full && !strncmp(full, rs, l) && (full[l] == '/' || full[l] == 0 || l == 1);
+            free(full);
+            free(rp);
+        }
+    }
+    free(rs);
+    free(parent);
+    return in;
+}
+
+/* Directories get their final mode (and with -p owner and times) after their files are in,
+ * deepest first, so that writing into them does not change the times set. */
+static void finish_dirs(void)
+{
+    mode_t um = umask(0);
+    umask(um);
+    for (size_t i = ndirs; i-- > 0;) {
+        dir_item *d = &dirs[i];
+        int r = 0;
+        if (opt.preserve) {
+            if (lchown(d->path, d->st.st_uid, d->st.st_gid) < 0 && errno != EPERM) r = -1;
+            if (r == 0 && chmod(d->path, d->st.st_mode & 07777) < 0) r = -1;
+            struct timespec ts[2] = {d->st.st_atim, d->st.st_mtim};
+            if (r == 0 && utimensat(AT_FDCWD, d->path, ts, 0) < 0) r = -1;
+        } else if (d->created) {
+            r = chmod(d->path, d->st.st_mode & 0777 & ~um);
+        }
+        if (r < 0) {
+            say_error("cannot set the attributes of directory '%s': %s", d->path, strerror(errno));
+            plan_failed++;
+        }
+        free(d->path);
+    }
+    ndirs = 0;
+}
+
+static void plan(char **srcs, int nsrc, const char *dst, bool dst_is_dir)
+{
+    for (int i = 0; i < nsrc && !got_signal; i++) {
+        char base[NAME_MAX + 1];
+        char *t = dst_is_dir ? path_join(dst, base_name(srcs[i], base, sizeof base)) : strdup(dst);
+        struct stat st;
+        if (opt.recursive && t && stat(srcs[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+            if (inside(srcs[i], t)) {
+                say_error("cannot copy directory '%s' into itself ('%s')", srcs[i], t);
+                plan_failed++;
+            } else {
+                walk(srcs[i], t, &st);
+            }
+            free(t);
+        } else {
+            add_item(strdup(srcs[i]), t);
+        }
+    }
 }
 
 static void report_failure(job *j)
@@ -1006,7 +1252,8 @@ static void parse_options(int argc, char **argv)
             break;
         case 'r':
         case 'R':
-            usage_error("-r: recursive copy is not supported; copy files");
+            opt.recursive = true;
+            break;
         case 'h':
             usage(stdout);
             exit(EXIT_OK);
@@ -1052,7 +1299,6 @@ int main(int argc, char **argv)
     bool corrupt = getenv("MPCP_TEST_CORRUPT") != NULL;
 
     int nsrc = argc - optind - 1;
-    char **srcs = argv + optind;
     const char *dst = argv[argc - 1];
     struct stat dst_st;
     bool dst_is_dir = stat(dst, &dst_st) == 0 && S_ISDIR(dst_st.st_mode);
@@ -1080,17 +1326,19 @@ int main(int argc, char **argv)
         return EXIT_FAILED;
     }
 
-    int failed = 0;
-    for (int first = 0; first < nsrc && !got_signal; first += BATCH_FILES) {
-        nbatch = nsrc - first < BATCH_FILES ? nsrc - first : BATCH_FILES;
+    plan(argv + optind, nsrc, dst, dst_is_dir);
+    int failed = plan_failed;
+    size_t n = nitems;
+    for (size_t first = 0; first < n && !got_signal; first += BATCH_FILES) {
+        nbatch = n - first < BATCH_FILES ? (int)(n - first) : BATCH_FILES;
         memset(batch, 0, (size_t)nbatch * sizeof(job));
         for (int i = 0; i < nbatch; i++) {
             memset(&sh->files[i], 0, sizeof(file_slot));
-            batch[i].src = srcs[first + i];
+            batch[i].src = items[first + i].src;
             batch[i].sfd = batch[i].tfd = -1;
         }
         for (int i = 0; i < nbatch && !got_signal; i++)
-            if (prepare(&batch[i], dst, dst_is_dir) < 0) failed++;
+            if (prepare(&batch[i], items[first + i].dst) < 0) failed++;
         if (!got_signal) run_round(PHASE_COPY);
         if (opt.verify && !got_signal) {
             for (int i = 0; i < nbatch; i++) /* verify only the copies that are whole */
@@ -1110,6 +1358,16 @@ int main(int argc, char **argv)
             job_close(j); /* unlinks the temporary of anything not renamed */
         }
     }
+    plan_failed = 0;
+    finish_dirs(); /* also after a signal: directories made 0700 get their mode */
+    failed += plan_failed;
+    for (size_t i = 0; i < nitems; i++) {
+        free(items[i].src);
+        free(items[i].dst);
+    }
+    free(items);
+    free(dirs);
+    free(batch);
     progress_clear();
     if (got_signal) {
         say_error("interrupted by signal %d (%s): no partial file left", (int)got_signal,
