@@ -326,15 +326,16 @@ void mpb_print_json(bool compare, const char *python_status)
  * compared. Log scale, since figures of one unit span orders of magnitude. */
 int mpb_plot(const char *path, bool compare)
 {
-    const char *units[] = {"us", "ns", "msg/s", "MB/s", "op/s"};
-    int present[5] = {0}, npanels = 0;
-    for (int i = 0; i < mpb->nfigs; i++)
-        for (int u = 0; u < 5; u++)
-            if (strcmp(mpb->figs[i].unit, units[u]) == 0 && !strstr(mpb->figs[i].name, ".p99"))
-                present[u]++;
-    for (int u = 0; u < 5; u++)
-        npanels += present[u] > 0;
-    if (npanels == 0) {
+    const char *units[8];
+    int nunits = 0;
+    for (int i = 0; i < mpb->nfigs; i++) {
+        const mpb_fig *f = &mpb->figs[i];
+        int u = 0;
+        while (u < nunits && strcmp(units[u], f->unit) != 0)
+            u++;
+        if (u == nunits && nunits < 8 && !strstr(f->name, ".p99")) units[nunits++] = f->unit;
+    }
+    if (nunits == 0) {
         fprintf(stderr, "mpbench: --plot: nothing was measured\n");
         return -1;
     }
@@ -352,17 +353,16 @@ int mpb_plot(const char *path, bool compare)
         perror("mpbench: popen gnuplot");
         return -1;
     }
-    fprintf(g, "set terminal pngcairo size 1400,%d font 'sans,9'\n", 330 * npanels + 40);
+    fprintf(g, "set terminal pngcairo size 1400,%d font 'sans,9'\n", 330 * nunits + 40);
     fprintf(g, "set output '%s'\n", path);
-    fprintf(g, "set multiplot layout %d,1 title 'mpbench %s: medians, bars min..max%s'\n", npanels,
+    fprintf(g, "set multiplot layout %d,1 title 'mpbench %s: medians, bars min..max%s'\n", nunits,
             mp_version(), compare ? ", python beside mproc" : "");
     fprintf(g, "set style data histogram\nset style fill solid 0.7 border -1\n"
                "set boxwidth 0.8\nset logscale y\nset grid ytics\nset xtics rotate by -35\n"
-               "set key top right\n");
+               "set key top left\nset termoption noenhanced\n");
     fprintf(g, compare ? "set style histogram clustered gap 1\n"
                        : "set style histogram errorbars gap 1 lw 1\n");
-    for (int u = 0; u < 5; u++) {
-        if (!present[u]) continue;
+    for (int u = 0; u < nunits; u++) {
         fprintf(g, "set ylabel '%s'\n", strcmp(units[u], "us") == 0 ? "microseconds" : units[u]);
         if (compare)
             fprintf(g, "plot '-' using 2:xtic(1) title 'mproc', '-' using 2 title 'python'\n");
@@ -373,8 +373,10 @@ int mpb_plot(const char *path, bool compare)
                 mpb_fig *f = &mpb->figs[i];
                 if (strcmp(f->unit, units[u]) != 0 || strstr(f->name, ".p99")) continue;
                 double v = pass ? f->python : f->median;
-                if (compare)
-                    fprintf(g, "\"%s\" %g\n", f->name, isnan(v) ? 0.0 : v);
+                if (compare && isnan(v))
+                    fprintf(g, "\"%s\" NaN\n", f->name);
+                else if (compare)
+                    fprintf(g, "\"%s\" %g\n", f->name, v);
                 else
                     fprintf(g, "\"%s\" %g %g %g\n", f->name, v, f->min, f->max);
             }
