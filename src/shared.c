@@ -1,0 +1,923 @@
+/* shared.c - Value, Array and named shared memory blocks (mproc/shared.h).
+ *
+ * A Value is an Array of one element. Both live in one anonymous MAP_SHARED mapping laid out as
+ *     [0, 64)    header (type, count) for debugging and sanity checks
+ *     [64, 128)  the RLock's state (synchronized objects)
+ *     [128, ..)  the elements, 64-byte aligned so every element is naturally aligned for atomics
+ * Element loads and stores are relaxed atomics of the element's width, so a raw object read while
+ * another process writes gives an old or a new value, never a torn one.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mproc/error.h"
+#include "mproc/shared.h"
+#include "platform/platform.h"
+#include "shared_internal.h"
+#include "sync_internal.h"
+
+/* ---- types --------------------------------------------------------------------------------- */
+
+enum family { F_SIGNED, F_UNSIGNED, F_CHAR, F_BOOL, F_FLOAT };
+
+typedef struct tinfo {
+    char code;
+    unsigned char size;
+    unsigned char family;
+    const char *name;
+} tinfo;
+
+static const tinfo types[] = {
+    {'c', sizeof(char), F_CHAR, "c_char"},
+    {'b', sizeof(signed char), F_SIGNED, "c_byte"},
+    {'B', sizeof(unsigned char), F_UNSIGNED, "c_ubyte"},
+    {'h', sizeof(short), F_SIGNED, "c_short"},
+    {'H', sizeof(unsigned short), F_UNSIGNED, "c_ushort"},
+    {'i', sizeof(int), F_SIGNED, "c_int"},
+    {'I', sizeof(unsigned), F_UNSIGNED, "c_uint"},
+    {'l', sizeof(long), F_SIGNED, "c_long"},
+    {'L', sizeof(unsigned long), F_UNSIGNED, "c_ulong"},
+    {'q', sizeof(long long), F_SIGNED, "c_longlong"},
+    {'Q', sizeof(unsigned long long), F_UNSIGNED, "c_ulonglong"},
+    {'f', sizeof(float), F_FLOAT, "c_float"},
+    {'d', sizeof(double), F_FLOAT, "c_double"},
+    {'?', sizeof(_Bool), F_BOOL, "c_bool"},
+    {'n', sizeof(size_t), F_UNSIGNED, "c_size_t"},
+};
+
+static const tinfo *type_info(int code)
+{
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (types[i].code == code) return &types[i];
+    return NULL;
+}
+
+int mp_type_size(int type)
+{
+    const tinfo *t = type_info(type);
+    return t ? t->size : MP_ETYPE;
+}
+
+const char *mp_type_name(int type)
+{
+    const tinfo *t = type_info(type);
+    return t ? t->name : "unknown";
+}
+
+static uint64_t raw_load(const void *p, int size)
+{
+    switch (size) {
+    case 1:
+        return __atomic_load_n((const uint8_t *)p, __ATOMIC_RELAXED);
+    case 2:
+        return __atomic_load_n((const uint16_t *)p, __ATOMIC_RELAXED);
+    case 4:
+        return __atomic_load_n((const uint32_t *)p, __ATOMIC_RELAXED);
+    default:
+        return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
+    }
+}
+
+static void raw_store(void *p, int size, uint64_t bits)
+{
+    switch (size) {
+    case 1:
+        __atomic_store_n((uint8_t *)p, (uint8_t)bits, __ATOMIC_RELAXED);
+        break;
+    case 2:
+        __atomic_store_n((uint16_t *)p, (uint16_t)bits, __ATOMIC_RELAXED);
+        break;
+    case 4:
+        __atomic_store_n((uint32_t *)p, (uint32_t)bits, __ATOMIC_RELAXED);
+        break;
+    default:
+        __atomic_store_n((uint64_t *)p, bits, __ATOMIC_RELAXED);
+    }
+}
+
+static int64_t sign_extend(uint64_t bits, int size)
+{
+    int shift = 64 - 8 * size;
+    return (int64_t)(bits << shift) >> shift;
+}
+
+static uint64_t umax_of(int size)
+{
+    return size == 8 ? UINT64_MAX : (1ull << (8 * size)) - 1;
+}
+
+/* Checks that x fits type t and gives its bit pattern. Returns 0, MP_ETYPE or MP_ERANGE. */
+static int bits_from_i64(const tinfo *t, int64_t x, uint64_t *bits)
+{
+    int64_t lo, hi;
+    switch (t->family) {
+    case F_SIGNED:
+        hi = (int64_t)(umax_of(t->size) >> 1);
+        lo = -hi - 1;
+        break;
+    case F_CHAR:
+        lo = SCHAR_MIN, hi = UCHAR_MAX;
+        break;
+    case F_BOOL:
+        lo = 0, hi = 1;
+        break;
+    case F_UNSIGNED:
+        lo = 0, hi = t->size == 8 ? INT64_MAX : (int64_t)umax_of(t->size);
+        break;
+    default:
+        return MP_ETYPE;
+    }
+    if (x < lo || x > hi) return MP_ERANGE;
+    *bits = (uint64_t)x & umax_of(t->size);
+    return 0;
+}
+
+static int bits_from_u64(const tinfo *t, uint64_t x, uint64_t *bits)
+{
+    if (t->family == F_FLOAT) return MP_ETYPE;
+    uint64_t hi = t->family == F_SIGNED ? umax_of(t->size) >> 1
+                  : t->family == F_BOOL ? 1
+                                        : umax_of(t->size);
+    if (x > hi) return MP_ERANGE;
+    *bits = x;
+    return 0;
+}
+
+static int i64_from_bits(const tinfo *t, uint64_t bits, int64_t *out)
+{
+    if (t->family == F_FLOAT) return MP_ETYPE;
+    if (t->family == F_SIGNED) {
+        *out = sign_extend(bits, t->size);
+        return 0;
+    }
+    if (bits > INT64_MAX) return MP_ERANGE;
+    *out = (int64_t)bits;
+    return 0;
+}
+
+static int u64_from_bits(const tinfo *t, uint64_t bits, uint64_t *out)
+{
+    if (t->family == F_FLOAT) return MP_ETYPE;
+    if (t->family == F_SIGNED) {
+        int64_t v = sign_extend(bits, t->size);
+        if (v < 0) return MP_ERANGE;
+        *out = (uint64_t)v;
+        return 0;
+    }
+    *out = bits;
+    return 0;
+}
+
+/* ---- the shared object behind Value and Array ------------------------------------------------ */
+
+#define OBJ_MAGIC    0x6d706f62u /* "mpob" */
+#define OBJ_LOCK_OFF 64
+#define OBJ_DATA_OFF 128
+
+typedef struct obj_hdr {
+    uint32_t magic;
+    uint32_t type;
+    uint64_t count;
+} obj_hdr;
+
+struct mp_array {
+    uint32_t magic;
+    bool sync;
+    const tinfo *t;
+    size_t count;
+    void *map;
+    size_t map_size;
+    char *data;
+    mp_lock lock; /* embedded handle on the state at OBJ_LOCK_OFF */
+};
+
+struct mp_value {
+    struct mp_array a;
+};
+
+static int obj_init(struct mp_array *a, int type, size_t count, const void *init, bool sync)
+{
+    const tinfo *t = type_info(type);
+    if (!t) return MP_ETYPE;
+    if (count == 0 || count > (SIZE_MAX - OBJ_DATA_OFF) / t->size) return -EINVAL;
+    if (init && t->family == F_BOOL)
+        for (size_t i = 0; i < count; i++)
+            if (((const unsigned char *)init)[i] > 1) return MP_ERANGE;
+    size_t size = OBJ_DATA_OFF + count * t->size;
+    void *map;
+    int r = mp__shm_map_anon(size, &map);
+    if (r) return r;
+    obj_hdr *h = map;
+    h->magic = OBJ_MAGIC;
+    h->type = (uint32_t)type;
+    h->count = count;
+    a->magic = MP__HANDLE_MAGIC;
+    a->sync = sync;
+    a->t = t;
+    a->count = count;
+    a->map = map;
+    a->map_size = size;
+    a->data = (char *)map + OBJ_DATA_OFF;
+    if (init) memcpy(a->data, init, count * t->size);
+    if (sync) {
+        mp__lock_state *ls = (mp__lock_state *)((char *)map + OBJ_LOCK_OFF);
+        if ((r = mp__lock_state_init(ls, true))) {
+            mp__shm_unmap(map, size);
+            return r;
+        }
+        mp__lock_handle_embed(&a->lock, ls);
+    }
+    return 0;
+}
+
+static void obj_release(struct mp_array *a)
+{
+    mp__shm_unmap(a->map, a->map_size);
+    a->magic = 0;
+    free(a);
+}
+
+static inline bool obj_ok(const struct mp_array *a)
+{
+    return a && a->magic == MP__HANDLE_MAGIC;
+}
+
+/* Take the object's lock when it has one. Returns 0 or -EOWNERDEAD (we hold it either way). */
+static int obj_lock(struct mp_array *a)
+{
+    if (!a->sync) return 0;
+    int r = mp_lock_acquire(&a->lock, MP_FOREVER);
+    return r == -EOWNERDEAD ? r : 0;
+}
+
+static void obj_unlock(struct mp_array *a)
+{
+    if (a->sync) mp_lock_release(&a->lock);
+}
+
+static int obj_get_bits(struct mp_array *a, size_t i, uint64_t *bits)
+{
+    int dead = obj_lock(a);
+    *bits = raw_load(a->data + i * a->t->size, a->t->size);
+    obj_unlock(a);
+    return dead;
+}
+
+static int obj_set_bits(struct mp_array *a, size_t i, uint64_t bits)
+{
+    int dead = obj_lock(a);
+    raw_store(a->data + i * a->t->size, a->t->size, bits);
+    obj_unlock(a);
+    return dead;
+}
+
+static int obj_check(struct mp_array *a, size_t i)
+{
+    if (!obj_ok(a)) return -EINVAL;
+    return i < a->count ? 0 : MP_ERANGE;
+}
+
+static int obj_get_i64(struct mp_array *a, size_t i, int64_t *out)
+{
+    int r = obj_check(a, i);
+    if (r || !out) return r ? r : -EINVAL;
+    if (a->t->family == F_FLOAT) return MP_ETYPE;
+    uint64_t bits;
+    int dead = obj_get_bits(a, i, &bits);
+    r = i64_from_bits(a->t, bits, out);
+    return r ? r : dead;
+}
+
+static int obj_get_u64(struct mp_array *a, size_t i, uint64_t *out)
+{
+    int r = obj_check(a, i);
+    if (r || !out) return r ? r : -EINVAL;
+    if (a->t->family == F_FLOAT) return MP_ETYPE;
+    uint64_t bits;
+    int dead = obj_get_bits(a, i, &bits);
+    r = u64_from_bits(a->t, bits, out);
+    return r ? r : dead;
+}
+
+static int obj_set_i64(struct mp_array *a, size_t i, int64_t x)
+{
+    int r = obj_check(a, i);
+    if (r) return r;
+    uint64_t bits;
+    if ((r = bits_from_i64(a->t, x, &bits))) return r;
+    return obj_set_bits(a, i, bits);
+}
+
+static int obj_set_u64(struct mp_array *a, size_t i, uint64_t x)
+{
+    int r = obj_check(a, i);
+    if (r) return r;
+    uint64_t bits;
+    if ((r = bits_from_u64(a->t, x, &bits))) return r;
+    return obj_set_bits(a, i, bits);
+}
+
+static int obj_get_f64(struct mp_array *a, size_t i, double *out)
+{
+    int r = obj_check(a, i);
+    if (r || !out) return r ? r : -EINVAL;
+    if (a->t->family != F_FLOAT) return MP_ETYPE;
+    uint64_t bits;
+    int dead = obj_get_bits(a, i, &bits);
+    if (a->t->size == sizeof(float)) {
+        uint32_t b32 = (uint32_t)bits;
+        float f;
+        memcpy(&f, &b32, sizeof f);
+        *out = f;
+    } else {
+        memcpy(out, &bits, sizeof *out);
+    }
+    return dead;
+}
+
+static int obj_set_f64(struct mp_array *a, size_t i, double x)
+{
+    int r = obj_check(a, i);
+    if (r) return r;
+    if (a->t->family != F_FLOAT) return MP_ETYPE;
+    uint64_t bits = 0;
+    if (a->t->size == sizeof(float)) {
+        if (isfinite(x) && (x > FLT_MAX || x < -FLT_MAX)) return MP_ERANGE;
+        float f = (float)x;
+        uint32_t b32;
+        memcpy(&b32, &f, sizeof b32);
+        bits = b32;
+    } else {
+        memcpy(&bits, &x, sizeof bits);
+    }
+    return obj_set_bits(a, i, bits);
+}
+
+static int obj_add(struct mp_array *a, size_t i, int64_t delta, int64_t *old)
+{
+    int r = obj_check(a, i);
+    if (r) return r;
+    const tinfo *t = a->t;
+    if (t->family == F_FLOAT || t->family == F_BOOL) return MP_ETYPE;
+    void *p = a->data + i * t->size;
+    uint64_t prev;
+    switch (t->size) {
+    case 1:
+        prev = __atomic_fetch_add((uint8_t *)p, (uint8_t)delta, __ATOMIC_SEQ_CST);
+        break;
+    case 2:
+        prev = __atomic_fetch_add((uint16_t *)p, (uint16_t)delta, __ATOMIC_SEQ_CST);
+        break;
+    case 4:
+        prev = __atomic_fetch_add((uint32_t *)p, (uint32_t)delta, __ATOMIC_SEQ_CST);
+        break;
+    default:
+        prev = __atomic_fetch_add((uint64_t *)p, (uint64_t)delta, __ATOMIC_SEQ_CST);
+    }
+    if (old) *old = t->family == F_SIGNED ? sign_extend(prev, t->size) : (int64_t)prev;
+    return 0;
+}
+
+/* The bits of x for a CAS operand: any value of the type, and for unsigned 64-bit types any bit
+ * pattern (the int64 carries it). */
+static int cas_bits(const tinfo *t, int64_t x, uint64_t *bits)
+{
+    if (t->family == F_UNSIGNED && t->size == 8) {
+        *bits = (uint64_t)x;
+        return 0;
+    }
+    return bits_from_i64(t, x, bits);
+}
+
+static int obj_cas(struct mp_array *a, size_t i, int64_t expected, int64_t desired, bool *swapped)
+{
+    int r = obj_check(a, i);
+    if (r) return r;
+    const tinfo *t = a->t;
+    if (t->family == F_FLOAT) return MP_ETYPE;
+    uint64_t e, d;
+    if ((r = cas_bits(t, expected, &e)) || (r = cas_bits(t, desired, &d))) return r;
+    void *p = a->data + i * t->size;
+    bool ok;
+    switch (t->size) {
+    case 1: {
+        uint8_t x = (uint8_t)e;
+        ok = __atomic_compare_exchange_n((uint8_t *)p, &x, (uint8_t)d, false, __ATOMIC_SEQ_CST,
+                                         __ATOMIC_SEQ_CST);
+        break;
+    }
+    case 2: {
+        uint16_t x = (uint16_t)e;
+        ok = __atomic_compare_exchange_n((uint16_t *)p, &x, (uint16_t)d, false, __ATOMIC_SEQ_CST,
+                                         __ATOMIC_SEQ_CST);
+        break;
+    }
+    case 4: {
+        uint32_t x = (uint32_t)e;
+        ok = __atomic_compare_exchange_n((uint32_t *)p, &x, (uint32_t)d, false, __ATOMIC_SEQ_CST,
+                                         __ATOMIC_SEQ_CST);
+        break;
+    }
+    default: {
+        uint64_t x = e;
+        ok = __atomic_compare_exchange_n((uint64_t *)p, &x, d, false, __ATOMIC_SEQ_CST,
+                                         __ATOMIC_SEQ_CST);
+    }
+    }
+    if (swapped) *swapped = ok;
+    return 0;
+}
+
+/* ---- Value --------------------------------------------------------------------------------- */
+
+int mp_value_new(mp_value **out, int type, const void *init, bool synchronized)
+{
+    if (!out) return -EINVAL;
+    mp_value *v = calloc(1, sizeof *v);
+    if (!v) return -ENOMEM;
+    int r = obj_init(&v->a, type, 1, init, synchronized);
+    if (r) {
+        free(v);
+        return r;
+    }
+    *out = v;
+    return 0;
+}
+
+int mp_value_free(mp_value **pp)
+{
+    if (!pp || !*pp) return 0;
+    if (!obj_ok(&(*pp)->a)) return -EINVAL;
+    obj_release(&(*pp)->a);
+    *pp = NULL;
+    return 0;
+}
+
+int mp_value_type(const mp_value *v)
+{
+    return v && obj_ok(&v->a) ? v->a.t->code : -EINVAL;
+}
+
+mp_lock *mp_value_lock(const mp_value *v)
+{
+    return v && obj_ok(&v->a) && v->a.sync ? (mp_lock *)&v->a.lock : NULL;
+}
+
+void *mp_value_ptr(const mp_value *v)
+{
+    return v && obj_ok(&v->a) ? v->a.data : NULL;
+}
+
+#define VA(v) ((v) ? &(v)->a : NULL)
+
+int mp_value_get_i64(mp_value *v, int64_t *out)
+{
+    return obj_get_i64(VA(v), 0, out);
+}
+
+int mp_value_set_i64(mp_value *v, int64_t x)
+{
+    return obj_set_i64(VA(v), 0, x);
+}
+
+int mp_value_get_u64(mp_value *v, uint64_t *out)
+{
+    return obj_get_u64(VA(v), 0, out);
+}
+
+int mp_value_set_u64(mp_value *v, uint64_t x)
+{
+    return obj_set_u64(VA(v), 0, x);
+}
+
+int mp_value_get_f64(mp_value *v, double *out)
+{
+    return obj_get_f64(VA(v), 0, out);
+}
+
+int mp_value_set_f64(mp_value *v, double x)
+{
+    return obj_set_f64(VA(v), 0, x);
+}
+
+int mp_value_add(mp_value *v, int64_t delta, int64_t *old)
+{
+    return obj_add(VA(v), 0, delta, old);
+}
+
+int mp_value_cas(mp_value *v, int64_t expected, int64_t desired, bool *swapped)
+{
+    return obj_cas(VA(v), 0, expected, desired, swapped);
+}
+
+/* ---- Array --------------------------------------------------------------------------------- */
+
+int mp_array_new(mp_array **out, int type, size_t count, const void *init, bool synchronized)
+{
+    if (!out) return -EINVAL;
+    mp_array *a = calloc(1, sizeof *a);
+    if (!a) return -ENOMEM;
+    int r = obj_init(a, type, count, init, synchronized);
+    if (r) {
+        free(a);
+        return r;
+    }
+    *out = a;
+    return 0;
+}
+
+int mp_array_free(mp_array **pp)
+{
+    if (!pp || !*pp) return 0;
+    if (!obj_ok(*pp)) return -EINVAL;
+    obj_release(*pp);
+    *pp = NULL;
+    return 0;
+}
+
+size_t mp_array_len(const mp_array *a)
+{
+    return obj_ok(a) ? a->count : 0;
+}
+
+int mp_array_type(const mp_array *a)
+{
+    return obj_ok(a) ? a->t->code : -EINVAL;
+}
+
+mp_lock *mp_array_lock(const mp_array *a)
+{
+    return obj_ok(a) && a->sync ? (mp_lock *)&a->lock : NULL;
+}
+
+void *mp_array_ptr(const mp_array *a)
+{
+    return obj_ok(a) ? a->data : NULL;
+}
+
+int mp_array_get_i64(mp_array *a, size_t index, int64_t *out)
+{
+    return obj_get_i64(a, index, out);
+}
+
+int mp_array_set_i64(mp_array *a, size_t index, int64_t x)
+{
+    return obj_set_i64(a, index, x);
+}
+
+int mp_array_get_u64(mp_array *a, size_t index, uint64_t *out)
+{
+    return obj_get_u64(a, index, out);
+}
+
+int mp_array_set_u64(mp_array *a, size_t index, uint64_t x)
+{
+    return obj_set_u64(a, index, x);
+}
+
+int mp_array_get_f64(mp_array *a, size_t index, double *out)
+{
+    return obj_get_f64(a, index, out);
+}
+
+int mp_array_set_f64(mp_array *a, size_t index, double x)
+{
+    return obj_set_f64(a, index, x);
+}
+
+static int range_check(const mp_array *a, size_t start, const void *buf, size_t n)
+{
+    if (!obj_ok(a) || (n > 0 && !buf)) return -EINVAL;
+    if (start > a->count || n > a->count - start) return MP_ERANGE;
+    return 0;
+}
+
+int mp_array_read(mp_array *a, size_t start, void *dst, size_t n)
+{
+    int r = range_check(a, start, dst, n);
+    if (r || n == 0) return r;
+    int dead = obj_lock(a);
+    memcpy(dst, a->data + start * a->t->size, n * a->t->size);
+    obj_unlock(a);
+    return dead;
+}
+
+int mp_array_write(mp_array *a, size_t start, const void *src, size_t n)
+{
+    int r = range_check(a, start, src, n);
+    if (r || n == 0) return r;
+    if (a->t->family == F_BOOL)
+        for (size_t i = 0; i < n; i++)
+            if (((const unsigned char *)src)[i] > 1) return MP_ERANGE;
+    int dead = obj_lock(a);
+    memcpy(a->data + start * a->t->size, src, n * a->t->size);
+    obj_unlock(a);
+    return dead;
+}
+
+int mp_array_add(mp_array *a, size_t index, int64_t delta, int64_t *old)
+{
+    return obj_add(a, index, delta, old);
+}
+
+int mp_array_cas(mp_array *a, size_t index, int64_t expected, int64_t desired, bool *swapped)
+{
+    return obj_cas(a, index, expected, desired, swapped);
+}
+
+/* Untyped Value access goes through the same lock as the typed calls. */
+int mp_value_read(mp_value *v, void *out, size_t size)
+{
+    if (!v || !obj_ok(&v->a) || !out) return -EINVAL;
+    if (size != v->a.t->size) return MP_ETYPE;
+    return mp_array_read(&v->a, 0, out, 1);
+}
+
+int mp_value_write(mp_value *v, const void *in, size_t size)
+{
+    if (!v || !obj_ok(&v->a) || !in) return -EINVAL;
+    if (size != v->a.t->size) return MP_ETYPE;
+    return mp_array_write(&v->a, 0, in, 1);
+}
+
+/* ---- named blocks -------------------------------------------------------------------------- */
+
+#define SHM_NAME_MAX 201 /* with the leading '/' */
+#define SHM_SIZE_MAX (1ull << 48)
+
+struct mp_shm {
+    uint32_t magic;
+    bool created; /* this process created the name */
+    bool owned;   /* ... and will unlink it on free/exit (not kept, not unlinked yet) */
+    pid_t creator;
+    void *ptr;
+    size_t size;
+    char name[SHM_NAME_MAX + 1];
+};
+
+/* Names this process created and still owns, for the atexit handler. A fork child inherits the
+ * list but each entry records its creator's pid, so only the creator unlinks. */
+typedef struct owned_name {
+    struct owned_name *next;
+    pid_t pid;
+    char name[SHM_NAME_MAX + 1];
+} owned_name;
+
+static pthread_mutex_t owned_lock = PTHREAD_MUTEX_INITIALIZER;
+static owned_name *owned_head;
+static pthread_once_t shm_once = PTHREAD_ONCE_INIT;
+
+void mp__shm_exit_cleanup(void)
+{
+    pthread_mutex_lock(&owned_lock);
+    pid_t me = getpid();
+    for (owned_name **pp = &owned_head; *pp;) {
+        owned_name *o = *pp;
+        if (o->pid == me) {
+            shm_unlink(o->name);
+            *pp = o->next;
+            free(o);
+        } else {
+            pp = &o->next;
+        }
+    }
+    pthread_mutex_unlock(&owned_lock);
+}
+
+static void register_exit(void)
+{
+    atexit(mp__shm_exit_cleanup);
+}
+
+static int own_name(const char *name)
+{
+    pthread_once(&shm_once, register_exit);
+    owned_name *o = calloc(1, sizeof *o);
+    if (!o) return -ENOMEM;
+    o->pid = getpid();
+    snprintf(o->name, sizeof o->name, "%s", name);
+    pthread_mutex_lock(&owned_lock);
+    o->next = owned_head;
+    owned_head = o;
+    pthread_mutex_unlock(&owned_lock);
+    return 0;
+}
+
+static void disown_name(const char *name)
+{
+    pthread_mutex_lock(&owned_lock);
+    pid_t me = getpid();
+    for (owned_name **pp = &owned_head; *pp; pp = &(*pp)->next) {
+        owned_name *o = *pp;
+        if (o->pid == me && strcmp(o->name, name) == 0) {
+            *pp = o->next;
+            free(o);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&owned_lock);
+}
+
+/* "mproc..." or "/mproc...", at most 200 bytes, no other '/': copied with the leading '/'. */
+static int normalize_name(const char *name, char out[SHM_NAME_MAX + 1])
+{
+    if (!name) return -EINVAL;
+    if (name[0] == '/') name++;
+    size_t len = strlen(name);
+    if (len < 5 || len >= SHM_NAME_MAX || strncmp(name, "mproc", 5) != 0 || strchr(name, '/'))
+        return -EINVAL;
+    out[0] = '/';
+    memcpy(out + 1, name, len + 1);
+    return 0;
+}
+
+static void generate_name(char out[SHM_NAME_MAX + 1])
+{
+    static _Atomic unsigned counter;
+    uint32_t rnd = 0;
+    if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
+        rnd = (uint32_t)mp__now_ns() ^ (uint32_t)getpid() * 2654435761u;
+    snprintf(out, SHM_NAME_MAX + 1, "/mproc.%d.%u.%08x", (int)getpid(), ++counter, rnd);
+}
+
+static int map_fd(int fd, size_t size, void **out)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) return -errno;
+    *out = p;
+    return 0;
+}
+
+static int shm_create(mp_shm *b, size_t size)
+{
+    int fd = shm_open(b->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return -errno;
+    int r = ftruncate(fd, (off_t)size) < 0 ? -errno : map_fd(fd, size, &b->ptr);
+    close(fd);
+    if (r) shm_unlink(b->name);
+    return r;
+}
+
+int mp_shm_new(mp_shm **out, const char *name, size_t size)
+{
+    if (!out || size == 0 || size > SHM_SIZE_MAX) return -EINVAL;
+    mp_shm *b = calloc(1, sizeof *b);
+    if (!b) return -ENOMEM;
+    int r;
+    if (name) {
+        if (!(r = normalize_name(name, b->name))) r = shm_create(b, size);
+    } else {
+        /* A generated name can only collide with a leftover of a dead process that had our pid
+         * and the same counter and random value: try another. */
+        for (int tries = 0; tries < 16; tries++) {
+            generate_name(b->name);
+            if ((r = shm_create(b, size)) != -EEXIST) break;
+        }
+    }
+    if (!r && (r = own_name(b->name))) {
+        munmap(b->ptr, size);
+        shm_unlink(b->name);
+    }
+    if (r) {
+        free(b);
+        return r;
+    }
+    b->magic = MP__HANDLE_MAGIC;
+    b->created = b->owned = true;
+    b->creator = getpid();
+    b->size = size;
+    *out = b;
+    return 0;
+}
+
+int mp_shm_attach(mp_shm **out, const char *name)
+{
+    if (!out) return -EINVAL;
+    mp_shm *b = calloc(1, sizeof *b);
+    if (!b) return -ENOMEM;
+    int r = normalize_name(name, b->name);
+    int fd = r ? -1 : shm_open(b->name, O_RDWR | O_CLOEXEC, 0);
+    if (!r && fd < 0) r = -errno;
+    struct stat st;
+    if (!r && fstat(fd, &st) < 0) r = -errno;
+    if (!r && st.st_size == 0) r = -EAGAIN;
+    if (!r) r = map_fd(fd, (size_t)st.st_size, &b->ptr);
+    if (fd >= 0) close(fd);
+    if (r) {
+        free(b);
+        return r;
+    }
+    b->magic = MP__HANDLE_MAGIC;
+    b->size = (size_t)st.st_size;
+    *out = b;
+    return 0;
+}
+
+static inline bool shm_ok(const mp_shm *b)
+{
+    return b && b->magic == MP__HANDLE_MAGIC;
+}
+
+void *mp_shm_ptr(const mp_shm *b)
+{
+    return shm_ok(b) ? b->ptr : NULL;
+}
+
+size_t mp_shm_size(const mp_shm *b)
+{
+    return shm_ok(b) ? b->size : 0;
+}
+
+const char *mp_shm_name(const mp_shm *b)
+{
+    return shm_ok(b) ? b->name : "";
+}
+
+/* Only the creating process (not its fork children) owns the name. */
+static bool owns(const mp_shm *b)
+{
+    return b->owned && b->creator == getpid();
+}
+
+int mp_shm_unlink(mp_shm *b)
+{
+    if (!shm_ok(b)) return -EINVAL;
+    if (owns(b)) disown_name(b->name);
+    b->owned = false;
+    return shm_unlink(b->name) < 0 ? -errno : 0;
+}
+
+int mp_shm_unlink_name(const char *name)
+{
+    char n[SHM_NAME_MAX + 1];
+    int r = normalize_name(name, n);
+    if (r) return r;
+    disown_name(n);
+    return shm_unlink(n) < 0 ? -errno : 0;
+}
+
+int mp_shm_keep(mp_shm *b, bool keep)
+{
+    if (!shm_ok(b)) return -EINVAL;
+    if (!b->created || b->creator != getpid()) return 0;
+    if (keep && b->owned) {
+        disown_name(b->name);
+        b->owned = false;
+    } else if (!keep && !b->owned) {
+        int r = own_name(b->name);
+        if (r) return r;
+        b->owned = true;
+    }
+    return 0;
+}
+
+int mp_shm_free(mp_shm **pp)
+{
+    if (!pp || !*pp) return 0;
+    mp_shm *b = *pp;
+    if (!shm_ok(b)) return -EINVAL;
+    if (owns(b)) {
+        disown_name(b->name);
+        shm_unlink(b->name);
+    }
+    munmap(b->ptr, b->size);
+    b->magic = 0;
+    free(b);
+    *pp = NULL;
+    return 0;
+}
+
+int mp_shm_sweep(int *removed)
+{
+    int n = 0;
+    DIR *d = opendir("/dev/shm");
+    if (!d) return -errno;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int pid, end = 0;
+        unsigned cnt, rnd;
+        if (sscanf(e->d_name, "mproc.%d.%u.%8x%n", &pid, &cnt, &rnd, &end) != 3 ||
+            e->d_name[end] != '\0' || pid <= 0)
+            continue;
+        if (kill(pid, 0) == 0 || errno != ESRCH) continue; /* alive (or not ours to judge) */
+        char path[sizeof e->d_name + 2];
+        snprintf(path, sizeof path, "/%s", e->d_name);
+        if (shm_unlink(path) == 0) n++;
+    }
+    closedir(d);
+    if (removed) *removed = n;
+    return 0;
+}
