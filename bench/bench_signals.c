@@ -5,8 +5,9 @@
  * kill + sigwaitinfo, the mproc one mp_signal_send + mp_sigwaiter_wait(MP_FOREVER). The same pair
  * is also measured with a 10 s timeout on both sides (sigtimedwait against mp_sigwaiter_wait(10)):
  * arming the kernel's timer costs the same in both, so that ratio is like for like too. Pinned both
- * on one CPU ("same") and on two ("cross"); every run forks a fresh pair and runs each variant in
- * turn, so the ratios compare like with like.
+ * on one CPU ("same") and on two ("cross"). Every run forks one responder per variant and then
+ * alternates short blocks of round trips between the variants, so load from other programs on this
+ * shared machine hits all of them alike and the per-run ratios compare like with like.
  *
  * Figures:
  *   signal.rtt.same.us                 mproc round trip, same CPU (median of the runs)
@@ -31,8 +32,6 @@
 #include "mproc/signals.h"
 
 enum variant { V_RAW, V_MPROC, V_RAW_TIMED, V_MPROC_TIMED, V_SIGNALFD, V_COUNT };
-static const char *const vnames[V_COUNT] = {"raw", "mproc", "raw-timed", "mproc-timed", "signalfd"};
-
 /* One side's wait for its signal, in each variant. */
 struct side {
     enum variant v;
@@ -104,8 +103,8 @@ static void side_free(struct side *s)
     if (s->sfd >= 0) close(s->sfd);
 }
 
-/* One run of `iters` round trips of variant v; the child on child_cpu. Returns µs per trip. */
-static double run_once(enum variant v, int child_cpu, int iters)
+/* A responder: forever takes SIGUSR1 and answers SIGUSR2, in variant v, on child_cpu. */
+static pid_t responder(enum variant v, int child_cpu)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -114,34 +113,50 @@ static double run_once(enum variant v, int child_cpu, int iters)
         bench_pin(child_cpu);
         struct side s;
         side_init(&s, v, SIGUSR1);
-        for (int i = 0; i < iters + 100; i++) {
+        for (;;) {
             side_wait(&s);
             side_send(&s, parent, SIGUSR2);
         }
-        side_free(&s);
-        _exit(0);
     }
-    struct side s;
-    side_init(&s, v, SIGUSR2);
-    for (int i = 0; i < 100; i++) { /* warm-up */
-        side_send(&s, pid, SIGUSR1);
-        side_wait(&s);
-    }
+    return pid;
+}
+
+/* `n` round trips with responder `pid`, both sides in variant s->v. Returns seconds. */
+static double block(struct side *s, pid_t pid, int n)
+{
     double t0 = bench_now();
-    for (int i = 0; i < iters; i++) {
-        side_send(&s, pid, SIGUSR1);
-        side_wait(&s);
+    for (int i = 0; i < n; i++) {
+        side_send(s, pid, SIGUSR1);
+        side_wait(s);
     }
-    double us = (bench_now() - t0) * 1e6 / iters;
-    side_free(&s);
-    int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    return bench_now() - t0;
+}
+
+/* One run: a responder per variant, then blocks of round trips alternating between the variants,
+ * so that load from other programs (the machine is shared) hits all of them alike. Fills us[v]
+ * with microseconds per round trip. */
+static void run_once(int child_cpu, int iters, double us[V_COUNT])
+{
+    enum { BLOCKS = 10 };
+    pid_t pids[V_COUNT];
+    struct side sides[V_COUNT];
+    double total[V_COUNT] = {0};
+    for (int v = 0; v < V_COUNT; v++) {
+        pids[v] = responder((enum variant)v, child_cpu);
+        side_init(&sides[v], (enum variant)v, SIGUSR2);
+        block(&sides[v], pids[v], 100); /* warm-up: the responder is up and cached */
     }
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        bench_note("child of %s run failed", vnames[v]);
-        exit(1);
+    int per_block = iters / BLOCKS > 0 ? iters / BLOCKS : 1;
+    for (int b = 0; b < BLOCKS; b++)
+        for (int v = 0; v < V_COUNT; v++)
+            total[v] += block(&sides[v], pids[v], per_block);
+    for (int v = 0; v < V_COUNT; v++) {
+        us[v] = total[v] * 1e6 / ((double)per_block * BLOCKS);
+        side_free(&sides[v]);
+        kill(pids[v], SIGKILL);
+        while (waitpid(pids[v], NULL, 0) < 0 && errno == EINTR) {
+        }
     }
-    return us;
 }
 
 static void pair(const char *label, int child_cpu, int reps, int iters)
@@ -152,8 +167,10 @@ static void pair(const char *label, int child_cpu, int reps, int iters)
     for (int v = 0; v < V_COUNT; v++)
         res[v] = calloc((size_t)reps, sizeof(double));
     for (int r = 0; r < reps; r++) {
+        double us[V_COUNT];
+        run_once(child_cpu, iters, us);
         for (int v = 0; v < V_COUNT; v++)
-            res[v][r] = run_once((enum variant)v, child_cpu, iters);
+            res[v][r] = us[v];
         ratio[r] = res[V_MPROC][r] / res[V_RAW][r];
         ratio_timed[r] = res[V_MPROC_TIMED][r] / res[V_RAW_TIMED][r];
         bench_note("%s run %d: raw %.2f mproc %.2f | raw-timed %.2f mproc-timed %.2f | signalfd "
