@@ -1,7 +1,7 @@
 /* mpcp.c - copy files with several worker processes: the seed's file copy, made real.
  *
  * The parent plans the work and never copies a byte itself. Every file is cut into chunks (by
- * default one per worker, at least 1 MiB); the chunks of all files of a batch form one numbered
+ * default four per worker, at least 1 MiB); the chunks of all files of a batch form one numbered
  * list, and the workers (forked with mp_process) take the next chunk number from a counter in
  * anonymous shared memory until the list is exhausted. So one big file is split across the
  * workers, and many small files are copied side by side. Each worker copies the data segments of
@@ -48,13 +48,16 @@
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
-#define MAX_JOBS        256         /* -j limit */
-#define BATCH_FILES     128         /* files open at once (two fds each) */
-#define MIN_AUTO_CHUNK  (1u << 20)  /* default chunks are at least this big ... */
-#define CHUNK_ALIGN     (64u << 10) /* ... and a multiple of this */
-#define STEP_BYTES      (8u << 20)  /* one copy_file_range call at most: progress, stop checks */
-#define BUF_BYTES       (1u << 20)  /* pread/pwrite and verify buffers */
-#define SLOW_STEP_BYTES (64u << 10) /* MPCP_TEST_SLOW: small steps, a sleep after each */
+#define MAX_JOBS       256         /* -j limit */
+#define BATCH_FILES    128         /* files open at once (two fds each) */
+#define MIN_AUTO_CHUNK (1u << 20)  /* default chunks are at least this big ... */
+#define CHUNK_ALIGN    (64u << 10) /* ... and a multiple of this */
+/* Default chunks per worker: a worker that the machine's load slows down does not hold up the
+ * end, because the others take its share of the remaining chunks. */
+#define CHUNKS_PER_WORKER 4
+#define STEP_BYTES        (8u << 20)  /* one copy_file_range call at most: progress, stop checks */
+#define BUF_BYTES         (1u << 20)  /* pread/pwrite and verify buffers */
+#define SLOW_STEP_BYTES   (64u << 10) /* MPCP_TEST_SLOW: small steps, a sleep after each */
 
 /* Error codes a worker stores besides errno values. */
 enum { ERR_MISMATCH = -1, ERR_SHRANK = -2, ERR_WORKER_DIED = -3 };
@@ -154,7 +157,7 @@ static void usage(FILE *f)
             "Options:\n"
             "  -j, --jobs=N       worker processes (default: the number of usable CPUs)\n"
             "      --chunk=SIZE   bytes per work item, with K, M, G or T suffix (binary);\n"
-            "                     default: file size / N, at least 1M\n"
+            "                     default: file size / (4 N), at least 1M\n"
             "  -p, --preserve     keep mode, owner (when permitted) and access/modification times\n"
             "  -f, --force        replace an existing destination even when it is not writable\n"
             "  -n, --no-clobber   never replace an existing destination (skip it); the last of\n"
@@ -803,7 +806,8 @@ static int prepare(job *j, const char *dst)
     }
     uint64_t chunk = opt.chunk;
     if (!chunk) {
-        chunk = (j->size + (uint64_t)opt.jobs - 1) / (uint64_t)opt.jobs;
+        uint64_t parts = (uint64_t)opt.jobs * CHUNKS_PER_WORKER;
+        chunk = (j->size + parts - 1) / parts;
         chunk = (chunk + CHUNK_ALIGN - 1) / CHUNK_ALIGN * CHUNK_ALIGN;
         if (chunk < MIN_AUTO_CHUNK) chunk = MIN_AUTO_CHUNK;
     }
