@@ -256,32 +256,42 @@ static inline bool obj_ok(const struct mp_array *a)
 }
 
 /* Take the object's lock when it has one. Returns 0 or -EOWNERDEAD (we hold it either way). */
+/* Take the object's lock when it has one and the caller does not hold it already (the usual
+ * "lock; get; set; unlock" sequence then costs one lock operation, not three). Returns 1 when it
+ * took the lock, 0 when there was nothing to take, -EOWNERDEAD when it took it from a dead
+ * holder. */
 static int obj_lock(struct mp_array *a)
 {
-    if (!a->sync) return 0;
+    if (!a->sync || mp__lock_owned(&a->lock)) return 0;
     int r = mp_lock_acquire(&a->lock, MP_FOREVER);
-    return r == -EOWNERDEAD ? r : 0;
+    return r == -EOWNERDEAD ? r : 1;
 }
 
-static void obj_unlock(struct mp_array *a)
+static void obj_unlock(struct mp_array *a, int taken)
 {
-    if (a->sync) mp_lock_release(&a->lock);
+    if (taken) mp_lock_release(&a->lock);
+}
+
+/* obj_lock's result as the caller's return value: 0 or -EOWNERDEAD. */
+static int dead_of(int taken)
+{
+    return taken < 0 ? taken : 0;
 }
 
 static int obj_get_bits(struct mp_array *a, size_t i, uint64_t *bits)
 {
-    int dead = obj_lock(a);
+    int taken = obj_lock(a);
     *bits = raw_load(a->data + i * a->t->size, a->t->size);
-    obj_unlock(a);
-    return dead;
+    obj_unlock(a, taken);
+    return dead_of(taken);
 }
 
 static int obj_set_bits(struct mp_array *a, size_t i, uint64_t bits)
 {
-    int dead = obj_lock(a);
+    int taken = obj_lock(a);
     raw_store(a->data + i * a->t->size, a->t->size, bits);
-    obj_unlock(a);
-    return dead;
+    obj_unlock(a, taken);
+    return dead_of(taken);
 }
 
 static int obj_check(struct mp_array *a, size_t i)
@@ -609,10 +619,10 @@ int mp_array_read(mp_array *a, size_t start, void *dst, size_t n)
 {
     int r = range_check(a, start, dst, n);
     if (r || n == 0) return r;
-    int dead = obj_lock(a);
+    int taken = obj_lock(a);
     memcpy(dst, a->data + start * a->t->size, n * a->t->size);
-    obj_unlock(a);
-    return dead;
+    obj_unlock(a, taken);
+    return dead_of(taken);
 }
 
 int mp_array_write(mp_array *a, size_t start, const void *src, size_t n)
@@ -622,10 +632,10 @@ int mp_array_write(mp_array *a, size_t start, const void *src, size_t n)
     if (a->t->family == F_BOOL)
         for (size_t i = 0; i < n; i++)
             if (((const unsigned char *)src)[i] > 1) return MP_ERANGE;
-    int dead = obj_lock(a);
+    int taken = obj_lock(a);
     memcpy(a->data + start * a->t->size, src, n * a->t->size);
-    obj_unlock(a);
-    return dead;
+    obj_unlock(a, taken);
+    return dead_of(taken);
 }
 
 int mp_array_add(mp_array *a, size_t index, int64_t delta, int64_t *old)

@@ -181,6 +181,11 @@ static inline bool lock_ok(const mp_lock *l)
     return l && l->magic == MP__HANDLE_MAGIC;
 }
 
+bool mp__lock_owned(const mp_lock *l)
+{
+    return __atomic_load_n(&l->s->m.__data.__owner, __ATOMIC_RELAXED) == mp__tid();
+}
+
 static bool owned(const mp__lock_state *s)
 {
     return __atomic_load_n(&s->m.__data.__owner, __ATOMIC_RELAXED) == mp__tid();
@@ -216,15 +221,21 @@ static int lock_state_acquire(mp__lock_state *s, double timeout)
 
 int mp_lock_acquire(mp_lock *l, double timeout)
 {
-    if (!lock_ok(l)) return -EINVAL;
+    if (__builtin_expect(!lock_ok(l), 0)) return -EINVAL;
+    /* The common case first: no timeout, and the lock is free. */
+    if (__builtin_expect(timeout < 0, 1)) {
+        int r = pthread_mutex_lock(&l->s->m);
+        if (__builtin_expect(r == 0, 1)) return 0;
+        return lock_result(l->s, r);
+    }
     return lock_state_acquire(l->s, timeout);
 }
 
 int mp_lock_release(mp_lock *l)
 {
-    if (!lock_ok(l)) return -EINVAL;
+    if (__builtin_expect(!lock_ok(l), 0)) return -EINVAL;
     int r = pthread_mutex_unlock(&l->s->m);
-    if (r == 0) return 0;
+    if (__builtin_expect(r == 0, 1)) return 0;
     return r == EPERM ? MP_ENOTOWNER : -r;
 }
 

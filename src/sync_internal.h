@@ -44,6 +44,8 @@ struct mp_lock {
 int mp__lock_state_init(mp__lock_state *s, bool recursive);
 /* Fill a handle that lives inside another object. */
 void mp__lock_handle_embed(mp_lock *h, mp__lock_state *s);
+/* True when the calling thread holds l (no validity check). */
+bool mp__lock_owned(const mp_lock *l);
 /* The calling thread's id, cached per thread (reset in fork children). */
 pid_t mp__tid(void);
 
