@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "avail.h"
@@ -289,6 +290,9 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* Grandchildren (the Python peer's processes) come back to us if their parent dies, so
+     * that the Ctrl-C path can reap them too instead of leaving zombies to init. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
 
     double t0 = mpb_now();
     for (int i = 0; i < NBENCH && !mpb_stopping; i++) {

@@ -68,7 +68,7 @@ int mpb_python(char *why, size_t len)
     if (mpb->quick) argv[a++] = "--quick";
     if (mpb->tiny) argv[a++] = "--tiny";
     for (int i = 0; i < mpb->nfigs; i++)
-        argv[a++] = mpb->figs[i].name;
+        if (!strstr(mpb->figs[i].name, ".p99")) argv[a++] = mpb->figs[i].name; /* come along */
     argv[a] = NULL;
     if (a == 4 + mpb->quick + mpb->tiny) {
         free(argv);
