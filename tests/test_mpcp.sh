@@ -89,6 +89,17 @@ rm -f dst
 run "$MPCP" --progress -j 2 src dst
 check "--progress draws a bar with bytes, rate, ETA on stderr" \
   bash -c "[ $rc = 0 ] && grep -q '100%' '$T/err' && grep -q 'ETA' '$T/err' && grep -q '/s' '$T/err' && [ ! -s '$T/out' ]"
+if command -v script >/dev/null; then
+  rm -f dst
+  script -qec "'$MPCP' src dst" /dev/null >"$T/tty" 2>&1
+  check "on a terminal a progress bar is drawn by default" bash -c "grep -q '100%' '$T/tty' && grep -q 'ETA' '$T/tty' && cmp -s src dst"
+  rm -f dst
+  script -qec "'$MPCP' -q src dst" /dev/null >"$T/tty" 2>&1
+  check "on a terminal -q draws no bar" bash -c "! grep -q '%' '$T/tty' && cmp -s src dst"
+  rm -f dst
+  script -qec "'$MPCP' --no-progress src dst" /dev/null >"$T/tty" 2>&1
+  check "on a terminal --no-progress draws no bar" bash -c "! grep -q '%' '$T/tty' && cmp -s src dst"
+fi
 check "mode of a new file follows the source and the umask" \
   bash -c "chmod 0666 src && rm -f dst && '$MPCP' src dst && [ \$(stat -c %a dst) = 644 ]"
 

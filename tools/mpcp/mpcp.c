@@ -119,8 +119,7 @@ static int slow_ms;
 static volatile sig_atomic_t got_signal;
 static const char *prog = "mpcp";
 
-/* ---- messages ---------------------------------------------------------------------------------
- */
+/* ---- messages -------------------------------------------------------------------------------- */
 
 static bool progress_visible;
 
@@ -219,8 +218,7 @@ static void human(char *out, size_t len, double v)
     snprintf(out, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
 }
 
-/* ---- progress ---------------------------------------------------------------------------------
- */
+/* ---- progress -------------------------------------------------------------------------------- */
 
 static bool progress_on;
 static uint64_t progress_total;
@@ -252,8 +250,7 @@ static void progress_draw(const char *label)
     progress_visible = true;
 }
 
-/* ---- workers ----------------------------------------------------------------------------------
- */
+/* ---- workers --------------------------------------------------------------------------------- */
 
 static void record_error(job *j, int idx, int err, int op, uint64_t at)
 {
@@ -493,14 +490,17 @@ static int worker_main(void *arg)
 {
     int idx = ((worker_arg *)arg)->idx;
     bool use_cfr = true;
+    const job *last = NULL;
     char *buf = NULL;
     while (!atomic_load(&sh->stop)) {
         uint64_t c = atomic_fetch_add(&sh->next_chunk, 1);
         if (c >= round_chunks) break;
         job *j = chunk_owner(c);
         if (!j->active || c >= j->base + j->nchunks) continue; /* empty or failed file */
+        if (atomic_load(&sh->files[j - batch].err)) continue;  /* failed meanwhile */
         atomic_store(&sh->current[idx], (int64_t)(j - batch));
-        if (atomic_load(&sh->files[j - batch].err)) continue;
+        if (j != last) use_cfr = true; /* another file may sit on a filesystem that can */
+        last = j;
         uint64_t off = (c - j->base) * j->chunk;
         uint64_t end = off + j->chunk < j->size ? off + j->chunk : j->size;
         int r = sh->phase == PHASE_COPY ? copy_range(j, idx, off, end, &use_cfr, &buf)
@@ -512,8 +512,7 @@ static int worker_main(void *arg)
     return 0;
 }
 
-/* ---- the parent: rounds of workers ------------------------------------------------------------
- */
+/* ---- the parent: rounds of workers ----------------------------------------------------------- */
 
 static void on_signal(int sig)
 {
@@ -630,8 +629,7 @@ static void run_round(int phase)
     }
 }
 
-/* ---- the parent: planning and finishing files --------------------------------------------------
- */
+/* ---- the parent: planning and finishing files ------------------------------------------------ */
 
 static char *path_join(const char *dir, const char *name)
 {
@@ -817,8 +815,7 @@ static int prepare(job *j, const char *dst)
     return 1;
 }
 
-/* ---- planning: operands and directory trees (-r) ----------------------------------------------
- */
+/* ---- planning: operands and directory trees (-r) --------------------------------------------- */
 
 typedef struct item {
     char *src, *dst;
@@ -902,8 +899,15 @@ static void copy_symlink(const char *src, const char *dst)
     if (r < 0) {
         say_error("cannot create symbolic link '%s': %s", dst, strerror(e));
         plan_failed++;
-    } else if (opt.verbose) {
-        printf("'%s' -> '%s'\n", src, dst);
+    } else {
+        struct stat ls;
+        if (opt.preserve && lstat(src, &ls) == 0) { /* best effort, as cp -p on links */
+            struct timespec ts[2] = {ls.st_atim, ls.st_mtim};
+            if (lchown(dst, ls.st_uid, ls.st_gid) < 0 && errno != EPERM)
+                say_error("cannot keep the owner of '%s': %s", dst, strerror(errno));
+            utimensat(AT_FDCWD, dst, ts, AT_SYMLINK_NOFOLLOW);
+        }
+        if (opt.verbose) printf("'%s' -> '%s'\n", src, dst);
     }
     free(tmp);
 }
@@ -1153,8 +1157,7 @@ static void corrupt_for_test(void)
     }
 }
 
-/* ---- options ----------------------------------------------------------------------------------
- */
+/* ---- options --------------------------------------------------------------------------------- */
 
 static bool parse_size(const char *s, uint64_t *out)
 {
