@@ -62,6 +62,9 @@ struct cjournal {
     uint64_t new_head;
 };
 
+/* Each group sits on its own pair of cache lines (128 bytes: the adjacent-line prefetcher pairs
+ * lines), so that a consumer spinning on the tail does not steal the line the producer writes its
+ * journal to, and so on. */
 struct qshm {
     uint64_t magic;
     uint64_t cap;       /* ring bytes, multiple of 64 */
@@ -70,29 +73,29 @@ struct qshm {
     uint64_t chunk_max; /* payload of one stream chunk */
     uint32_t joinable;
 
-    /* producer side: written only by the holder of plock */
+    /* producer side, written only by the holder of plock */
     alignas(128) pthread_mutex_t plock;
-    _Atomic uint64_t tail;
     _Atomic uint64_t msgs_put;
     _Atomic uint32_t stream_open;
-    _Atomic int32_t prod_cpu;
     uint64_t cached_head, cached_got;
     struct pjournal pj;
+    alignas(128) _Atomic uint64_t tail; /* the producer's commit index, alone: consumers poll it */
 
-    /* consumer side: written only by the holder of clock */
+    /* consumer side, written only by the holder of clock */
     alignas(128) pthread_mutex_t clock;
-    _Atomic uint64_t head;
     _Atomic uint64_t msgs_got;
     _Atomic uint64_t discarded;
-    _Atomic int32_t cons_cpu;
     uint64_t cached_tail;
     struct cjournal cj;
+    alignas(128) _Atomic uint64_t head; /* the consumer's commit index */
 
-    /* wake-up words: written only when someone sleeps, read on every put/get */
+    /* wake-up words: the flags are written only when someone sleeps, read on every put/get */
     alignas(128) _Atomic uint32_t data_seq;
     _Atomic uint32_t data_waiting;
+    _Atomic int32_t prod_cpu; /* where the last producer ran: consumers decide to spin by it */
     alignas(128) _Atomic uint32_t space_seq;
     _Atomic uint32_t space_waiting;
+    _Atomic int32_t cons_cpu;
     alignas(128) _Atomic uint32_t closed;
     _Atomic uint32_t join_seq;
     _Atomic uint32_t join_waiters;
@@ -107,6 +110,23 @@ struct mp_queue {
     size_t map_len;
     uint64_t cap;
 };
+
+/* A caller's time limit, turned into a deadline only when the call first has to wait: the fast
+ * path reads no clock. */
+struct limit {
+    double timeout;
+    bool armed;
+    mp__deadline dl;
+};
+
+static const mp__deadline *deadline(struct limit *l)
+{
+    if (!l->armed) {
+        l->dl = mp__deadline_in(l->timeout);
+        l->armed = true;
+    }
+    return &l->dl;
+}
 
 static bool valid(const mp_queue *q)
 {
@@ -139,6 +159,9 @@ static int queue_new(mp_queue **out, size_t maxsize, size_t capacity, bool joina
     if (capacity == 0) capacity = MP_QUEUE_DEFAULT_CAPACITY;
     if (capacity < MP_QUEUE_MIN_CAPACITY || capacity > MP_QUEUE_MAX_CAPACITY) return -EINVAL;
     if (maxsize > MP_QUEUE_MAXSIZE_MAX) return -EINVAL;
+    /* mp__cpu_count caches the first answer: ask now, before a child pins itself to one CPU and
+     * would conclude that spinning can never pay. */
+    (void)mp__cpu_count();
     uint64_t cap = ((uint64_t)capacity + 63) & ~(uint64_t)63;
 
     mp_queue *q = calloc(1, sizeof *q);
@@ -334,10 +357,11 @@ static int after_lock(mp_queue *q, pthread_mutex_t *m, enum side side, int rc)
     return -rc;
 }
 
-static int side_lock(mp_queue *q, enum side side, const mp__deadline *dl)
+static int side_lock(mp_queue *q, enum side side, struct limit *lim)
 {
     pthread_mutex_t *m = side == PROD ? &q->s->plock : &q->s->clock;
     int rc = pthread_mutex_trylock(m); /* the common case: nobody holds it */
+    const mp__deadline *dl = rc == EBUSY ? deadline(lim) : NULL;
     if (rc == EBUSY && mp__deadline_left_ns(dl) > 0) {
         if (mp__deadline_forever(dl)) {
             rc = pthread_mutex_lock(m);
@@ -383,8 +407,12 @@ static bool spin64(_Atomic uint64_t *w, uint64_t v, int64_t ns)
     if (ns <= 0) return false;
     int64_t until = mp__now_ns() + ns;
     for (;;) {
-        for (int i = 0; i < 64; i++) {
+        /* a few pauses between reads: each read pulls the line away from its writer */
+        for (int i = 0; i < 16; i++) {
             if (LDA(w) != v) return true;
+            mp__cpu_relax();
+            mp__cpu_relax();
+            mp__cpu_relax();
             mp__cpu_relax();
         }
         if (mp__now_ns() >= until) return false;
@@ -416,8 +444,9 @@ static int sleep_on(struct qshm *s, _Atomic uint32_t *seq, _Atomic uint32_t *wai
 /* Producer (holding plock) waits for the consumer side to move: for the taken-message count when
  * it lacks a slot under maxsize (that counter moves last in a consumer's commit), otherwise for
  * the head. The value waited on is the one room() last read. */
-static int wait_space(mp_queue *q, bool for_slot, const mp__deadline *dl)
+static int wait_space(mp_queue *q, bool for_slot, struct limit *lim)
 {
+    const mp__deadline *dl = deadline(lim);
     struct qshm *s = q->s;
     _Atomic uint64_t *index = for_slot ? &s->msgs_got : &s->head;
     uint64_t seen = for_slot ? s->cached_got : s->cached_head;
@@ -433,8 +462,9 @@ static int wait_space(mp_queue *q, bool for_slot, const mp__deadline *dl)
  * beyond its deadline (the rest of the message is on its way, bounded by the producer's own
  * timeout); inside any stream it checks each slice that the producer still lives, since a dead
  * one's stream is closed only by whoever repairs the producer side. */
-static int wait_data(mp_queue *q, const mp__deadline *dl, int mode)
+static int wait_data(mp_queue *q, struct limit *lim, int mode)
 {
+    const mp__deadline *dl = deadline(lim);
     struct qshm *s = q->s;
     bool own = mode == MP__QRD_OWN;
     uint64_t t = s->cached_tail;
@@ -466,7 +496,7 @@ static bool room(mp_queue *q, uint64_t bytes, bool slot)
     return q->cap - (t - s->cached_head) >= bytes && slot_ok;
 }
 
-static int wait_room(mp_queue *q, uint64_t bytes, bool slot, const mp__deadline *dl)
+static int wait_room(mp_queue *q, uint64_t bytes, bool slot, struct limit *dl)
 {
     struct qshm *s = q->s;
     for (;;) {
@@ -497,7 +527,7 @@ static void copy_in(mp_queue *q, uint64_t pos, const struct iovec *iov, int iovc
 }
 
 static int put_whole(mp_queue *q, const struct iovec *iov, int iovcnt, uint64_t len,
-                     const mp__deadline *dl)
+                     struct limit *dl)
 {
     struct qshm *s = q->s;
     uint64_t rec = mp__qrec_size(len);
@@ -510,18 +540,23 @@ static int put_whole(mp_queue *q, const struct iovec *iov, int iovcnt, uint64_t 
     HOOK(MP__QH_PUT_WRITTEN);
     pcommit(s, t + rec, LD(&s->msgs_put) + 1, 0);
     wake_data(s);
+    /* Ask for the next record's lines now (the consumer has them): the next put's stores then
+     * hit, and the lock's release, a full barrier on x86, does not wait for them. */
+    uint64_t next = (t + rec) % q->cap;
+    __builtin_prefetch(q->ring + next, 1);
+    if (next + 64 < q->cap) __builtin_prefetch(q->ring + next + 64, 1);
     return 0;
 }
 
 /* Streams a message bigger than whole_max: chunks of up to chunk_max, each published as soon as
  * written. While the stream is open, MP__QREC_HDR bytes stay free for a possible ABORT. */
 static int put_stream(mp_queue *q, const struct iovec *iov, int iovcnt, uint64_t len,
-                      const mp__deadline *dl)
+                      struct limit *dl)
 {
     struct qshm *s = q->s;
     const uint64_t cmax = s->chunk_max, reserve = MP__QREC_HDR;
     /* A caller that will not wait can only stream what fits now. */
-    if (mp__deadline_left_ns(dl) == 0 && (len / cmax + 2) * MP__QREC_HDR + len + 16 > pfree_now(q))
+    if (dl->timeout == 0 && (len / cmax + 2) * MP__QREC_HDR + len + 16 > pfree_now(q))
         return -ETIMEDOUT;
     int rc = wait_room(q, mp__qrec_size(cmax) + reserve, true, dl);
     if (rc < 0) return rc;
@@ -582,7 +617,7 @@ static int put_impl(mp_queue *q, const struct iovec *iov, int iovcnt, double tim
     if (len > MP_QUEUE_MSG_MAX) return MP_ETOOBIG;
     struct qshm *s = q->s;
     if (LDA(&s->closed)) return MP_ECLOSED;
-    mp__deadline dl = mp__deadline_in(nowait ? 0.0 : timeout);
+    struct limit dl = {nowait ? 0.0 : timeout, false, {0}};
     int rc = side_lock(q, PROD, &dl);
     if (rc == 0) {
         note_cpu(&s->prod_cpu);
@@ -643,7 +678,7 @@ static int dest_prepare(struct dest *d, uint64_t total, size_t *len)
 static int get_impl(mp_queue *q, struct dest *d, size_t *len, double timeout, bool nowait)
 {
     struct qshm *s = q->s;
-    mp__deadline dl = mp__deadline_in(nowait ? 0.0 : timeout);
+    struct limit dl = {nowait ? 0.0 : timeout, false, {0}};
     int rc = side_lock(q, CONS, &dl);
     if (rc < 0) return rc == -ETIMEDOUT && nowait ? MP_EEMPTY : rc;
     note_cpu(&s->cons_cpu);
