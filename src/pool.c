@@ -1,0 +1,1915 @@
+/* pool.c - the process pool: jobs, tasks, dispatch, results, the supervisor, shutdown.
+ *
+ * Vocabulary. A job is what the caller submitted (mp_result: one apply, one map, one imap); it
+ * has n items. A task is a run of items of one job sent to one worker as one record (a chunk).
+ * Jobs with items not yet sent wait in the job queue; tasks taken back from a dead worker before
+ * they started wait in the retry queue, ahead of everything.
+ *
+ * Progress. No thread owns the result rings: whoever holds the pool lock may drain them and
+ * dispatch more tasks (progress()). A thread waiting for a result does so itself, spinning on the
+ * transport's result counter while a busy worker runs on another CPU and sleeping on it (futex)
+ * otherwise; so an apply round trip is caller -> worker -> caller with no thread in between. The
+ * supervisor thread drains only when nobody else waits (it asks the workers for an eventfd write
+ * then), forks and replaces workers, watches their pidfds, enforces task timeouts and runs
+ * callbacks.
+ *
+ * Lifetimes. A job is referenced by its caller (mp_result_free / mp_imap_free) and by the pool
+ * until it is ready; whoever drops the last reference frees it. Ready results never touch their
+ * pool again, so they outlive it.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "mproc/error.h"
+#include "mproc/pool.h"
+#include "platform/platform.h"
+#include "pool_internal.h"
+#include "pool_transport.h"
+#include "process_internal.h"
+
+#define DEFAULT_MAX_MESSAGE (256u * 1024)
+#define DEFAULT_PIPELINE    16u
+#define MAX_PROCESSES       1024
+
+enum { K_SINGLE, K_MAP, K_FIXED, K_IMAP };
+enum { ST_RUN, ST_CLOSED, ST_TERMINATED };
+enum { SLOT_FREE, SLOT_PENDING, SLOT_DONE };
+
+struct ritem {
+    const void *data; /* result bytes, or the NUL-terminated message when status != 0 */
+    uint32_t len;
+    int32_t status;
+    int32_t code;
+};
+
+/* An allocation owned by a result; data after the header is 16-byte aligned. */
+struct blk {
+    struct blk *next;
+    size_t pad;
+};
+
+struct ptask {
+    struct ptask *next;
+    uint64_t id;
+    mp_result *job;
+    uint32_t first, count, delivered;
+};
+
+struct islot {
+    int state;
+    char *in;
+    size_t in_cap, in_len;
+    char *out; /* result bytes or message, NUL-terminated */
+    size_t out_cap, out_len;
+    int status, code;
+};
+
+struct mp_imap {
+    mp_result *job;
+    mp_iter_fn next;
+    void *user;
+    bool unordered;
+    size_t W;
+    struct islot *slots;
+    size_t pulled, lo;
+    size_t *doneq; /* unordered: indices in completion order, a ring of W */
+    size_t dq_head, dq_tail;
+    bool ended;
+    int iter_err;
+    bool iter_err_done;
+    int last_status, last_code;
+    const char *last_msg;
+};
+
+struct mp_result {
+    _Atomic uint32_t ready;
+    _Atomic int refs;
+    mp_pool *pool;
+    pid_t owner;
+    int kind;
+    uint64_t func;
+    mp_result_cb cb, ecb;
+    void *user;
+    size_t n, next, chunksize;
+    const mp_buf *items;
+    mp_buf own;
+    const char *in;
+    size_t in_size;
+    char *out;
+    size_t out_size;
+    struct ritem *ri;
+    struct ritem one;
+    int32_t *fstatus;
+    size_t remaining, ntasks;
+    size_t err_index;
+    int status, code;
+    const char *msg;
+    char *msg_own;
+    struct blk *blocks;
+    void *owned_input;
+    mp_result *qnext;
+    bool queued, finished, cancelled, listed;
+    mp_result *cbnext;
+    mp_result *anext, *aprev;
+    struct mp_imap *imap;
+};
+
+struct pworker {
+    mp__tp_worker *tp;
+    pid_t pid;
+    int pidfd;
+    bool alive, stopping, readable;
+    struct ptask *head, *tail;
+    unsigned nout, dispatched;
+    uint64_t timed_out_id;
+    int64_t respawn_at;
+    unsigned full_epoch;
+};
+
+struct mp_pool {
+    pid_t owner;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int state;
+    bool joining, joined, released, broken;
+    int broken_code;
+    char broken_msg[1100];
+    mp__worker_conf conf;
+    void *initarg;
+    int *cpus;
+    int ncpus;
+    unsigned pipeline;
+    double timeout_s;
+    int64_t timeout_ns;
+    int n;
+    struct pworker *w;
+    const mp__transport *tp;
+    mp__tp_shared *ts;
+    int efd;
+    pthread_t sup;
+    bool sup_running, sup_stop, sup_ready;
+    int sup_err;
+    mp_result *qhead, *qtail;
+    struct ptask *rhead, *rtail;
+    struct ptask *free_tasks;
+    uint64_t next_id;
+    size_t outstanding, unfinished;
+    mp_result *all;
+    mp_result *cbhead, *cbtail;
+    _Atomic int drainers;
+    int nalive;
+    unsigned epoch;
+};
+
+/* Set on a thread while it runs result callbacks: blocking pool calls then fail with -EDEADLK. */
+static _Thread_local int in_callback;
+static _Thread_local mp_pool *supervising;
+/* The result whose callback runs on this thread: to its callback it is ready already. */
+static _Thread_local const mp_result *cb_result;
+
+static int check_pool(const mp_pool *p)
+{
+    if (!p) return -EINVAL;
+    if (p->owner != getpid()) return MP_ECHILD;
+    return 0;
+}
+
+static void kick_supervisor(mp_pool *p)
+{
+    if (p->efd < 0) return;
+    uint64_t one = 1;
+    ssize_t n = write(p->efd, &one, sizeof one);
+    (void)n;
+}
+
+/* ---- jobs ---------------------------------------------------------------------------------- */
+
+static mp_result *job_new(int kind, size_t extra)
+{
+    mp_result *j = calloc(1, sizeof *j + extra);
+    if (!j) return NULL;
+    j->kind = kind;
+    j->owner = getpid();
+    atomic_init(&j->refs, 2);
+    j->err_index = SIZE_MAX;
+    return j;
+}
+
+static void job_free(mp_result *j)
+{
+    for (struct blk *b = j->blocks; b;) {
+        struct blk *next = b->next;
+        free(b);
+        b = next;
+    }
+    if (j->ri != &j->one) free(j->ri);
+    free(j->fstatus);
+    free(j->msg_own);
+    free(j->owned_input);
+    free(j);
+}
+
+static void job_unref(mp_result *j)
+{
+    if (atomic_fetch_sub(&j->refs, 1) == 1) job_free(j);
+}
+
+static void *job_blk(mp_result *j, size_t size)
+{
+    struct blk *b = malloc(sizeof *b + size);
+    if (!b) return NULL;
+    b->next = j->blocks;
+    j->blocks = b;
+    return b + 1;
+}
+
+static void job_item(const mp_result *j, size_t i, const void **d, size_t *l)
+{
+    if (j->kind == K_IMAP) {
+        const struct islot *s = &j->imap->slots[i % j->imap->W];
+        *d = s->in;
+        *l = s->in_len;
+    } else {
+        *d = j->items[i].data;
+        *l = j->items[i].len;
+    }
+}
+
+static void note_error(mp_result *j, size_t idx, int status, int code, const char *msg)
+{
+    if (!status || (j->status && idx >= j->err_index)) return;
+    j->err_index = idx;
+    j->status = status;
+    j->code = code;
+    if (j->kind == K_FIXED) {
+        free(j->msg_own);
+        j->msg_own = strdup(msg ? msg : "");
+        j->msg = j->msg_own ? j->msg_own : "";
+    } else {
+        j->msg = msg;
+    }
+}
+
+static void mark_ready(mp_pool *p, mp_result *j);
+static void job_finish(mp_pool *p, mp_result *j);
+
+/* ---- imap slots ------------------------------------------------------------------------------ */
+
+static int buf_fit(char **b, size_t *cap, size_t need)
+{
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 64;
+    while (c < need)
+        c *= 2;
+    char *nb = realloc(*b, c);
+    if (!nb) return -ENOMEM;
+    *b = nb;
+    *cap = c;
+    return 0;
+}
+
+static void imap_deliver(mp_result *j, size_t idx, int status, int code, const void *bytes,
+                         size_t len)
+{
+    if (j->cancelled) return;
+    struct mp_imap *it = j->imap;
+    struct islot *s = &it->slots[idx % it->W];
+    if (buf_fit(&s->out, &s->out_cap, len + 1) != 0) {
+        status = -ENOMEM;
+        bytes = "out of memory";
+        len = 13;
+        if (s->out_cap == 0) bytes = NULL, len = 0;
+    }
+    if (len && s->out) memcpy(s->out, bytes, len);
+    if (s->out) s->out[len] = 0;
+    s->out_len = len;
+    s->status = status;
+    s->code = code;
+    s->state = SLOT_DONE;
+    if (it->unordered) {
+        it->doneq[it->dq_tail % it->W] = idx;
+        it->dq_tail++;
+    }
+}
+
+/* ---- delivering outcomes ------------------------------------------------------------------- */
+
+/* Items [first, first+count) of j fail with one outcome. */
+static void fail_items(mp_pool *p, mp_result *j, size_t first, size_t count, int status, int code,
+                       const char *msg)
+{
+    if (count == 0) return;
+    if (j->kind == K_IMAP) {
+        for (size_t i = 0; i < count; i++)
+            imap_deliver(j, first + i, status, code, msg, strlen(msg));
+    } else if (j->kind == K_FIXED) {
+        if (!j->fstatus) j->fstatus = calloc(j->n, sizeof *j->fstatus);
+        for (size_t i = 0; i < count && j->fstatus; i++)
+            j->fstatus[first + i] = status;
+        note_error(j, first, status, code, msg);
+        j->remaining -= count;
+    } else {
+        size_t ml = strlen(msg);
+        char *m = job_blk(j, ml + 1);
+        if (m) memcpy(m, msg, ml + 1);
+        for (size_t i = 0; i < count; i++)
+            j->ri[first + i] = (struct ritem){m ? m : "", m ? (uint32_t)ml : 0, status, code};
+        note_error(j, first, status, code, m ? m : "");
+        j->remaining -= count;
+    }
+}
+
+static bool job_complete(const mp_result *j)
+{
+    if (j->kind == K_IMAP)
+        return (j->cancelled || j->imap->ended) && j->next == j->n && j->ntasks == 0;
+    return j->remaining == 0 && j->ntasks == 0;
+}
+
+static void maybe_finish(mp_pool *p, mp_result *j)
+{
+    if (!j->finished && job_complete(j)) job_finish(p, j);
+}
+
+/* Copies one result record's items into the job. */
+static void deliver_record(mp_pool *p, struct ptask *t, const mp__rrec *rec)
+{
+    mp_result *j = t->job;
+    if ((size_t)rec->first + rec->count > t->count) return;
+    size_t base = t->first + rec->first;
+    const char *q = (const char *)(rec + 1), *end = (const char *)rec + rec->size;
+    mp__ritem_hdr h;
+    if (j->cancelled) {
+        t->delivered += rec->count;
+        return;
+    }
+    if (j->kind == K_SINGLE || j->kind == K_MAP) {
+        size_t total = 0;
+        const char *s = q;
+        for (uint32_t i = 0; i < rec->count; i++) {
+            if (end - s < (ptrdiff_t)sizeof h) return;
+            memcpy(&h, s, sizeof h);
+            s += sizeof h + h.len;
+            if (s > end) return;
+            total += (h.len + 1 + 15) & ~(size_t)15;
+        }
+        char *dst = job_blk(j, total);
+        for (uint32_t i = 0; i < rec->count; i++) {
+            memcpy(&h, q, sizeof h);
+            q += sizeof h;
+            size_t idx = base + i;
+            if (dst) {
+                memcpy(dst, q, h.len);
+                dst[h.len] = 0;
+                j->ri[idx] = (struct ritem){dst, h.len, h.status, h.code};
+                note_error(j, idx, h.status, h.code, dst);
+                dst += (h.len + 1 + 15) & ~(size_t)15;
+            } else {
+                j->ri[idx] = (struct ritem){"out of memory", 13, -ENOMEM, 0};
+                note_error(j, idx, -ENOMEM, 0, "out of memory");
+            }
+            q += h.len;
+        }
+        j->remaining -= rec->count;
+    } else if (j->kind == K_FIXED) {
+        for (uint32_t i = 0; i < rec->count; i++) {
+            if (end - q < (ptrdiff_t)sizeof h) return;
+            memcpy(&h, q, sizeof h);
+            q += sizeof h;
+            if (end - q < (ptrdiff_t)h.len) return;
+            size_t idx = base + i;
+            if (h.status == 0 && h.len == j->out_size) {
+                memcpy(j->out + idx * j->out_size, q, h.len);
+            } else {
+                char msg[1100];
+                int st = h.status, code = h.code;
+                if (st == 0) {
+                    st = MP_ERANGE;
+                    code = 0;
+                    snprintf(msg, sizeof msg, "result of %u bytes, expected %zu", h.len,
+                             j->out_size);
+                } else {
+                    snprintf(msg, sizeof msg, "%.*s", (int)h.len, q);
+                }
+                if (!j->fstatus) j->fstatus = calloc(j->n, sizeof *j->fstatus);
+                if (j->fstatus) j->fstatus[idx] = st;
+                note_error(j, idx, st, code, msg);
+            }
+            q += h.len;
+        }
+        j->remaining -= rec->count;
+    } else {
+        for (uint32_t i = 0; i < rec->count; i++) {
+            if (end - q < (ptrdiff_t)sizeof h) return;
+            memcpy(&h, q, sizeof h);
+            q += sizeof h;
+            if (end - q < (ptrdiff_t)h.len) return;
+            imap_deliver(j, base + i, h.status, h.code, q, h.len);
+            q += h.len;
+        }
+    }
+    t->delivered += rec->count;
+}
+
+/* ---- tasks and queues ----------------------------------------------------------------------- */
+
+static struct ptask *task_alloc(mp_pool *p)
+{
+    struct ptask *t = p->free_tasks;
+    if (t) {
+        p->free_tasks = t->next;
+        return t;
+    }
+    return malloc(sizeof *t);
+}
+
+static void task_release(mp_pool *p, struct ptask *t)
+{
+    t->next = p->free_tasks;
+    p->free_tasks = t;
+}
+
+/* A task left its worker (done, failed or requeued elsewhere): account for it. */
+static void task_done(mp_pool *p, struct ptask *t)
+{
+    mp_result *j = t->job;
+    j->ntasks--;
+    task_release(p, t);
+    maybe_finish(p, j);
+}
+
+static struct ptask *fifo_pop(struct pworker *w)
+{
+    struct ptask *t = w->head;
+    if (t) {
+        w->head = t->next;
+        if (!w->head) w->tail = NULL;
+        w->nout--;
+    }
+    return t;
+}
+
+static void queue_job(mp_pool *p, mp_result *j)
+{
+    if (j->queued || j->next >= j->n) return;
+    j->queued = true;
+    j->qnext = NULL;
+    if (p->qtail)
+        p->qtail->qnext = j;
+    else
+        p->qhead = j;
+    p->qtail = j;
+}
+
+static void unqueue_head(mp_pool *p)
+{
+    mp_result *j = p->qhead;
+    p->qhead = j->qnext;
+    if (!p->qhead) p->qtail = NULL;
+    j->queued = false;
+}
+
+/* The worker to send the next task to: alive, not stopping, room in its pipeline, fewest tasks. */
+static struct pworker *pick_worker(mp_pool *p)
+{
+    struct pworker *best = NULL;
+    for (int i = 0; i < p->n; i++) {
+        struct pworker *w = &p->w[i];
+        if (!w->alive || w->stopping || w->full_epoch == p->epoch) continue;
+        if (w->nout >= p->pipeline) continue;
+        if (p->conf.maxtasks && w->dispatched >= p->conf.maxtasks) continue;
+        if (!best || w->nout < best->nout) best = w;
+        if (w->nout == 0) break;
+    }
+    return best;
+}
+
+/* Bytes a task record for items [first, first+count) takes. */
+static size_t task_size(const mp_result *j, size_t first, size_t count)
+{
+    size_t size = sizeof(mp__trec);
+    if (j->kind == K_FIXED) return MP__REC_ALIGN(size + count * j->in_size);
+    for (size_t i = 0; i < count; i++) {
+        const void *d;
+        size_t l;
+        job_item(j, first + i, &d, &l);
+        size += 4 + l;
+    }
+    return MP__REC_ALIGN(size);
+}
+
+/* How many items from j->next go into the next task: up to chunksize, within max_message.
+ * Items too large to send fail here with MP_ETOOBIG. */
+static size_t next_chunk(mp_pool *p, mp_result *j)
+{
+    size_t limit = p->conf.max_message;
+    while (j->next < j->n) {
+        size_t avail = j->n - j->next, want = j->chunksize < avail ? j->chunksize : avail;
+        if (j->kind == K_FIXED) {
+            size_t fit = (limit - sizeof(mp__trec)) / j->in_size;
+            return want < fit ? want : fit;
+        }
+        size_t size = sizeof(mp__trec), k = 0;
+        for (; k < want; k++) {
+            const void *d;
+            size_t l;
+            job_item(j, j->next + k, &d, &l);
+            if (size + 4 + l + 8 > limit) break;
+            size += 4 + l;
+        }
+        if (k > 0) return k;
+        char msg[128];
+        const void *d;
+        size_t l;
+        job_item(j, j->next, &d, &l);
+        snprintf(msg, sizeof msg, "argument of %zu bytes exceeds the pool's limit of %zu", l,
+                 limit - MP__REC_SLACK);
+        fail_items(p, j, j->next, 1, MP_ETOOBIG, 0, msg);
+        j->next++;
+    }
+    return 0;
+}
+
+static void encode_task(const mp_result *j, const struct ptask *t, void *dst, size_t size)
+{
+    mp__trec *h = dst;
+    h->size = (uint32_t)size;
+    h->type = j->kind == K_FIXED ? MP__T_FIXED : MP__T_ITEMS;
+    h->flags = 0;
+    h->count = t->count;
+    h->item_size = j->kind == K_FIXED ? (uint32_t)j->in_size : 0;
+    h->id = t->id;
+    h->func = j->func;
+    char *q = (char *)(h + 1);
+    if (j->kind == K_FIXED) {
+        memcpy(q, j->in + (size_t)t->first * j->in_size, (size_t)t->count * j->in_size);
+        return;
+    }
+    for (uint32_t i = 0; i < t->count; i++) {
+        const void *d;
+        size_t l;
+        job_item(j, t->first + i, &d, &l);
+        uint32_t l32 = (uint32_t)l;
+        memcpy(q, &l32, 4);
+        q += 4;
+        if (l) memcpy(q, d, l);
+        q += l;
+    }
+}
+
+/* Sends t to w. false when w's input is full (t untouched). */
+static bool send_task(mp_pool *p, struct pworker *w, struct ptask *t)
+{
+    size_t size = task_size(t->job, t->first, t->count);
+    void *dst = p->tp->task_reserve(w->tp, (uint32_t)size);
+    if (!dst) return false;
+    encode_task(t->job, t, dst, size);
+    p->tp->task_commit(w->tp, (uint32_t)size);
+    t->next = NULL;
+    if (w->tail)
+        w->tail->next = t;
+    else
+        w->head = t;
+    w->tail = t;
+    w->nout++;
+    w->dispatched++;
+    p->outstanding++;
+    return true;
+}
+
+/* Sends queued work to workers with room. */
+static void dispatch(mp_pool *p)
+{
+    if (!p->rhead && !p->qhead) return;
+    if (p->state == ST_TERMINATED || p->broken) return;
+    p->epoch++;
+    for (;;) {
+        struct ptask *t = p->rhead;
+        if (t && t->job->cancelled) {
+            p->rhead = t->next;
+            if (!p->rhead) p->rtail = NULL;
+            task_done(p, t);
+            continue;
+        }
+        if (!t) {
+            while (p->qhead && (p->qhead->next >= p->qhead->n || p->qhead->cancelled))
+                unqueue_head(p);
+            if (!p->qhead) return;
+        }
+        struct pworker *w = pick_worker(p);
+        if (!w) return;
+        if (t) {
+            if (!send_task(p, w, t)) {
+                w->full_epoch = p->epoch;
+                continue;
+            }
+            p->rhead = t->next;
+            if (!p->rhead) p->rtail = NULL;
+            continue;
+        }
+        mp_result *j = p->qhead;
+        size_t k = next_chunk(p, j);
+        if (k == 0) {
+            maybe_finish(p, j);
+            continue;
+        }
+        t = task_alloc(p);
+        if (!t) return;
+        *t = (struct ptask){NULL, ++p->next_id, j, (uint32_t)j->next, (uint32_t)k, 0};
+        if (!send_task(p, w, t)) {
+            task_release(p, t);
+            w->full_epoch = p->epoch;
+            continue;
+        }
+        j->next += k;
+        j->ntasks++;
+    }
+}
+
+/* Takes every result record the worker posted. */
+static void drain_worker(mp_pool *p, struct pworker *w)
+{
+    const mp__rrec *rec;
+    while ((rec = p->tp->result_peek(w->tp)) != NULL) {
+        struct ptask *t = w->head;
+        if (!t || rec->id != t->id) {
+            /* A worker that breaks the protocol cannot be trusted with more tasks. */
+            if (w->pidfd >= 0) mp__pidfd_send_signal(w->pidfd, SIGKILL);
+            w->stopping = true;
+            return;
+        }
+        bool last = rec->flags & MP__R_LAST;
+        deliver_record(p, t, rec);
+        p->tp->result_release(w->tp);
+        if (last) {
+            fifo_pop(w);
+            p->outstanding--;
+            task_done(p, t);
+        }
+    }
+}
+
+static void progress(mp_pool *p)
+{
+    if (p->released) return;
+    for (int i = 0; i < p->n; i++)
+        if (p->w[i].tp) drain_worker(p, &p->w[i]);
+    dispatch(p);
+}
+
+/* ---- job completion ---------------------------------------------------------------------------
+ */
+
+static void list_remove(mp_pool *p, mp_result *j)
+{
+    if (!j->listed) return;
+    if (j->aprev)
+        j->aprev->anext = j->anext;
+    else
+        p->all = j->anext;
+    if (j->anext) j->anext->aprev = j->aprev;
+    j->listed = false;
+}
+
+static void mark_ready(mp_pool *p, mp_result *j)
+{
+    list_remove(p, j);
+    p->unfinished--;
+    j->pool = NULL;
+    atomic_store_explicit(&j->ready, 1, memory_order_release);
+    if (p->ts) p->tp->result_kick(p->ts);
+    if (p->joining && p->unfinished == 0 && supervising != p) kick_supervisor(p);
+    job_unref(j);
+}
+
+/* Every item of j is delivered: run its callbacks (on the supervisor) or make it ready now. */
+static void job_finish(mp_pool *p, mp_result *j)
+{
+    j->finished = true;
+    if (j->queued) {
+        /* Still linked in the job queue: dispatch unlinks it lazily, but a finished job must not
+         * outlive the pool's reference while linked. */
+        mp_result **pp = &p->qhead, *prev = NULL;
+        while (*pp && *pp != j) {
+            prev = *pp;
+            pp = &(*pp)->qnext;
+        }
+        if (*pp) {
+            *pp = j->qnext;
+            if (p->qtail == j) p->qtail = prev;
+        }
+        j->queued = false;
+    }
+    if (j->kind != K_IMAP && (j->cb || j->ecb)) {
+        j->cbnext = NULL;
+        if (p->cbtail)
+            p->cbtail->cbnext = j;
+        else
+            p->cbhead = j;
+        p->cbtail = j;
+        if (supervising != p) kick_supervisor(p);
+        return;
+    }
+    mark_ready(p, j);
+}
+
+static void run_callbacks(mp_pool *p, mp_result *list)
+{
+    while (list) {
+        mp_result *j = list;
+        list = j->cbnext;
+        mp_result_cb cb = j->status == 0 ? j->cb : j->ecb;
+        if (cb) {
+            in_callback++;
+            cb_result = j;
+            cb(j, j->user);
+            cb_result = NULL;
+            in_callback--;
+        }
+        pthread_mutex_lock(&p->lock);
+        mark_ready(p, j);
+        pthread_mutex_unlock(&p->lock);
+    }
+}
+
+static mp_result *take_callbacks(mp_pool *p)
+{
+    mp_result *l = p->cbhead;
+    p->cbhead = p->cbtail = NULL;
+    return l;
+}
+
+/* Fails everything not yet sent to a worker. */
+static void fail_pending(mp_pool *p, int status, int code, const char *msg)
+{
+    while (p->rhead) {
+        struct ptask *t = p->rhead;
+        p->rhead = t->next;
+        if (!p->rhead) p->rtail = NULL;
+        fail_items(p, t->job, t->first, t->count, status, code, msg);
+        task_done(p, t);
+    }
+    while (p->qhead) {
+        mp_result *j = p->qhead;
+        unqueue_head(p);
+        if (j->next < j->n) fail_items(p, j, j->next, j->n - j->next, status, code, msg);
+        j->next = j->n;
+        maybe_finish(p, j);
+    }
+}
+
+/* ---- workers: start, death, timeouts ------------------------------------------------------------
+ */
+
+static int spawn(mp_pool *p, int i)
+{
+    struct pworker *w = &p->w[i];
+    mp__tp_worker *others[MAX_PROCESSES];
+    for (int k = 0; k < p->n; k++)
+        others[k] = p->w[k].tp;
+    mp__worker_conf conf = p->conf;
+    conf.pin_cpu = p->ncpus > 0 ? p->cpus[i % p->ncpus] : -1;
+    pthread_mutex_unlock(&p->lock);
+    mp__tp_worker *tpw = NULL;
+    pid_t pid = 0;
+    int r = p->tp->start(p->ts, &conf, i, &tpw, &pid, others, p->n);
+    int pidfd = -1;
+    if (r == 0) {
+        pidfd = mp__pidfd_open(pid);
+        if (pidfd < 0) {
+            r = pidfd;
+            kill(pid, SIGKILL);
+            int st;
+            while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+            }
+            p->tp->release(tpw);
+        }
+    }
+    pthread_mutex_lock(&p->lock);
+    if (r < 0) {
+        w->respawn_at = mp__now_ns() + 100000000;
+        return r;
+    }
+    *w = (struct pworker){.tp = tpw, .pid = pid, .pidfd = pidfd, .alive = true};
+    p->nalive++;
+    return 0;
+}
+
+static void death_message(char *buf, size_t cap, pid_t pid, int code, int reaped)
+{
+    if (reaped != 1)
+        snprintf(buf, cap, "worker %d ended; its exit status is unknown (reaped elsewhere)",
+                 (int)pid);
+    else if (code < 0)
+        snprintf(buf, cap, "worker %d was killed by signal %d (%s)", (int)pid, -code,
+                 strsignal(-code));
+    else
+        snprintf(buf, cap, "worker %d exited with status %d", (int)pid, code);
+}
+
+/* The worker ended (reaped): settle its tasks and free its slot. */
+static void handle_death(mp_pool *p, struct pworker *w, int code, int reaped)
+{
+    drain_worker(p, w);
+    int icode = 0;
+    char imsg[1024];
+    if (p->tp->init_failed(w->tp, &icode, imsg, sizeof imsg) && !p->broken) {
+        p->broken = true;
+        p->broken_code = icode;
+        snprintf(p->broken_msg, sizeof p->broken_msg, "initializer failed: %s", imsg);
+    }
+    uint64_t running = p->tp->running(w->tp, NULL);
+    struct ptask *t = w->head;
+    if (t && running == t->id) {
+        fifo_pop(w);
+        p->outstanding--;
+        char msg[512];
+        int status = MP_EWORKERDIED;
+        if (t->id == w->timed_out_id) {
+            status = -ETIMEDOUT;
+            snprintf(msg, sizeof msg,
+                     "task ran longer than the pool's task_timeout of %g s; worker %d killed",
+                     p->timeout_s, (int)w->pid);
+            code = 0;
+        } else {
+            death_message(msg, sizeof msg, w->pid, code, reaped);
+            if (reaped != 1) code = 0;
+        }
+        fail_items(p, t->job, t->first + t->delivered, t->count - t->delivered, status, code, msg);
+        task_done(p, t);
+    }
+    /* Tasks queued behind it never started: they go first to the next worker. */
+    if (w->head) {
+        w->tail->next = p->rhead;
+        p->rhead = w->head;
+        if (!p->rtail) p->rtail = w->tail;
+        p->outstanding -= w->nout;
+    }
+    w->head = w->tail = NULL;
+    w->nout = 0;
+    p->tp->release(w->tp);
+    w->tp = NULL;
+    close(w->pidfd);
+    w->pidfd = -1;
+    w->alive = false;
+    w->respawn_at = 0;
+    p->nalive--;
+    if (p->broken) fail_pending(p, MP_ETASKFAILED, p->broken_code, p->broken_msg);
+    p->tp->result_kick(p->ts);
+}
+
+static bool should_respawn(const mp_pool *p)
+{
+    if (p->sup_stop || p->broken || p->state == ST_TERMINATED) return false;
+    return p->state == ST_RUN || p->unfinished > 0;
+}
+
+/* Kills workers whose task ran past the timeout. Returns ms until the next check (-1: none). */
+static int check_timeouts(mp_pool *p)
+{
+    if (p->timeout_ns <= 0 || p->outstanding == 0) return -1;
+    int64_t now = mp__now_ns(), next = 50000000;
+    for (int i = 0; i < p->n; i++) {
+        struct pworker *w = &p->w[i];
+        if (!w->alive || w->nout == 0) continue;
+        int64_t since;
+        uint64_t id = p->tp->running(w->tp, &since);
+        if (!id || id == w->timed_out_id) continue;
+        int64_t left = since + p->timeout_ns - now;
+        if (left <= 0) {
+            w->timed_out_id = id;
+            mp__pidfd_send_signal(w->pidfd, SIGKILL);
+        } else if (left < next) {
+            next = left;
+        }
+    }
+    return (int)((next + 999999) / 1000000);
+}
+
+/* When closed and joining and everything is done, tell the workers to exit. */
+static void maybe_stop_workers(mp_pool *p)
+{
+    if (p->state != ST_CLOSED || !p->joining || p->unfinished || p->outstanding) return;
+    for (int i = 0; i < p->n; i++) {
+        struct pworker *w = &p->w[i];
+        if (!w->alive || w->stopping) continue;
+        void *dst = p->tp->task_reserve(w->tp, sizeof(mp__trec));
+        if (!dst) continue;
+        memset(dst, 0, sizeof(mp__trec));
+        ((mp__trec *)dst)->size = sizeof(mp__trec);
+        ((mp__trec *)dst)->type = MP__T_STOP;
+        p->tp->task_commit(w->tp, sizeof(mp__trec));
+        w->stopping = true;
+    }
+}
+
+/* Does any live worker have a result waiting? */
+static bool results_waiting(mp_pool *p)
+{
+    for (int i = 0; i < p->n; i++)
+        if (p->w[i].tp && p->tp->result_peek(p->w[i].tp)) return true;
+    return false;
+}
+
+static void *supervisor_main(void *arg)
+{
+    mp_pool *p = arg;
+    supervising = p;
+    pthread_mutex_lock(&p->lock);
+    for (int i = 0; i < p->n && !p->sup_err; i++) {
+        int r = spawn(p, i);
+        if (r) p->sup_err = r;
+    }
+    p->sup_ready = true;
+    pthread_cond_broadcast(&p->cond);
+    if (p->sup_err) {
+        pthread_mutex_unlock(&p->lock);
+        return NULL;
+    }
+    struct pollfd fds[MAX_PROCESSES + 1];
+    int idx[MAX_PROCESSES + 1];
+    for (;;) {
+        if (p->sup_stop) break;
+        progress(p);
+        for (int i = 0; i < p->n; i++) {
+            struct pworker *w = &p->w[i];
+            if (!w->alive || !w->readable) continue;
+            w->readable = false;
+            int code = 0;
+            int r = mp__reap_pidfd(w->pidfd, NULL, &code);
+            if (r == 1 || r == -ECHILD) handle_death(p, w, code, r);
+        }
+        int tmo = check_timeouts(p);
+        int64_t now = mp__now_ns();
+        for (int i = 0; i < p->n; i++) {
+            struct pworker *w = &p->w[i];
+            if (w->alive || !should_respawn(p)) continue;
+            if (w->respawn_at > now) {
+                int ms = (int)((w->respawn_at - now) / 1000000) + 1;
+                if (tmo < 0 || ms < tmo) tmo = ms;
+                continue;
+            }
+            spawn(p, i);
+        }
+        dispatch(p);
+        maybe_stop_workers(p);
+        mp_result *cbs = take_callbacks(p);
+        if (cbs) {
+            pthread_mutex_unlock(&p->lock);
+            run_callbacks(p, cbs);
+            pthread_mutex_lock(&p->lock);
+            continue;
+        }
+        bool want = (p->outstanding > 0 || p->rhead || p->qhead) && atomic_load(&p->drainers) == 0;
+        int nf = 0;
+        fds[nf++] = (struct pollfd){.fd = p->efd, .events = POLLIN};
+        for (int i = 0; i < p->n; i++) {
+            if (!p->w[i].alive) continue;
+            idx[nf] = i;
+            fds[nf++] = (struct pollfd){.fd = p->w[i].pidfd, .events = POLLIN};
+        }
+        if (want) {
+            p->tp->want_notify(p->ts, 1);
+            if (results_waiting(p)) {
+                p->tp->want_notify(p->ts, 0);
+                continue;
+            }
+        }
+        pthread_mutex_unlock(&p->lock);
+        int r = poll(fds, (nfds_t)nf, tmo);
+        pthread_mutex_lock(&p->lock);
+        p->tp->want_notify(p->ts, 0);
+        if (r > 0) {
+            if (fds[0].revents) {
+                uint64_t v;
+                ssize_t n = read(p->efd, &v, sizeof v);
+                (void)n;
+            }
+            for (int k = 1; k < nf; k++)
+                if (fds[k].revents) p->w[idx[k]].readable = true;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* ---- waiting ------------------------------------------------------------------------------------
+ */
+
+/* How long a waiter should spin: only while a busy worker runs on another CPU. */
+static int64_t spin_budget(mp_pool *p)
+{
+    int me = mp__current_cpu();
+    for (int i = 0; i < p->n; i++) {
+        struct pworker *w = &p->w[i];
+        if (!w->alive || w->nout == 0) continue;
+        int c = p->tp->cpu(w->tp);
+        if (c >= 0 && c != me) return mp__spin_budget(c);
+    }
+    return 0;
+}
+
+typedef bool (*pred_fn)(mp_pool *p, void *arg);
+
+/* Drives progress until pred holds (checked with the lock held) or the deadline passes. */
+static int wait_for(mp_pool *p, pred_fn pred, void *arg, const mp__deadline *dl)
+{
+    _Atomic uint32_t *seqp = p->tp->result_seq(p->ts);
+    mp__tp_shared *ts = p->ts;
+    const mp__transport *tp = p->tp;
+    atomic_fetch_add(&p->drainers, 1);
+    int rc;
+    for (;;) {
+        uint32_t seq = atomic_load(seqp);
+        pthread_mutex_lock(&p->lock);
+        progress(p);
+        bool ok = pred(p, arg);
+        int64_t spin = ok ? 0 : spin_budget(p);
+        pthread_mutex_unlock(&p->lock);
+        if (ok) {
+            rc = 0;
+            break;
+        }
+        if (mp__deadline_left_ns(dl) == 0) {
+            rc = -ETIMEDOUT;
+            break;
+        }
+        tp->result_wait(ts, seq, spin, dl);
+    }
+    /* The supervisor drains only while nobody else does: tell it we stopped. */
+    if (atomic_fetch_sub(&p->drainers, 1) == 1 && p->outstanding) kick_supervisor(p);
+    return rc;
+}
+
+static bool pred_ready(mp_pool *p, void *arg)
+{
+    (void)p;
+    return atomic_load_explicit(&((mp_result *)arg)->ready, memory_order_acquire) != 0;
+}
+
+static int result_check(const mp_result *r)
+{
+    if (!r) return -EINVAL;
+    if (r->owner != getpid()) return MP_ECHILD;
+    return 0;
+}
+
+static bool is_ready(const mp_result *r)
+{
+    return atomic_load_explicit(&r->ready, memory_order_acquire) || r == cb_result;
+}
+
+int mp_result_wait(mp_result *r, double timeout)
+{
+    int rc = result_check(r);
+    if (rc) return rc;
+    if (is_ready(r)) return 0;
+    if (r->kind == K_IMAP) return -EINVAL;
+    if (in_callback && timeout != 0) return -EDEADLK;
+    mp__deadline dl = mp__deadline_in(timeout);
+    mp_pool *p = r->pool;
+    if (!p) return atomic_load(&r->ready) ? 0 : -ETIMEDOUT;
+    return wait_for(p, pred_ready, r, &dl);
+}
+
+int mp_result_ready(mp_result *r)
+{
+    int rc = result_check(r);
+    if (rc) return rc;
+    if (is_ready(r)) return 1;
+    mp_pool *p = r->pool;
+    if (p && pthread_mutex_trylock(&p->lock) == 0) {
+        progress(p);
+        pthread_mutex_unlock(&p->lock);
+    }
+    return atomic_load_explicit(&r->ready, memory_order_acquire) ? 1 : 0;
+}
+
+int mp_result_get(mp_result *r, const void **data, size_t *len, double timeout)
+{
+    int rc = mp_result_wait(r, timeout);
+    if (rc) return rc;
+    const void *d = NULL;
+    size_t l = 0;
+    if (r->kind == K_SINGLE && r->ri[0].status == 0) {
+        d = r->ri[0].data;
+        l = r->ri[0].len;
+    } else if (r->kind == K_FIXED) {
+        d = r->out;
+        l = r->n * r->out_size;
+    }
+    if (data) *data = d;
+    if (len) *len = l;
+    return r->status;
+}
+
+int mp_result_successful(mp_result *r)
+{
+    int rc = result_check(r);
+    if (rc) return rc;
+    if (!is_ready(r)) return MP_ESTATE;
+    return r->status == 0;
+}
+
+int mp_result_error(mp_result *r, int *code, const char **msg)
+{
+    int rc = result_check(r);
+    if (rc) return rc;
+    if (!is_ready(r)) return MP_ESTATE;
+    if (code) *code = r->status ? r->code : 0;
+    if (msg) *msg = r->status && r->msg ? r->msg : "";
+    return r->status;
+}
+
+size_t mp_result_count(const mp_result *r)
+{
+    return r ? r->n : 0;
+}
+
+int mp_result_item(mp_result *r, size_t i, const void **data, size_t *len)
+{
+    int rc = result_check(r);
+    if (rc) return rc;
+    if (!is_ready(r)) return MP_ESTATE;
+    if (i >= r->n) return MP_ERANGE;
+    if (r->kind == K_FIXED) {
+        int st = r->fstatus ? r->fstatus[i] : 0;
+        if (data) *data = st ? NULL : r->out + i * r->out_size;
+        if (len) *len = st ? 0 : r->out_size;
+        return st;
+    }
+    const struct ritem *it = &r->ri[i];
+    if (data) *data = it->status ? NULL : it->data;
+    if (len) *len = it->status ? 0 : it->len;
+    return it->status;
+}
+
+int mp_result_item_error(mp_result *r, size_t i, int *code, const char **msg)
+{
+    int rc = result_check(r);
+    if (rc) return rc;
+    if (!is_ready(r)) return MP_ESTATE;
+    if (i >= r->n) return MP_ERANGE;
+    int st, c = 0;
+    const char *m = "";
+    if (r->kind == K_FIXED) {
+        st = r->fstatus ? r->fstatus[i] : 0;
+        if (st && i == r->err_index) {
+            c = r->code;
+            m = r->msg;
+        } else if (st) {
+            m = mp_strerror(st);
+        }
+    } else {
+        st = r->ri[i].status;
+        if (st) {
+            c = r->ri[i].code;
+            m = r->ri[i].data;
+        }
+    }
+    if (code) *code = c;
+    if (msg) *msg = m;
+    return st;
+}
+
+void mp_result_free(mp_result **rp)
+{
+    if (!rp || !*rp) return;
+    mp_result *r = *rp;
+    *rp = NULL;
+    if (r->owner != getpid() || r->kind == K_IMAP) return;
+    job_unref(r);
+}
+
+/* ---- submitting ------------------------------------------------------------------------------ */
+
+static int submit_state(const mp_pool *p)
+{
+    if (p->state == ST_TERMINATED || p->released) return MP_ETERMINATED;
+    if (p->state == ST_CLOSED) return MP_ECLOSED;
+    if (p->broken) return MP_ETASKFAILED;
+    return 0;
+}
+
+/* Hands j to the pool (lock held). */
+static int submit(mp_pool *p, mp_result *j)
+{
+    int rc = submit_state(p);
+    if (rc) return rc;
+    j->pool = p;
+    j->listed = true;
+    j->aprev = NULL;
+    j->anext = p->all;
+    if (p->all) p->all->aprev = j;
+    p->all = j;
+    p->unfinished++;
+    j->remaining = j->n;
+    if (j->kind != K_IMAP && j->n == 0) {
+        job_finish(p, j);
+        return 0;
+    }
+    queue_job(p, j);
+    dispatch(p);
+    return 0;
+}
+
+static int lookup(const char *func, uint64_t *id)
+{
+    mp_func *f;
+    int rc = mp_func_find(func, &f);
+    if (rc) return rc;
+    *id = mp_func_id(f);
+    return 0;
+}
+
+static void set_callbacks(mp_result *j, const mp_task_options *o)
+{
+    if (!o) return;
+    j->cb = o->callback;
+    j->ecb = o->error_callback;
+    j->user = o->user;
+}
+
+static int submit_new(mp_pool *p, mp_result *j, mp_result **out)
+{
+    pthread_mutex_lock(&p->lock);
+    int rc = submit(p, j);
+    pthread_mutex_unlock(&p->lock);
+    if (rc) {
+        job_free(j);
+        return rc;
+    }
+    *out = j;
+    return 0;
+}
+
+int mp_pool_apply_async(mp_pool *p, const char *func, const void *arg, size_t len,
+                        const mp_task_options *opts, mp_result **out)
+{
+    int rc = check_pool(p);
+    if (rc) return rc;
+    if (!func || !out || (!arg && len > 0)) return -EINVAL;
+    uint64_t id;
+    if ((rc = lookup(func, &id))) return rc;
+    if (len > p->conf.max_message - MP__REC_SLACK) return MP_ETOOBIG;
+    mp_result *j = job_new(K_SINGLE, len);
+    if (!j) return -ENOMEM;
+    if (len) memcpy(j + 1, arg, len);
+    j->own = (mp_buf){j + 1, len};
+    j->items = &j->own;
+    j->n = 1;
+    j->chunksize = 1;
+    j->ri = &j->one;
+    j->func = id;
+    set_callbacks(j, opts);
+    return submit_new(p, j, out);
+}
+
+static int blocking_check(void)
+{
+    return in_callback ? -EDEADLK : 0;
+}
+
+int mp_pool_apply(mp_pool *p, const char *func, const void *arg, size_t len, double timeout,
+                  mp_result **out)
+{
+    int rc = check_pool(p);
+    if (rc) return rc;
+    if (!out) return -EINVAL;
+    if ((rc = blocking_check())) return rc;
+    if ((rc = mp_pool_apply_async(p, func, arg, len, NULL, out))) return rc;
+    return mp_result_get(*out, NULL, NULL, timeout);
+}
+
+static size_t auto_chunksize(const mp_pool *p, size_t n, const mp_task_options *o)
+{
+    if (o && o->chunksize) return o->chunksize;
+    size_t d = 4 * (size_t)p->n, cs = n / d;
+    if (n % d) cs++;
+    return cs ? cs : 1;
+}
+
+static int map_common(mp_pool *p, const char *func, const mp_buf *items, size_t n,
+                      const mp_task_options *opts, void *owned, mp_result **out)
+{
+    int rc = check_pool(p);
+    if (rc) {
+        free(owned);
+        return rc;
+    }
+    if (!func || !out || (!items && n > 0) || n >= UINT32_MAX) {
+        free(owned);
+        return -EINVAL;
+    }
+    uint64_t id;
+    if ((rc = lookup(func, &id))) {
+        free(owned);
+        return rc;
+    }
+    mp_result *j = job_new(K_MAP, 0);
+    if (!j) {
+        free(owned);
+        return -ENOMEM;
+    }
+    j->owned_input = owned;
+    j->ri = n ? malloc(n * sizeof *j->ri) : &j->one;
+    if (!j->ri) {
+        job_free(j);
+        return -ENOMEM;
+    }
+    j->items = items;
+    j->n = n;
+    j->func = id;
+    j->chunksize = auto_chunksize(p, n, opts);
+    set_callbacks(j, opts);
+    return submit_new(p, j, out);
+}
+
+int mp_pool_map_async(mp_pool *p, const char *func, const mp_buf *items, size_t n,
+                      const mp_task_options *opts, mp_result **out)
+{
+    return map_common(p, func, items, n, opts, NULL, out);
+}
+
+/* Waits for a result a blocking call submitted; returns its outcome. */
+static int wait_submitted(mp_result *r, double timeout)
+{
+    int rc = mp_result_wait(r, timeout);
+    if (rc) return rc;
+    return r->status;
+}
+
+int mp_pool_map(mp_pool *p, const char *func, const mp_buf *items, size_t n,
+                const mp_task_options *opts, double timeout, mp_result **out)
+{
+    int rc = check_pool(p);
+    if (rc) return rc;
+    if (!out) return -EINVAL;
+    *out = NULL;
+    if ((rc = blocking_check())) return rc;
+    if ((rc = mp_pool_map_async(p, func, items, n, opts, out))) return rc;
+    return wait_submitted(*out, timeout);
+}
+
+int mp_pool_map_fixed_async(mp_pool *p, const char *func, const void *in, size_t n, size_t in_size,
+                            void *out, size_t out_size, const mp_task_options *opts,
+                            mp_result **out_result)
+{
+    int rc = check_pool(p);
+    if (rc) return rc;
+    if (!func || !out_result || in_size == 0 || ((!in || !out) && n > 0) || n >= UINT32_MAX)
+        return -EINVAL;
+    uint64_t id;
+    if ((rc = lookup(func, &id))) return rc;
+    if (in_size > p->conf.max_message - MP__REC_SLACK ||
+        out_size > p->conf.max_message - MP__REC_SLACK)
+        return MP_ETOOBIG;
+    mp_result *j = job_new(K_FIXED, 0);
+    if (!j) return -ENOMEM;
+    j->in = in;
+    j->in_size = in_size;
+    j->out = out;
+    j->out_size = out_size;
+    j->n = n;
+    j->func = id;
+    j->chunksize = auto_chunksize(p, n, opts);
+    set_callbacks(j, opts);
+    return submit_new(p, j, out_result);
+}
+
+int mp_pool_map_fixed(mp_pool *p, const char *func, const void *in, size_t n, size_t in_size,
+                      void *out, size_t out_size, const mp_task_options *opts, double timeout,
+                      mp_result **out_result)
+{
+    int rc = check_pool(p);
+    if (rc) return rc;
+    if (!out_result) return -EINVAL;
+    *out_result = NULL;
+    if ((rc = blocking_check())) return rc;
+    rc = mp_pool_map_fixed_async(p, func, in, n, in_size, out, out_size, opts, out_result);
+    if (rc) return rc;
+    return wait_submitted(*out_result, timeout);
+}
+
+int mp_pool_starmap_async(mp_pool *p, const char *func, const mp_args *items, size_t n,
+                          const mp_task_options *opts, mp_result **out)
+{
+    int rc = check_pool(p);
+    if (rc) return rc;
+    if (!func || !out || (!items && n > 0) || n >= UINT32_MAX) return -EINVAL;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t need;
+        rc = mp_args_pack(items[i].v, items[i].n, NULL, 0, &need);
+        if (rc != MP_ETOOSMALL) return rc ? rc : -EINVAL;
+        if (need > p->conf.max_message - MP__REC_SLACK) return MP_ETOOBIG;
+        total += need;
+    }
+    mp_buf *bufs = malloc(n * sizeof *bufs + total + 1);
+    if (!bufs) return -ENOMEM;
+    char *q = (char *)(bufs + n);
+    for (size_t i = 0; i < n; i++) {
+        size_t need;
+        mp_args_pack(items[i].v, items[i].n, q, total, &need);
+        bufs[i] = (mp_buf){q, need};
+        q += need;
+    }
+    return map_common(p, func, bufs, n, opts, bufs, out);
+}
+
+int mp_pool_starmap(mp_pool *p, const char *func, const mp_args *items, size_t n,
+                    const mp_task_options *opts, double timeout, mp_result **out)
+{
+    int rc = check_pool(p);
+    if (rc) return rc;
+    if (!out) return -EINVAL;
+    *out = NULL;
+    if ((rc = blocking_check())) return rc;
+    if ((rc = mp_pool_starmap_async(p, func, items, n, opts, out))) return rc;
+    return wait_submitted(*out, timeout);
+}
+
+/* ---- imap ------------------------------------------------------------------------------------ */
+
+static int imap_new(mp_pool *p, const char *func, mp_iter_fn next, void *user,
+                    const mp_task_options *opts, bool unordered, mp_imap **out)
+{
+    int rc = check_pool(p);
+    if (rc) return rc;
+    if (!func || !next || !out) return -EINVAL;
+    uint64_t id;
+    if ((rc = lookup(func, &id))) return rc;
+    struct mp_imap *it = calloc(1, sizeof *it);
+    mp_result *j = job_new(K_IMAP, 0);
+    size_t cs = opts && opts->chunksize ? opts->chunksize : 1;
+    size_t W = opts && opts->window ? opts->window : 64 * (size_t)p->n * cs;
+    if (!(opts && opts->window) && W < 1024) W = 1024;
+    if (W < cs) W = cs;
+    if (it) it->slots = calloc(W, sizeof *it->slots);
+    if (it && unordered) it->doneq = calloc(W, sizeof *it->doneq);
+    if (!it || !j || !it->slots || (unordered && !it->doneq)) {
+        if (it) free(it->slots), free(it->doneq);
+        free(it);
+        free(j);
+        return -ENOMEM;
+    }
+    it->job = j;
+    it->next = next;
+    it->user = user;
+    it->unordered = unordered;
+    it->W = W;
+    j->imap = it;
+    j->func = id;
+    j->chunksize = cs;
+    pthread_mutex_lock(&p->lock);
+    rc = submit(p, j);
+    pthread_mutex_unlock(&p->lock);
+    if (rc) {
+        free(it->slots);
+        free(it->doneq);
+        free(it);
+        free(j);
+        return rc;
+    }
+    *out = it;
+    return 0;
+}
+
+int mp_pool_imap(mp_pool *p, const char *func, mp_iter_fn next, void *user,
+                 const mp_task_options *opts, mp_imap **out)
+{
+    return imap_new(p, func, next, user, opts, false, out);
+}
+
+int mp_pool_imap_unordered(mp_pool *p, const char *func, mp_iter_fn next, void *user,
+                           const mp_task_options *opts, mp_imap **out)
+{
+    return imap_new(p, func, next, user, opts, true, out);
+}
+
+/* Pulls input while the window has room (outside the lock: the iterator is user code), then
+ * makes the new items dispatchable. */
+static void imap_pull(struct mp_imap *it)
+{
+    mp_result *j = it->job;
+    size_t start = it->pulled;
+    while (!it->ended && it->pulled < it->lo + it->W) {
+        const void *d = NULL;
+        size_t l = 0;
+        int r = it->next(it->user, &d, &l);
+        if (r <= 0) {
+            it->ended = true;
+            it->iter_err = r;
+            break;
+        }
+        struct islot *s = &it->slots[it->pulled % it->W];
+        if (buf_fit(&s->in, &s->in_cap, l ? l : 1) != 0 || (!d && l)) {
+            it->ended = true;
+            it->iter_err = (!d && l) ? -EINVAL : -ENOMEM;
+            break;
+        }
+        if (l) memcpy(s->in, d, l);
+        s->in_len = l;
+        s->state = SLOT_PENDING;
+        it->pulled++;
+    }
+    if (it->pulled == start && !it->ended) return;
+    mp_pool *p = j->pool;
+    if (!p) {
+        for (size_t i = start; i < it->pulled; i++)
+            imap_deliver(j, i, MP_ETERMINATED, 0, "pool was terminated", 19);
+        j->n = j->next = it->pulled;
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    j->n = it->pulled;
+    int st = submit_state(p);
+    if (st == MP_ECLOSED) st = 0; /* an imap started before close may go on */
+    if (st) {
+        const char *m = p->broken ? p->broken_msg : "pool was terminated";
+        fail_items(p, j, j->next, j->n - j->next, st, p->broken_code, m);
+        j->next = j->n;
+    } else {
+        queue_job(p, j);
+    }
+    maybe_finish(p, j);
+    dispatch(p);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static bool imap_have(struct mp_imap *it)
+{
+    if (it->unordered) return it->dq_head != it->dq_tail;
+    return it->lo < it->pulled && it->slots[it->lo % it->W].state == SLOT_DONE;
+}
+
+static bool pred_imap(mp_pool *p, void *arg)
+{
+    (void)p;
+    return imap_have(arg);
+}
+
+/* Takes the next available result (lock held, or no pool). */
+static int imap_take(struct mp_imap *it, const void **data, size_t *len, size_t *index)
+{
+    size_t idx;
+    if (it->unordered) {
+        idx = it->doneq[it->dq_head % it->W];
+        it->dq_head++;
+    } else {
+        idx = it->lo;
+    }
+    struct islot *s = &it->slots[idx % it->W];
+    s->state = SLOT_FREE;
+    while (it->lo < it->pulled && it->slots[it->lo % it->W].state == SLOT_FREE)
+        it->lo++;
+    it->last_status = s->status;
+    it->last_code = s->code;
+    it->last_msg = s->status ? (s->out ? s->out : "") : "";
+    if (data) *data = s->status ? NULL : s->out;
+    if (len) *len = s->status ? 0 : s->out_len;
+    if (index) *index = idx;
+    return s->status;
+}
+
+int mp_imap_next(mp_imap *it, const void **data, size_t *len, size_t *index, double timeout)
+{
+    if (!it) return -EINVAL;
+    mp_result *j = it->job;
+    if (j->owner != getpid()) return MP_ECHILD;
+    mp__deadline dl = mp__deadline_in(timeout);
+    for (;;) {
+        imap_pull(it);
+        mp_pool *p = j->pool;
+        if (p) pthread_mutex_lock(&p->lock);
+        if (p) progress(p);
+        if (imap_have(it)) {
+            int rc = imap_take(it, data, len, index);
+            if (p) pthread_mutex_unlock(&p->lock);
+            return rc;
+        }
+        if (p) pthread_mutex_unlock(&p->lock);
+        if (it->ended && it->lo == it->pulled) {
+            it->last_status = 0;
+            if (it->iter_err < 0 && !it->iter_err_done) {
+                it->iter_err_done = true;
+                return it->iter_err;
+            }
+            return MP_EEOF;
+        }
+        if (!p) return MP_ETERMINATED;
+        if (in_callback && timeout != 0) return -EDEADLK;
+        int rc = wait_for(p, pred_imap, it, &dl);
+        if (rc) return rc;
+    }
+}
+
+int mp_imap_error(mp_imap *it, int *code, const char **msg)
+{
+    if (!it) return -EINVAL;
+    if (it->job->owner != getpid()) return MP_ECHILD;
+    if (code) *code = it->last_status ? it->last_code : 0;
+    if (msg) *msg = it->last_status && it->last_msg ? it->last_msg : "";
+    return it->last_status;
+}
+
+void mp_imap_free(mp_imap **itp)
+{
+    if (!itp || !*itp) return;
+    struct mp_imap *it = *itp;
+    *itp = NULL;
+    mp_result *j = it->job;
+    if (j->owner != getpid()) return;
+    mp_pool *p = j->pool;
+    if (p) pthread_mutex_lock(&p->lock);
+    j->cancelled = true;
+    j->next = j->n;
+    if (p) maybe_finish(p, j);
+    if (p) pthread_mutex_unlock(&p->lock);
+    for (size_t i = 0; i < it->W; i++) {
+        free(it->slots[i].in);
+        free(it->slots[i].out);
+    }
+    free(it->slots);
+    free(it->doneq);
+    free(it);
+    job_unref(j);
+}
+
+/* ---- creating and ending pools -------------------------------------------------------------- */
+
+static void pool_release_resources(mp_pool *p)
+{
+    if (p->released) return;
+    p->released = true;
+    if (p->ts) p->tp->shared_free(p->ts);
+    p->ts = NULL;
+    if (p->efd >= 0) close(p->efd);
+    p->efd = -1;
+}
+
+static void pool_free_struct(mp_pool *p)
+{
+    while (p->free_tasks) {
+        struct ptask *t = p->free_tasks;
+        p->free_tasks = t->next;
+        free(t);
+    }
+    free(p->w);
+    free(p->initarg);
+    free(p->cpus);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->cond);
+    free(p);
+}
+
+/* Kills and reaps every worker, fails everything unfinished, stops the supervisor. */
+static void terminate_now(mp_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->state = ST_TERMINATED;
+    p->sup_stop = true;
+    for (int i = 0; i < p->n; i++)
+        if (p->w[i].alive) mp__pidfd_send_signal(p->w[i].pidfd, SIGKILL);
+    pthread_mutex_unlock(&p->lock);
+    kick_supervisor(p);
+    if (p->sup_running) {
+        pthread_join(p->sup, NULL);
+        p->sup_running = false;
+    }
+    pthread_mutex_lock(&p->lock);
+    supervising = p; /* callbacks queued from here run on this thread */
+    for (int i = 0; i < p->n; i++) {
+        struct pworker *w = &p->w[i];
+        if (!w->alive) continue;
+        mp__deadline forever = mp__deadline_in(MP_FOREVER);
+        int code = 0;
+        mp__pidfd_send_signal(w->pidfd, SIGKILL); /* also one the supervisor started meanwhile */
+        mp__reap_pidfd(w->pidfd, &forever, &code);
+        drain_worker(p, w);
+        struct ptask *t;
+        while ((t = fifo_pop(w)) != NULL) {
+            p->outstanding--;
+            fail_items(p, t->job, t->first + t->delivered, t->count - t->delivered, MP_ETERMINATED,
+                       0, "pool was terminated");
+            task_done(p, t);
+        }
+        p->tp->release(w->tp);
+        w->tp = NULL;
+        close(w->pidfd);
+        w->pidfd = -1;
+        w->alive = false;
+        p->nalive--;
+    }
+    fail_pending(p, MP_ETERMINATED, 0, "pool was terminated");
+    mp_result *cbs = take_callbacks(p);
+    pthread_mutex_unlock(&p->lock);
+    run_callbacks(p, cbs);
+    pthread_mutex_lock(&p->lock);
+    supervising = NULL;
+    /* What is left are imaps: detach them, they report MP_ETERMINATED from now on. */
+    while (p->all) {
+        mp_result *j = p->all;
+        list_remove(p, j);
+        j->pool = NULL;
+        p->unfinished--;
+        job_unref(j);
+    }
+    pool_release_resources(p);
+    p->joined = true;
+    pthread_mutex_unlock(&p->lock);
+}
+
+int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
+{
+    if (!out) return -EINVAL;
+    mp_pool_options o = MP_POOL_OPTIONS_INIT;
+    if (opts) o = *opts;
+    if (o.processes == 0 || o.processes < -1 || o.processes > MAX_PROCESSES) return -EINVAL;
+    if (o.ncpus < 0 || (o.ncpus > 0 && !o.cpus)) return -EINVAL;
+    if (o.max_message == 0) o.max_message = DEFAULT_MAX_MESSAGE;
+    if (o.max_message < 4096 || o.max_message > (256u << 20)) return -EINVAL;
+    if (o.initarg_len && !o.initarg) return -EINVAL;
+    if (in_callback) return -EDEADLK;
+    uint64_t init_id = 0;
+    if (o.initializer) {
+        int rc = lookup(o.initializer, &init_id);
+        if (rc) return rc;
+        if (o.initarg_len > o.max_message - MP__REC_SLACK) return MP_ETOOBIG;
+    }
+    mp_pool *p = calloc(1, sizeof *p);
+    if (!p) return -ENOMEM;
+    p->owner = getpid();
+    p->efd = -1;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->cond, NULL);
+    p->n = o.processes < 0 ? mp__cpu_count() : o.processes;
+    p->pipeline = o.pipeline ? o.pipeline : DEFAULT_PIPELINE;
+    p->timeout_s = o.task_timeout;
+    p->timeout_ns = o.task_timeout > 0 ? (int64_t)(o.task_timeout * 1e9) : 0;
+    if (p->timeout_ns == 0 && o.task_timeout > 0) p->timeout_ns = 1;
+    p->tp = &mp__pool_shm_transport;
+    p->w = calloc((size_t)p->n, sizeof *p->w);
+    if (o.initarg_len) p->initarg = malloc(o.initarg_len);
+    if (o.ncpus) p->cpus = malloc((size_t)o.ncpus * sizeof *p->cpus);
+    if (!p->w || (o.initarg_len && !p->initarg) || (o.ncpus && !p->cpus)) {
+        pool_free_struct(p);
+        return -ENOMEM;
+    }
+    if (o.initarg_len) memcpy(p->initarg, o.initarg, o.initarg_len);
+    if (o.ncpus) memcpy(p->cpus, o.cpus, (size_t)o.ncpus * sizeof *p->cpus);
+    p->ncpus = o.ncpus;
+    for (int i = 0; i < p->n; i++)
+        p->w[i].pidfd = -1;
+    p->conf = (mp__worker_conf){o.max_message, o.maxtasksperchild, init_id,
+                                p->initarg,    o.initarg_len,      -1};
+    int rc;
+    p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (p->efd < 0) {
+        rc = -errno;
+        pool_free_struct(p);
+        return rc;
+    }
+    if ((rc = p->tp->shared_new(&p->ts, p->efd)) != 0) {
+        close(p->efd);
+        pool_free_struct(p);
+        return rc;
+    }
+    /* The supervisor keeps every signal blocked: they go to the program's own threads. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = -pthread_create(&p->sup, NULL, supervisor_main, p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        pool_release_resources(p);
+        pool_free_struct(p);
+        return rc;
+    }
+    p->sup_running = true;
+    pthread_mutex_lock(&p->lock);
+    while (!p->sup_ready)
+        pthread_cond_wait(&p->cond, &p->lock);
+    rc = p->sup_err;
+    pthread_mutex_unlock(&p->lock);
+    if (rc) {
+        terminate_now(p);
+        pool_free_struct(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+int mp_pool_processes(const mp_pool *p)
+{
+    return p ? p->n : -EINVAL;
+}
+
+int mp_pool_worker_pids(mp_pool *p, pid_t *pids, int max)
+{
+    int rc = check_pool(p);
+    if (rc) return rc;
+    if (!pids && max > 0) return -EINVAL;
+    pthread_mutex_lock(&p->lock);
+    int k = 0;
+    for (int i = 0; i < p->n; i++) {
+        if (!p->w[i].alive) continue;
+        if (k < max) pids[k] = p->w[i].pid;
+        k++;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return k;
+}
+
+int mp_pool_close(mp_pool *p)
+{
+    int rc = check_pool(p);
+    if (rc) return rc;
+    pthread_mutex_lock(&p->lock);
+    if (p->state == ST_TERMINATED)
+        rc = MP_ETERMINATED;
+    else
+        p->state = ST_CLOSED;
+    pthread_mutex_unlock(&p->lock);
+    return rc;
+}
+
+static bool pred_joined(mp_pool *p, void *arg)
+{
+    (void)arg;
+    return p->unfinished == 0 && p->nalive == 0;
+}
+
+int mp_pool_join(mp_pool *p, double timeout)
+{
+    int rc = check_pool(p);
+    if (rc) return rc;
+    if (in_callback) return -EDEADLK;
+    pthread_mutex_lock(&p->lock);
+    if (p->joined) {
+        pthread_mutex_unlock(&p->lock);
+        return 0;
+    }
+    if (p->state == ST_RUN) {
+        pthread_mutex_unlock(&p->lock);
+        return MP_ESTATE;
+    }
+    p->joining = true;
+    pthread_mutex_unlock(&p->lock);
+    kick_supervisor(p);
+    mp__deadline dl = mp__deadline_in(timeout);
+    rc = wait_for(p, pred_joined, NULL, &dl);
+    if (rc) return rc;
+    pthread_mutex_lock(&p->lock);
+    if (p->joined) { /* another thread finished the join */
+        pthread_mutex_unlock(&p->lock);
+        return 0;
+    }
+    p->sup_stop = true;
+    pthread_mutex_unlock(&p->lock);
+    kick_supervisor(p);
+    if (p->sup_running) {
+        pthread_join(p->sup, NULL);
+        p->sup_running = false;
+    }
+    pthread_mutex_lock(&p->lock);
+    pool_release_resources(p);
+    p->joined = true;
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
+int mp_pool_terminate(mp_pool *p)
+{
+    int rc = check_pool(p);
+    if (rc) return rc;
+    if (in_callback) return -EDEADLK;
+    if (p->joined) {
+        p->state = ST_TERMINATED;
+        return 0;
+    }
+    terminate_now(p);
+    return 0;
+}
+
+int mp_pool_free(mp_pool **pp)
+{
+    if (!pp || !*pp) return 0;
+    mp_pool *p = *pp;
+    if (p->owner != getpid()) return MP_ECHILD;
+    if (in_callback) return -EDEADLK;
+    if (!p->joined) terminate_now(p);
+    *pp = NULL;
+    pool_free_struct(p);
+    return 0;
+}

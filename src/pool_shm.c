@@ -1,0 +1,369 @@
+/* pool_shm.c - the pool's shared-memory transport: per-worker rings, futex wake-ups, spinning.
+ *
+ * Each worker has one mapping (MAP_SHARED|MAP_ANONYMOUS, created before the fork) holding two
+ * single-producer/single-consumer byte rings: tasks (parent -> worker) and results (worker ->
+ * parent). Positions are free-running 32-bit byte counters, so each is also a futex word. A
+ * record never wraps: when it does not fit before the end, a PAD record fills the rest.
+ *
+ * Wake-ups cost a syscall only when the peer sleeps: a consumer announces it sleeps in a flag,
+ * re-checks, then futex-waits; a producer publishes (seq_cst) and reads the flag (seq_cst). Before
+ * sleeping a consumer spins for mp__spin_budget(peer's CPU): long enough to beat a cross-CPU
+ * wake-up, nothing when the peer shares its CPU.
+ *
+ * Parent threads never wait on a single worker: they wait on one pool-wide counter that every
+ * worker bumps after posting a result (and the parent bumps when it completes something itself).
+ * The supervisor, which also watches pidfds, cannot sleep on a futex; it asks for an eventfd write
+ * (want_notify) only while nobody else is draining results.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "mproc/error.h"
+#include "platform/platform.h"
+#include "pool_transport.h"
+#include "process_internal.h"
+
+#define LINE 64
+
+struct mp__tp_shared {
+    _Atomic uint32_t res_seq;
+    char pad0[LINE - 4];
+    _Atomic uint32_t res_sleepers;
+    char pad1[LINE - 4];
+    _Atomic uint32_t want_notify;
+    int efd;
+    char pad2[LINE - 8];
+};
+
+struct ring {
+    _Atomic uint32_t head; /* consumer's position */
+    char pad0[LINE - 4];
+    _Atomic uint32_t tail; /* producer's position */
+    char pad1[LINE - 4];
+    _Atomic uint32_t cons_sleeping;
+    _Atomic uint32_t prod_sleeping;
+    char pad2[LINE - 8];
+};
+
+struct wshm {
+    struct ring task;
+    struct ring res;
+    _Atomic int32_t worker_cpu;
+    _Atomic int32_t parent_cpu;
+    char pad0[LINE - 8];
+    _Atomic uint64_t running_id;
+    _Atomic int64_t running_since;
+    char pad1[LINE - 16];
+    _Atomic uint32_t init_failed;
+    int32_t init_code;
+    char init_msg[1024];
+};
+
+#define HDR_SIZE 4096u
+_Static_assert(sizeof(struct wshm) <= HDR_SIZE, "worker header fits one page");
+
+struct mp__tp_worker {
+    struct wshm *shm;
+    size_t size;
+    char *tbuf, *rbuf;
+    uint32_t cap;
+    uint32_t pending_tail; /* producer-local: where the reserved record starts */
+    mp__tp_shared *s;
+};
+
+/* ---- pool-wide state ---------------------------------------------------------------------- */
+
+static int shm_shared_new(mp__tp_shared **out, int efd)
+{
+    void *p;
+    int r = mp__shm_map_anon(sizeof(mp__tp_shared), &p);
+    if (r) return r;
+    mp__tp_shared *s = p;
+    s->efd = efd;
+    *out = s;
+    return 0;
+}
+
+static void shm_shared_free(mp__tp_shared *s)
+{
+    if (s) mp__shm_unmap(s, sizeof *s);
+}
+
+static _Atomic uint32_t *shm_result_seq(mp__tp_shared *s)
+{
+    return &s->res_seq;
+}
+
+static void shm_result_kick(mp__tp_shared *s)
+{
+    atomic_fetch_add(&s->res_seq, 1);
+    if (atomic_load(&s->res_sleepers)) mp__futex_wake(&s->res_seq, INT32_MAX);
+}
+
+static void shm_result_wait(mp__tp_shared *s, uint32_t seq, int64_t spin_ns, const mp__deadline *dl)
+{
+    if (spin_ns > 0 && mp__spin_while_equal(&s->res_seq, seq, spin_ns)) return;
+    atomic_fetch_add(&s->res_sleepers, 1);
+    if (atomic_load(&s->res_seq) == seq) mp__futex_wait(&s->res_seq, seq, dl);
+    atomic_fetch_sub(&s->res_sleepers, 1);
+}
+
+static void shm_want_notify(mp__tp_shared *s, int on)
+{
+    atomic_store(&s->want_notify, on ? 1u : 0u);
+}
+
+/* ---- ring primitives ---------------------------------------------------------------------- */
+
+/* Space for `size` bytes at the producer's end; writes a PAD first when the record would cross
+ * the end. *start gets the position the record starts at. NULL when full. */
+static void *ring_reserve(struct ring *r, char *buf, uint32_t cap, uint32_t size, uint32_t *start)
+{
+    uint32_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    uint32_t head = atomic_load_explicit(&r->head, memory_order_acquire);
+    uint32_t used = tail - head, off = tail & (cap - 1), to_end = cap - off;
+    if (to_end < size) {
+        if (used + to_end + size > cap) return NULL;
+        mp__trec *pad = (mp__trec *)(void *)(buf + off);
+        pad->size = to_end;
+        pad->type = MP__T_PAD;
+        *start = tail + to_end;
+        return buf;
+    }
+    if (used + size > cap) return NULL;
+    *start = tail;
+    return buf + off;
+}
+
+/* The consumer's next record (PADs skipped), or NULL when empty. */
+static const void *ring_peek(struct ring *r, const char *buf, uint32_t cap)
+{
+    uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    for (;;) {
+        uint32_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+        if (head == tail) return NULL;
+        const mp__trec *rec = (const void *)(buf + (head & (cap - 1)));
+        if (rec->type != MP__T_PAD) return rec;
+        head += rec->size;
+        atomic_store_explicit(&r->head, head, memory_order_release);
+    }
+}
+
+static void ring_release(struct ring *r, uint32_t size)
+{
+    uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    atomic_store(&r->head, head + size);
+    if (atomic_load(&r->prod_sleeping)) {
+        atomic_store(&r->prod_sleeping, 0);
+        mp__futex_wake(&r->head, 1);
+    }
+}
+
+/* ---- parent side -------------------------------------------------------------------------- */
+
+static void *shm_task_reserve(mp__tp_worker *w, uint32_t size)
+{
+    return ring_reserve(&w->shm->task, w->tbuf, w->cap, size, &w->pending_tail);
+}
+
+static void shm_task_commit(mp__tp_worker *w, uint32_t size)
+{
+    struct ring *r = &w->shm->task;
+    atomic_store_explicit(&w->shm->parent_cpu, mp__current_cpu(), memory_order_relaxed);
+    atomic_store(&r->tail, w->pending_tail + size);
+    if (atomic_load(&r->cons_sleeping)) mp__futex_wake(&r->tail, 1);
+}
+
+static const mp__rrec *shm_result_peek(mp__tp_worker *w)
+{
+    return ring_peek(&w->shm->res, w->rbuf, w->cap);
+}
+
+static void shm_result_release(mp__tp_worker *w)
+{
+    const mp__rrec *rec = ring_peek(&w->shm->res, w->rbuf, w->cap);
+    if (rec) ring_release(&w->shm->res, rec->size);
+}
+
+static uint64_t shm_running(mp__tp_worker *w, int64_t *since)
+{
+    uint64_t id = atomic_load_explicit(&w->shm->running_id, memory_order_acquire);
+    if (since) *since = atomic_load_explicit(&w->shm->running_since, memory_order_relaxed);
+    return id;
+}
+
+static int shm_cpu(mp__tp_worker *w)
+{
+    return atomic_load_explicit(&w->shm->worker_cpu, memory_order_relaxed);
+}
+
+static bool shm_init_failed(mp__tp_worker *w, int *code, char *msg, size_t cap)
+{
+    if (!atomic_load(&w->shm->init_failed)) return false;
+    *code = w->shm->init_code;
+    if (cap) {
+        size_t n = strnlen(w->shm->init_msg, sizeof w->shm->init_msg - 1);
+        if (n >= cap) n = cap - 1;
+        memcpy(msg, w->shm->init_msg, n);
+        msg[n] = 0;
+    }
+    return true;
+}
+
+static void shm_release(mp__tp_worker *w)
+{
+    if (!w) return;
+    mp__shm_unmap(w->shm, w->size);
+    free(w);
+}
+
+/* ---- worker side -------------------------------------------------------------------------- */
+
+static void notify_parent(mp__tp_shared *s)
+{
+    atomic_fetch_add(&s->res_seq, 1);
+    if (atomic_load(&s->res_sleepers)) mp__futex_wake(&s->res_seq, INT32_MAX);
+    if (atomic_load(&s->want_notify) && atomic_exchange(&s->want_notify, 0)) {
+        uint64_t one = 1;
+        ssize_t n = write(s->efd, &one, sizeof one);
+        (void)n;
+    }
+}
+
+/* Posts one result record; waits (asking the supervisor to drain) while the ring is full. */
+static int worker_emit(void *ctx, const void *rec, size_t size)
+{
+    mp__tp_worker *w = ctx;
+    struct ring *r = &w->shm->res;
+    uint32_t start;
+    for (;;) {
+        void *dst = ring_reserve(r, w->rbuf, w->cap, (uint32_t)size, &start);
+        if (dst) {
+            memcpy(dst, rec, size);
+            break;
+        }
+        uint32_t head = atomic_load(&r->head);
+        atomic_store(&r->prod_sleeping, 1);
+        if (ring_reserve(r, w->rbuf, w->cap, (uint32_t)size, &start)) {
+            atomic_store(&r->prod_sleeping, 0);
+            continue;
+        }
+        uint64_t one = 1;
+        ssize_t n = write(w->s->efd, &one, sizeof one); /* the supervisor drains */
+        (void)n;
+        mp__futex_wait(&r->head, head, NULL);
+    }
+    atomic_store(&r->tail, start + (uint32_t)size);
+    notify_parent(w->s);
+    return 0;
+}
+
+/* Waits for the next task record. Spins only while the parent runs on another CPU. */
+static const mp__trec *worker_next(mp__tp_worker *w)
+{
+    struct ring *r = &w->shm->task;
+    for (;;) {
+        const mp__trec *t = ring_peek(r, w->tbuf, w->cap);
+        if (t) return t;
+        uint32_t tail = atomic_load(&r->tail);
+        int64_t spin =
+            mp__spin_budget(atomic_load_explicit(&w->shm->parent_cpu, memory_order_relaxed));
+        if (spin > 0 && mp__spin_while_equal(&r->tail, tail, spin)) continue;
+        atomic_store(&r->cons_sleeping, 1);
+        if (atomic_load(&r->tail) == tail) mp__futex_wait(&r->tail, tail, NULL);
+        atomic_store(&r->cons_sleeping, 0);
+    }
+}
+
+__attribute__((noreturn)) static void worker_main(mp__tp_worker *w, const mp__worker_conf *conf)
+{
+    if (conf->pin_cpu >= 0) mp__pin_to_cpu(conf->pin_cpu);
+    atomic_store(&w->shm->worker_cpu, mp__current_cpu());
+    mp_task_result res = {.max = conf->max_message - MP__REC_SLACK};
+    if (mp__worker_init(conf, &res) != 0) {
+        w->shm->init_code = res.code;
+        size_t n = res.msglen < sizeof w->shm->init_msg ? res.msglen : sizeof w->shm->init_msg - 1;
+        memcpy(w->shm->init_msg, res.msg, n);
+        w->shm->init_msg[n] = 0;
+        atomic_store(&w->shm->init_failed, 1);
+        mp__child_exit(70);
+    }
+    char *scratch = NULL;
+    size_t scratch_cap = 0;
+    unsigned done = 0;
+    for (;;) {
+        const mp__trec *t = worker_next(w);
+        if (t->type == MP__T_STOP) mp__child_exit(0);
+        atomic_store_explicit(&w->shm->running_since, mp__now_ns(), memory_order_relaxed);
+        atomic_store(&w->shm->running_id, t->id);
+        atomic_store_explicit(&w->shm->worker_cpu, mp__current_cpu(), memory_order_relaxed);
+        uint32_t size = t->size;
+        if (mp__worker_exec(t, conf, &res, &scratch, &scratch_cap, worker_emit, w) != 0)
+            mp__child_exit(71);
+        atomic_store(&w->shm->running_id, 0);
+        ring_release(&w->shm->task, size);
+        if (conf->maxtasks && ++done >= conf->maxtasks) mp__child_exit(0);
+    }
+}
+
+static int shm_start(mp__tp_shared *s, const mp__worker_conf *conf, int index, mp__tp_worker **out,
+                     pid_t *pid, mp__tp_worker *const *others, int nothers)
+{
+    (void)index;
+    uint32_t cap = 4096;
+    while (cap < 2 * conf->max_message)
+        cap *= 2;
+    mp__tp_worker *w = calloc(1, sizeof *w);
+    if (!w) return -ENOMEM;
+    w->size = HDR_SIZE + 2 * (size_t)cap;
+    void *p;
+    int r = mp__shm_map_anon(w->size, &p);
+    if (r) {
+        free(w);
+        return r;
+    }
+    w->shm = p;
+    w->tbuf = (char *)p + HDR_SIZE;
+    w->rbuf = w->tbuf + cap;
+    w->cap = cap;
+    w->s = s;
+    w->shm->worker_cpu = -1;
+    w->shm->parent_cpu = mp__current_cpu();
+    pid_t child = mp__fork(0);
+    if (child < 0) {
+        shm_release(w);
+        return child;
+    }
+    if (child == 0) {
+        /* The other workers' rings are none of this worker's business. */
+        for (int i = 0; i < nothers; i++)
+            if (others[i] && others[i] != w) munmap(others[i]->shm, others[i]->size);
+        worker_main(w, conf);
+    }
+    *out = w;
+    *pid = child;
+    return 0;
+}
+
+const mp__transport mp__pool_shm_transport = {
+    .shared_new = shm_shared_new,
+    .shared_free = shm_shared_free,
+    .result_seq = shm_result_seq,
+    .result_kick = shm_result_kick,
+    .result_wait = shm_result_wait,
+    .want_notify = shm_want_notify,
+    .start = shm_start,
+    .task_reserve = shm_task_reserve,
+    .task_commit = shm_task_commit,
+    .result_peek = shm_result_peek,
+    .result_release = shm_result_release,
+    .running = shm_running,
+    .cpu = shm_cpu,
+    .init_failed = shm_init_failed,
+    .release = shm_release,
+};
