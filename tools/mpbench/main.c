@@ -295,6 +295,8 @@ int main(int argc, char **argv)
     prctl(PR_SET_CHILD_SUBREAPER, 1);
 
     double t0 = mpb_now();
+    ctx.start_s = t0;
+    ctx.budget_s = ctx.quick ? 22 : 0;
     for (int i = 0; i < NBENCH && !mpb_stopping; i++) {
         if (!mpb_want_any(benches[i].name)) continue;
         if (benches[i].missing) {

@@ -48,9 +48,11 @@ typedef struct mpb_ctx {
     long rtt_n;   /* round trips per repetition */
     mpb_fig figs[MPB_MAXFIGS];
     int nfigs;
-    char unavailable[16][128]; /* "pool: not available (...)" lines */
+    char unavailable[64][128]; /* "pool: not available (...)" lines */
     int nunavail;
-    int failures; /* measurements that failed */
+    int failures;    /* measurements that failed */
+    double start_s;  /* mpb_now() when measuring began */
+    double budget_s; /* --quick: skip figures not started within this many seconds; 0: none */
 } mpb_ctx;
 
 extern mpb_ctx *mpb;              /* the one context (signal handler and drivers use it) */

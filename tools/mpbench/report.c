@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -95,8 +96,10 @@ void mpb_print_table(void)
         if (nl[c] > lines) lines = nl[c];
     }
 
-    printf("mpbench%s (mproc %s): medians of %d reps, %d CPUs\n", mpb->quick ? " --quick" : "",
-           mp_version(), mpb->reps, mpb->ncpu);
+    struct utsname un;
+    if (uname(&un) != 0) snprintf(un.release, sizeof un.release, "?");
+    printf("mpbench%s (mproc %s): medians of %d reps; Linux %s, %d CPUs\n",
+           mpb->quick ? " --quick" : "", mp_version(), mpb->reps, un.release, mpb->ncpu);
     if (mpb->tiny) printf("MPBENCH_TINY is set: the work is cut down, the figures mean nothing\n");
     printf("\n");
     pad("", W0);
