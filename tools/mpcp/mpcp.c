@@ -772,12 +772,6 @@ static int prepare(job *j, const char *dst)
             say_error("cannot overwrite directory '%s' with non-directory '%s'", j->dst, j->src);
             return -1;
         }
-        for (job *k = batch; k < j; k++) {
-            if (k->active && !strcmp(k->dst, j->dst)) {
-                say_error("will not overwrite just-created '%s' with '%s'", j->dst, j->src);
-                return -1;
-            }
-        }
         if (opt.overwrite == OVW_NOCLOBBER) {
             if (opt.verbose) printf("skipped '%s' (exists)\n", j->dst);
             return 0;
@@ -791,6 +785,12 @@ static int prepare(job *j, const char *dst)
     } else if (errno != ENOENT) {
         say_error("cannot stat '%s': %s", j->dst, strerror(errno));
         return -1;
+    }
+    for (job *k = batch; k < j; k++) { /* two sources, one destination: the first one wins */
+        if (k->active && !strcmp(k->dst, j->dst)) {
+            say_error("will not overwrite just-created '%s' with '%s'", j->dst, j->src);
+            return -1;
+        }
     }
     int r = make_temp(j);
     if (r < 0) {
