@@ -1,0 +1,121 @@
+/* value_array.c - shared Value and Array (the seed's examples): deposit/withdraw, a shared list.
+ *
+ * Python:                                  C:
+ *     money = Value('i', 2000)                 mp_value_new(&money, 'i', &init, true)
+ *     with money.get_lock():                   mp_lock_acquire(mp_value_lock(money), ...)
+ *         money.value += 1                     get + set, or atomically: mp_value_add(money, 1, 0)
+ *     shm = Array('i', [1, 2, 3, 4, 5])        mp_array_new(&shm, 'i', 5, init, true)
+ *     shm = Array('i', 5)                      mp_array_new(&shm, 'i', 5, NULL, true)
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "mproc.h"
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "value_array: check failed: %s (line %d)\n", #cond, __LINE__);         \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+static mp_value *money;
+
+/* money.value += 1, 100000 times, each under the value's lock (the seed's race, fixed). */
+static int deposit(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 100000; i++) {
+        int64_t m;
+        mp_lock_acquire(mp_value_lock(money), MP_FOREVER);
+        mp_value_get_i64(money, &m);
+        mp_value_set_i64(money, m + 1);
+        mp_lock_release(mp_value_lock(money));
+    }
+    return 0;
+}
+
+/* The same in the other direction, with the lock-free atomic add Python does not have. */
+static int withdraw(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 100000; i++)
+        mp_value_add(money, -1, NULL);
+    return 0;
+}
+
+static mp_array *shm, *text;
+
+/* The child reads the list, then writes its own values (the parent sees them after join). */
+static int fill(void *arg)
+{
+    (void)arg;
+    int now[5];
+    mp_array_read(shm, 0, now, 5);
+    printf("  child sees:  [%d, %d, %d, %d, %d]\n", now[0], now[1], now[2], now[3], now[4]);
+    for (size_t i = 0; i < mp_array_len(shm); i++)
+        mp_array_set_i64(shm, i, (int64_t)(i * i));
+    mp_array_write(text, 0, "HELLO", 5);
+    return 0;
+}
+
+static int run(mp_target_fn fn)
+{
+    mp_process *p;
+    int code = -1;
+    if (mp_process_new(&p, NULL, fn, NULL) || mp_process_start(p)) return -1;
+    mp_process_join(p, 30);
+    mp_process_exitcode(p, &code);
+    mp_process_free(&p);
+    return code;
+}
+
+int main(void)
+{
+    /* ---- Value ---- */
+    int init = 2000;
+    CHECK(mp_value_new(&money, MP_TYPE_INT, &init, true) == 0);
+    mp_process *d, *w;
+    CHECK(mp_process_new(&d, "deposit", deposit, NULL) == 0);
+    CHECK(mp_process_new(&w, "withdraw", withdraw, NULL) == 0);
+    CHECK(mp_process_start(d) == 0 && mp_process_start(w) == 0);
+    CHECK(mp_process_join(d, 30) == 0 && mp_process_join(w, 30) == 0);
+    mp_process_free(&d);
+    mp_process_free(&w);
+    int64_t m;
+    CHECK(mp_value_get_i64(money, &m) == 0);
+    printf("Value('i', 2000) after 100000 deposits and 100000 withdrawals: %lld\n", (long long)m);
+    CHECK(m == 2000);
+    mp_value_free(&money);
+
+    /* ---- Array from a list, and from a count ---- */
+    int list[5] = {1, 2, 3, 4, 5};
+    CHECK(mp_array_new(&shm, 'i', 5, list, true) == 0);
+    CHECK(mp_array_new(&text, 'c', 5, "hello", true) == 0);
+    printf("Array('i', [1, 2, 3, 4, 5]) and Array('c', b'hello')\n");
+    CHECK(run(fill) == 0);
+    int after[5];
+    CHECK(mp_array_read(shm, 0, after, 5) == 0);
+    printf("  parent sees: [%d, %d, %d, %d, %d]\n", after[0], after[1], after[2], after[3],
+           after[4]);
+    for (int i = 0; i < 5; i++)
+        CHECK(after[i] == i * i);
+    char word[6] = {0};
+    CHECK(mp_array_read(text, 0, word, 5) == 0);
+    printf("  text: %s\n", word);
+    CHECK(strcmp(word, "HELLO") == 0);
+    int64_t x;
+    CHECK(mp_array_get_i64(shm, 5, &x) == MP_ERANGE); /* Python's IndexError */
+    mp_array_free(&shm);
+    mp_array_free(&text);
+
+    mp_array *zeros;
+    CHECK(mp_array_new(&zeros, 'd', 3, NULL, false) == 0); /* Array('d', 3, lock=False) */
+    double z;
+    CHECK(mp_array_get_f64(zeros, 2, &z) == 0 && z == 0.0);
+    printf("Array('d', 3, lock=False): %zu zeros, no lock (%s)\n", mp_array_len(zeros),
+           mp_array_lock(zeros) ? "locked" : "raw");
+    mp_array_free(&zeros);
+    return 0;
+}
