@@ -76,17 +76,20 @@ static void assert_signals_clean(void)
 static int signals_teardown(void **state)
 {
     struct itimerval off = {{0, 0}, {0, 0}};
-    setitimer(ITIMER_REAL, &off, NULL);
     int sigs[] = {SIGUSR1, SIGUSR2, SIGALRM, SIGCHLD};
     sigset_t set;
     sigemptyset(&set);
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
-        signal(sigs[i], SIG_DFL);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
         sigaddset(&set, sigs[i]);
-    }
+    /* Block, stop the timer, drop what is pending, and only then restore the defaults: a
+     * SIGALRM still in flight must not meet SIG_DFL (it would end the test program). */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    setitimer(ITIMER_REAL, &off, NULL);
     struct timespec zero = {0, 0};
     while (sigtimedwait(&set, NULL, &zero) > 0) {
     }
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        signal(sigs[i], SIG_DFL);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     return mp_test_guard_teardown(state);
 }
@@ -526,6 +529,10 @@ static void alarm_replaces_and_cancels(void **state)
     if (pid == 0) {
         double prev = -1, left = -1;
         hits = 0;
+        /* SIGALRM stays blocked except inside mp_signal_suspend, so no alarm can slip in between
+         * a check of `hits` and the wait (pause's race, which valgrind makes wide). */
+        int alrm = SIGALRM;
+        block(SIGALRM, NULL);
         MP_CHILD_CHECK(mp_signal_handle(SIGALRM, on_signal, 0, NULL) == 0);
         MP_CHILD_CHECK(mp_signal_alarm_left(&left) == 0 && left == 0);
         /* a short alarm, replaced by a long one: the short one never fires. `brief` is scaled
@@ -535,7 +542,7 @@ static void alarm_replaces_and_cancels(void **state)
         MP_CHILD_CHECK(mp_signal_alarm(60, &prev) == 0);
         MP_CHILD_CHECK(prev > 0 && prev <= brief);
         double t0 = now_s();
-        MP_CHILD_CHECK(mp_signal_pause(2 * brief) == -ETIMEDOUT);
+        MP_CHILD_CHECK(mp_signal_suspend(&alrm, 1, 2 * brief) == -ETIMEDOUT);
         MP_CHILD_CHECK(now_s() - t0 >= 2 * brief);
         MP_CHILD_CHECK(hits == 0);
         MP_CHILD_CHECK(mp_signal_alarm_left(&left) == 0 && left > 30 && left <= 60 - 2 * brief);
@@ -544,21 +551,21 @@ static void alarm_replaces_and_cancels(void **state)
         MP_CHILD_CHECK(prev > 30 && prev <= left);
         MP_CHILD_CHECK(mp_signal_alarm_left(&left) == 0 && left == 0);
         MP_CHILD_CHECK(mp_signal_alarm(0, &prev) == 0 && prev == 0);
-        MP_CHILD_CHECK(mp_signal_pause(brief) == -ETIMEDOUT);
+        MP_CHILD_CHECK(mp_signal_suspend(&alrm, 1, brief) == -ETIMEDOUT);
         MP_CHILD_CHECK(hits == 0);
         /* a long alarm replaced by a short one: it fires early, once */
         MP_CHILD_CHECK(mp_signal_alarm(30, NULL) == 0);
         MP_CHILD_CHECK(mp_signal_alarm(0.1, &prev) == 0 && prev > 15 && prev <= 30);
         t0 = now_s();
         while (!hits)
-            MP_CHILD_CHECK(mp_signal_pause(10) == 0);
+            MP_CHILD_CHECK(mp_signal_suspend(&alrm, 1, 10) == 0);
         MP_CHILD_CHECK(now_s() - t0 < 20);
         MP_CHILD_CHECK(hits == 1 && last_sig == SIGALRM);
         MP_CHILD_CHECK(mp_signal_alarm_left(&left) == 0 && left == 0);
         /* a tiny fraction still is an alarm, not a cancel */
         MP_CHILD_CHECK(mp_signal_alarm(1e-9, NULL) == 0);
         while (hits < 2)
-            MP_CHILD_CHECK(mp_signal_pause(10) == 0);
+            MP_CHILD_CHECK(mp_signal_suspend(&alrm, 1, 10) == 0);
         mp_test_child_exit(0);
     }
     assert_child_ok(pid);
@@ -820,8 +827,16 @@ static void wait_survives_sigalrm_storm(void **state)
     }
     mp_sigwaiter_free(&w);
 
+    /* Stop the storm with SIGALRM blocked and drop a last one still pending, so that none can
+     * arrive after the default action is back. */
+    sigset_t alrm_old;
+    block(SIGALRM, &alrm_old);
     assert_int_equal(setitimer(ITIMER_REAL, &off, NULL), 0);
+    int alrm = SIGALRM;
+    while (mp_signal_wait(&alrm, 1, 0, NULL) == 0) {
+    }
     assert_mp_ok(mp_signal_restore(SIGALRM, &d));
+    pthread_sigmask(SIG_SETMASK, &alrm_old, NULL);
     print_message("SIGALRM handler ran %d times during a 0.3 s wait\n", during);
     assert_true(during > 10); /* the storm really happened */
     assert_signals_clean();
