@@ -15,6 +15,9 @@
  *     already exists asks whether anybody listens there: if not (connect fails with ECONNREFUSED,
  *     the file was left by a crashed server) the stale file is removed and replaced; if a server is
  *     listening, -EADDRINUSE. A file that is not a socket is never removed (-EADDRINUSE).
+ *     Asking means connecting: a live server sees one client that disconnects at once (its
+ *     accept returns a connection whose first receive gives MP_EEOF). Abstract names leave no
+ *     files behind, so they are never stale: a name in use is always -EADDRINUSE.
  *     The listener removes its socket file when it is closed, if the file is still the one it
  *     created and the caller is the process that created the listener (not a forked child).
  *
