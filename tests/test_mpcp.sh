@@ -11,7 +11,9 @@ export TZ=UTC LC_ALL=C
 T=$(mktemp -d /tmp/mpcp-test.XXXXXX)
 MNT=""
 BG=""
+XDIR=""
 cleanup() {
+  [ -n "$XDIR" ] && rm -rf "$XDIR"
   for p in $BG; do kill -9 "$p" 2>/dev/null; done
   wait 2>/dev/null
   [ -n "$MNT" ] && umount "$MNT" 2>/dev/null
@@ -220,6 +222,18 @@ done
 check "5 GiB sparse file (--verify): size and data islands" [ $ok = 1 ]
 check "5 GiB sparse file stays sparse ($(stat -c %b bdst) blocks)" [ "$(stat -c %b bdst)" -lt 65536 ]
 rm -f big bdst
+
+# ---- across filesystems (copy_file_range says EXDEV: the pread/pwrite path) ---------------------
+if [ "$(stat -f -c %T "$T")" != "$(stat -f -c %T /dev/shm 2>/dev/null)" ] && X=$(mktemp -d /dev/shm/mpcp-test.XXXXXX); then
+  XDIR=$X
+  run "$MPCP" -j 3 --chunk 1000000 --verify src sparse "$X"
+  xb=$(stat -c %b "$X/sparse")
+  check "across filesystems: byte for byte, holes kept ($xb blocks)" \
+    bash -c "[ $rc = 0 ] && cmp -s src '$X/src' && cmp -s sparse '$X/sparse' && [ $xb -lt 16384 ]"
+  run "$MPCP" -j 2 "$X/src" xback
+  check "across filesystems, the other way" bash -c "[ $rc = 0 ] && cmp -s src xback"
+  rm -rf "$X"; XDIR=""
+fi
 
 # ---- refusals ---------------------------------------------------------------------------------
 run "$MPCP" src src
