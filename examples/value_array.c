@@ -3,7 +3,7 @@
  * Python:                                  C:
  *     money = Value('i', 2000)                 mp_value_new(&money, 'i', &init, true)
  *     with money.get_lock():                   mp_lock_acquire(mp_value_lock(money), ...)
- *         money.value += 1                     get + set, or atomically: mp_value_add(money, 1, 0)
+ *         money.value += 1                     get + set under it; or, on a raw Value, mp_value_add
  *     shm = Array('i', [1, 2, 3, 4, 5])        mp_array_new(&shm, 'i', 5, init, true)
  *     shm = Array('i', 5)                      mp_array_new(&shm, 'i', 5, NULL, true)
  */
@@ -36,12 +36,29 @@ static int deposit(void *arg)
     return 0;
 }
 
-/* The same in the other direction, with the lock-free atomic add Python does not have. */
+/* The same in the other direction. */
 static int withdraw(void *arg)
 {
     (void)arg;
+    for (int i = 0; i < 100000; i++) {
+        int64_t m;
+        mp_lock_acquire(mp_value_lock(money), MP_FOREVER);
+        mp_value_get_i64(money, &m);
+        mp_value_set_i64(money, m - 1);
+        mp_lock_release(mp_value_lock(money));
+    }
+    return 0;
+}
+
+/* Python has no atomic add; here a raw Value (lock=False) counts without any lock. Never mix
+ * the two styles on one value: a get+set under the lock would overwrite concurrent adds. */
+static mp_value *hits;
+
+static int count(void *arg)
+{
+    (void)arg;
     for (int i = 0; i < 100000; i++)
-        mp_value_add(money, -1, NULL);
+        mp_value_add(hits, 1, NULL);
     return 0;
 }
 
@@ -88,6 +105,18 @@ int main(void)
     printf("Value('i', 2000) after 100000 deposits and 100000 withdrawals: %lld\n", (long long)m);
     CHECK(m == 2000);
     mp_value_free(&money);
+
+    CHECK(mp_value_new(&hits, 'q', NULL, false) == 0);
+    CHECK(mp_process_new(&d, "count-1", count, NULL) == 0);
+    CHECK(mp_process_new(&w, "count-2", count, NULL) == 0);
+    CHECK(mp_process_start(d) == 0 && mp_process_start(w) == 0);
+    CHECK(mp_process_join(d, 30) == 0 && mp_process_join(w, 30) == 0);
+    mp_process_free(&d);
+    mp_process_free(&w);
+    CHECK(mp_value_get_i64(hits, &m) == 0);
+    printf("Value('q', 0, lock=False) after 2 x 100000 atomic adds: %lld\n", (long long)m);
+    CHECK(m == 200000);
+    mp_value_free(&hits);
 
     /* ---- Array from a list, and from a count ---- */
     int list[5] = {1, 2, 3, 4, 5};

@@ -10,15 +10,23 @@
 
 enum { PROCS = 4, PER_PROC = 1000000 };
 
+/* All children start together (after the last fork), so they really contend. */
 static void run_children(mp_value *v, int (*body)(mp_value *v))
 {
+    mp_event *go;
+    assert_mp_ok(mp_event_new(&go));
     pid_t pids[PROCS];
     for (int k = 0; k < PROCS; k++) {
         pids[k] = mp_test_fork();
-        if (pids[k] == 0) mp_test_child_exit(body(v));
+        if (pids[k] == 0) {
+            MP_CHILD_CHECK(mp_event_wait(go, 30) == 0);
+            mp_test_child_exit(body(v));
+        }
     }
+    assert_mp_ok(mp_event_set(go));
     for (int k = 0; k < PROCS; k++)
         assert_int_equal(mp_test_wait_code(pids[k], mp_test_timeout(60)), 0);
+    mp_event_free(&go);
 }
 
 static int incr_under_lock(mp_value *v)
