@@ -12,8 +12,9 @@
  * Value and Array live in anonymous MAP_SHARED memory: every process forked after mp_*_new() sees
  * the same bytes at the same address. A synchronized object (the default in Python) carries a
  * process-shared recursive lock (an RLock, see mproc/sync.h), taken by every get/set/read/write
- * call, and available to the caller for read-modify-write sequences; being recursive, the calls
- * also work while the caller holds it. A raw object has no lock (mp_*_lock() gives NULL).
+ * call, and available to the caller for read-modify-write sequences; the calls also work while
+ * the caller holds it (they see that it does and skip the lock, so "acquire; get; set; release"
+ * costs one lock operation). A raw object has no lock (mp_*_lock() gives NULL).
  *
  * Lock owner died: when a process holding an object's lock dies, the next get/set/read/write
  * takes the lock over, does its work, and returns -EOWNERDEAD instead of 0 (the result is valid:

@@ -87,7 +87,9 @@ MP_API int mp_lock_is_owned(const mp_lock *l);
 MP_API int mp_lock_is_recursive(const mp_lock *l);
 
 /* Releases the handle, sets *pp to NULL. NULL-safe. Returns 0. Freeing while held is allowed
- * (the state stays with the other processes; this process just forgets it). */
+ * (the state stays with the other processes; this process just forgets it). A borrowed lock
+ * (from mp_value_lock, mp_array_lock, mp_cond_lock) belongs to its object: -EINVAL, and the
+ * lock and *pp stay as they were. */
 MP_API int mp_lock_free(mp_lock **pp);
 
 /* ---- Semaphore and BoundedSemaphore ---------------------------------------------------------- */
@@ -150,11 +152,13 @@ MP_API int mp_cond_acquire(mp_cond *c, double timeout);
 MP_API int mp_cond_release(mp_cond *c);
 
 /* With the lock held: release it (fully, for an RLock held several times), sleep until notified
- * or timeout, then take the lock back (at its previous recursion level) before returning.
- * Returns 0 when woken (a wake-up without a matching notify can happen, as with pthreads; check
- * your predicate, or use mp_cond_wait_for), -ETIMEDOUT, -EOWNERDEAD (woken, and the lock was
- * taken back from a holder that died), MP_ENOTOWNER (lock not held: nothing happened), -EINVAL.
- * Except for the last two, the lock is held again on return. */
+ * or timeout, then take the lock back (at its previous recursion level, without a time limit, as
+ * Python does) before returning.
+ * Returns 0 when woken (notify(1) may wake more than one waiter, as with pthreads; check your
+ * predicate, or use mp_cond_wait_for), -ETIMEDOUT, -EOWNERDEAD (the lock was taken back from a
+ * holder that died; reported in preference to -ETIMEDOUT, since the data needs repair),
+ * MP_ENOTOWNER (lock not held: nothing happened), -EINVAL. Except for the last two, the lock is
+ * held again on return. A signal never ends the wait early. */
 MP_API int mp_cond_wait(mp_cond *c, double timeout);
 
 /* With the lock held: wait until pred(arg) returns true, evaluating it under the lock, first at
