@@ -172,6 +172,7 @@ static inline int mp__qrd_step(mp__qrd *st, const mp__qrec *h)
 static inline void mp__ring_read(const unsigned char *ring, uint64_t cap, uint64_t pos, void *dst,
                                  uint64_t n)
 {
+    if (n == 0) return; /* dst may be NULL for a 0-byte message */
     uint64_t off = pos % cap, first = cap - off;
     if (n <= first) {
         memcpy(dst, ring + off, n);
@@ -184,6 +185,7 @@ static inline void mp__ring_read(const unsigned char *ring, uint64_t cap, uint64
 static inline void mp__ring_write(unsigned char *ring, uint64_t cap, uint64_t pos, const void *src,
                                   uint64_t n)
 {
+    if (n == 0) return;
     uint64_t off = pos % cap, first = cap - off;
     if (n <= first) {
         memcpy(ring + off, src, n);
