@@ -325,6 +325,32 @@ int mp_signal_send_process(mp_process *p, int sig)
 
 #define MP__SIGNAL_FLAGS (MP_SIGNAL_NORESTART | MP_SIGNAL_ONESHOT | MP_SIGNAL_NODEFER)
 
+_Static_assert(sizeof(struct sigaction) <= sizeof(((mp_signal_disposition *)0)->opaque_.bytes),
+               "mp_signal_disposition too small for struct sigaction");
+
+/* memcpy in and out of the opaque storage: no aliasing or alignment assumptions. */
+static void disp_store(mp_signal_disposition *d, const struct sigaction *sa)
+{
+    memset(d, 0, sizeof *d);
+    memcpy(d->opaque_.bytes, sa, sizeof *sa);
+}
+
+static void disp_load(struct sigaction *sa, const mp_signal_disposition *d)
+{
+    memcpy(sa, d->opaque_.bytes, sizeof *sa);
+}
+
+/* sigaction(2) with errno preserved (handlers call these). */
+static int do_sigaction(int sig, const struct sigaction *sa, mp_signal_disposition *old)
+{
+    struct sigaction prev;
+    int saved = errno;
+    int rc = sigaction(sig, sa, &prev) == 0 ? 0 : -errno;
+    errno = saved;
+    if (rc == 0 && old) disp_store(old, &prev);
+    return rc;
+}
+
 int mp_signal_handle(int sig, mp_signal_handler_fn handler, int flags, mp_signal_disposition *old)
 {
     if (!catchable(sig) || (flags & ~MP__SIGNAL_FLAGS)) return -EINVAL;
@@ -335,19 +361,43 @@ int mp_signal_handle(int sig, mp_signal_handler_fn handler, int flags, mp_signal
     if (!(flags & MP_SIGNAL_NORESTART)) sa.sa_flags |= SA_RESTART;
     if (flags & MP_SIGNAL_ONESHOT) sa.sa_flags |= SA_RESETHAND;
     if (flags & MP_SIGNAL_NODEFER) sa.sa_flags |= SA_NODEFER;
-    int saved = errno;
-    int rc = sigaction(sig, &sa, old ? &old->sa : NULL) == 0 ? 0 : -errno;
-    errno = saved;
-    return rc;
+    return do_sigaction(sig, &sa, old);
 }
 
 int mp_signal_restore(int sig, const mp_signal_disposition *old)
 {
     if (!old || !catchable(sig)) return -EINVAL;
-    int saved = errno;
-    int rc = sigaction(sig, &old->sa, NULL) == 0 ? 0 : -errno;
-    errno = saved;
-    return rc;
+    struct sigaction sa;
+    disp_load(&sa, old);
+    return do_sigaction(sig, &sa, NULL);
+}
+
+int mp_signal_get(int sig, mp_signal_disposition *out)
+{
+    if (!out || !catchable(sig)) return -EINVAL;
+    return do_sigaction(sig, NULL, out);
+}
+
+int mp_signal_disposition_get(const mp_signal_disposition *d, mp_signal_handler_fn *handler,
+                              int *flags)
+{
+    if (!d) return -EINVAL;
+    struct sigaction sa;
+    disp_load(&sa, d);
+    if (handler) {
+        *handler = (sa.sa_flags & SA_SIGINFO)
+                       ? (mp_signal_handler_fn)(void (*)(void))sa.sa_sigaction
+                       : sa.sa_handler;
+    }
+    if (flags) {
+        int f = 0;
+        if (!(sa.sa_flags & SA_RESTART)) f |= MP_SIGNAL_NORESTART;
+        if (sa.sa_flags & SA_RESETHAND) f |= MP_SIGNAL_ONESHOT;
+        if (sa.sa_flags & SA_NODEFER) f |= MP_SIGNAL_NODEFER;
+        if (sa.sa_flags & SA_SIGINFO) f |= MP_SIGNAL_SIGINFO;
+        *flags = f;
+    }
+    return 0;
 }
 
 /* ---- alarm and pause ---------------------------------------------------------------------- */

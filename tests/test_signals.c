@@ -498,11 +498,19 @@ static void handler_returns_and_restores_previous(void **state)
 {
     mp_signal_disposition old, mine;
     assert_mp_ok(mp_signal_handle(SIGUSR2, on_signal, MP_SIGNAL_ONESHOT, &old));
-    assert_true(old.sa.sa_handler == SIG_DFL);
+    mp_signal_handler_fn fn = on_signal;
+    int fl = -1;
+    assert_mp_ok(mp_signal_disposition_get(&old, &fn, &fl));
+    assert_true(fn == SIG_DFL);
     assert_mp_ok(mp_signal_handle(SIGUSR2, SIG_IGN, 0, &mine));
-    assert_true(mine.sa.sa_handler == on_signal);
-    assert_true(mine.sa.sa_flags & SA_RESTART);
-    assert_true(mine.sa.sa_flags & SA_RESETHAND);
+    assert_mp_ok(mp_signal_disposition_get(&mine, &fn, &fl));
+    assert_true(fn == on_signal);
+    assert_int_equal(fl, MP_SIGNAL_ONESHOT); /* restartable (no NORESTART), one-shot */
+    /* get reads without changing */
+    mp_signal_disposition now_d;
+    assert_mp_ok(mp_signal_get(SIGUSR2, &now_d));
+    assert_mp_ok(mp_signal_disposition_get(&now_d, &fn, NULL));
+    assert_true(fn == SIG_IGN);
     /* a failed call changes nothing */
     assert_mp(-EINVAL, mp_signal_handle(SIGUSR2, on_signal, 0x100, NULL));
     struct sigaction now;
@@ -518,6 +526,40 @@ static void handler_returns_and_restores_previous(void **state)
     sigaction(SIGUSR2, NULL, &now);
     assert_true(now.sa_handler == SIG_DFL);
     assert_mp_ok(mp_signal_restore(SIGUSR2, &old));
+    assert_signals_clean();
+}
+
+static void on_siginfo(int sig, siginfo_t *si, void *ctx)
+{
+    (void)sig, (void)si, (void)ctx;
+}
+
+/* A foreign SA_SIGINFO handler (no SA_RESTART, a mask) is saved whole and put back exactly. */
+static void restore_puts_back_foreign_siginfo_handler(void **state)
+{
+    struct sigaction foreign, back, dfl;
+    memset(&foreign, 0, sizeof foreign);
+    foreign.sa_sigaction = on_siginfo;
+    foreign.sa_flags = SA_SIGINFO;
+    sigemptyset(&foreign.sa_mask);
+    sigaddset(&foreign.sa_mask, SIGUSR2);
+    assert_int_equal(sigaction(SIGUSR1, &foreign, &dfl), 0);
+
+    mp_signal_disposition old;
+    assert_mp_ok(mp_signal_handle(SIGUSR1, on_signal, 0, &old));
+    mp_signal_handler_fn fn;
+    int fl;
+    assert_mp_ok(mp_signal_disposition_get(&old, &fn, &fl));
+    assert_true((void *)fn == (void *)on_siginfo);
+    assert_int_equal(fl, MP_SIGNAL_SIGINFO | MP_SIGNAL_NORESTART);
+    assert_mp(-EINVAL, mp_signal_handle(SIGUSR1, on_signal, MP_SIGNAL_SIGINFO, NULL));
+
+    assert_mp_ok(mp_signal_restore(SIGUSR1, &old));
+    assert_int_equal(sigaction(SIGUSR1, &dfl, &back), 0);
+    assert_true(back.sa_sigaction == on_siginfo);
+    assert_true(back.sa_flags & SA_SIGINFO);
+    assert_false(back.sa_flags & SA_RESTART);
+    assert_true(sigismember(&back.sa_mask, SIGUSR2));
     assert_signals_clean();
 }
 
@@ -887,6 +929,11 @@ static void bad_input_everywhere(void **state)
     assert_mp(-EINVAL, mp_signal_handle(SIGUSR1, on_signal, -1, NULL));
     assert_mp(-EINVAL, mp_signal_handle(SIGUSR1, on_signal, 0x8, NULL));
     assert_mp(-EINVAL, mp_signal_restore(SIGUSR1, NULL));
+    assert_mp(-EINVAL, mp_signal_get(SIGUSR1, NULL));
+    assert_mp(-EINVAL, mp_signal_get(SIGKILL, &d));
+    assert_mp(-EINVAL, mp_signal_get(0, &d));
+    assert_mp(-EINVAL, mp_signal_get(65, &d));
+    assert_mp(-EINVAL, mp_signal_disposition_get(NULL, NULL, NULL));
     /* alarm */
     double left;
     assert_mp(-EINVAL, mp_signal_alarm(-1, NULL));
@@ -962,6 +1009,7 @@ int main(void)
         SIG_TEST(handler_restarts_by_default),
         SIG_TEST(handler_norestart_opt_out),
         SIG_TEST(handler_returns_and_restores_previous),
+        SIG_TEST(restore_puts_back_foreign_siginfo_handler),
         SIG_TEST(alarm_replaces_and_cancels),
         SIG_TEST(alarm_without_handler_terminates),
         SIG_TEST(pause_returns_after_handler),

@@ -41,21 +41,19 @@
  *   signals.h:  mp_signal_valid, mp_signal_name, mp_signal_from_name, mp_signal_default_action,
  *               mp_signal_action_name, mp_signal_description, mp_signal_list, mp_signal_send,
  *               mp_signal_send_group, mp_signal_probe, mp_signal_handle, mp_signal_restore,
- *               mp_signal_alarm, mp_signal_alarm_left, mp_sigwaiter_fd, and mp_sigwaiter_wait
- *               with timeout 0 (a handler must never block)
- *   sync.h:     mp_event_set, mp_event_clear, mp_event_is_set, mp_sem_release, mp_sem_get_value
- *   shared.h:   mp_type_size, mp_value_add, mp_value_cas (lock-free atomics); the get/set calls
- *               only on a raw (unsynchronized) Value
- *   pipe.h:     mp_conn_fileno          socket.h: mp_listener_fileno
- *   common.h:   mp_version
- * NOT safe: everything else. In particular every constructor and destructor (mp_*_new, mp_*_free,
- * mp_sigwaiter_new/free included: they allocate), mp_signal_send_process and every process.h call
- * (process.h promises nothing), mp_signal_wait (it changes the mask around a blocking wait),
- * mp_signal_pause/mp_signal_suspend (they block), lock/semaphore acquire and every wait (a handler
- * that interrupts the holder deadlocks), synchronized Value/Array access, and all of pipe, socket,
- * queue and pool (they take mutexes or allocate). A handler that must hand work to the program
- * should set a volatile sig_atomic_t flag, call mp_event_set, or better: install no handler and
- * take the signal with an mp_sigwaiter.
+ *               mp_signal_get, mp_signal_disposition_get, mp_signal_alarm, mp_signal_alarm_left,
+ * mp_sigwaiter_fd, and mp_sigwaiter_wait with timeout 0 (a handler must never block) sync.h:
+ * mp_event_set, mp_event_clear, mp_event_is_set, mp_sem_release, mp_sem_get_value shared.h:
+ * mp_type_size, mp_value_add, mp_value_cas (lock-free atomics); the get/set calls only on a raw
+ * (unsynchronized) Value pipe.h:     mp_conn_fileno          socket.h: mp_listener_fileno common.h:
+ * mp_version NOT safe: everything else. In particular every constructor and destructor (mp_*_new,
+ * mp_*_free, mp_sigwaiter_new/free included: they allocate), mp_signal_send_process and every
+ * process.h call (process.h promises nothing), mp_signal_wait (it changes the mask around a
+ * blocking wait), mp_signal_pause/mp_signal_suspend (they block), lock/semaphore acquire and every
+ * wait (a handler that interrupts the holder deadlocks), synchronized Value/Array access, and all
+ * of pipe, socket, queue and pool (they take mutexes or allocate). A handler that must hand work to
+ * the program should set a volatile sig_atomic_t flag, call mp_event_set, or better: install no
+ * handler and take the signal with an mp_sigwaiter.
  *
  * Threads: dispositions (handlers) are per process; the signal mask is per thread. The calls
  * that block signals (mp_signal_wait, mp_sigwaiter_new) change the calling thread's mask only, so
@@ -153,10 +151,20 @@ typedef void (*mp_signal_handler_fn)(int signo);
 #define MP_SIGNAL_ONESHOT   0x2 /* reset to SIG_DFL once the handler has run (SA_RESETHAND) */
 #define MP_SIGNAL_NODEFER   0x4 /* do not block sig while its handler runs (SA_NODEFER) */
 
+/* Reported by mp_signal_disposition_get only: the saved handler takes (int, siginfo_t *, void *)
+ * (SA_SIGINFO). mp_signal_handle refuses it (it installs plain handlers). */
+#define MP_SIGNAL_SIGINFO 0x8
+
 /* A saved disposition, exactly as sigaction(2) reported it (handler, flags, mask), so that
- * mp_signal_restore() puts back even an SA_SIGINFO handler installed by someone else. */
+ * mp_signal_restore() puts back even an SA_SIGINFO handler installed by someone else. Opaque (it
+ * holds a struct sigaction, which strict ISO C modes do not declare); the caller owns the storage,
+ * e.g. on the stack. Read it with mp_signal_disposition_get. */
 typedef struct mp_signal_disposition {
-    struct sigaction sa;
+    union {
+        unsigned char bytes[256];
+        long long align_ll;
+        void *align_p;
+    } opaque_;
 } mp_signal_disposition;
 
 /* Installs handler for sig with sigaction(2): restartable (SA_RESTART) unless flags has
@@ -167,9 +175,21 @@ typedef struct mp_signal_disposition {
 MP_API int mp_signal_handle(int sig, mp_signal_handler_fn handler, int flags,
                             mp_signal_disposition *old);
 
-/* Puts back a disposition saved by mp_signal_handle. Errors: -EINVAL (invalid sig, SIGKILL,
- * SIGSTOP, old NULL). Async-signal-safe. */
+/* Puts back a disposition saved by mp_signal_handle or mp_signal_get. Errors: -EINVAL (invalid
+ * sig, SIGKILL, SIGSTOP, old NULL). Async-signal-safe. */
 MP_API int mp_signal_restore(int sig, const mp_signal_disposition *old);
+
+/* The current disposition of sig into *out, changing nothing (Python's signal.getsignal).
+ * Errors: -EINVAL (invalid sig, SIGKILL, SIGSTOP, out NULL). Async-signal-safe. */
+MP_API int mp_signal_get(int sig, mp_signal_disposition *out);
+
+/* What a saved disposition holds: *handler gets the handler (SIG_DFL, SIG_IGN or a function; an
+ * SA_SIGINFO handler's address is cast to mp_signal_handler_fn: never call it through that type),
+ * *flags the MP_SIGNAL_* bits that describe it (MP_SIGNAL_NORESTART when SA_RESTART is absent,
+ * MP_SIGNAL_ONESHOT, MP_SIGNAL_NODEFER, MP_SIGNAL_SIGINFO). Either pointer may be NULL.
+ * Errors: -EINVAL (d NULL). Async-signal-safe. */
+MP_API int mp_signal_disposition_get(const mp_signal_disposition *d, mp_signal_handler_fn *handler,
+                                     int *flags);
 
 /* ---- alarm and pause ----------------------------------------------------------------------- */
 
