@@ -240,7 +240,9 @@ static void pcommit(struct qshm *s, uint64_t new_tail, uint64_t new_msgs, uint32
 static void wake_data(struct qshm *s)
 {
     atomic_thread_fence(memory_order_seq_cst);
-    if (LD(&s->data_waiting)) {
+    /* The waker clears the flag (one sleeper at most: the consumer side's holder), so the puts
+     * that follow while the sleeper is being scheduled make no system call. */
+    if (LD(&s->data_waiting) && atomic_exchange(&s->data_waiting, 0)) {
         atomic_fetch_add(&s->data_seq, 1);
         mp__futex_wake(&s->data_seq, INT32_MAX);
     }
@@ -249,7 +251,7 @@ static void wake_data(struct qshm *s)
 static void wake_space(struct qshm *s)
 {
     atomic_thread_fence(memory_order_seq_cst);
-    if (LD(&s->space_waiting)) {
+    if (LD(&s->space_waiting) && atomic_exchange(&s->space_waiting, 0)) {
         atomic_fetch_add(&s->space_seq, 1);
         mp__futex_wake(&s->space_seq, INT32_MAX);
     }
@@ -539,7 +541,8 @@ static int put_whole(mp_queue *q, const struct iovec *iov, int iovcnt, uint64_t 
     copy_in(q, t + MP__QREC_HDR, iov, iovcnt, 0, len);
     HOOK(MP__QH_PUT_WRITTEN);
     pcommit(s, t + rec, LD(&s->msgs_put) + 1, 0);
-    wake_data(s);
+    /* wake_data comes after the unlock (put_impl): the unlock's atomic exchange waits for the
+     * record's stores anyway, and the fence in wake_data is then cheap. */
     /* Ask for the next record's lines now (the consumer has them): the next put's stores then
      * hit, and the lock's release, a full barrier on x86, does not wait for them. */
     uint64_t next = (t + rec) % q->cap;
@@ -621,11 +624,14 @@ static int put_impl(mp_queue *q, const struct iovec *iov, int iovcnt, double tim
     int rc = side_lock(q, PROD, &dl);
     if (rc == 0) {
         note_cpu(&s->prod_cpu);
-        if (len <= s->whole_max)
+        if (len <= s->whole_max) {
             rc = put_whole(q, iov, iovcnt, len, &dl);
-        else
+            pthread_mutex_unlock(&s->plock);
+            if (rc == 0) wake_data(s);
+        } else {
             rc = put_stream(q, iov, iovcnt, len, &dl);
-        pthread_mutex_unlock(&s->plock);
+            pthread_mutex_unlock(&s->plock);
+        }
     }
     if (rc == -ETIMEDOUT && nowait) rc = MP_EFULL;
     return rc;
