@@ -1122,6 +1122,9 @@ static int finish(job *j)
     int r;
     if (opt.overwrite == OVW_NOCLOBBER) {
         r = renameat2(AT_FDCWD, j->tmp, AT_FDCWD, j->dst, RENAME_NOREPLACE);
+        struct stat st;
+        if (r < 0 && errno == EINVAL) /* no RENAME_NOREPLACE here: a narrow race is the best */
+            r = lstat(j->dst, &st) == 0 ? (errno = EEXIST, -1) : rename(j->tmp, j->dst);
         if (r < 0 && errno == EEXIST) { /* it appeared while we copied: still never replace it */
             if (opt.verbose) printf("skipped '%s' (exists)\n", j->dst);
             return 0;
