@@ -1,4 +1,5 @@
 /* named_shm.c - named shared memory between unrelated processes: the peer attaches by name. */
+/* mp-test: lock=shm */
 /*
  * The program runs itself again with exec (so the second process shares nothing with the first
  * but the name) and the two talk through one block that holds a Lock, an Event and a message:
