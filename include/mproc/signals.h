@@ -105,7 +105,7 @@ MP_API int mp_signal_default_action(int signo, mp_signal_action *action);
 /* "terminate", "core", "stop", "continue", "ignore"; NULL for anything else. Async-signal-safe. */
 MP_API const char *mp_signal_action_name(mp_signal_action action);
 
-/* A one-line description, as strsignal() but constant and locale-free: "Termination request",
+/* A one-line description, as strsignal() but constant and locale-free: "Terminated",
  * "Real-time signal 3"; NULL for an invalid number. Async-signal-safe. */
 MP_API const char *mp_signal_description(int signo);
 
@@ -130,8 +130,8 @@ MP_API int mp_signal_send(pid_t pid, int sig);
 MP_API int mp_signal_send_group(pid_t pgid, int sig);
 
 /* Checks that pid exists and that the caller may signal it (kill(pid, 0)), sending nothing.
- * Returns 0, -ESRCH (no such process; a zombie still exists), -EPERM (exists, not ours to
- * signal), -EINVAL (pid <= 0). Async-signal-safe. */
+ * Returns 0 (a zombie not yet reaped counts as existing), -ESRCH (no such process), -EPERM
+ * (exists, not ours to signal), -EINVAL (pid <= 0). Async-signal-safe. */
 MP_API int mp_signal_probe(pid_t pid);
 
 /* Sends sig to a child started by mproc, through its pidfd (mp_process_signal() with the signal
