@@ -14,9 +14,11 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,81 +38,125 @@ struct mp_process {
     mp_target_fn target;
     void *arg;
     bool daemon;
-    bool self;    /* the calling process's own object: never joined, signalled or freed */
     int state;    /* ST_*, as seen by the owner */
     pid_t pid;    /* the child's pid once started */
     pid_t owner;  /* the process that started it: only it may join, signal or reap */
     int pidfd;    /* -1 before start and in processes that only hold a copy of the object */
     int code;     /* exit code once reaped */
     bool unknown; /* reaped by someone else: the exit code is lost */
-    struct mp_process *prev, *next; /* registry links, valid while owner == getpid() */
+    struct mp_process *prev, *next; /* registry links, valid while owner == my_pid() */
 };
 
 /* ---- registry -------------------------------------------------------------------------------- */
 
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct mp_process *reg_head;
 static pthread_once_t atexit_once = PTHREAD_ONCE_INIT;
-
-static struct mp_process main_process = {
-    .name = "MainProcess", .self = true, .state = ST_RUNNING, .pidfd = -1};
-static struct mp_process *current = &main_process;
-static pid_t parent_pid;
 static atomic_int name_counter;
+static struct mp_process main_process = {.name = "MainProcess", .state = ST_RUNNING, .pidfd = -1};
+
+/* Everything a new child writes before its target runs lives here, in one place: after fork
+ * every page either side writes costs a copy-on-write fault, so the child should dirty as few
+ * as possible (it never writes to its process object, for the same reason). */
+static struct {
+    pthread_mutex_t lock;       /* guards head and the links of the objects in the list */
+    struct mp_process *head;    /* started, not yet freed objects owned by this process */
+    struct mp_process *current; /* the object of the calling process */
+    pid_t parent_pid;           /* 0 unless started by mproc */
+    pid_t pid;                  /* getpid(), cached; 0 = not known yet (see my_pid) */
+} G = {PTHREAD_MUTEX_INITIALIZER, NULL, &main_process, 0, 0};
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* Every child forgets the cached pid, also one made by a plain fork() outside mproc. */
+static void forget_pid_in_child(void)
+{
+    __atomic_store_n(&G.pid, 0, __ATOMIC_RELAXED);
+}
+
+static void install_atfork(void)
+{
+    pthread_atfork(NULL, NULL, forget_pid_in_child);
+}
+
+/* The caller's pid without a system call per use: the owner checks run on every call. */
+static pid_t my_pid(void)
+{
+    pid_t pid = __atomic_load_n(&G.pid, __ATOMIC_RELAXED);
+    if (pid == 0) {
+        pthread_once(&atfork_once, install_atfork);
+        pid = getpid();
+        __atomic_store_n(&G.pid, pid, __ATOMIC_RELAXED);
+    }
+    return pid;
+}
+
+/* The calling process's own object: never joined, signalled or freed. */
+static inline bool is_self(const mp_process *p)
+{
+    return p == G.current;
+}
 
 static void reg_insert(struct mp_process *p)
 {
-    pthread_mutex_lock(&reg_lock);
+    pthread_mutex_lock(&G.lock);
     p->prev = NULL;
-    p->next = reg_head;
-    if (reg_head) reg_head->prev = p;
-    reg_head = p;
-    pthread_mutex_unlock(&reg_lock);
+    p->next = G.head;
+    if (G.head) G.head->prev = p;
+    G.head = p;
+    pthread_mutex_unlock(&G.lock);
 }
 
 static void reg_remove(struct mp_process *p)
 {
-    pthread_mutex_lock(&reg_lock);
+    pthread_mutex_lock(&G.lock);
     if (p->prev)
         p->prev->next = p->next;
-    else if (reg_head == p)
-        reg_head = p->next;
+    else if (G.head == p)
+        G.head = p->next;
     if (p->next) p->next->prev = p->prev;
     p->prev = p->next = NULL;
-    pthread_mutex_unlock(&reg_lock);
+    pthread_mutex_unlock(&G.lock);
 }
 
 /* In a new child: the objects in the registry belong to the parent. Close their pidfds (the
- * child must not keep handles on its siblings) and forget them. Runs single-threaded after fork
- * with the lock taken by the forking thread before fork, so the list is consistent. */
+ * child must not keep handles on its siblings) and forget them, without writing to the objects
+ * (copy-on-write faults); their owner field tells every call that they are not ours. Runs
+ * single-threaded after fork with the lock taken by the forking thread before fork, so the list is
+ * consistent. */
 static void reg_disown_after_fork(void)
 {
-    for (struct mp_process *p = reg_head; p; p = p->next) {
-        if (p->pidfd >= 0) close(p->pidfd);
-        p->pidfd = -1;
-    }
-    reg_head = NULL;
+    for (struct mp_process *p = G.head; p; p = p->next)
+        if (p->pidfd >= 0) close(p->pidfd); /* the object keeps the number: owner != us now */
+    G.head = NULL;
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    memcpy(&reg_lock, &fresh, sizeof fresh);
+    memcpy(&G.lock, &fresh, sizeof fresh);
 }
 
 /* ---- fork discipline ------------------------------------------------------------------------- */
 
 void mp__child_exit(int code)
 {
-    fflush(NULL);
+    /* stdout and stderr only, and only when they hold output, as Python's child does: every
+     * stream was flushed before fork, and fflush(NULL) would lock (dirty) every FILE of the
+     * process, which costs a child that printed nothing ~4% of a fork. */
+    if (__fpending(stdout)) fflush(stdout);
+    if (__fpending(stderr)) fflush(stderr);
 #ifdef MP_COVERAGE
     __gcov_dump();
 #endif
-    _exit(code);
+    /* _exit() itself, minus the lazy binding of _exit that every child would otherwise pay on its
+     * first and only call (a symbol lookup, ~3% of a fork here); syscall() is bound already. */
+    for (;;)
+        syscall(SYS_exit_group, code);
 }
 
+/* Resets the handlers of the standard signals (1..31); see process_internal.h for why the
+ * real-time ones are left alone. Runs with every signal blocked, so no handler can run between
+ * fork and here. */
 static void reset_signals_in_child(void)
 {
-    for (int sig = 1; sig < NSIG; sig++) {
+    for (int sig = 1; sig < 32; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP) continue;
         struct sigaction old;
-        if (sigaction(sig, NULL, &old) < 0) continue; /* glibc's reserved signals */
+        if (sigaction(sig, NULL, &old) < 0) continue;
         if (old.sa_handler == SIG_DFL || old.sa_handler == SIG_IGN) continue;
         struct sigaction dfl = {.sa_handler = SIG_DFL};
         sigemptyset(&dfl.sa_mask);
@@ -121,21 +167,39 @@ static void reset_signals_in_child(void)
     pthread_sigmask(SIG_SETMASK, &none, NULL);
 }
 
+/* Binds, in the parent, the library functions a new child calls first. With lazy binding each
+ * child would otherwise resolve them itself on every start: a symbol lookup plus a
+ * copy-on-write fault on the GOT, per function, per child. */
+static void bind_child_calls(void)
+{
+    struct sigaction sa;
+    sigaction(SIGCHLD, NULL, &sa);
+    sigset_t set;
+    sigemptyset(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    int sig;
+    prctl(PR_GET_PDEATHSIG, &sig);
+    (void)getppid();
+    (void)__fpending(stdout);
+    (void)syscall(SYS_getpid);
+}
+
 pid_t mp__fork(unsigned flags)
 {
+    static pthread_once_t bound = PTHREAD_ONCE_INIT;
+    pthread_once(&bound, bind_child_calls);
     sigset_t all, old;
     sigfillset(&all);
     fflush(NULL);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid_t self = getpid();
+    pid_t self = my_pid();
     /* Holding the registry lock across fork keeps the child's copy of the list consistent. */
-    pthread_mutex_lock(&reg_lock);
+    pthread_mutex_lock(&G.lock);
     pid_t pid = fork();
     if (pid == 0) {
         reg_disown_after_fork();
-        current = &main_process;
-        main_process.pid = 0;
-        parent_pid = self;
+        G.current = &main_process;
+        G.parent_pid = self;
         if (!(flags & MP__FORK_DETACHED)) {
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             /* The parent died before prctl took effect: die as PDEATHSIG would have made us. */
@@ -145,7 +209,7 @@ pid_t mp__fork(unsigned flags)
         return 0;
     }
     int err = errno;
-    pthread_mutex_unlock(&reg_lock);
+    pthread_mutex_unlock(&G.lock);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return pid < 0 ? -err : pid;
 }
@@ -215,18 +279,20 @@ static void register_exit_handler(void)
 int mp_process_start(mp_process *p)
 {
     if (!p) return -EINVAL;
-    if (p->self) return MP_ESELF;
+    if (is_self(p)) return MP_ESELF;
     if (p->state != ST_NEW) return MP_ESTARTED;
     pthread_once(&atexit_once, register_exit_handler);
+    /* Written before fork, so neither side takes a copy-on-write fault for them. */
+    p->owner = my_pid();
+    p->state = ST_RUNNING;
     pid_t pid = mp__fork(0);
-    if (pid < 0) return pid;
+    if (pid < 0) {
+        p->owner = 0;
+        p->state = ST_NEW;
+        return pid;
+    }
     if (pid == 0) {
-        current = p;
-        p->self = true;
-        p->state = ST_RUNNING;
-        p->pid = getpid();
-        p->owner = parent_pid;
-        p->pidfd = -1;
+        G.current = p;
         mp__child_exit(p->target(p->arg) & 0xff);
     }
     int fd = mp__pidfd_open(pid);
@@ -236,12 +302,12 @@ int mp_process_start(mp_process *p)
         kill(pid, SIGKILL);
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
         }
+        p->owner = 0;
+        p->state = ST_NEW;
         return fd;
     }
     p->pid = pid;
-    p->owner = getpid();
     p->pidfd = fd;
-    p->state = ST_RUNNING;
     reg_insert(p);
     return 0;
 }
@@ -250,9 +316,9 @@ int mp_process_start(mp_process *p)
 static int check_child(const mp_process *p)
 {
     if (!p) return -EINVAL;
-    if (p->self) return MP_ESELF;
+    if (is_self(p)) return MP_ESELF;
     if (p->state == ST_NEW) return MP_ENOTSTARTED;
-    if (p->owner != getpid()) return MP_ECHILD;
+    if (p->owner != my_pid()) return MP_ECHILD;
     return 0;
 }
 
@@ -287,9 +353,9 @@ int mp_process_join(mp_process *p, double timeout)
 int mp_process_is_alive(mp_process *p)
 {
     if (!p) return -EINVAL;
-    if (p->self) return 1;
+    if (is_self(p)) return 1;
     if (p->state == ST_NEW) return 0;
-    if (p->owner != getpid()) return MP_ECHILD;
+    if (p->owner != my_pid()) return MP_ECHILD;
     int r = reap(p, NULL);
     if (r < 0) return r;
     return r == 0;
@@ -298,7 +364,7 @@ int mp_process_is_alive(mp_process *p)
 pid_t mp_process_pid(const mp_process *p)
 {
     if (!p) return -EINVAL;
-    if (p == &main_process) return getpid();
+    if (is_self(p)) return my_pid();
     return p->pid;
 }
 
@@ -310,7 +376,7 @@ const char *mp_process_name(const mp_process *p)
 int mp_process_exitcode(mp_process *p, int *code)
 {
     if (!p || !code) return -EINVAL;
-    if (p->self) return -EBUSY; /* we are running, by definition */
+    if (is_self(p)) return -EBUSY; /* we are running, by definition */
     int r = check_child(p);
     if (r) return r;
     r = reap(p, NULL);
@@ -352,15 +418,17 @@ int mp_process_free(mp_process **pp)
 {
     if (!pp || !*pp) return 0;
     mp_process *p = *pp;
-    if (p->self) return MP_ESELF;
+    if (is_self(p)) return MP_ESELF;
+    if (p == &main_process) return MP_ECHILD; /* the parent's, seen from a child */
     if (p->state != ST_NEW) {
-        if (p->owner == getpid()) {
+        if (p->owner == my_pid()) {
             int r = reap(p, NULL);
             if (r == 0) return -EBUSY;
             reg_remove(p);
+            if (p->pidfd >= 0) close(p->pidfd);
         }
-        /* A copy inherited through a plain fork() still holds the parent's pidfd: close ours. */
-        if (p->pidfd >= 0) close(p->pidfd);
+        /* Else a copy inherited from the parent: mp__fork closed its pidfd in this child (the
+         * number may name another file by now), so only the memory is ours to release. */
     }
     free(p);
     *pp = NULL;
@@ -393,25 +461,27 @@ int mp_process_base_free(mp_process_base *self)
 
 mp_process *mp_process_current(void)
 {
-    return current;
+    mp_process *me = G.current;
+    if (me == &main_process) me->pid = my_pid(); /* kept for children that hold the pointer */
+    return me;
 }
 
 pid_t mp_process_parent_pid(void)
 {
-    return parent_pid;
+    return G.parent_pid;
 }
 
 int mp_process_active_children(mp_process **out, int max)
 {
     if (max < 0 || (!out && max > 0)) return -EINVAL;
     int n = 0;
-    pthread_mutex_lock(&reg_lock);
-    for (struct mp_process *p = reg_head; p; p = p->next) {
+    pthread_mutex_lock(&G.lock);
+    for (struct mp_process *p = G.head; p; p = p->next) {
         if (reap(p, NULL) != 0) continue;
         if (n < max) out[n] = p;
         n++;
     }
-    pthread_mutex_unlock(&reg_lock);
+    pthread_mutex_unlock(&G.lock);
     return n;
 }
 
@@ -424,12 +494,12 @@ int mp_cpu_count(void)
  * ignores SIGTERM gets SIGKILL after 1 s; non-daemon children are waited for without limit. */
 static void exit_handler(void)
 {
-    pid_t me = getpid();
-    pthread_mutex_lock(&reg_lock);
-    for (struct mp_process *p = reg_head; p; p = p->next)
+    pid_t me = my_pid();
+    pthread_mutex_lock(&G.lock);
+    for (struct mp_process *p = G.head; p; p = p->next)
         if (p->owner == me && p->daemon && reap(p, NULL) == 0) mp_process_terminate(p);
     mp__deadline grace = mp__deadline_in(1.0);
-    for (struct mp_process *p = reg_head; p; p = p->next) {
+    for (struct mp_process *p = G.head; p; p = p->next) {
         if (p->owner != me || !p->daemon) continue;
         if (reap(p, &grace) == 0) {
             mp_process_kill(p);
@@ -438,9 +508,9 @@ static void exit_handler(void)
         }
     }
     mp__deadline forever = mp__deadline_in(MP_FOREVER);
-    for (struct mp_process *p = reg_head; p; p = p->next)
+    for (struct mp_process *p = G.head; p; p = p->next)
         if (p->owner == me && !p->daemon) reap(p, &forever);
-    pthread_mutex_unlock(&reg_lock);
+    pthread_mutex_unlock(&G.lock);
 }
 
 /* ---- the second-level child ------------------------------------------------------------------ */

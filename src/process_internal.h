@@ -5,11 +5,22 @@
  *   - stdio is flushed before fork (buffered output is not written twice);
  *   - all signals are blocked around fork, so no handler of the parent runs in the child between
  *     fork and the reset below;
- *   - in the child: every caught signal's handler is reset to SIG_DFL (ignored signals stay
- *     ignored, as across exec), the signal mask is emptied, PR_SET_PDEATHSIG(SIGKILL) is set and
- *     getppid() is compared with the pid saved before fork (the parent may have died before
- *     prctl took effect), and mproc's registry of children is cleared: the children of the
- *     parent are not the child's, and the pidfds the child inherited are closed.
+ *   - in the child: PR_SET_PDEATHSIG(SIGKILL) is set and getppid() compared with the pid saved
+ *     before fork (the parent may have died before prctl took effect; the child then kills
+ *     itself with SIGKILL, as the death signal would have); mproc's registry of children is
+ *     cleared (the parent's children are not the child's; the pidfds it inherited are closed);
+ *     the handler of every caught standard signal (1..31) is reset to SIG_DFL (ignored signals
+ *     stay ignored, as across exec); then the signal mask is emptied.
+ *
+ * Real-time signals (SIGRTMIN..SIGRTMAX) keep the parent's dispositions: finding out which of
+ * them have handlers costs one system call per signal in every child (about 8% of a fork on
+ * the test machine) and handlers for them are rare. A program that needs them reset does so in
+ * its target.
+ *
+ * Cost matters (the benchmark holds start+join within 1.3x a raw fork): the functions the child
+ * calls are bound in the parent first (lazy PLT binding in each child costs a symbol lookup),
+ * and the child writes as little memory as it can.
+ *
  * A child ends with mp__child_exit(), never exit(): the parent's atexit handlers must not run
  * twice.
  */
@@ -27,7 +38,9 @@
  * -errno when fork failed (-EAGAIN, -ENOMEM). Not async-signal-safe (takes the registry lock). */
 pid_t mp__fork(unsigned flags);
 
-/* Ends a child: flushes stdio, dumps coverage counters in MP_COVERAGE builds, _exit(code). */
+/* Ends a child: flushes stdout and stderr when they hold output (as Python's child does; other
+ * FILE streams are the target's to flush or close), dumps coverage counters in MP_COVERAGE
+ * builds, and _exit(code)s. */
 __attribute__((noreturn)) void mp__child_exit(int code);
 
 /* A waitid() result as Python's exitcode: the exit status, or -signum when a signal killed it. */
