@@ -3,11 +3,13 @@
  * lock and its dead holder, sharing across fork and with an exec'd program, /dev/shm hygiene,
  * and bad input to every call. */
 #include <errno.h>
+#include <fcntl.h>
 #include <float.h>
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -448,6 +450,14 @@ static void test_shm_user_names(void **state)
     assert_mp(-EINVAL, mp_shm_attach(&b2, "foo"));
     assert_mp(-EINVAL, mp_shm_attach(&b2, NULL));
     assert_mp(-ENOENT, mp_shm_attach(&b2, "/mproc-no-such-block"));
+    /* a block whose creator has not sized it yet: attach says retry */
+    char unsized[64];
+    snprintf(unsized, sizeof unsized, "/mproc-unsized-%d", (int)getpid());
+    int fd = shm_open(unsized, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_mp(-EAGAIN, mp_shm_attach(&b2, unsized));
+    assert_mp_ok(mp_shm_unlink_name(unsized));
     /* unlink: the mapping stays, the name goes, free does not fail afterwards */
     assert_mp_ok(mp_shm_unlink(b));
     assert_false(shm_exists(name));
