@@ -582,7 +582,9 @@ static bool send_task(mp_pool *p, struct pworker *w, struct ptask *t)
     w->tail = t;
     w->nout++;
     w->dispatched++;
-    p->outstanding++;
+    /* The supervisor sleeps without a time limit while nothing runs; with task timeouts it must
+     * start watching. */
+    if (p->outstanding++ == 0 && p->timeout_ns > 0 && supervising != p) kick_supervisor(p);
     return true;
 }
 
@@ -608,11 +610,12 @@ static void dispatch(mp_pool *p)
         struct pworker *w = pick_worker(p);
         if (!w) return;
         if (t) {
+            struct ptask *rest = t->next;
             if (!send_task(p, w, t)) {
                 w->full_epoch = p->epoch;
                 continue;
             }
-            p->rhead = t->next;
+            p->rhead = rest;
             if (!p->rhead) p->rtail = NULL;
             continue;
         }
@@ -946,7 +949,7 @@ static void *supervisor_main(void *arg)
             w->readable = false;
             int code = 0;
             int r = mp__reap_pidfd(w->pidfd, NULL, &code);
-            if (r == 1 || r == -ECHILD) handle_death(p, w, code, r);
+            if (r != 0) handle_death(p, w, code, r); /* reaped, or unknowable: gone either way */
         }
         int tmo = check_timeouts(p);
         int64_t now = mp__now_ns();
