@@ -887,3 +887,10 @@ int mp__queue_stats(mp_queue *q, struct mp__queue_stats *st)
     st->msgs_got = LDA(&s->msgs_got);
     return 0;
 }
+
+unsigned char *mp__queue_ring(mp_queue *q, size_t *cap)
+{
+    if (!valid(q)) return NULL;
+    if (cap) *cap = (size_t)q->cap;
+    return q->ring;
+}

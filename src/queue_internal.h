@@ -28,4 +28,7 @@ struct mp__queue_stats {
 
 int mp__queue_stats(mp_queue *q, struct mp__queue_stats *st);
 
+/* The ring's bytes, for tests that scribble on it. */
+unsigned char *mp__queue_ring(mp_queue *q, size_t *cap);
+
 #endif

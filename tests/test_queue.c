@@ -421,6 +421,33 @@ static void bad_input_is_refused(void **state)
     mp_queue_free(&q);
 }
 
+/* Bytes overwritten by someone outside the library: MP_ECORRUPT, never a crash or a hang. */
+static void scribbled_ring_is_reported(void **state)
+{
+    (void)state;
+    size_t cap;
+    for (int how = 0; how < 4; how++) {
+        mp_queue *q;
+        assert_mp_ok(mp_queue_new(&q, 0, 4096));
+        assert_mp_ok(mp_queue_put(q, "hello", 5, 0));
+        unsigned char *ring = mp__queue_ring(q, &cap);
+        assert_non_null(ring);
+        assert_int_equal(cap, 4096);
+        if (how == 0) ring[0] ^= 0xff;                 /* magic */
+        if (how == 1) ring[4] = 0xff;                  /* chunk length */
+        if (how == 2) memset(ring, 0, 16);             /* a zeroed header */
+        if (how == 3) memcpy(ring + 4, "\0\0\1\0", 4); /* length past the published bytes */
+        char out[64];
+        size_t n;
+        assert_mp(MP_ECORRUPT, mp_queue_get(q, out, sizeof out, &n, 0.05));
+        assert_mp(MP_ECORRUPT, mp_queue_get_nowait(q, out, sizeof out, &n));
+        void *p = NULL;
+        assert_mp(MP_ECORRUPT, mp_queue_get_alloc(q, &p, &n, 0.05));
+        assert_null(p);
+        mp_queue_free(&q);
+    }
+}
+
 /* ---- crash repair: a child dies at an exact point with a side's lock held ------------------ */
 
 static int kill_point;
@@ -599,6 +626,7 @@ int main(void)
         MP_TEST(big_messages_stream_without_interleaving),
         MP_TEST(joinable_task_done_and_join),
         MP_TEST(bad_input_is_refused),
+        MP_TEST(scribbled_ring_is_reported),
         MP_TEST(producer_killed_before_publishing),
         MP_TEST(consumer_killed_before_and_after_taking),
         MP_TEST(producer_killed_mid_stream),
