@@ -828,6 +828,64 @@ static void sigwaiter_reports_child_exit(void **state)
     assert_signals_clean();
 }
 
+/* After fork the child inherits the waiter (mask, fd) and takes its own signals with it. */
+static void sigwaiter_works_in_forked_child(void **state)
+{
+    int sig = SIGUSR1;
+    mp_sigwaiter *w;
+    assert_mp_ok(mp_sigwaiter_new(&w, &sig, 1));
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    pid_t pid = mp_test_fork();
+    if (pid == 0) {
+        close(p[0]);
+        MP_CHILD_CHECK(write(p[1], "r", 1) == 1);
+        mp_siginfo info;
+        MP_CHILD_CHECK(mp_sigwaiter_wait(w, mp_test_timeout(5), &info) == 0);
+        MP_CHILD_CHECK(info.signo == SIGUSR1 && info.pid == getppid());
+        struct pollfd pfd = {mp_sigwaiter_fd(w), POLLIN, 0};
+        MP_CHILD_CHECK(poll(&pfd, 1, 0) == 0);
+        mp_sigwaiter_free(&w);
+        mp_test_child_exit(0);
+    }
+    close(p[1]);
+    char c;
+    assert_int_equal(read(p[0], &c, 1), 1);
+    close(p[0]);
+    assert_mp_ok(mp_signal_send(pid, SIGUSR1)); /* blocked in the child: cannot kill it */
+    assert_child_ok(pid);
+    /* nothing was pending here */
+    assert_mp(-ETIMEDOUT, mp_sigwaiter_wait(w, 0, NULL));
+    mp_sigwaiter_free(&w);
+    assert_signals_clean();
+}
+
+static void *thread_sends_usr1(void *arg)
+{
+    (void)arg;
+    sleep_s(0.05);
+    kill(getpid(), SIGUSR1); /* process-directed: any thread that does not block it may take it */
+    return NULL;
+}
+
+/* A waiter created before a thread starts: the thread inherits the blocked mask, so the
+ * process-directed signal stays pending for the waiter instead of killing the process. */
+static void sigwaiter_with_threads(void **state)
+{
+    int sig = SIGUSR1;
+    mp_sigwaiter *w;
+    assert_mp_ok(mp_sigwaiter_new(&w, &sig, 1));
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, thread_sends_usr1, NULL), 0);
+    mp_siginfo info;
+    assert_mp_ok(mp_sigwaiter_wait(w, mp_test_timeout(5), &info));
+    assert_int_equal(info.signo, SIGUSR1);
+    assert_int_equal(info.pid, getpid());
+    assert_int_equal(pthread_join(t, NULL), 0);
+    mp_sigwaiter_free(&w);
+    assert_signals_clean();
+}
+
 /* A timer delivers SIGALRM every 100 us to a handler while we wait for SIGUSR1: the wait neither
  * fails with EINTR, nor ends before its deadline, nor misses SIGUSR1. */
 static void wait_survives_sigalrm_storm(void **state)
@@ -1021,6 +1079,8 @@ int main(void)
         SIG_TEST(sigwaiter_receives_and_polls),
         SIG_TEST(sigwaiter_keeps_previously_blocked),
         SIG_TEST(sigwaiter_reports_child_exit),
+        SIG_TEST(sigwaiter_works_in_forked_child),
+        SIG_TEST(sigwaiter_with_threads),
         SIG_TEST(wait_survives_sigalrm_storm),
         SIG_TEST(bad_input_everywhere),
         SIG_TEST(send_group_reaches_own_group),
