@@ -219,16 +219,24 @@ static int lock_state_acquire(mp__lock_state *s, double timeout)
     return lock_result(s, pthread_mutex_clocklock(&s->m, CLOCK_MONOTONIC, &ts));
 }
 
+/* Everything but the uncontended untimed case, kept out of line so that the fast path below
+ * needs no stack frame. */
+__attribute__((noinline)) static int lock_acquire_slow(mp__lock_state *s, double timeout, int r)
+{
+    if (timeout < 0) return lock_result(s, r);
+    return lock_state_acquire(s, timeout);
+}
+
 int mp_lock_acquire(mp_lock *l, double timeout)
 {
     if (__builtin_expect(!lock_ok(l), 0)) return -EINVAL;
-    /* The common case first: no timeout, and the lock is free. */
+    mp__lock_state *s = l->s;
     if (__builtin_expect(timeout < 0, 1)) {
-        int r = pthread_mutex_lock(&l->s->m);
+        int r = pthread_mutex_lock(&s->m);
         if (__builtin_expect(r == 0, 1)) return 0;
-        return lock_result(l->s, r);
+        return lock_acquire_slow(s, MP_FOREVER, r);
     }
-    return lock_state_acquire(l->s, timeout);
+    return lock_acquire_slow(s, timeout, 0);
 }
 
 int mp_lock_release(mp_lock *l)
