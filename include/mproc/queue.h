@@ -97,6 +97,9 @@ MP_API int mp_queue_putv(mp_queue *q, const struct iovec *iov, int iovcnt, doubl
  * Once the first chunk of a message larger than the ring has been taken, the call waits for the
  * rest beyond its timeout as long as the producer lives (that producer is bounded by its own
  * timeout; if it gives up or dies, the message is discarded and the call goes on to the next).
+ * A streamed message whose producer died mid-way still announces its full size: with a buffer
+ * too small for it the call reports MP_ETOOSMALL; with one big enough (or mp_queue_get_alloc) it
+ * is discarded and the call returns the next message.
  * Errors: -EINVAL (q or len NULL, buf NULL with cap > 0), MP_ETOOSMALL, -ETIMEDOUT,
  * MP_ECLOSED (closed and nothing left), MP_ECORRUPT (the shared memory was overwritten by
  * someone outside this library; the queue is unusable). */
