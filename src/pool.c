@@ -1288,6 +1288,7 @@ int mp_pool_apply(mp_pool *p, const char *func, const void *arg, size_t len, dou
     int rc = check_pool(p);
     if (rc) return rc;
     if (!out) return -EINVAL;
+    *out = NULL;
     if ((rc = blocking_check())) return rc;
     if ((rc = mp_pool_apply_async(p, func, arg, len, NULL, out))) return rc;
     return mp_result_get(*out, NULL, NULL, timeout);
