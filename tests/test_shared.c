@@ -499,7 +499,7 @@ static void test_shm_no_leftovers_after_exit(void **state)
         MP_CHILD_CHECK(mp_shm_new(&b, name, 4096) == 0);
         MP_CHILD_CHECK(mp_shm_new(&c, NULL, 1 << 20) == 0);
         mp_shm_free(&c);
-        char names[2][256];
+        char names[2][256] = {{0}};
         snprintf(names[0], 256, "%s", mp_shm_name(a));
         snprintf(names[1], 256, "%s", mp_shm_name(b));
         MP_CHILD_CHECK(write(pfd[1], names, sizeof names) == sizeof names);
@@ -524,7 +524,7 @@ static void test_shm_sweep_after_crash(void **state)
         close(pfd[0]);
         mp_shm *a;
         MP_CHILD_CHECK(mp_shm_new(&a, NULL, 4096) == 0);
-        char name[256];
+        char name[256] = {0};
         snprintf(name, sizeof name, "%s", mp_shm_name(a));
         MP_CHILD_CHECK(write(pfd[1], name, sizeof name) == sizeof name);
         raise(SIGKILL);
