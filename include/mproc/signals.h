@@ -40,20 +40,26 @@
  *   error.h:    mp_strerror, mp_err_name
  *   signals.h:  mp_signal_valid, mp_signal_name, mp_signal_from_name, mp_signal_default_action,
  *               mp_signal_action_name, mp_signal_description, mp_signal_list, mp_signal_send,
- *               mp_signal_send_group, mp_signal_probe, mp_signal_handle, mp_signal_restore,
- *               mp_signal_get, mp_signal_disposition_get, mp_signal_alarm, mp_signal_alarm_left,
- * mp_sigwaiter_fd, and mp_sigwaiter_wait with timeout 0 (a handler must never block) sync.h:
- * mp_event_set, mp_event_clear, mp_event_is_set, mp_sem_release, mp_sem_get_value shared.h:
- * mp_type_size, mp_value_add, mp_value_cas (lock-free atomics); the get/set calls only on a raw
- * (unsynchronized) Value pipe.h:     mp_conn_fileno          socket.h: mp_listener_fileno common.h:
- * mp_version NOT safe: everything else. In particular every constructor and destructor (mp_*_new,
- * mp_*_free, mp_sigwaiter_new/free included: they allocate), mp_signal_send_process and every
- * process.h call (process.h promises nothing), mp_signal_wait (it changes the mask around a
- * blocking wait), mp_signal_pause/mp_signal_suspend (they block), lock/semaphore acquire and every
- * wait (a handler that interrupts the holder deadlocks), synchronized Value/Array access, and all
- * of pipe, socket, queue and pool (they take mutexes or allocate). A handler that must hand work to
- * the program should set a volatile sig_atomic_t flag, call mp_event_set, or better: install no
- * handler and take the signal with an mp_sigwaiter.
+ *               mp_signal_send_group, mp_signal_probe, mp_signal_send_process, mp_signal_handle,
+ *               mp_signal_restore, mp_signal_get, mp_signal_disposition_get, mp_signal_alarm,
+ *               mp_signal_alarm_left, mp_sigwaiter_fd, and mp_sigwaiter_wait with timeout 0 (a
+ *               handler must never block)
+ *   process.h:  mp_process_pid, mp_process_name, mp_process_daemon, mp_process_sentinel,
+ *               mp_process_parent_pid, mp_process_signal/terminate/kill; join, is_alive and
+ *               exitcode only when no other thread uses the same object (join with timeout 0)
+ *   sync.h:     mp_event_set, mp_event_clear, mp_event_is_set, mp_sem_release, mp_sem_get_value
+ *   shared.h:   mp_type_size, mp_value_add, mp_value_cas (lock-free atomics); the get/set calls
+ *               only on a raw (unsynchronized) Value
+ *   pipe.h:     mp_conn_fileno          socket.h: mp_listener_fileno
+ *   common.h:   mp_version
+ * NOT safe: everything else. In particular every constructor and destructor (mp_*_new, mp_*_free,
+ * mp_sigwaiter_new/free included: they allocate), mp_process_start/active_children/current/
+ * run_detached, mp_signal_wait (it changes the mask around a blocking wait),
+ * mp_signal_pause/mp_signal_suspend (they block), lock/semaphore acquire and every wait (a handler
+ * that interrupts the holder deadlocks), synchronized Value/Array access, and all of pipe, socket,
+ * queue and pool (they take mutexes or allocate). A handler that must hand work to the program
+ * should set a volatile sig_atomic_t flag, call mp_event_set, or better: install no handler and
+ * take the signal with an mp_sigwaiter.
  *
  * Threads: dispositions (handlers) are per process; the signal mask is per thread. The calls
  * that block signals (mp_signal_wait, mp_sigwaiter_new) change the calling thread's mask only, so
@@ -136,7 +142,8 @@ MP_API int mp_signal_probe(pid_t pid);
 
 /* Sends sig to a child started by mproc, through its pidfd (mp_process_signal() with the signal
  * number checked first). Errors: -EINVAL (p NULL, invalid sig), and those of mp_process_signal:
- * MP_ENOTSTARTED, MP_EREAPED, MP_ESELF. Not async-signal-safe (see process.h). */
+ * MP_ENOTSTARTED, MP_EREAPED, MP_ESELF, MP_ECHILD (a parent's object used in a child).
+ * Async-signal-safe (process.h: mp_process_signal only reads the object and makes one call). */
 MP_API int mp_signal_send_process(mp_process *p, int sig);
 
 /* ---- handlers ------------------------------------------------------------------------------ */
