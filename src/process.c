@@ -61,31 +61,13 @@ static struct {
     struct mp_process *head;    /* started, not yet freed objects owned by this process */
     struct mp_process *current; /* the object of the calling process */
     pid_t parent_pid;           /* 0 unless started by mproc */
-    pid_t pid;                  /* getpid(), cached; 0 = not known yet (see my_pid) */
-} G = {PTHREAD_MUTEX_INITIALIZER, NULL, &main_process, 0, 0};
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+} G = {PTHREAD_MUTEX_INITIALIZER, NULL, &main_process, 0};
 
-/* Every child forgets the cached pid, also one made by a plain fork() outside mproc. */
-static void forget_pid_in_child(void)
+/* Not cached: a child made by a plain fork() outside mproc must see its own pid too, and one
+ * getpid() is a fraction of a percent of a start. */
+static inline pid_t my_pid(void)
 {
-    __atomic_store_n(&G.pid, 0, __ATOMIC_RELAXED);
-}
-
-static void install_atfork(void)
-{
-    pthread_atfork(NULL, NULL, forget_pid_in_child);
-}
-
-/* The caller's pid without a system call per use: the owner checks run on every call. */
-static pid_t my_pid(void)
-{
-    pid_t pid = __atomic_load_n(&G.pid, __ATOMIC_RELAXED);
-    if (pid == 0) {
-        pthread_once(&atfork_once, install_atfork);
-        pid = getpid();
-        __atomic_store_n(&G.pid, pid, __ATOMIC_RELAXED);
-    }
-    return pid;
+    return getpid();
 }
 
 /* The calling process's own object: never joined, signalled or freed. */
@@ -427,8 +409,10 @@ int mp_process_free(mp_process **pp)
             reg_remove(p);
             if (p->pidfd >= 0) close(p->pidfd);
         }
-        /* Else a copy inherited from the parent: mp__fork closed its pidfd in this child (the
-         * number may name another file by now), so only the memory is ours to release. */
+        /* Else a copy inherited from the parent. In a child started by mproc, mp__fork closed
+         * its pidfd already (the number may name another file by now), so only the memory is
+         * ours to release. (A child made by a plain fork() keeps that pidfd open until it
+         * exits or execs: mproc cannot tell the two apart safely.) */
     }
     free(p);
     *pp = NULL;
@@ -534,7 +518,7 @@ int mp_process_run_detached(mp_target_fn target, void *arg, pid_t *pid_out)
             mp__child_exit(target(arg) & 0xff);
         }
         int32_t v = (int32_t)grandchild; /* the pid, or -errno */
-        _exit(mp__write_full(fds[1], &v, sizeof v) == 0 ? 0 : 1);
+        mp__child_exit(mp__write_full(fds[1], &v, sizeof v) == 0 ? 0 : 1);
     }
     close(fds[1]);
     int32_t v = 0;

@@ -11,8 +11,17 @@
  *
  * Start method: fork. The child is a copy of the parent, so target and arg are plain C pointers
  * (the same addresses are valid in the child). The child runs target(arg); its return value
- * (0..255) is the exit status. Stdio is flushed and the child ends with _exit(): the parent's
- * atexit handlers never run twice.
+ * (masked to 0..255) is the exit status. Every stdio stream is flushed before fork (nothing is
+ * written twice); when target returns, stdout and stderr are flushed and the child ends with
+ * _exit(), so the parent's atexit handlers never run twice. Other FILE streams the target
+ * writes are its own to fflush or fclose (as in Python, whose child ends with os._exit). A target
+ * may also call exit(n): the exit code is then n, and atexit handlers run in the child.
+ *
+ * Fork discipline: all signals are blocked around fork; in the child, before target runs, the
+ * handler of every caught standard signal (1..31) is reset to SIG_DFL (ignored signals stay
+ * ignored, as across exec) and the signal mask is emptied. Real-time signals (SIGRTMIN..) keep
+ * the parent's dispositions (checking each costs a system call in every child); reset them in
+ * the target if you install handlers for them. Every fd mproc opens is close-on-exec.
  *
  * Lifetimes: the caller owns a process object from mp_process_new() to mp_process_free().
  * Free refuses (-EBUSY) while the child runs; join or kill it first. Every child of mproc
@@ -27,8 +36,21 @@
  * through a pidfd, which can never reach a recycled pid. A program that sets SIGCHLD to SIG_IGN
  * makes the kernel reap children itself; mproc then reports -ECHILD for their exit codes.
  *
+ * Ownership across fork: only the process that started a child may join, signal or reap it. A
+ * child inherits copies of its parent's process objects; calls on them return MP_ECHILD (the
+ * child may free them: that releases only its copy). Calls on the calling process's own object
+ * (mp_process_current()) that would wait for, signal or free itself return MP_ESELF.
+ *
  * Thread safety: one process object must not be used by two threads at once. Different objects
  * may be used concurrently.
+ *
+ * Signal handlers: mp_process_pid, mp_process_name, mp_process_daemon, mp_process_sentinel,
+ * mp_process_parent_pid and mp_process_signal/terminate/kill only read the object and make at
+ * most one system call: they are async-signal-safe. mp_process_join/is_alive/exitcode are too
+ * when no other thread uses the same object. new, start, free, active_children, current (it may
+ * write) and run_detached are not (they allocate, lock or fork). In a child that mproc forked
+ * every call works (mproc resets its registry and its lock there); after a plain fork() of a
+ * multi-threaded program only the async-signal-safe calls are, as for any library.
  */
 #ifndef MPROC_PROCESS_H
 #define MPROC_PROCESS_H
@@ -53,46 +75,56 @@ MP_API int mp_process_new(mp_process **out, const char *name, mp_target_fn targe
 MP_API int mp_process_set_daemon(mp_process *p, bool daemon);
 MP_API bool mp_process_daemon(const mp_process *p);
 
-/* Forks the child. Signals are blocked around fork; in the child every handler is reset to its
- * default and the mask cleared before target runs. Errors: -EINVAL, MP_ESTARTED (already started),
- * MP_ECHILD (called on the process object of the calling child itself), -EAGAIN/-ENOMEM (fork). */
+/* Forks the child, which runs target(arg) under the fork discipline described at the top, with
+ * PR_SET_PDEATHSIG(SIGKILL). A start from a thread ties the child's life to that thread (see
+ * "Lifetimes"). Errors: -EINVAL, MP_ESTARTED (already started, also after it ended), MP_ESELF
+ * (the calling process's own object), -EAGAIN/-ENOMEM (fork), -EMFILE/-ENFILE (no fd for the
+ * pidfd: the child is then killed and reaped before start returns). */
 MP_API int mp_process_start(mp_process *p);
 
-/* Waits until the child ends, or timeout seconds (MP_FOREVER: no limit), then reaps it.
- * Returns 0 when the child has ended (also when it had already been joined), -ETIMEDOUT when it
- * still runs. Errors: -EINVAL, MP_ENOTSTARTED, MP_ESELF (joining oneself). */
+/* Waits until the child ends, or timeout seconds (MP_FOREVER: no limit; 0: poll), then reaps
+ * it. The wait polls the pidfd against a CLOCK_MONOTONIC deadline; signals never cut it short.
+ * Returns 0 when the child has ended (also when it had already been joined, or someone else
+ * reaped it), -ETIMEDOUT when it still runs (nothing changes; join again later).
+ * Errors: -EINVAL, MP_ENOTSTARTED, MP_ESELF (joining oneself), MP_ECHILD (not our child). */
 MP_API int mp_process_join(mp_process *p, double timeout);
 
-/* 1 while the child runs, 0 once it ended (reaping it if needed, without blocking) or before start;
- * negative on error (-EINVAL). */
+/* 1 while the child runs (and for the caller's own object), 0 once it ended (reaping it if
+ * needed, without blocking) or before start; negative on error (-EINVAL, MP_ECHILD). */
 MP_API int mp_process_is_alive(mp_process *p);
 
-/* The child's pid: 0 before start, the pid afterwards (also after it ended). -EINVAL for NULL. */
+/* The child's pid: 0 before start, the pid afterwards (also after it ended); the caller's own pid
+ * for its own object. -EINVAL for NULL. */
 MP_API pid_t mp_process_pid(const mp_process *p);
 
 /* The name; never NULL ("" for a NULL process). Borrowed: valid until free. */
 MP_API const char *mp_process_name(const mp_process *p);
 
 /* The exit code once the child ended: its exit status, or -SIGNUM when a signal killed it (as
- * Python's exitcode). Reaps the child without blocking if it has ended.
- * Errors: -EINVAL, MP_ENOTSTARTED, -EBUSY (still running), -ECHILD (reaped by someone else: unknown). */
+ * Python's exitcode). Reaps the child without blocking if it has ended. *code is written only on
+ * success. Errors: -EINVAL (p or code NULL), MP_ENOTSTARTED, -EBUSY (still running; also for the
+ * caller's own object), MP_ECHILD (not our child), -ECHILD (reaped by someone else: unknown). */
 MP_API int mp_process_exitcode(mp_process *p, int *code);
 
-/* Sends SIGTERM / SIGKILL / any signal through the pidfd. A child that ended but has not been
- * reaped yet is not an error (nothing happens, as in Python). Errors: -EINVAL, MP_ENOTSTARTED,
- * MP_EREAPED (already reaped: mproc never signals a pid it reaped), MP_ESELF. */
+/* Sends SIGTERM / SIGKILL / any signal (0 checks only) through the pidfd. A child that ended
+ * but has not been reaped yet is not an error (nothing happens, as in Python). Errors: -EINVAL
+ * (NULL, sig out of 0..NSIG-1), MP_ENOTSTARTED, MP_EREAPED (already reaped: mproc never signals
+ * a pid it reaped), MP_ESELF, MP_ECHILD (not our child), -EPERM. */
 MP_API int mp_process_terminate(mp_process *p);
 MP_API int mp_process_kill(mp_process *p);
 MP_API int mp_process_signal(mp_process *p, int sig);
 
-/* A file descriptor that becomes readable (POLLIN) when the child ends: its pidfd. Poll many of
- * them at once to wait for several processes (see also mp_wait in mproc/pipe.h). Owned by the
- * process object; valid from start until free. Errors: -EINVAL, MP_ENOTSTARTED. */
+/* A file descriptor that becomes readable (POLLIN) when the child ends: its pidfd (close-on-exec).
+ * Poll many of them at once to wait for several processes (see also mp_wait in mproc/pipe.h).
+ * Owned by the process object (do not close it); valid from start until free, also after the
+ * child was reaped (it then stays readable). Errors: -EINVAL, MP_ENOTSTARTED, MP_ESELF,
+ * MP_ECHILD. */
 MP_API int mp_process_sentinel(const mp_process *p);
 
-/* Releases the object and sets *pp to NULL. A child that ended is reaped first, so no zombie is
- * left. Returns 0 (also for NULL or *pp NULL), or -EBUSY while the child still runs (the object
- * stays valid; join, terminate or kill it first). */
+/* Releases the object and its pidfd and sets *pp to NULL. A child that ended is reaped first, so
+ * no zombie is left. Returns 0 (also for NULL or *pp NULL), -EBUSY while the child still runs
+ * (the object stays valid; join, terminate or kill it first), MP_ESELF for the caller's own
+ * object and MP_ECHILD for the MainProcess object seen from a child (both stay valid). */
 MP_API int mp_process_free(mp_process **pp);
 
 /* ---- "subclassing": your own process class ---------------------------------------------------
@@ -111,8 +143,8 @@ MP_API int mp_process_free(mp_process **pp);
 typedef struct mp_process_base mp_process_base;
 typedef int (*mp_run_fn)(mp_process_base *self);
 struct mp_process_base {
-    mp_run_fn run;     /* called in the child by the start machinery */
-    mp_process *proc;  /* the machinery; use it with every mp_process_* call */
+    mp_run_fn run;    /* called in the child by the start machinery */
+    mp_process *proc; /* the machinery; use it with every mp_process_* call */
 };
 
 /* Fills self->run and creates self->proc. The struct that embeds self must stay where it is until
@@ -123,9 +155,10 @@ MP_API int mp_process_base_free(mp_process_base *self);
 
 /* ---- the calling process and its children -------------------------------------------------- */
 
-/* The process object of the calling process: in a child started by mproc, its own object (a copy
- * made by fork; join, kill and free on it fail with MP_ESELF); in the main program a static object
- * named "MainProcess". Borrowed, never NULL. */
+/* The process object of the calling process: in a child started by mp_process_start, its own
+ * object (the copy made by fork; join, kill and free on it fail with MP_ESELF); in the main
+ * program, and in processes mproc forked without an object (pool workers, the double fork's
+ * grandchild), a static object named "MainProcess". Borrowed, never NULL. */
 MP_API mp_process *mp_process_current(void);
 
 /* The parent's pid when the caller was started by mproc, else 0 (as Python's parent_process()
@@ -134,7 +167,7 @@ MP_API pid_t mp_process_parent_pid(void);
 
 /* Fills out[0..max) with the caller's mproc children still running (reaping the ones that ended,
  * as Python's active_children()) and returns how many are running (may exceed max). Borrowed
- * pointers. Errors: -EINVAL (out NULL with max > 0). */
+ * pointers. Errors: -EINVAL (max < 0, or out NULL with max > 0). */
 MP_API int mp_process_active_children(mp_process **out, int max);
 
 /* The number of CPUs this process may run on (sched_getaffinity), at least 1. */
@@ -144,8 +177,12 @@ MP_API int mp_cpu_count(void);
  * Runs target(arg) in a grandchild that the child leaves behind at once: the child exits, the
  * caller reaps it, and the grandchild is adopted by init (or the nearest subreaper), so no zombie
  * remains in the caller. The grandchild is detached on purpose: it is not killed when the caller
- * dies. Stores the grandchild's pid in *pid_out (may be NULL). Errors: -EINVAL, -EAGAIN/-ENOMEM
- * (fork), -EPIPE (the child died before reporting the grandchild's pid). */
+ * dies. The grandchild's pid is reported through a close-on-exec pipe. Stores the grandchild's
+ * pid in *pid_out (may be NULL); the caller does not own the grandchild (it is not its child:
+ * do not wait for it, unless the caller is the subreaper that adopts it). The grandchild gets the
+ * same fork discipline as a Process child, without PR_SET_PDEATHSIG.
+ * Errors: -EINVAL (target NULL), -EMFILE (pipe), -EAGAIN/-ENOMEM (either fork), -EPIPE (the
+ * child died before reporting the grandchild's pid). */
 MP_API int mp_process_run_detached(mp_target_fn target, void *arg, pid_t *pid_out);
 
 #ifdef __cplusplus
