@@ -1,0 +1,90 @@
+# mp-test: timeout=300
+# install.sh BUILD_DIR SOURCE_DIR - mproc installs into a prefix, and an outside program builds
+# against that prefix both with pkg-config and with find_package(mproc), then runs.
+#
+# With a BUILD_DIR that holds a built library it installs that (cmake --install --prefix);
+# otherwise it configures and builds SOURCE_DIR into a temporary build dir first. A sanitizer
+# build (MPROC_SANITIZE in its cache) is installed as it is; the outside program then gets the
+# same -fsanitize flags, since the library needs their runtime.
+set -eu
+build=${1:-}
+src=${2:-$(cd "$(dirname "$0")/.." && pwd)}
+
+tmp=$(mktemp -d /tmp/mproc_install.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+prefix=$tmp/prefix
+say() { echo "install.sh: $*" >&2; }
+fail() {
+  say "FAIL: $*"
+  exit 1
+}
+
+if [ -z "$build" ] || [ ! -f "$build/CMakeCache.txt" ] || ! ls "$build"/libmproc.so* >/dev/null 2>&1; then
+  say "configuring $src into a temporary build dir"
+  build=$tmp/build
+  cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMPROC_BUILD_TESTS=OFF \
+    -DMPROC_BUILD_EXAMPLES=OFF -DMPROC_BUILD_BENCH=OFF -DMPROC_BUILD_TOOLS=OFF >"$tmp/configure.log" 2>&1 ||
+    { cat "$tmp/configure.log" >&2; fail "configure"; }
+  cmake --build "$build" -j2 --target mproc mproc_static >"$tmp/build.log" 2>&1 ||
+    { tail -50 "$tmp/build.log" >&2; fail "build"; }
+fi
+
+san=$(sed -n 's/^MPROC_SANITIZE:[A-Z]*=//p' "$build/CMakeCache.txt")
+sanflags=""
+[ -n "$san" ] && sanflags="-fsanitize=$san"
+
+say "installing $build into $prefix"
+cmake --install "$build" --prefix "$prefix" >"$tmp/install.log" 2>&1 ||
+  { cat "$tmp/install.log" >&2; fail "cmake --install"; }
+
+pc=$(find "$prefix" -name mproc.pc | head -1)
+cfg=$(find "$prefix" -name mproc-config.cmake | head -1)
+[ -n "$pc" ] || fail "no mproc.pc installed"
+[ -n "$cfg" ] || fail "no mproc-config.cmake installed"
+[ -f "$prefix/include/mproc.h" ] || fail "no include/mproc.h installed"
+libdir=$(dirname "$(dirname "$pc")")
+
+# The outside program: start a process, join it, check its exit code.
+mkdir -p "$tmp/app"
+cat >"$tmp/app/app.c" <<'EOF'
+#include <stdio.h>
+#include <mproc.h>
+
+static int work(void *arg) { return *(int *)arg + 1; }
+
+int main(void)
+{
+    int n = 41, code = -1;
+    mp_process *p;
+    if (mp_process_new(&p, "outside", work, &n) != 0 || mp_process_start(p) != 0) return 1;
+    if (mp_process_join(p, 30.0) != 0 || mp_process_exitcode(p, &code) != 0) return 2;
+    mp_process_free(&p);
+    printf("outside program: mproc %s, child exit code %d\n", mp_version(), code);
+    return code == 42 ? 0 : 3;
+}
+EOF
+cat >"$tmp/app/CMakeLists.txt" <<'EOF'
+cmake_minimum_required(VERSION 3.18)
+project(outside C)
+find_package(mproc REQUIRED)
+add_executable(app app.c)
+target_link_libraries(app PRIVATE mproc::mproc)
+EOF
+
+say "building with pkg-config"
+export PKG_CONFIG_PATH="$libdir/pkgconfig"
+cflags=$(pkg-config --cflags mproc) || fail "pkg-config --cflags"
+libs=$(pkg-config --libs mproc) || fail "pkg-config --libs"
+# shellcheck disable=SC2086
+cc $sanflags $cflags -o "$tmp/app_pc" "$tmp/app/app.c" $libs || fail "cc with pkg-config flags"
+LD_LIBRARY_PATH="$libdir" "$tmp/app_pc" || fail "the pkg-config build did not run"
+
+say "building with find_package(mproc)"
+cmake -S "$tmp/app" -B "$tmp/app_build" -DCMAKE_PREFIX_PATH="$prefix" \
+  -DCMAKE_C_FLAGS="$sanflags" -DCMAKE_EXE_LINKER_FLAGS="$sanflags" >"$tmp/app_cfg.log" 2>&1 ||
+  { cat "$tmp/app_cfg.log" >&2; fail "find_package(mproc)"; }
+cmake --build "$tmp/app_build" >"$tmp/app_build.log" 2>&1 ||
+  { cat "$tmp/app_build.log" >&2; fail "build with find_package"; }
+LD_LIBRARY_PATH="$libdir" "$tmp/app_build/app" || fail "the find_package build did not run"
+
+say "ok"
