@@ -292,7 +292,7 @@ static int send_frame(mp_conn *c, const struct iovec *iov, int iovcnt, uint64_t 
     v[0].iov_base = hdr;
     v[0].iov_len = sizeof hdr;
     int n = 1;
-    if (!bulk) {
+    if (!bulk && iovcnt > 0) {
         memcpy(v + 1, iov, sizeof *iov * (size_t)iovcnt);
         n += iovcnt;
     }
