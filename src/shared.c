@@ -243,6 +243,13 @@ static int obj_init(struct mp_array *a, int type, size_t count, const void *init
     return 0;
 }
 
+/* True while the calling thread holds the object's lock: unmapping it then would break the
+ * thread's robust list (see mp_lock_free). */
+static bool obj_held(const struct mp_array *a)
+{
+    return a->sync && mp__lock_owned(&a->lock);
+}
+
 static void obj_release(struct mp_array *a)
 {
     mp__shm_unmap(a->map, a->map_size);
@@ -471,6 +478,7 @@ int mp_value_free(mp_value **pp)
 {
     if (!pp || !*pp) return 0;
     if (!obj_ok(&(*pp)->a)) return -EINVAL;
+    if (obj_held(&(*pp)->a)) return -EBUSY;
     obj_release(&(*pp)->a);
     *pp = NULL;
     return 0;
@@ -553,6 +561,7 @@ int mp_array_free(mp_array **pp)
 {
     if (!pp || !*pp) return 0;
     if (!obj_ok(*pp)) return -EINVAL;
+    if (obj_held(*pp)) return -EBUSY;
     obj_release(*pp);
     *pp = NULL;
     return 0;

@@ -264,6 +264,9 @@ int mp_lock_free(mp_lock **pp)
     if (!pp || !*pp) return 0;
     mp_lock *l = *pp;
     if (!lock_ok(l) || (l->flags & MP__H_EMBEDDED)) return -EINVAL;
+    /* A held robust mutex is linked into this thread's robust list, which glibc and the kernel
+     * walk through the mutexes themselves: unmapping one would break the list. */
+    if ((l->flags & MP__H_OWNS_MAP) && owned(l->s)) return -EBUSY;
     unmap_state(l->s, l->flags);
     l->magic = 0;
     free(l);
@@ -707,6 +710,9 @@ int mp_cond_notify_all(mp_cond *c)
 
 int mp_cond_free(mp_cond **pp)
 {
+    if (pp && *pp && cond_ok(*pp) && ((*pp)->flags & MP__H_OWNS_MAP) &&
+        (*pp)->lock == &(*pp)->own && owned(&(*pp)->s->lock))
+        return -EBUSY; /* as mp_lock_free */
     return handle_free((void **)pp);
 }
 

@@ -260,6 +260,7 @@ static void test_value_lock_and_dead_holder(void **state)
     int64_t x;
     assert_mp_ok(mp_value_get_i64(v, &x));
     assert_mp_ok(mp_value_set_i64(v, x + 1));
+    assert_mp(-EBUSY, mp_value_free(&v)); /* held: its memory must stay mapped */
     assert_mp_ok(mp_lock_release(l));
     assert_mp(-EINVAL, mp_lock_free(&l)); /* borrowed */
     int pfd[2];
@@ -650,7 +651,10 @@ static void test_bad_input(void **state)
     mp_array *a;
     assert_mp_ok(mp_array_new(&a, 'i', 2, NULL, true));
     assert_mp(-EINVAL, mp_array_get_i64(a, 0, NULL));
-    mp_array_free(&a);
+    assert_mp_ok(mp_lock_acquire(mp_array_lock(a), 0));
+    assert_mp(-EBUSY, mp_array_free(&a));
+    assert_mp_ok(mp_lock_release(mp_array_lock(a)));
+    assert_mp_ok(mp_array_free(&a));
     assert_mp(-EINVAL, mp_array_set_i64(a, 0, 1));
 
     assert_mp(-EINVAL, mp_shm_new(NULL, NULL, 10));

@@ -51,9 +51,17 @@ static void test_lock_basic(void **state)
     assert_mp_ok(mp_lock_release(l));
     assert_mp(MP_ENOTOWNER, mp_lock_release(l));
     assert_mp_ok(mp_lock_acquire(l, 0));
+    assert_mp(-EBUSY, mp_lock_free(&l)); /* held: its memory must stay mapped */
+    assert_non_null(l);
     assert_mp_ok(mp_lock_release(l));
     assert_mp_ok(mp_lock_free(&l));
     assert_null(l);
+    mp_cond *c;
+    assert_mp_ok(mp_cond_new(&c, NULL));
+    assert_mp_ok(mp_cond_acquire(c, 0));
+    assert_mp(-EBUSY, mp_cond_free(&c));
+    assert_mp_ok(mp_cond_release(c));
+    assert_mp_ok(mp_cond_free(&c));
 }
 
 static void test_lock_across_fork_and_timeout(void **state)

@@ -85,7 +85,8 @@ typedef struct mp_value mp_value;
 MP_API int mp_value_new(mp_value **out, int type, const void *init, bool synchronized);
 
 /* Releases the handle (unmaps this process's view) and sets *pp to NULL. NULL-safe. Another
- * process holding the lock is not affected. Returns 0. */
+ * process holding the lock is not affected. Returns 0, or -EBUSY while the calling thread holds
+ * the value's lock (release it first; see mp_lock_free). */
 MP_API int mp_value_free(mp_value **pp);
 
 /* The type code, or -EINVAL for NULL. */
@@ -139,7 +140,8 @@ typedef struct mp_array mp_array;
  * Errors: -EINVAL (out NULL, count 0, or count * size overflows), MP_ETYPE, -ENOMEM. */
 MP_API int mp_array_new(mp_array **out, int type, size_t count, const void *init,
                         bool synchronized);
-/* Releases the handle and sets *pp to NULL. NULL-safe. Returns 0. */
+/* Releases the handle and sets *pp to NULL. NULL-safe. Returns 0, or -EBUSY while the calling
+ * thread holds the array's lock. */
 MP_API int mp_array_free(mp_array **pp);
 
 /* Number of elements (0 for NULL). */

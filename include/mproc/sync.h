@@ -86,10 +86,12 @@ MP_API int mp_lock_is_owned(const mp_lock *l);
 /* 1 for an RLock, 0 for a Lock, -EINVAL for NULL. */
 MP_API int mp_lock_is_recursive(const mp_lock *l);
 
-/* Releases the handle, sets *pp to NULL. NULL-safe. Returns 0. Freeing while held is allowed
- * (the state stays with the other processes; this process just forgets it). A borrowed lock
- * (from mp_value_lock, mp_array_lock, mp_cond_lock) belongs to its object: -EINVAL, and the
- * lock and *pp stay as they were. */
+/* Releases the handle, sets *pp to NULL. NULL-safe. Returns 0. -EBUSY while the calling thread
+ * holds a lock made by mp_lock_new/mp_rlock_new (release it first: a held robust mutex is linked
+ * into the thread's robust list, which passes through the lock's memory, so it must stay mapped;
+ * for the same reason never unmap memory holding an _init_at lock some thread of this process
+ * holds). A borrowed lock (from mp_value_lock, mp_array_lock, mp_cond_lock) belongs to its
+ * object: -EINVAL, and the lock and *pp stay as they were. */
 MP_API int mp_lock_free(mp_lock **pp);
 
 /* ---- Semaphore and BoundedSemaphore ---------------------------------------------------------- */
@@ -171,6 +173,8 @@ MP_API int mp_cond_wait_for(mp_cond *c, bool (*pred)(void *arg), void *arg, doub
  * not held by the caller), -EINVAL (NULL, n < 1). */
 MP_API int mp_cond_notify(mp_cond *c, int n);
 MP_API int mp_cond_notify_all(mp_cond *c);
+/* Releases the handle, sets *pp to NULL. NULL-safe. -EBUSY while the calling thread holds the
+ * condition's own lock (see mp_lock_free). A lock passed to mp_cond_new is not freed. */
 MP_API int mp_cond_free(mp_cond **pp);
 
 /* ---- Barrier ------------------------------------------------------------------------------- */
