@@ -19,14 +19,18 @@ fail() {
   exit 1
 }
 
-if [ -z "$build" ] || [ ! -f "$build/CMakeCache.txt" ] || ! ls "$build"/libmproc.so* >/dev/null 2>&1; then
+build_fresh() {
   say "configuring $src into a temporary build dir"
   build=$tmp/build
   cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMPROC_BUILD_TESTS=OFF \
     -DMPROC_BUILD_EXAMPLES=OFF -DMPROC_BUILD_BENCH=OFF -DMPROC_BUILD_TOOLS=OFF >"$tmp/configure.log" 2>&1 ||
     { cat "$tmp/configure.log" >&2; fail "configure"; }
-  cmake --build "$build" -j2 --target mproc mproc_static >"$tmp/build.log" 2>&1 ||
+  cmake --build "$build" -j2 >"$tmp/build.log" 2>&1 ||
     { tail -50 "$tmp/build.log" >&2; fail "build"; }
+}
+
+if [ -z "$build" ] || [ ! -f "$build/CMakeCache.txt" ] || ! ls "$build"/libmproc.so* >/dev/null 2>&1; then
+  build_fresh
 fi
 
 san=$(sed -n 's/^MPROC_SANITIZE:[A-Z]*=//p' "$build/CMakeCache.txt")
@@ -34,8 +38,18 @@ sanflags=""
 [ -n "$san" ] && sanflags="-fsanitize=$san"
 
 say "installing $build into $prefix"
-cmake --install "$build" --prefix "$prefix" >"$tmp/install.log" 2>&1 ||
-  { cat "$tmp/install.log" >&2; fail "cmake --install"; }
+if ! cmake --install "$build" --prefix "$prefix" >"$tmp/install.log" 2>&1; then
+  # A build dir where not every target was built (cmake --build --target ...) cannot install
+  # everything: build a fresh copy of the library instead.
+  say "cmake --install $build failed (not everything built?); building a fresh copy"
+  cat "$tmp/install.log" >&2
+  rm -rf "$prefix"
+  build_fresh
+  san=""
+  sanflags=""
+  cmake --install "$build" --prefix "$prefix" >"$tmp/install.log" 2>&1 ||
+    { cat "$tmp/install.log" >&2; fail "cmake --install"; }
+fi
 
 pc=$(find "$prefix" -name mproc.pc | head -1)
 cfg=$(find "$prefix" -name mproc-config.cmake | head -1)

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -52,8 +53,10 @@ static int t_crash(void *arg)
     (void)arg;
     struct rlimit none = {0, 0};
     setrlimit(RLIMIT_CORE, &none); /* no core file in the build dir */
-    volatile int *volatile bad = NULL;
-    *bad = 1;
+    /* A real fault, not undefined behaviour a sanitizer would catch first: a PROT_NONE page. */
+    volatile int *page = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) return 1;
+    *page = 1;
     return 0;
 }
 
