@@ -839,7 +839,10 @@ int mp_barrier_wait(mp_barrier *b, double timeout)
     if (!bar_ok(b)) return -EINVAL;
     mp__barrier_state *s = b->s;
     mp__deadline dl = mp__deadline_in(timeout);
-    int r = bar_lock(s, &dl);
+    /* The internal mutex is held for a few instructions at a time (and robust), so it is taken
+     * without a limit: a timeout here would mean "did not even arrive", not "broke the barrier". */
+    mp__deadline forever = mp__deadline_in(MP_FOREVER);
+    int r = bar_lock(s, &forever);
     if (r) return r;
     if (s->broken) {
         pthread_mutex_unlock(&s->m);
@@ -860,7 +863,6 @@ int mp_barrier_wait(mp_barrier *b, double timeout)
         if (LOAD(s->broken)) return MP_EBROKEN;
         if (mp__futex_wait(&s->seq, seen, &dl) != -ETIMEDOUT) continue;
         /* Timed out: unless the barrier was released meanwhile, break it for everyone. */
-        mp__deadline forever = mp__deadline_in(MP_FOREVER);
         bar_lock(s, &forever);
         if (s->gen != gen)
             r = bar_outcome(s, gen, index);
