@@ -3,6 +3,7 @@
  * across fork, timeouts, holders and participants SIGKILLed inside, in-place (init_at/attach_at)
  * objects, and bad input to every call. */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -200,6 +201,27 @@ static void test_lock_owner_died_wakes_waiter(void **state)
     kill_and_reap(holder);
     assert_child_ok(waiter);
     mp_event_free(&ready);
+    mp_lock_free(&l);
+}
+
+/* A thread that exits holding the lock is a dead holder too. */
+static void *hold_and_exit(void *arg)
+{
+    return (void *)(intptr_t)mp_lock_acquire(arg, 1);
+}
+
+static void test_lock_owner_thread_exited(void **state)
+{
+    mp_lock *l;
+    assert_mp_ok(mp_lock_new(&l));
+    pthread_t t;
+    void *res;
+    assert_int_equal(pthread_create(&t, NULL, hold_and_exit, l), 0);
+    assert_int_equal(pthread_join(t, &res), 0);
+    assert_int_equal((intptr_t)res, 0);
+    assert_int_equal(mp_lock_is_owned(l), 0);
+    assert_mp(-EOWNERDEAD, mp_lock_acquire(l, 1));
+    assert_mp_ok(mp_lock_release(l));
     mp_lock_free(&l);
 }
 
@@ -853,6 +875,7 @@ int main(void)
         MP_TEST(test_lock_owner_died),
         MP_TEST(test_rlock_owner_died_recursive),
         MP_TEST(test_lock_owner_died_wakes_waiter),
+        MP_TEST(test_lock_owner_thread_exited),
         MP_TEST(test_semaphore),
         MP_TEST(test_bounded_semaphore_over_release),
         MP_TEST(test_semaphore_participant_killed),
