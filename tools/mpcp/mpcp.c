@@ -104,6 +104,7 @@ typedef struct job {
     mode_t dst_mode;
     uint64_t size, chunk, nchunks, base; /* base: the file's first global chunk number */
     bool active;                         /* still in the running (not failed, not skipped) */
+    bool sparse; /* fewer blocks than bytes: worth looking for holes (SEEK_HOLE is not free) */
 } job;
 
 typedef struct worker_arg {
@@ -341,6 +342,7 @@ static int copy_segment(job *j, int idx, uint64_t pos, uint64_t end, bool *use_c
  * a range never written stays a hole. */
 static int copy_range(job *j, int idx, uint64_t off, uint64_t end, bool *use_cfr, char **buf)
 {
+    if (!j->sparse) return copy_segment(j, idx, off, end, use_cfr, buf);
     uint64_t pos = off;
     while (pos < end) {
         if (stopping(j)) return 1;
@@ -456,6 +458,7 @@ static int verify_range(job *j, int idx, uint64_t off, uint64_t end, char **buf)
         record_error(j, idx, ENOMEM, OP_VERIFY_READ, off);
         return -1;
     }
+    if (!j->sparse) return verify_segment(j, idx, off, end, *buf, *buf + BUF_BYTES);
     uint64_t pos = off;
     while (pos < end) {
         uint64_t ds = next_data(j->sfd, pos, end), dd = next_data(j->tfd, pos, end);
@@ -742,6 +745,10 @@ static int prepare(job *j, const char *dst)
     }
     fcntl(j->sfd, F_SETFL, 0);
     j->size = (uint64_t)j->sst.st_size;
+    /* Scanning for holes costs time in proportion to the data (the kernel walks the page cache
+     * up to the next hole), so do it only for files that have fewer blocks than bytes, as cp
+     * does. */
+    j->sparse = (uint64_t)j->sst.st_blocks * 512 < j->size;
 
     j->dst = strdup(dst);
     if (!j->dst) {
