@@ -593,6 +593,34 @@ static void test_shm_attach_from_exec(void **state)
     mp_shm_free(&b);
 }
 
+/* A lock in a named block whose holder, an unrelated program, dies holding it. */
+static void test_shm_lock_owner_died_across_exec(void **state)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 20);
+    assert_true(n > 0);
+    exe[n] = 0;
+    char peer[PATH_MAX + 16];
+    snprintf(peer, sizeof peer, "%s/shm_peer", dirname(exe));
+    mp_shm *b;
+    assert_mp_ok(mp_shm_new(&b, NULL, 8192));
+    char *mem = mp_shm_ptr(b);
+    mp_lock *l;
+    assert_mp_ok(mp_lock_init_at(&l, mem, MP_SYNC_SHM_SIZE, false));
+    pid_t pid = mp_test_fork();
+    if (pid == 0) {
+        execl(peer, "shm_peer", mp_shm_name(b), "die", (char *)NULL);
+        _exit(127);
+    }
+    assert_int_equal(mp_test_wait_code(pid, mp_test_timeout(10)), 128 + SIGKILL);
+    assert_mp(-EOWNERDEAD, mp_lock_acquire(l, 1));
+    assert_mp_ok(mp_lock_release(l));
+    assert_mp_ok(mp_lock_acquire(l, 0));
+    assert_mp_ok(mp_lock_release(l));
+    mp_lock_free(&l);
+    mp_shm_free(&b);
+}
+
 /* ---- bad input ----------------------------------------------------------------------------- */
 
 static void test_bad_input(void **state)
@@ -689,6 +717,7 @@ int main(void)
         MP_TEST(test_shm_no_leftovers_after_exit),
         MP_TEST(test_shm_sweep_after_crash),
         MP_TEST(test_shm_attach_from_exec),
+        MP_TEST(test_shm_lock_owner_died_across_exec),
         MP_TEST(test_bad_input),
     };
     return mp_test_main(__FILE__, tests, sizeof tests / sizeof tests[0]);

@@ -1,11 +1,13 @@
 /* shm_peer.c - a process that did not fork from the test: attaches a named block by name.
  *
- *     shm_peer NAME
+ *     shm_peer NAME         the exchange below
+ *     shm_peer NAME die     take the Lock at offset 0 and die by SIGKILL holding it
  * Layout of the block (made by test_shared.c): a Lock at offset 0, an Event at MP_SYNC_SHM_SIZE,
  * a Semaphore at 2 * MP_SYNC_SHM_SIZE, and from offset 4096 an array of uint32_t where word i
  * holds i * 7 + 1. The peer checks the words under the lock, writes their sum at offset 1024,
  * releases the semaphore and waits for the event before it exits 0. Any failure exits non-zero.
  */
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,7 +25,7 @@
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) FAIL("usage: shm_peer NAME");
+    if (argc != 2 && argc != 3) FAIL("usage: shm_peer NAME [die]");
     mp_shm *b;
     int r = mp_shm_attach(&b, argv[1]);
     if (r) FAIL("attach %s: %s", argv[1], mp_strerror(r));
@@ -35,6 +37,10 @@ int main(int argc, char **argv)
     mp_event *done;
     mp_sem *ready;
     if ((r = mp_lock_attach_at(&l, mem, MP_SYNC_SHM_SIZE))) FAIL("lock: %s", mp_strerror(r));
+    if (argc == 3) {
+        if ((r = mp_lock_acquire(l, 10))) FAIL("acquire: %s", mp_strerror(r));
+        raise(SIGKILL);
+    }
     if ((r = mp_event_attach_at(&done, mem + MP_SYNC_SHM_SIZE, MP_SYNC_SHM_SIZE)))
         FAIL("event: %s", mp_strerror(r));
     if ((r = mp_sem_attach_at(&ready, mem + 2 * MP_SYNC_SHM_SIZE, MP_SYNC_SHM_SIZE)))
