@@ -34,6 +34,7 @@ struct mp_conn {
     bool rd_eof;   /* rfd reached end of file */
     int rd_err;    /* sticky receive error (MP_ECORRUPT), 0 when none */
     uint64_t max_msg;
+    int peer_cpu; /* the CPU the peer sent its last message from, -1 when unknown */
 
     /* received bytes not yet consumed: rbuf[rpos..rend) */
     unsigned char *rbuf;

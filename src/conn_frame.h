@@ -1,9 +1,12 @@
 /* conn_frame.h - the wire format of a message connection, as pure functions (no I/O), so that a
  * fuzzer can feed the decoder arbitrary bytes (tests/fuzz/fuzz_conn_frame.c).
  *
- * A message is an 8-byte little-endian header followed by the payload. The header's low 63 bits
- * are the payload length; bit 63 ("bulk") says the payload does not follow the header in the same
- * stream but arrives on the connection's bulk channel (a pipe's companion socket, see conn.c).
+ * A message is an 8-byte little-endian header followed by the payload. Header bits:
+ *   0..47   the payload length
+ *   48..62  a hint: 1 + the CPU the sender ran on (0: unknown). The receiver spins briefly before
+ *           sleeping only when the sender runs on another CPU (see read_some in conn.c).
+ *   63      "bulk": the payload does not follow the header in the same stream but arrives on the
+ *           connection's bulk channel (a pipe's companion socket, see conn.c).
  * Lengths above the receiver's limit (at most MP_CONN_MAX_MESSAGE, 2^40) are corrupt: nothing is
  * ever allocated from a length that was not checked against that limit first.
  */
@@ -17,18 +20,24 @@
 #include "mproc/error.h"
 #include "mproc/pipe.h"
 
-#define MP__FRAME_HDR      8
-#define MP__FRAME_BULK     ((uint64_t)1 << 63)
-#define MP__FRAME_LEN_MASK (MP__FRAME_BULK - 1)
+#define MP__FRAME_HDR       8
+#define MP__FRAME_BULK      ((uint64_t)1 << 63)
+#define MP__FRAME_LEN_MASK  (((uint64_t)1 << 48) - 1)
+#define MP__FRAME_CPU_SHIFT 48
+#define MP__FRAME_CPU_MAX   0x7ffe /* CPUs 0..32765 fit the 15-bit hint */
 
 typedef struct mp__frame {
     uint64_t len; /* payload bytes */
     bool bulk;    /* payload travels on the bulk channel */
+    int cpu;      /* the sender's CPU when it sent, -1 when unknown */
 } mp__frame;
 
-static inline void mp__frame_encode(unsigned char out[MP__FRAME_HDR], uint64_t len, bool bulk)
+/* len must be at most MP_CONN_MAX_MESSAGE; cpu < 0 or too large is sent as "unknown". */
+static inline void mp__frame_encode(unsigned char out[MP__FRAME_HDR], uint64_t len, bool bulk,
+                                    int cpu)
 {
-    uint64_t v = len | (bulk ? MP__FRAME_BULK : 0);
+    uint64_t hint = cpu >= 0 && cpu <= MP__FRAME_CPU_MAX ? (uint64_t)cpu + 1 : 0;
+    uint64_t v = len | hint << MP__FRAME_CPU_SHIFT | (bulk ? MP__FRAME_BULK : 0);
     for (int i = 0; i < MP__FRAME_HDR; i++)
         out[i] = (unsigned char)(v >> (8 * i));
 }
@@ -49,6 +58,7 @@ static inline int mp__frame_decode(const unsigned char *buf, size_t n, uint64_t 
     if (len > max || (bulk && !bulk_ok)) return MP_ECORRUPT;
     f->len = len;
     f->bulk = bulk;
+    f->cpu = (int)((v & ~MP__FRAME_BULK) >> MP__FRAME_CPU_SHIFT) - 1;
     return 0;
 }
 

@@ -573,7 +573,7 @@ static void bad_input(void **state)
 static void raw_frame(int fd, uint64_t len, bool bulk)
 {
     unsigned char h[MP__FRAME_HDR];
-    mp__frame_encode(h, len, bulk);
+    mp__frame_encode(h, len, bulk, -1);
     assert_int_equal(write(fd, h, sizeof h), (ssize_t)sizeof h);
 }
 
