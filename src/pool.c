@@ -32,6 +32,7 @@
 #include "mproc/error.h"
 #include "mproc/pool.h"
 #include "platform/platform.h"
+#include "platform/pool_os.h"
 #include "pool_internal.h"
 #include "pool_transport.h"
 #include "process_internal.h"
@@ -176,10 +177,35 @@ static _Thread_local mp_pool *supervising;
 /* The result whose callback runs on this thread: to its callback it is ready already. */
 static _Thread_local const mp_result *cb_result;
 
+/* getpid() is a system call in current glibc; the pool asks on every call, so cache it and
+ * forget it in every child (pthread_atfork runs for any fork, mproc's or not). */
+static pid_t cached_pid;
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+
+static void forget_pid(void)
+{
+    cached_pid = 0;
+}
+
+static void register_forget_pid(void)
+{
+    pthread_atfork(NULL, NULL, forget_pid);
+}
+
+static pid_t self_pid(void)
+{
+    pid_t pid = cached_pid;
+    if (pid) return pid;
+    pthread_once(&pid_once, register_forget_pid);
+    pid = getpid();
+    cached_pid = pid;
+    return pid;
+}
+
 static int check_pool(const mp_pool *p)
 {
     if (!p) return -EINVAL;
-    if (p->owner != getpid()) return MP_ECHILD;
+    if (p->owner != self_pid()) return MP_ECHILD;
     return 0;
 }
 
@@ -198,7 +224,7 @@ static mp_result *job_new(int kind, size_t extra)
     mp_result *j = calloc(1, sizeof *j + extra);
     if (!j) return NULL;
     j->kind = kind;
-    j->owner = getpid();
+    j->owner = self_pid();
     atomic_init(&j->refs, 2);
     j->err_index = SIZE_MAX;
     return j;
@@ -1016,7 +1042,7 @@ static int64_t spin_budget(mp_pool *p)
         struct pworker *w = &p->w[i];
         if (!w->alive || w->nout == 0) continue;
         int c = p->tp->cpu(w->tp);
-        if (c >= 0 && c != me) return mp__spin_budget(c);
+        if (c >= 0 && c != me) return mp__pool_spin_budget(c);
     }
     return 0;
 }
@@ -1062,7 +1088,7 @@ static bool pred_ready(mp_pool *p, void *arg)
 static int result_check(const mp_result *r)
 {
     if (!r) return -EINVAL;
-    if (r->owner != getpid()) return MP_ECHILD;
+    if (r->owner != self_pid()) return MP_ECHILD;
     return 0;
 }
 
@@ -1189,7 +1215,7 @@ void mp_result_free(mp_result **rp)
     if (!rp || !*rp) return;
     mp_result *r = *rp;
     *rp = NULL;
-    if (r->owner != getpid() || r->kind == K_IMAP) return;
+    if (r->owner != self_pid() || r->kind == K_IMAP) return;
     job_unref(r);
 }
 
@@ -1455,7 +1481,8 @@ static int imap_new(mp_pool *p, const char *func, mp_iter_fn next, void *user,
     struct mp_imap *it = calloc(1, sizeof *it);
     mp_result *j = job_new(K_IMAP, 0);
     size_t cs = opts && opts->chunksize ? opts->chunksize : 1;
-    size_t W = opts && opts->window ? opts->window : 64 * (size_t)p->n * cs;
+    /* Enough items to keep every worker's pipeline full twice over. */
+    size_t W = opts && opts->window ? opts->window : 2 * (size_t)p->pipeline * (size_t)p->n * cs;
     if (!(opts && opts->window) && W < 1024) W = 1024;
     if (W < cs) W = cs;
     if (it) it->slots = calloc(W, sizeof *it->slots);
@@ -1506,7 +1533,11 @@ static void imap_pull(struct mp_imap *it)
 {
     mp_result *j = it->job;
     size_t start = it->pulled;
-    while (!it->ended && it->pulled < it->lo + it->W) {
+    /* Pull whole chunks only, so that every task record carries chunksize items. */
+    size_t room = it->lo + it->W - it->pulled;
+    if (room < j->chunksize) return;
+    size_t until = it->pulled + room / j->chunksize * j->chunksize;
+    while (!it->ended && it->pulled < until) {
         const void *d = NULL;
         size_t l = 0;
         int r = it->next(it->user, &d, &l);
@@ -1589,7 +1620,7 @@ int mp_imap_next(mp_imap *it, const void **data, size_t *len, size_t *index, dou
 {
     if (!it) return -EINVAL;
     mp_result *j = it->job;
-    if (j->owner != getpid()) return MP_ECHILD;
+    if (j->owner != self_pid()) return MP_ECHILD;
     mp__deadline dl = mp__deadline_in(timeout);
     for (;;) {
         imap_pull(it);
@@ -1620,7 +1651,7 @@ int mp_imap_next(mp_imap *it, const void **data, size_t *len, size_t *index, dou
 int mp_imap_error(mp_imap *it, int *code, const char **msg)
 {
     if (!it) return -EINVAL;
-    if (it->job->owner != getpid()) return MP_ECHILD;
+    if (it->job->owner != self_pid()) return MP_ECHILD;
     if (code) *code = it->last_status ? it->last_code : 0;
     if (msg) *msg = it->last_status && it->last_msg ? it->last_msg : "";
     return it->last_status;
@@ -1632,7 +1663,7 @@ void mp_imap_free(mp_imap **itp)
     struct mp_imap *it = *itp;
     *itp = NULL;
     mp_result *j = it->job;
-    if (j->owner != getpid()) return;
+    if (j->owner != self_pid()) return;
     mp_pool *p = j->pool;
     if (p) pthread_mutex_lock(&p->lock);
     j->cancelled = true;
@@ -1752,7 +1783,7 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
     }
     mp_pool *p = calloc(1, sizeof *p);
     if (!p) return -ENOMEM;
-    p->owner = getpid();
+    p->owner = self_pid();
     p->efd = -1;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
@@ -1910,7 +1941,7 @@ int mp_pool_free(mp_pool **pp)
 {
     if (!pp || !*pp) return 0;
     mp_pool *p = *pp;
-    if (p->owner != getpid()) return MP_ECHILD;
+    if (p->owner != self_pid()) return MP_ECHILD;
     if (in_callback) return -EDEADLK;
     if (!p->joined) terminate_now(p);
     *pp = NULL;
