@@ -1,10 +1,12 @@
 /* bench_process.c - the cost of a process: mproc start+join against a raw fork+_exit+waitpid.
  *
  * Figures (stdout):
- *   process.start_join.us          mproc: new + start + join + free, µs per process (median)
- *   fork.start_join.us             raw fork() + _exit(0) + waitpid(), µs per process (median)
- *   process.start_join.ratio_fork  median over the runs of the per-run ratio of the two
+ *   process.start_join.us          mproc: new + start + join + free, µs per process
+ *   fork.start_join.us             raw fork() + _exit(0) + waitpid(), µs per process
+ *   process.start_join.ratio_fork  the ratio of the two
  *   python.process.start_join.us   Python's multiprocessing Process start+join (when python3 runs)
+ * The C figures are medians over BENCH_REPS runs (default 7) of per-run medians over 200
+ * processes (40 with BENCH_QUICK); the ratio is the median of the per-run ratios.
  * The two C measurements alternate process by process, so noise from the machine hits both.
  * The parent is pinned to CPU 0 and its children inherit that: both sides of every hand-off run
  * on one CPU, which avoids the ~35 µs cost of waking a halted vCPU (see shared facts).
@@ -61,26 +63,29 @@ int main(void)
     double *mp_us = calloc((size_t)runs, sizeof *mp_us);
     double *fork_us = calloc((size_t)runs, sizeof *fork_us);
     double *ratio = calloc((size_t)runs, sizeof *ratio);
-    if (!mp_us || !fork_us || !ratio) return 1;
+    double *sm = calloc((size_t)per_run, sizeof *sm);
+    double *sf = calloc((size_t)per_run, sizeof *sf);
+    if (!mp_us || !fork_us || !ratio || !sm || !sf) return 1;
 
     for (int i = 0; i < 20; i++) { /* warm up page tables, caches, the allocator */
         one_mproc();
         one_fork();
     }
+    /* Per run: the median of per-process times on each side (a loaded machine's stalls hit single
+     * samples; medians ignore them), then their ratio. The figures are medians over the runs. */
     for (int r = 0; r < runs; r++) {
-        double tm = 0, tf = 0;
         for (int i = 0; i < per_run; i++) {
             if ((i ^ r) & 1) { /* alternate which goes first */
-                tm += one_mproc();
-                tf += one_fork();
+                sm[i] = one_mproc();
+                sf[i] = one_fork();
             } else {
-                tf += one_fork();
-                tm += one_mproc();
+                sf[i] = one_fork();
+                sm[i] = one_mproc();
             }
         }
-        mp_us[r] = tm / per_run * 1e6;
-        fork_us[r] = tf / per_run * 1e6;
-        ratio[r] = tm / tf;
+        mp_us[r] = bench_median(sm, per_run) * 1e6;
+        fork_us[r] = bench_median(sf, per_run) * 1e6;
+        ratio[r] = mp_us[r] / fork_us[r];
         bench_note("run %d/%d: mproc %.1f us, fork %.1f us, ratio %.3f", r + 1, runs, mp_us[r],
                    fork_us[r], ratio[r]);
     }
@@ -97,5 +102,7 @@ int main(void)
     free(mp_us);
     free(fork_us);
     free(ratio);
+    free(sm);
+    free(sf);
     return 0;
 }
