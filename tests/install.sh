@@ -1,4 +1,5 @@
 # mp-test: timeout=300
+# shellcheck shell=bash
 # install.sh BUILD_DIR SOURCE_DIR - mproc installs into a prefix, and an outside program builds
 # against that prefix both with pkg-config and with find_package(mproc), then runs.
 #
