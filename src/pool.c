@@ -38,8 +38,13 @@
 #include "process_internal.h"
 
 #define DEFAULT_MAX_MESSAGE (256u * 1024)
-#define DEFAULT_PIPELINE    16u
-#define MAX_PROCESSES       1024
+#define DEFAULT_PIPELINE    16u /* imap window sizing */
+#define PIPELINE_MIN        2u
+#define PIPELINE_MAX        256u
+/* Adaptive pipelining keeps about this much work queued in each worker: enough to hide a
+ * wake-up, little enough that a queued task never waits long behind others. */
+#define PIPELINE_WORK_NS 200000
+#define MAX_PROCESSES    1024
 
 enum { K_SINGLE, K_MAP, K_FIXED, K_IMAP };
 enum { ST_RUN, ST_CLOSED, ST_TERMINATED };
@@ -63,6 +68,7 @@ struct ptask {
     uint64_t id;
     mp_result *job;
     uint32_t first, count, delivered;
+    int64_t sent_ns;
 };
 
 struct islot {
@@ -133,6 +139,7 @@ struct pworker {
     unsigned nout, dispatched;
     uint64_t timed_out_id;
     int64_t respawn_at;
+    int64_t last_done_ns;
     unsigned full_epoch;
 };
 
@@ -148,7 +155,8 @@ struct mp_pool {
     void *initarg;
     int *cpus;
     int ncpus;
-    unsigned pipeline;
+    unsigned pipeline;   /* fixed depth, or 0: adaptive */
+    int64_t avg_task_ns; /* moving average of a task's service time, for the adaptive depth */
     double timeout_s;
     int64_t timeout_ns;
     int n;
@@ -504,14 +512,28 @@ static void unqueue_head(mp_pool *p)
     j->queued = false;
 }
 
+/* Tasks one worker may have queued: fixed, or as many as fill PIPELINE_WORK_NS at the measured
+ * task duration (short tasks: deep, so the worker never idles; long ones: shallow, so no task
+ * waits behind a long one while another worker is free). */
+static unsigned pipeline_depth(const mp_pool *p)
+{
+    if (p->pipeline) return p->pipeline;
+    if (p->avg_task_ns <= 0) return PIPELINE_MIN * 2;
+    int64_t d = PIPELINE_WORK_NS / p->avg_task_ns;
+    if (d < PIPELINE_MIN) return PIPELINE_MIN;
+    if (d > PIPELINE_MAX) return PIPELINE_MAX;
+    return (unsigned)d;
+}
+
 /* The worker to send the next task to: alive, not stopping, room in its pipeline, fewest tasks. */
 static struct pworker *pick_worker(mp_pool *p)
 {
     struct pworker *best = NULL;
+    unsigned depth = pipeline_depth(p);
     for (int i = 0; i < p->n; i++) {
         struct pworker *w = &p->w[i];
         if (!w->alive || w->stopping || w->full_epoch == p->epoch) continue;
-        if (w->nout >= p->pipeline) continue;
+        if (w->nout >= depth) continue;
         if (p->conf.maxtasks && w->dispatched >= p->conf.maxtasks) continue;
         if (!best || w->nout < best->nout) best = w;
         if (w->nout == 0) break;
@@ -600,6 +622,7 @@ static bool send_task(mp_pool *p, struct pworker *w, struct ptask *t)
     if (!dst) return false;
     encode_task(t->job, t, dst, size);
     p->tp->task_commit(w->tp, (uint32_t)size);
+    t->sent_ns = mp__now_ns();
     t->next = NULL;
     if (w->tail)
         w->tail->next = t;
@@ -668,6 +691,7 @@ static void dispatch(mp_pool *p)
 static void drain_worker(mp_pool *p, struct pworker *w)
 {
     const mp__rrec *rec;
+    int64_t now = 0;
     while ((rec = p->tp->result_peek(w->tp)) != NULL) {
         struct ptask *t = w->head;
         if (!t || rec->id != t->id) {
@@ -680,6 +704,13 @@ static void drain_worker(mp_pool *p, struct pworker *w)
         deliver_record(p, t, rec);
         p->tp->result_release(w->tp);
         if (last) {
+            /* The task ran from when it was sent or its predecessor finished, whichever is
+             * later, until now (as seen by the parent; good enough to size the pipeline). */
+            if (!now) now = mp__now_ns();
+            int64_t start = t->sent_ns > w->last_done_ns ? t->sent_ns : w->last_done_ns;
+            int64_t svc = now > start ? now - start : 0;
+            w->last_done_ns = now;
+            p->avg_task_ns = p->avg_task_ns ? (p->avg_task_ns * 7 + svc) / 8 : svc + 1;
             fifo_pop(w);
             p->outstanding--;
             task_done(p, t);
@@ -1482,7 +1513,8 @@ static int imap_new(mp_pool *p, const char *func, mp_iter_fn next, void *user,
     mp_result *j = job_new(K_IMAP, 0);
     size_t cs = opts && opts->chunksize ? opts->chunksize : 1;
     /* Enough items to keep every worker's pipeline full twice over. */
-    size_t W = opts && opts->window ? opts->window : 2 * (size_t)p->pipeline * (size_t)p->n * cs;
+    size_t W =
+        opts && opts->window ? opts->window : 2 * (size_t)DEFAULT_PIPELINE * (size_t)p->n * cs;
     if (!(opts && opts->window) && W < 1024) W = 1024;
     if (W < cs) W = cs;
     if (it) it->slots = calloc(W, sizeof *it->slots);
@@ -1788,7 +1820,7 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
     p->n = o.processes < 0 ? mp__cpu_count() : o.processes;
-    p->pipeline = o.pipeline ? o.pipeline : DEFAULT_PIPELINE;
+    p->pipeline = o.pipeline;
     p->timeout_s = o.task_timeout;
     p->timeout_ns = o.task_timeout > 0 ? (int64_t)(o.task_timeout * 1e9) : 0;
     if (p->timeout_ns == 0 && o.task_timeout > 0) p->timeout_ns = 1;

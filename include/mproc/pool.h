@@ -182,7 +182,8 @@ typedef struct mp_pool_options {
     /* Largest argument or result record, bytes. 0: 256 KiB. At most 256 MiB. Each worker's rings
      * take 4 x this much address space (touched only as used). */
     size_t max_message;
-    /* Tasks dispatched to one worker ahead of its progress. 0: 16. 1 disables pipelining
+    /* Tasks sent to one worker ahead of its progress (pipelining). 0: adaptive, from 2 for long
+     * tasks to 256 for tiny ones (about 200 us of queued work per worker). 1 disables pipelining
      * (a long task then never holds up a queued one). */
     unsigned pipeline;
 } mp_pool_options;
@@ -225,8 +226,8 @@ typedef struct mp_task_options {
     /* map/starmap/imap: items per task record. 0: automatic for map and starmap, as Python's
      * divmod(n, 4 * processes) rounded up; 1 for imap (as Python). */
     size_t chunksize;
-    /* imap: items in flight at most (submitted but not yet taken by mp_imap_next). 0: 2 x
-     * pipeline x processes x chunksize, at least 1024. Bounds imap's memory however long the input. */
+    /* imap: items in flight at most (submitted but not yet taken by mp_imap_next). 0: 32 x
+     * processes x chunksize, at least 1024. Bounds imap's memory however long the input. */
     size_t window;
 } mp_task_options;
 
