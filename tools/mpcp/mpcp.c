@@ -145,45 +145,46 @@ static void __attribute__((format(printf, 1, 2))) say_error(const char *fmt, ...
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: %s [OPTION]... SRC DST\n"
-            "  or:  %s [OPTION]... SRC... DIRECTORY\n"
-            "Copy regular files with several worker processes. One file is split by size across\n"
-            "the workers; several files are copied side by side. Each file is written to a\n"
-            "temporary file beside its destination and renamed into place only when the whole\n"
-            "copy succeeded, so a failed or interrupted copy never leaves a partial file and\n"
-            "never harms an existing destination. Holes of sparse files stay holes.\n"
-            "\n"
-            "Options:\n"
-            "  -j, --jobs=N       worker processes (default: the number of usable CPUs)\n"
-            "      --chunk=SIZE   bytes per work item, with K, M, G or T suffix (binary);\n"
-            "                     default: file size / (4 N), at least 1M\n"
-            "  -p, --preserve     keep mode, owner (when permitted) and access/modification times\n"
-            "  -f, --force        replace an existing destination even when it is not writable\n"
-            "  -n, --no-clobber   never replace an existing destination (skip it); the last of\n"
-            "                     -f and -n wins\n"
-            "  -v, --verbose      print 'SRC' -> 'DST' for each file copied\n"
-            "  -q, --quiet        print errors only (no progress bar unless --progress)\n"
-            "  -r, --recursive    copy directories and all they hold (also -R); symbolic links\n"
-            "                     inside are copied as links, other special files refused\n"
-            "      --verify       read source and copy back and compare them (checksums\n"
-            "                     computed in parallel by the workers) before renaming\n"
-            "      --progress     always draw the progress bar (bytes, rate, ETA) on stderr\n"
-            "      --no-progress  never draw it (default: only when stderr is a terminal)\n"
-            "  -h, --help         show this help and exit\n"
-            "  -V, --version      show the version and exit\n"
-            "\n"
-            "Regular files are copied; directories only with -r; FIFOs, devices and sockets are\n"
-            "refused, as is copying a file onto itself. An existing destination is replaced by\n"
-            "a new file (its mode is kept unless -p); a destination that is a symlink to a file\n"
-            "is resolved and the file it points to is replaced.\n"
-            "\n"
-            "Exit status:\n"
-            "  0    every file was copied (or skipped by -n)\n"
-            "  1    at least one file failed (its message names the path and the cause)\n"
-            "  2    usage error (bad option or argument)\n"
-            "  130  interrupted by SIGINT (143 SIGTERM, 129 SIGHUP); no partial file is left\n",
-            prog, prog);
+    fprintf(
+        f,
+        "Usage: %s [OPTION]... SRC DST\n"
+        "  or:  %s [OPTION]... SRC... DIRECTORY\n"
+        "Copy regular files with several worker processes. One file is split by size across\n"
+        "the workers; several files are copied side by side. Each file is written to a\n"
+        "temporary file beside its destination and renamed into place only when the whole\n"
+        "copy succeeded, so a failed or interrupted copy never leaves a partial file and\n"
+        "never harms an existing destination. Holes of sparse files stay holes.\n"
+        "\n"
+        "Options:\n"
+        "  -j, --jobs=N       worker processes (default: the number of usable CPUs)\n"
+        "      --chunk=SIZE   bytes per work item, with K, M, G or T suffix (binary);\n"
+        "                     default: file size / (4 N), at least 1M\n"
+        "  -p, --preserve     keep mode, owner (when permitted) and access/modification times\n"
+        "  -f, --force        replace an existing destination even when it is not writable\n"
+        "  -n, --no-clobber   never replace an existing destination (skip it); the last of\n"
+        "                     -f and -n wins\n"
+        "  -v, --verbose      print 'SRC' -> 'DST' for each file copied\n"
+        "  -q, --quiet        print errors only (no progress bar unless --progress)\n"
+        "  -r, --recursive    copy directories and all they hold (also -R); symbolic links\n"
+        "                     inside are copied as links, other special files refused\n"
+        "      --verify       read source and copy back and compare them (checksums\n"
+        "                     computed in parallel by the workers) before renaming\n"
+        "      --progress     always draw the progress bar (bytes, rate, ETA) on stderr\n"
+        "      --no-progress  never draw it (default: only when stdout and stderr are terminals)\n"
+        "  -h, --help         show this help and exit\n"
+        "  -V, --version      show the version and exit\n"
+        "\n"
+        "Regular files are copied; directories only with -r; FIFOs, devices and sockets are\n"
+        "refused, as is copying a file onto itself. An existing destination is replaced by\n"
+        "a new file (its mode is kept unless -p); a destination that is a symlink to a file\n"
+        "is resolved and the file it points to is replaced.\n"
+        "\n"
+        "Exit status:\n"
+        "  0    every file was copied (or skipped by -n)\n"
+        "  1    at least one file failed (its message names the path and the cause)\n"
+        "  2    usage error (bad option or argument)\n"
+        "  130  interrupted by SIGINT (143 SIGTERM, 129 SIGHUP); no partial file is left\n",
+        prog, prog);
 }
 
 static void __attribute__((noreturn)) usage_error(const char *fmt, ...)
@@ -1291,7 +1292,10 @@ static void parse_options(int argc, char **argv)
     }
     if (!opt.jobs) opt.jobs = mp_cpu_count();
     if (opt.jobs > MAX_JOBS) opt.jobs = MAX_JOBS;
-    if (opt.progress < 0) opt.progress = !opt.quiet && isatty(STDERR_FILENO);
+    /* The bar is drawn on stderr, but only for a person watching: none when either stream is
+     * redirected, so a pipeline or a log never gets one. */
+    if (opt.progress < 0)
+        opt.progress = !opt.quiet && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO);
     if (opt.quiet) opt.verbose = false;
     progress_on = opt.progress;
 }
