@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -471,6 +472,12 @@ static int t_self_ops(void *arg)
     MP_CHILD_CHECK(mp_process_kill(sibling) == MP_ECHILD);
     MP_CHILD_CHECK(mp_process_is_alive(sibling) == MP_ECHILD);
     MP_CHILD_CHECK(mp_process_sentinel(sibling) == MP_ECHILD);
+    /* Freeing the copy releases only memory: the pidfd number it remembers was closed at fork
+     * and may name another file now, which must survive. */
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    MP_CHILD_CHECK(fd >= 0);
+    MP_CHILD_CHECK(mp_process_free(&sibling) == 0 && sibling == NULL);
+    MP_CHILD_CHECK(fcntl(fd, F_GETFD) >= 0);
     return 0;
 }
 
@@ -620,6 +627,79 @@ static void fds_are_cloexec(void **state)
     assert_int_equal(pipe_cloexec_ok, pipe_calls);
 }
 
+/* ---- someone else reaps; signals during waits --------------------------------------------- */
+
+static void tolerates_echild(void **state)
+{
+    /* With SIGCHLD ignored the kernel reaps children itself: join still ends, the code is lost. */
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+    sigemptyset(&ign.sa_mask);
+    assert_int_equal(sigaction(SIGCHLD, &ign, &old), 0);
+    mp_process *a = start(t_return, (void *)(intptr_t)3);
+    int ja = mp_process_join(a, MP_FOREVER);
+    mp_process *b = start(t_return, (void *)(intptr_t)3);
+    int jb = mp_process_join(b, mp_test_timeout(10));
+    sigaction(SIGCHLD, &old, NULL);
+    int code = 77;
+    assert_mp_ok(ja);
+    assert_mp_ok(jb);
+    assert_mp(-ECHILD, mp_process_exitcode(a, &code));
+    assert_mp(-ECHILD, mp_process_exitcode(b, &code));
+    assert_int_equal(code, 77);
+    assert_mp(MP_EREAPED, mp_process_kill(a));
+    mp_process_free(&a);
+    mp_process_free(&b);
+
+    /* Reaped behind mproc's back by its pid: join returns, exitcode says unknown. */
+    mp_process *c = start(t_return, (void *)(intptr_t)4);
+    assert_int_equal(mp_test_wait_code(mp_process_pid(c), mp_test_timeout(10)), 4);
+    assert_mp_ok(mp_process_join(c, mp_test_timeout(10)));
+    assert_mp(-ECHILD, mp_process_exitcode(c, &code));
+    mp_process_free(&c);
+}
+
+static volatile sig_atomic_t alarms;
+static void on_alarm(int sig)
+{
+    (void)sig;
+    alarms++;
+}
+
+/* Joins keep their deadline while signals keep interrupting them (no SA_RESTART). */
+static void join_survives_signals(void **state)
+{
+    struct sigaction sa = {.sa_handler = on_alarm}, old;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGALRM, &sa, &old), 0);
+    struct itimerval every_ms = {{0, 1000}, {0, 1000}}, off = {{0, 0}, {0, 0}};
+    alarms = 0;
+    setitimer(ITIMER_REAL, &every_ms, NULL);
+
+    mp_process *blocked = start(t_block, NULL);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int timed = mp_process_join(blocked, 0.2);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    mp_process_kill(blocked);
+    int killed = mp_process_join(blocked, MP_FOREVER); /* blocking waitid under the storm */
+    mp_process *quick = start(t_return, (void *)(intptr_t)9);
+    int forever = mp_process_join(quick, MP_FOREVER);
+
+    setitimer(ITIMER_REAL, &off, NULL);
+    sigaction(SIGALRM, &old, NULL);
+    double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    assert_mp(-ETIMEDOUT, timed);
+    assert_true(waited >= 0.2); /* a lower bound: signals did not cut the wait short */
+    assert_true(alarms > 0);
+    assert_mp_ok(killed);
+    assert_mp_ok(forever);
+    int code;
+    assert_mp_ok(mp_process_exitcode(quick, &code));
+    assert_int_equal(code, 9);
+    mp_process_free(&blocked);
+    mp_process_free(&quick);
+}
+
 static const struct CMUnitTest tests[] = {
     MP_TEST(names_default_and_given),
     MP_TEST(start_join_pid),
@@ -645,5 +725,7 @@ static const struct CMUnitTest tests[] = {
     MP_TEST(calls_after_free),
     MP_TEST(child_signals_reset),
     MP_TEST(fds_are_cloexec),
+    MP_TEST(tolerates_echild),
+    MP_TEST(join_survives_signals),
 };
 MP_TEST_MAIN(tests)
