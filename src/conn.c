@@ -463,7 +463,7 @@ static int read_payload(mp_conn *c, unsigned char *dst, const mp__deadline *dl)
             continue;
         }
         if (c->in_bulk) {
-            r = read_some(c, c->bfd, true, dst + c->in_have, (size_t)need, true, false, dl);
+            r = read_some(c, c->bfd, true, dst + c->in_have, (size_t)need, true, true, dl);
         } else if (c->rd_eof) {
             r = 0;
         } else if (need >= MP__DIRECT_MIN) {
