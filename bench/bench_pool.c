@@ -265,7 +265,7 @@ int main(void)
     bench_emit("pool.map_cs1.tasks_per_s", cs1, "tasks/s");
 
     if (ncpu >= 2) {
-        int bound = quick ? 20000 : 60000;
+        int bound = quick ? 50000 : 200000;
         double t1 = cpu_map_seconds(1, 16, bound, reps);
         double t2 = cpu_map_seconds(2, 16, bound, reps);
         bench_note("cpu map: 1 worker %.3f s, 2 workers %.3f s", t1, t2);

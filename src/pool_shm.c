@@ -269,9 +269,11 @@ static const mp__trec *worker_next(mp__tp_worker *w)
 {
     struct ring *r = &w->shm->task;
     for (;;) {
+        /* Read the tail before looking: a record published after the look changes the tail
+         * from this value, so the wait below cannot miss it. */
+        uint32_t tail = atomic_load(&r->tail);
         const mp__trec *t = ring_peek(r, w->tbuf, w->cap);
         if (t) return t;
-        uint32_t tail = atomic_load(&r->tail);
         int64_t spin =
             mp__pool_spin_budget(atomic_load_explicit(&w->shm->parent_cpu, memory_order_relaxed));
         if (spin > 0 && mp__spin_while_equal(&r->tail, tail, spin)) continue;
