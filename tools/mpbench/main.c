@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -123,14 +124,52 @@ static int bad_usage(const char *fmt, const char *arg)
     return 2;
 }
 
-static void on_signal(int sig)
+void (*volatile mpb_stop_hook)(void);
+
+static void stop_signals(sigset_t *set)
 {
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+}
+
+void mpb_unblock_stop_signals(sigset_t *mask)
+{
+    sigdelset(mask, SIGINT);
+    sigdelset(mask, SIGTERM);
+    sigdelset(mask, SIGHUP);
+}
+
+/* Ctrl-C, SIGTERM, SIGHUP: stop, kill and reap every child, exit 128+signal (130 for SIGINT).
+ * This runs on its own thread, not in a handler, so it may stop a pool properly (a pool's
+ * supervisor would otherwise replace the workers as fast as they are killed) while the main
+ * thread sits in whatever blocking call it was in. An alarm is the backstop if cleaning up
+ * ever hangs. */
+static void *signal_thread(void *arg)
+{
+    sigset_t set;
+    stop_signals(&set);
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0) {
+    }
     mpb_stopping = 1;
+    alarm(5);
+    void (*hook)(void) = mpb_stop_hook;
+    if (hook) hook();
     mpb_kill_all();
-    static const char msg[] = "\nmpbench: interrupted, children killed and reaped\n";
+    static const char msg[] = "\nmpbench: interrupted; every child was killed and reaped\n";
     ssize_t w = write(2, msg, sizeof msg - 1);
     (void)w;
-    _exit(sig == SIGINT ? 130 : 128 + sig);
+    _exit(128 + sig);
+}
+
+/* While the signal thread cleans up, the main thread may see its peers die and run to the end;
+ * it must not exit first (with its own status, children unreaped). */
+static void wait_if_stopping(void)
+{
+    while (mpb_stopping)
+        pause();
 }
 
 static const struct bench *find_bench(const char *sel)
@@ -282,18 +321,32 @@ int main(int argc, char **argv)
         return 3;
     }
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigfillset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    /* Block the stop signals before any other thread exists (all inherit the mask), so only the
+     * signal thread takes them. SIG_IGN from a non-interactive shell's `cmd &` is undone. */
+    sigset_t stop;
+    stop_signals(&stop);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     signal(SIGPIPE, SIG_IGN);
+    /* The signal thread blocks every signal (it is born with all blocked), so that signals the
+     * benchmarks direct at the process (SIGUSR1 round trips) reach the main thread's waits. */
+    sigset_t all, mine;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &mine);
+    pthread_t st;
+    int trc = pthread_create(&st, NULL, signal_thread, NULL);
+    pthread_sigmask(SIG_SETMASK, &mine, NULL);
+    if (trc != 0) {
+        fprintf(stderr, "mpbench: cannot start the signal thread: %s\n", strerror(trc));
+        return 1;
+    }
     /* Grandchildren (the Python peer's processes) come back to us if their parent dies, so
      * that the Ctrl-C path can reap them too instead of leaving zombies to init. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
 
+    atexit(wait_if_stopping);
     double t0 = mpb_now();
     ctx.start_s = t0;
     ctx.budget_s = ctx.quick ? 22 : 0;

@@ -1,5 +1,6 @@
 /* mech_pool.c - the process pool: apply round trip (one worker pinned beside or across from the
  * caller) and map throughput of a trivial function (automatic chunks, chunk size 1). */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,25 @@ static int map_items(void *arg, long n)
     return 0;
 }
 
+/* The live pool, for Ctrl-C: terminating it stops its supervisor from replacing the workers
+ * that mpb_kill_all is killing. The mutex stays locked after that: the program is exiting. */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static mp_pool *live;
+
+static void stop_live_pool(void)
+{
+    pthread_mutex_lock(&live_mu);
+    if (live) mp_pool_terminate(live);
+}
+
+static void set_live(mp_pool *p)
+{
+    pthread_mutex_lock(&live_mu);
+    live = p;
+    mpb_stop_hook = p ? stop_live_pool : NULL;
+    pthread_mutex_unlock(&live_mu);
+}
+
 static mp_pool *make_pool(const char *name, int processes, const int *cpus, int ncpus)
 {
     mp_pool_options o = MP_POOL_OPTIONS_INIT;
@@ -63,11 +83,13 @@ static mp_pool *make_pool(const char *name, int processes, const int *cpus, int 
     mp_pool *p = NULL;
     int rc = mp_pool_new(&p, &o);
     if (rc < 0) mpb_fail(name, "mp_pool_new: %s", mp_strerror(rc));
+    if (p) set_live(p);
     return p;
 }
 
 static void free_pool(mp_pool **p)
 {
+    set_live(NULL);
     mp_pool_close(*p);
     mp_pool_join(*p, TIMEOUT);
     mp_pool_free(p);
@@ -88,7 +110,7 @@ static void map_figure(const char *name, const char *label, bool quick, size_t c
             m.items[i].data = &m.vals[i];
             m.items[i].len = sizeof(long);
         }
-        if (mpb_loop(name, label, map_items, &m, false) == 0) mpb_rescale(name, 1, "task/s");
+        mpb_loop(name, label, map_items, &m, "task/s", 1);
     }
     free(m.items);
     free(m.vals);

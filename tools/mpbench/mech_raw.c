@@ -189,9 +189,8 @@ void mpb_bench_raw(void)
         if (c.src && c.dst) {
             memset(c.src, 1, COPY_SPAN);
             memset(c.dst, 2, COPY_SPAN);
-            if (mpb_loop("raw.memcpy1m", "memcpy 1 MiB blocks (64 MiB span)", copy_blocks, &c,
-                         false) == 0)
-                mpb_rescale("raw.memcpy1m", (double)COPY_BLOCK / 1e6, "MB/s");
+            mpb_loop("raw.memcpy1m", "memcpy 1 MiB blocks (64 MiB span)", copy_blocks, &c, "MB/s",
+                     (double)COPY_BLOCK / 1e6);
         } else {
             mpb_fail("raw.memcpy1m", "out of memory");
         }
@@ -209,7 +208,7 @@ void mpb_bench_raw(void)
             pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
             pthread_mutex_init(m, &a);
             pthread_mutexattr_destroy(&a);
-            mpb_loop("raw.mutex", "robust pshared mutex lock+unlock", mutex_loop, m, true);
+            mpb_loop("raw.mutex", "robust pshared mutex lock+unlock", mutex_loop, m, "ns", 1);
             pthread_mutex_destroy(m);
             munmap(m, sizeof *m);
         }

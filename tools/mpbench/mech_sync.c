@@ -29,7 +29,7 @@ static void one(const char *name, const char *label, bool quick, int (*make)(mp_
         mpb_fail(name, "%s", mp_strerror(rc));
         return;
     }
-    mpb_loop(name, label, lock_loop, l, true);
+    mpb_loop(name, label, lock_loop, l, "ns", 1);
     mp_lock_free(&l);
 }
 

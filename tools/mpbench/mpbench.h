@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #define MPB_MAXREPS 101
@@ -65,8 +66,6 @@ extern volatile int mpb_stopping; /* set by SIGINT/SIGTERM */
 bool mpb_want(const char *name);
 /* As mpb_want, but in --quick mode only figures with in_quick (or named by a dotted --only). */
 bool mpb_wantq(const char *name, bool in_quick);
-/* Multiplies a recorded figure by factor and gives it a new unit (op/s of 1 MiB -> MB/s). */
-void mpb_rescale(const char *name, double factor, const char *unit);
 /* True when any figure under prefix "bench" may be wanted (to skip set-up work). */
 bool mpb_want_any(const char *bench);
 /* Records a figure from reps values. Returns it (NULL when the table is full). */
@@ -96,8 +95,15 @@ extern pid_t mpb_last_child;
 int mpb_reap(pid_t pid, double timeout);
 /* Registers / forgets an extra process group to kill on Ctrl-C (the Python peer). */
 void mpb_track_group(pid_t pgid);
-/* Kills and reaps every tracked child (Ctrl-C path; async-signal-safe). */
+/* Kills and reaps every child, the Python peer's group and whatever comes back to us as
+ * subreaper, until none is left (at most 3 s). Async-signal-safe. */
 void mpb_kill_all(void);
+/* The signals that stop mpbench (SIGINT, SIGTERM, SIGHUP) are blocked in every thread and taken
+ * by one signal thread (main.c); a child removes them from *mask before it runs or execs. */
+void mpb_unblock_stop_signals(sigset_t *mask);
+/* Set while a pool is alive: called on Ctrl-C before the children are killed, so that the pool
+ * stops replacing the workers being killed. */
+extern void (*volatile mpb_stop_hook)(void);
 
 /* ---- drivers (run.c) ----------------------------------------------------------------------
  * A channel moves messages between the parent and one forked child. The driver creates it
@@ -125,9 +131,11 @@ enum { MPB_S64 = 1, MPB_S4K = 2, MPB_S1M = 4, MPB_SALL = 7 };
 void mpb_chan_suite(const char *prefix, const char *what, const mpb_chan *ch, unsigned sizes);
 
 /* A loop timed in the parent: fn(arg, n) does n operations; calibrated so that one rep lasts
- * about rep_s; records ns per operation (per_op true) or operations per second. */
+ * about rep_s; records nanoseconds per operation when unit is "ns", else operations per second
+ * times scale in `unit` (1 MiB copies per second * 1.048576 = MB/s). */
 typedef int (*mpb_loop_fn)(void *arg, long n);
-int mpb_loop(const char *name, const char *label, mpb_loop_fn fn, void *arg, bool per_op);
+int mpb_loop(const char *name, const char *label, mpb_loop_fn fn, void *arg, const char *unit,
+             double scale);
 
 /* A loop run by two processes at once (the parent on CPU 0, a child on CPU 0 or 1), each doing
  * n operations of fn; records total operations per second. reset(arg, 0) runs before each rep.

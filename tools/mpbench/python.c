@@ -87,9 +87,11 @@ int mpb_python(char *why, size_t len)
     pid_t pid = fork();
     if (pid == 0) {
         setpgid(0, 0); /* one group: Ctrl-C kills the peer and every process it forked */
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
         signal(SIGPIPE, SIG_DFL);
+        sigset_t mask;
+        sigprocmask(SIG_SETMASK, NULL, &mask);
+        mpb_unblock_stop_signals(&mask);
+        sigprocmask(SIG_SETMASK, &mask, NULL);
         dup2(fds[1], 1);
         execv(py, argv);
         _exit(127);

@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mpbench.h"
@@ -51,10 +52,11 @@ void mpb_track_group(pid_t pgid)
 /* Kills every child of every thread of this process, found in /proc/self/task/<tid>/children
  * (children started by libmproc, pool workers), with raw system calls only: this runs in the
  * SIGINT handler. */
-static void kill_proc_children(void)
+static int kill_proc_children(void)
 {
+    int found = 0;
     int dfd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) return;
+    if (dfd < 0) return 0;
     char dbuf[2048];
     long nread;
     while ((nread = syscall(SYS_getdents64, dfd, dbuf, sizeof dbuf)) > 0) {
@@ -83,23 +85,35 @@ static void kill_proc_children(void)
                 while (i < n && buf[i] >= '0' && buf[i] <= '9')
                     pid = pid * 10 + (buf[i++] - '0');
                 i++;
-                if (pid > 0) kill(pid, SIGKILL);
+                if (pid > 0) {
+                    kill(pid, SIGKILL);
+                    found++;
+                }
             }
         }
     }
     close(dfd);
+    return found;
 }
 
+/* Kills and reaps, again and again, until no child is left (a pool's supervisor may start a
+ * replacement for a worker just killed, and the Python peer's children come back to us, the
+ * subreaper, when it dies), for at most 3 seconds. */
 void mpb_kill_all(void)
 {
     int saved = errno;
-    if (tracked_group > 0) kill(-tracked_group, SIGKILL);
-    for (int i = 0; i < MAXTRACK; i++)
-        if (tracked[i] > 0) kill(tracked[i], SIGKILL);
-    kill_proc_children();
-    /* Reap everything that is ours; grandchildren of the Python peer go to init or our
-     * subreaper once the peer is gone. */
-    while (waitpid(-1, NULL, __WALL) > 0 || errno == EINTR) {
+    struct timespec nap = {0, 2000000};
+    for (int round = 0; round < 1500; round++) {
+        int found = 0;
+        if (tracked_group > 0) kill(-tracked_group, SIGKILL);
+        for (int i = 0; i < MAXTRACK; i++)
+            if (tracked[i] > 0) found += kill(tracked[i], SIGKILL) == 0;
+        found += kill_proc_children();
+        pid_t r;
+        while ((r = waitpid(-1, NULL, __WALL | WNOHANG)) > 0 || (r < 0 && errno == EINTR))
+            found++;
+        if (r < 0 && errno == ECHILD && found == 0) break;
+        nanosleep(&nap, NULL);
     }
     errno = saved;
 }
@@ -119,11 +133,14 @@ pid_t mpb_fork(int cpu, mpb_child_fn fn, void *arg)
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &old);
+    if (mpb_stopping) {
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        return -EINTR;
+    }
     pid_t pid = fork();
     if (pid == 0) {
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        mpb_unblock_stop_signals(&old);
         sigprocmask(SIG_SETMASK, &old, NULL);
         if (getppid() == 1) _exit(127);
         if (cpu >= 0) mpb_pin(cpu);
@@ -400,8 +417,10 @@ int mpb_tput(const char *name, const char *label, const mpb_chan *ch, size_t siz
 
 /* ---- loops in one process -------------------------------------------------------------------- */
 
-int mpb_loop(const char *name, const char *label, mpb_loop_fn fn, void *arg, bool per_op)
+int mpb_loop(const char *name, const char *label, mpb_loop_fn fn, void *arg, const char *unit,
+             double scale)
 {
+    bool per_op = strcmp(unit, "ns") == 0;
     mpb_pin(0);
     long n = 1000;
     double v[MPB_MAXREPS];
@@ -421,14 +440,14 @@ int mpb_loop(const char *name, const char *label, mpb_loop_fn fn, void *arg, boo
             calibrating = false;
             continue;
         }
-        v[got++] = per_op ? t / (double)n * 1e9 : (double)n / t;
+        v[got++] = per_op ? t / (double)n * 1e9 : (double)n / t * scale;
     }
     if (rc) {
         mpb_fail(name, "%s", mp_strerror(rc));
         return rc;
     }
     if (mpb_stopping) return -EINTR;
-    mpb_record(name, label, per_op ? "ns" : "op/s", per_op ? MPB_LOWER : MPB_HIGHER, v, reps);
+    mpb_record(name, label, unit, per_op ? MPB_LOWER : MPB_HIGHER, v, reps);
     return 0;
 }
 

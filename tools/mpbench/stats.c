@@ -81,20 +81,6 @@ bool mpb_wantq(const char *name, bool in_quick)
     return mpb_want(name);
 }
 
-void mpb_rescale(const char *name, double factor, const char *unit)
-{
-    mpb_fig *f = mpb_find(name);
-    if (!f) return;
-    for (int i = 0; i < f->reps; i++)
-        f->rep[i] *= factor;
-    f->median *= factor;
-    f->min *= factor;
-    f->max *= factor;
-    f->q1 *= factor;
-    f->q3 *= factor;
-    f->unit = unit;
-}
-
 bool mpb_want_any(const char *bench)
 {
     if (mpb_stopping) return false;
@@ -133,11 +119,10 @@ mpb_fig *mpb_record(const char *name, const char *label, const char *unit, int b
     f->max = mpb_quantile(v, f->reps, 1.0);
     f->python = NAN;
     if (mpb->progress) {
-        char a[48], b[48], c[48];
+        char a[48], b[96];
         mpb_fmt(a, sizeof a, f->median, unit);
-        mpb_fmt(b, sizeof b, f->min, unit);
-        mpb_fmt(c, sizeof c, f->max, unit);
-        fprintf(stderr, "mpbench: %-26s %s  (%s .. %s)\n", name, a, b, c);
+        mpb_fmt_range(b, sizeof b, f->min, f->max, f->median, unit);
+        fprintf(stderr, "mpbench: %-26s %-14s (%s)\n", name, a, b);
     }
     return f;
 }
@@ -153,6 +138,7 @@ void mpb_unavailable(const char *fmt, ...)
 
 void mpb_fail(const char *name, const char *fmt, ...)
 {
+    if (mpb_stopping) return; /* a peer killed by Ctrl-C is not a failure to report */
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "mpbench: %s failed: ", name);
