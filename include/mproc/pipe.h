@@ -40,8 +40,8 @@
  *     MP_ECLOSED. Receiving on the connection still works. Large messages with short timeouts
  *     risk this; use MP_FOREVER, or a timeout sized to the message, when that matters.
  *
- * Fork: a connection copied by fork() refers to the same socket in both processes. As in Python,
- * each end should be used by one process: after forking, close the end you do not use
+ * Fork: a connection copied by fork() refers to the same pipes and socket in both processes. As in
+ * Python, each end should be used by one process: after forking, close the end you do not use
  * (mp_conn_free in the child closes only the child's copy). Received-but-unread data buffered in
  * the connection is copied too, so fork a connection only while its receive buffer is empty.
  *
@@ -72,7 +72,7 @@ typedef struct mp_conn mp_conn;
 /* Creates a pipe: two connected ends, both owned by the caller (free each with mp_conn_free).
  * duplex true: both ends send and receive (Python's Pipe(duplex=True)). duplex false: *a only
  * receives and *b only sends (Python's Pipe(duplex=False)); using an end the wrong way returns
- * MP_EWRONGDIR. Both fds are close-on-exec.
+ * MP_EWRONGDIR. Every fd is close-on-exec.
  * Errors: -EINVAL (a or b NULL, or a == b), -EMFILE/-ENFILE, -ENOMEM. On error *a and *b are
  * left untouched. Safe after fork. */
 MP_API int mp_pipe_new(mp_conn **a, mp_conn **b, bool duplex);
@@ -92,7 +92,7 @@ MP_API int mp_conn_from_fd(mp_conn **out, int fd, bool readable, bool writable);
  * Errors: -EINVAL (c NULL, buf NULL with len > 0), MP_ETOOBIG (len > the connection's limit, see
  * mp_conn_set_max_message), MP_EWRONGDIR (receive-only end), MP_ECLOSED (closed, or sending side
  * shut down after a torn send), -EPIPE (no receiver: the peer closed its end or exited; no SIGPIPE
- * is raised), -ETIMEDOUT, -ECONNRESET, -ENOBUFS/-ENOMEM. */
+ * is raised; a peer that reset the connection gives -EPIPE too), -ETIMEDOUT, -ENOBUFS/-ENOMEM. */
 MP_API int mp_conn_send(mp_conn *c, const void *buf, size_t len, double timeout);
 
 /* Sends one message made of the concatenation of iovcnt buffers (a header and a body without
@@ -109,7 +109,8 @@ MP_API int mp_conn_sendv(mp_conn *c, const struct iovec *iov, int iovcnt, double
  * received; a message cut short by the peer's exit is dropped and also gives MP_EEOF),
  * MP_ETOOSMALL, -ETIMEDOUT, MP_ECORRUPT (the peer sent a length above the connection's limit:
  * the stream cannot be resynchronised, so every later receive returns MP_ECORRUPT too),
- * -ECONNRESET. */
+ * -ENOMEM (the receive buffer could not be allocated). A peer that reset the connection (it
+ * closed with our messages unread) counts as end of file: MP_EEOF. */
 MP_API int mp_conn_recv(mp_conn *c, void *buf, size_t cap, size_t *len, double timeout);
 
 /* Receives one message into a buffer the library allocates with malloc(): on success *buf owns
@@ -134,7 +135,8 @@ MP_API int mp_conn_close(mp_conn *c);
 /* Closes (if needed) and releases the connection, then sets *pp to NULL. NULL-safe; returns 0. */
 MP_API int mp_conn_free(mp_conn **pp);
 
-/* The socket fd underneath (for poll/epoll; readable when a receive could make progress). Do not
+/* The fd where messages arrive (a pipe's read end, or the socket; for a send-only end, the fd it
+ * writes to), for your own poll/epoll: readable when a receive could make progress. Do not
  * read, write or close it yourself: messages are framed, and received data may already sit in the
  * connection's buffer (mp_conn_poll and mp_wait take that into account; a raw poll does not).
  * Returns the fd, or -EINVAL (NULL) / MP_ECLOSED. Async-signal-safe. */
