@@ -86,6 +86,8 @@ static int shm_shared_new(mp__tp_shared **out, int efd)
     if (r) return r;
     mp__tp_shared *s = p;
     s->efd = efd;
+    /* Only this pool's own workers get it (shm_start lifts the flag around their fork). */
+    madvise(s, sizeof *s, MADV_DONTFORK);
     *out = s;
     return 0;
 }
@@ -337,17 +339,20 @@ static int shm_start(mp__tp_shared *s, const mp__worker_conf *conf, int index, m
     w->s = s;
     w->shm->worker_cpu = -1;
     w->shm->parent_cpu = mp__current_cpu();
+    /* Every ring is MADV_DONTFORK once its worker exists, so no other process forked by this
+     * program (another worker, another pool's worker, an mp_process) keeps a pool's memory
+     * alive. The new worker needs its own ring and the pool-wide page. */
+    (void)others;
+    (void)nothers;
+    madvise(s, sizeof *s, MADV_DOFORK);
     pid_t child = mp__fork(0);
+    if (child == 0) worker_main(w, conf);
+    madvise(s, sizeof *s, MADV_DONTFORK);
     if (child < 0) {
         shm_release(w);
         return child;
     }
-    if (child == 0) {
-        /* The other workers' rings are none of this worker's business. */
-        for (int i = 0; i < nothers; i++)
-            if (others[i] && others[i] != w) munmap(others[i]->shm, others[i]->size);
-        worker_main(w, conf);
-    }
+    madvise(w->shm, w->size, MADV_DONTFORK);
     *out = w;
     *pid = child;
     return 0;

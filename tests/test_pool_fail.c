@@ -629,6 +629,33 @@ static int count_shared_anon_maps(void)
     return n;
 }
 
+static int count_maps_of(pid_t pid)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(path, "re");
+    int n = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strstr(line, "/dev/zero")) n++;
+    if (f) fclose(f);
+    return n;
+}
+
+static void test_workers_hold_only_their_own_rings(void **state)
+{
+    /* a worker maps its own ring and its pool's page, not another pool's or a sibling's */
+    mp_pool *a = new_pool(2);
+    mp_pool *b = new_pool(1);
+    pid_t pids[2];
+    assert_int_equal(mp_pool_worker_pids(b, pids, 1), 1);
+    assert_int_equal(count_maps_of(pids[0]), 2);
+    assert_int_equal(mp_pool_worker_pids(a, pids, 2), 2);
+    assert_int_equal(count_maps_of(pids[0]), 2);
+    assert_int_equal(count_maps_of(pids[1]), 2);
+    end_pool(&b);
+    end_pool(&a);
+}
+
 static void test_no_leftovers(void **state)
 {
     /* the leak guard checks children and fds after each case; here also the shared mappings */
@@ -658,12 +685,19 @@ int main(void)
 {
     main_pid = getpid();
     const struct CMUnitTest tests[] = {
-        MP_TEST(test_segfault),       MP_TEST(test_abort),
-        MP_TEST(test_exit),           MP_TEST(test_sigkill_mid_task),
-        MP_TEST(test_death_in_chunk), MP_TEST(test_random_kills),
-        MP_TEST(test_task_timeout),   MP_TEST(test_killed_parent),
-        MP_TEST(test_pool_from_task), MP_TEST(test_pool_from_callback),
-        MP_TEST(test_initializer),    MP_TEST(test_maxtasksperchild),
+        MP_TEST(test_segfault),
+        MP_TEST(test_abort),
+        MP_TEST(test_exit),
+        MP_TEST(test_sigkill_mid_task),
+        MP_TEST(test_death_in_chunk),
+        MP_TEST(test_random_kills),
+        MP_TEST(test_task_timeout),
+        MP_TEST(test_killed_parent),
+        MP_TEST(test_pool_from_task),
+        MP_TEST(test_pool_from_callback),
+        MP_TEST(test_initializer),
+        MP_TEST(test_maxtasksperchild),
+        MP_TEST(test_workers_hold_only_their_own_rings),
         MP_TEST(test_no_leftovers),
     };
     return mp_test_main(__FILE__, tests, sizeof tests / sizeof tests[0]);
