@@ -162,21 +162,31 @@ check "--compare python without python3 says so" grep -q "needs python3" "$TMP/e
 
 # ---- Ctrl-C: stop, kill and reap the children, exit 130 ---------------------------------------------
 unset MPBENCH_TINY
-setsid "$BIN" --only pipe,queue,array >"$TMP/out" 2>"$TMP/err" &
-pid=$!
-for _ in $(seq 50); do # wait until it has forked a peer
-  [ "$(ps -eo sid=,pid= | awk -v s=$pid '$1 == s' | wc -l)" -ge 2 ] && break
-  sleep 0.1
-done
-kill -INT $pid
-wait $pid
-rc=$?
-check "SIGINT exits 130" test $rc -eq 130
-check "SIGINT says so" grep -q "interrupted" "$TMP/err"
-sleep 0.2
-left=$(ps -eo sid=,pid=,args= | awk -v s=$pid '$1 == s')
-check "SIGINT leaves no process behind" test -z "$left"
-[ -z "$left" ] || ps -eo sid=,pid= | awk -v s=$pid '$1 == s {print $2}' | xargs -r kill -9
+sigint_case() { # sigint_case MIN_PROCS ARGS...: interrupt once MIN_PROCS processes run
+  local min=$1
+  shift
+  setsid "$BIN" "$@" >"$TMP/out" 2>"$TMP/err" &
+  local pid=$!
+  for _ in $(seq 100); do # wait until it has forked its peers or workers
+    [ "$(ps -eo sid=,pid= | awk -v s=$pid '$1 == s' | wc -l)" -ge "$min" ] && break
+    sleep 0.05
+  done
+  kill -INT $pid
+  wait $pid
+  local rc=$?
+  check "SIGINT during '$*' exits 130" test $rc -eq 130
+  check "SIGINT during '$*' says so" grep -q "interrupted" "$TMP/err"
+  sleep 0.2
+  local left
+  left=$(ps -eo sid=,pid=,stat=,args= | awk -v s=$pid '$1 == s')
+  check "SIGINT during '$*' leaves no process behind" test -z "$left"
+  [ -z "$left" ] || ps -eo sid=,pid= | awk -v s=$pid '$1 == s {print $2}' | xargs -r kill -9
+}
+sigint_case 2 --only pipe,queue,array
+sigint_case 3 --only pool.map
+if command -v python3 >/dev/null; then
+  sigint_case 3 --only lock,pipe.rtt64.same --compare python
+fi
 check "nothing of mpbench in /dev/shm" bash -c "! ls /dev/shm | grep -q 'mpbench'"
 
 echo "$fails failure(s)"
