@@ -26,6 +26,7 @@
 #include "mproc/process.h"
 #include "platform/platform.h"
 #include "process_internal.h"
+#include "shared_internal.h"
 
 #ifdef MP_COVERAGE
 extern void __gcov_dump(void);
@@ -116,6 +117,9 @@ static void reg_disown_after_fork(void)
 
 void mp__child_exit(int code)
 {
+    /* Named shared-memory blocks this child created must not outlive it (shared.c's contract;
+     * it unlinks only the calling process's own blocks, so the parent's stay). */
+    mp__shm_exit_cleanup();
     /* stdout and stderr only, and only when they hold output, as Python's child does: every
      * stream was flushed before fork, and fflush(NULL) would lock (dirty) every FILE of the
      * process, which costs a child that printed nothing ~4% of a fork. */

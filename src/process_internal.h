@@ -38,9 +38,10 @@
  * -errno when fork failed (-EAGAIN, -ENOMEM). Not async-signal-safe (takes the registry lock). */
 pid_t mp__fork(unsigned flags);
 
-/* Ends a child: flushes stdout and stderr when they hold output (as Python's child does; other
- * FILE streams are the target's to flush or close), dumps coverage counters in MP_COVERAGE
- * builds, and _exit(code)s. */
+/* Ends a child: unlinks the named shared-memory blocks the child itself created
+ * (mp__shm_exit_cleanup, what the atexit handler would do), flushes stdout and stderr when they
+ * hold output (as Python's child does; other FILE streams are the target's to flush or close),
+ * dumps coverage counters in MP_COVERAGE builds, and _exit(code)s. */
 __attribute__((noreturn)) void mp__child_exit(int code);
 
 /* A waitid() result as Python's exitcode: the exit status, or -signum when a signal killed it. */
