@@ -1806,7 +1806,6 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
     if (o.max_message == 0) o.max_message = DEFAULT_MAX_MESSAGE;
     if (o.max_message < 4096 || o.max_message > (256u << 20)) return -EINVAL;
     if (o.initarg_len && !o.initarg) return -EINVAL;
-    if (in_callback) return -EDEADLK;
     uint64_t init_id = 0;
     if (o.initializer) {
         int rc = lookup(o.initializer, &init_id);

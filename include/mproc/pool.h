@@ -197,8 +197,8 @@ typedef struct mp_pool_options {
 /* Creates a pool and starts its workers (forked by the pool's supervisor thread). opts NULL means
  * MP_POOL_OPTIONS_INIT; the options are copied (initarg too). The caller owns *out until
  * mp_pool_free. Errors: -EINVAL (out NULL, processes 0 or < -1 or > 1024, bad max_message, ncpus
- * < 0), MP_ENOFUNC (unknown initializer), MP_ETOOBIG (initarg), -ENOMEM, -EAGAIN (fork or thread),
- * MP_ECHILD (called in a worker). */
+ * < 0), MP_ENOFUNC (unknown initializer), MP_ETOOBIG (initarg), -ENOMEM, -EAGAIN (fork or thread).
+ * A task may create a pool of its own inside its worker; a callback may create one too. */
 MP_API int mp_pool_new(mp_pool **out, const mp_pool_options *opts);
 
 /* Number of worker processes. -EINVAL for NULL. */
