@@ -296,8 +296,8 @@ int main(int argc, char **argv)
     if (ctx.ncpu < 1) ctx.ncpu = 1;
     const char *tiny = getenv("MPBENCH_TINY");
     ctx.tiny = tiny && *tiny && strcmp(tiny, "0") != 0;
-    ctx.rep_s = ctx.tiny ? 0.002 : ctx.quick ? 0.02 : 0.2;
-    ctx.rtt_n = ctx.tiny ? 20 : ctx.quick ? 300 : 3000;
+    ctx.rep_s = ctx.tiny ? 0.002 : ctx.quick ? 0.05 : 0.2;
+    ctx.rtt_n = ctx.tiny ? 20 : ctx.quick ? 500 : 3000;
     ctx.progress = verbose || (!ctx.quick && !ctx.listing);
 
     if (ctx.listing) {

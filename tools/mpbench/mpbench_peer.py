@@ -35,11 +35,11 @@ def peer_cpu(place):
 
 
 def rep_seconds():
-    return 0.002 if ARGS["tiny"] else 0.02 if ARGS["quick"] else 0.2
+    return 0.002 if ARGS["tiny"] else 0.05 if ARGS["quick"] else 0.2
 
 
 def rtt_count(size):
-    n = 20 if ARGS["tiny"] else 300 if ARGS["quick"] else 3000
+    n = 20 if ARGS["tiny"] else 500 if ARGS["quick"] else 3000
     if size >= 1 << 20:
         n //= 20
     elif size >= 4096:
