@@ -716,9 +716,22 @@ void mp__shm_exit_cleanup(void)
     pthread_mutex_unlock(&owned_lock);
 }
 
+static void owned_lock_take(void)
+{
+    pthread_mutex_lock(&owned_lock);
+}
+
+static void owned_lock_drop(void)
+{
+    pthread_mutex_unlock(&owned_lock);
+}
+
+/* The child of a fork runs mp__shm_exit_cleanup() on its way out (mp__child_exit), so the list's
+ * lock must not be inherited in the locked state from another thread: hold it across every fork. */
 static void register_exit(void)
 {
     atexit(mp__shm_exit_cleanup);
+    pthread_atfork(owned_lock_take, owned_lock_drop, owned_lock_drop);
 }
 
 static int own_name(const char *name)
