@@ -26,6 +26,7 @@
 struct mp_conn {
     int rfd, wfd, bfd;
     int kfd; /* pipes: a read end of the pipe this end writes, kept so writes never SIGPIPE */
+    int efd; /* pipes: an epoll instance watching bfd, to learn cheaply that the peer is gone */
     bool rd_sock, wr_sock; /* rfd / wfd are sockets (recv/send with flags) rather than pipes */
     bool readable, writable;
     bool closed;

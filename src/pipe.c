@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,6 +18,15 @@ static void close_all(int *fds, int n)
 {
     for (int i = 0; i < n; i++)
         if (fds[i] >= 0) close(fds[i]);
+}
+
+static int watch_hangup(mp_conn *c, int sock)
+{
+    c->efd = epoll_create1(EPOLL_CLOEXEC);
+    if (c->efd < 0) return -errno;
+    struct epoll_event ev = {.events = 0}; /* EPOLLHUP and EPOLLERR are always reported */
+    if (epoll_ctl(c->efd, EPOLL_CTL_ADD, sock, &ev) < 0) return -errno;
+    return 0;
 }
 
 int mp_pipe_new(mp_conn **a, mp_conn **b, bool duplex)
@@ -50,6 +60,12 @@ int mp_pipe_new(mp_conn **a, mp_conn **b, bool duplex)
     }
     ca->kfd = keep_a;
     cb->kfd = keep_b;
+    /* the writing ends watch the bulk socket for the peer's hang-up (peer_gone in conn.c) */
+    if ((duplex && (rc = watch_hangup(ca, fd[4])) < 0) || (rc = watch_hangup(cb, fd[5])) < 0) {
+        mp_conn_free(&ca);
+        mp_conn_free(&cb);
+        return rc;
+    }
     *a = ca;
     *b = cb;
     return 0;

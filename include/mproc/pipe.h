@@ -18,16 +18,16 @@
  * a pipe). Each message goes on the wire as an 8-byte little-endian length and the payload, written
  * with one writev(). The receiver reads in large chunks into a per-connection buffer, so a burst of
  * small messages costs about one read for many messages; the payload of a large message is read
- * straight into the caller's buffer. A duplex pipe end holds 4 fds, a one-way pipe's ends 2
- * (receiving) and 3 (sending). A receiver that finds nothing to read spins for up to 50 us before
+ * straight into the caller's buffer. A duplex pipe end holds 5 fds, a one-way pipe's ends 2
+ * (receiving) and 4 (sending). A receiver that finds nothing to read spins for up to 50 us before
  * sleeping, but only when the sender runs on another CPU (the header says which CPU it sent from):
  * waking a halted vCPU costs more.
  *
  * No SIGPIPE, ever: socket writes use MSG_NOSIGNAL, and each writing pipe end keeps a read end
  * of its own pipe open, so the kernel never sees a pipe without a reader. Whether the real peer
- * still exists is asked of the socketpair (one poll() per send, cheaper than blocking SIGPIPE
- * around each write): a send after the peer closed its end, or died, returns -EPIPE. As with any
- * socket, a message sent just before the peer closes is lost with the peer.
+ * still exists is asked of the socketpair (one epoll_wait() per send, much cheaper than blocking
+ * SIGPIPE around each write): a send after the peer closed its end, or died, returns -EPIPE. As
+ * with any socket, a message sent just before the peer closes is lost with the peer.
  *
  * Timeouts: seconds as a double on CLOCK_MONOTONIC (MP_FOREVER waits without limit, 0 polls).
  * Signals never surface as EINTR: waits resume against the same deadline.
