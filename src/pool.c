@@ -147,6 +147,8 @@ struct mp_pool {
     pid_t owner;
     pthread_mutex_t lock;
     pthread_cond_t cond;
+    pthread_mutex_t stop_lock; /* one thread at a time stops the supervisor and releases */
+    int waiters;               /* threads inside wait_for: the shared memory stays until 0 */
     int state;
     bool joining, joined, released, broken;
     int broken_code;
@@ -1083,6 +1085,13 @@ typedef bool (*pred_fn)(mp_pool *p, void *arg);
 /* Drives progress until pred holds (checked with the lock held) or the deadline passes. */
 static int wait_for(mp_pool *p, pred_fn pred, void *arg, const mp__deadline *dl)
 {
+    pthread_mutex_lock(&p->lock);
+    if (p->released) {
+        pthread_mutex_unlock(&p->lock);
+        return MP_ETERMINATED;
+    }
+    p->waiters++;
+    pthread_mutex_unlock(&p->lock);
     _Atomic uint32_t *seqp = p->tp->result_seq(p->ts);
     mp__tp_shared *ts = p->ts;
     const mp__transport *tp = p->tp;
@@ -1106,7 +1115,10 @@ static int wait_for(mp_pool *p, pred_fn pred, void *arg, const mp__deadline *dl)
         tp->result_wait(ts, seq, spin, dl);
     }
     /* The supervisor drains only while nobody else does: tell it we stopped. */
+    pthread_mutex_lock(&p->lock);
     if (atomic_fetch_sub(&p->drainers, 1) == 1 && p->outstanding) kick_supervisor(p);
+    if (--p->waiters == 0) pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
     return rc;
 }
 
@@ -1714,9 +1726,14 @@ void mp_imap_free(mp_imap **itp)
 
 /* ---- creating and ending pools -------------------------------------------------------------- */
 
+/* Lock held. Waits until no thread is inside wait_for (they all finish once everything is
+ * ready), then unmaps and closes. */
 static void pool_release_resources(mp_pool *p)
 {
     if (p->released) return;
+    if (p->ts) p->tp->result_kick(p->ts);
+    while (p->waiters > 0)
+        pthread_cond_wait(&p->cond, &p->lock);
     p->released = true;
     if (p->ts) p->tp->shared_free(p->ts);
     p->ts = NULL;
@@ -1735,6 +1752,7 @@ static void pool_free_struct(mp_pool *p)
     free(p->initarg);
     free(p->cpus);
     pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->stop_lock);
     pthread_cond_destroy(&p->cond);
     free(p);
 }
@@ -1742,7 +1760,14 @@ static void pool_free_struct(mp_pool *p)
 /* Kills and reaps every worker, fails everything unfinished, stops the supervisor. */
 static void terminate_now(mp_pool *p)
 {
+    pthread_mutex_lock(&p->stop_lock);
     pthread_mutex_lock(&p->lock);
+    if (p->joined) {
+        p->state = ST_TERMINATED;
+        pthread_mutex_unlock(&p->lock);
+        pthread_mutex_unlock(&p->stop_lock);
+        return;
+    }
     p->state = ST_TERMINATED;
     p->sup_stop = true;
     for (int i = 0; i < p->n; i++)
@@ -1794,6 +1819,7 @@ static void terminate_now(mp_pool *p)
     pool_release_resources(p);
     p->joined = true;
     pthread_mutex_unlock(&p->lock);
+    pthread_mutex_unlock(&p->stop_lock);
 }
 
 int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
@@ -1817,6 +1843,7 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
     p->owner = self_pid();
     p->efd = -1;
     pthread_mutex_init(&p->lock, NULL);
+    pthread_mutex_init(&p->stop_lock, NULL);
     pthread_cond_init(&p->cond, NULL);
     p->n = o.processes < 0 ? mp__cpu_count() : o.processes;
     p->pipeline = o.pipeline;
@@ -1935,10 +1962,13 @@ int mp_pool_join(mp_pool *p, double timeout)
     kick_supervisor(p);
     mp__deadline dl = mp__deadline_in(timeout);
     rc = wait_for(p, pred_joined, NULL, &dl);
+    if (rc == MP_ETERMINATED) return 0; /* terminated meanwhile: nothing left to join */
     if (rc) return rc;
+    pthread_mutex_lock(&p->stop_lock);
     pthread_mutex_lock(&p->lock);
-    if (p->joined) { /* another thread finished the join */
+    if (p->joined) { /* another thread finished the join, or terminated */
         pthread_mutex_unlock(&p->lock);
+        pthread_mutex_unlock(&p->stop_lock);
         return 0;
     }
     p->sup_stop = true;
@@ -1952,6 +1982,7 @@ int mp_pool_join(mp_pool *p, double timeout)
     pool_release_resources(p);
     p->joined = true;
     pthread_mutex_unlock(&p->lock);
+    pthread_mutex_unlock(&p->stop_lock);
     return 0;
 }
 
@@ -1960,10 +1991,6 @@ int mp_pool_terminate(mp_pool *p)
     int rc = check_pool(p);
     if (rc) return rc;
     if (in_callback) return -EDEADLK;
-    if (p->joined) {
-        p->state = ST_TERMINATED;
-        return 0;
-    }
     terminate_now(p);
     return 0;
 }

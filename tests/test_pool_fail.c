@@ -629,6 +629,81 @@ static int count_shared_anon_maps(void)
     return n;
 }
 
+/* ---- terminate while other threads wait ------------------------------------------------------ */
+
+struct waiter {
+    mp_pool *p;
+    mp_result *r;
+    int rc_get, rc_join;
+};
+
+static void *wait_get(void *arg)
+{
+    struct waiter *w = arg;
+    w->rc_get = mp_result_get(w->r, NULL, NULL, mp_test_timeout(20));
+    return NULL;
+}
+
+static void *wait_join(void *arg)
+{
+    struct waiter *w = arg;
+    w->rc_join = mp_pool_join(w->p, mp_test_timeout(20));
+    return NULL;
+}
+
+static atomic_int ecb_count, ecb_code;
+
+static void on_error(mp_result *r, void *user)
+{
+    int code;
+    atomic_store(&ecb_code, mp_result_error(r, &code, NULL));
+    atomic_fetch_add(&ecb_count, 1);
+}
+
+static void test_terminate_under_waiters(void **state)
+{
+    mp_pool *p = new_pool(2);
+    int hang = 3;
+    struct waiter w = {.p = p};
+    mp_task_options o = {.error_callback = on_error};
+    atomic_store(&ecb_count, 0);
+    assert_mp_ok(mp_pool_apply_async(p, "f.die", &hang, sizeof hang, &o, &w.r));
+    pthread_t a, b;
+    assert_int_equal(pthread_create(&a, NULL, wait_get, &w), 0);
+    assert_mp_ok(mp_pool_close(p));
+    assert_int_equal(pthread_create(&b, NULL, wait_join, &w), 0);
+    sleep_ms(100);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_mp_ok(mp_pool_terminate(p));
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_true(t1.tv_sec - t0.tv_sec < 5 * mp_test_timeout(1));
+    assert_mp(MP_ETERMINATED, w.rc_get);
+    assert_mp_ok(w.rc_join);
+    /* the error callback ran, with the terminated result */
+    assert_int_equal(atomic_load(&ecb_count), 1);
+    assert_mp(MP_ETERMINATED, atomic_load(&ecb_code));
+    mp_result_free(&w.r);
+    assert_mp_ok(mp_pool_free(&p));
+}
+
+static void test_error_callback_on_death(void **state)
+{
+    mp_pool *p = new_pool(1);
+    mp_task_options o = {.error_callback = on_error};
+    atomic_store(&ecb_count, 0);
+    int how = 1;
+    mp_result *r;
+    assert_mp_ok(mp_pool_apply_async(p, "f.die", &how, sizeof how, &o, &r));
+    assert_mp(MP_EWORKERDIED, mp_result_get(r, NULL, NULL, mp_test_timeout(10)));
+    assert_int_equal(atomic_load(&ecb_count), 1);
+    assert_mp(MP_EWORKERDIED, atomic_load(&ecb_code));
+    mp_result_free(&r);
+    end_pool(&p);
+}
+
 static int count_maps_of(pid_t pid)
 {
     char path[64], line[512];
@@ -697,6 +772,8 @@ int main(void)
         MP_TEST(test_pool_from_callback),
         MP_TEST(test_initializer),
         MP_TEST(test_maxtasksperchild),
+        MP_TEST(test_terminate_under_waiters),
+        MP_TEST(test_error_callback_on_death),
         MP_TEST(test_workers_hold_only_their_own_rings),
         MP_TEST(test_no_leftovers),
     };
