@@ -178,6 +178,7 @@ struct mp_pool {
     mp_result *cbhead, *cbtail;
     _Atomic int drainers;
     int nalive;
+    int spawning; /* forks in progress (the pool lock is released around them) */
     unsigned epoch;
 };
 
@@ -840,6 +841,7 @@ static int spawn(mp_pool *p, int i)
         others[k] = p->w[k].tp;
     mp__worker_conf conf = p->conf;
     conf.pin_cpu = p->ncpus > 0 ? p->cpus[i % p->ncpus] : -1;
+    p->spawning++;
     pthread_mutex_unlock(&p->lock);
     mp__tp_worker *tpw = NULL;
     pid_t pid = 0;
@@ -857,6 +859,7 @@ static int spawn(mp_pool *p, int i)
         }
     }
     pthread_mutex_lock(&p->lock);
+    p->spawning--;
     if (r < 0) {
         w->respawn_at = mp__now_ns() + 100000000;
         return r;
@@ -1757,6 +1760,34 @@ static void pool_free_struct(mp_pool *p)
     free(p);
 }
 
+/* Lock held, supervisor stopped: SIGKILLs and reaps every worker left, keeping the results they
+ * posted and failing their other tasks with MP_ETERMINATED. */
+static void kill_and_reap_all(mp_pool *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        struct pworker *w = &p->w[i];
+        if (!w->alive) continue;
+        mp__deadline forever = mp__deadline_in(MP_FOREVER);
+        int code = 0;
+        mp__pidfd_send_signal(w->pidfd, SIGKILL); /* also one the supervisor started meanwhile */
+        mp__reap_pidfd(w->pidfd, &forever, &code);
+        drain_worker(p, w);
+        struct ptask *t;
+        while ((t = fifo_pop(w)) != NULL) {
+            p->outstanding--;
+            fail_items(p, t->job, t->first + t->delivered, t->count - t->delivered, MP_ETERMINATED,
+                       0, "pool was terminated");
+            task_done(p, t);
+        }
+        p->tp->release(w->tp);
+        w->tp = NULL;
+        close(w->pidfd);
+        w->pidfd = -1;
+        w->alive = false;
+        p->nalive--;
+    }
+}
+
 /* Kills and reaps every worker, fails everything unfinished, stops the supervisor. */
 static void terminate_now(mp_pool *p)
 {
@@ -1780,28 +1811,7 @@ static void terminate_now(mp_pool *p)
     }
     pthread_mutex_lock(&p->lock);
     supervising = p; /* callbacks queued from here run on this thread */
-    for (int i = 0; i < p->n; i++) {
-        struct pworker *w = &p->w[i];
-        if (!w->alive) continue;
-        mp__deadline forever = mp__deadline_in(MP_FOREVER);
-        int code = 0;
-        mp__pidfd_send_signal(w->pidfd, SIGKILL); /* also one the supervisor started meanwhile */
-        mp__reap_pidfd(w->pidfd, &forever, &code);
-        drain_worker(p, w);
-        struct ptask *t;
-        while ((t = fifo_pop(w)) != NULL) {
-            p->outstanding--;
-            fail_items(p, t->job, t->first + t->delivered, t->count - t->delivered, MP_ETERMINATED,
-                       0, "pool was terminated");
-            task_done(p, t);
-        }
-        p->tp->release(w->tp);
-        w->tp = NULL;
-        close(w->pidfd);
-        w->pidfd = -1;
-        w->alive = false;
-        p->nalive--;
-    }
+    kill_and_reap_all(p);
     fail_pending(p, MP_ETERMINATED, 0, "pool was terminated");
     mp_result *cbs = take_callbacks(p);
     pthread_mutex_unlock(&p->lock);
@@ -1940,7 +1950,7 @@ int mp_pool_close(mp_pool *p)
 static bool pred_joined(mp_pool *p, void *arg)
 {
     (void)arg;
-    return p->unfinished == 0 && p->nalive == 0;
+    return p->unfinished == 0 && p->nalive == 0 && p->spawning == 0;
 }
 
 int mp_pool_join(mp_pool *p, double timeout)
@@ -1979,6 +1989,7 @@ int mp_pool_join(mp_pool *p, double timeout)
         p->sup_running = false;
     }
     pthread_mutex_lock(&p->lock);
+    kill_and_reap_all(p); /* none expected: belt and braces against a late respawn */
     pool_release_resources(p);
     p->joined = true;
     pthread_mutex_unlock(&p->lock);
