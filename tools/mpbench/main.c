@@ -28,7 +28,7 @@ static mpb_ctx ctx;
 mpb_ctx *mpb = &ctx;
 volatile int mpb_stopping;
 
-/* The benchmarks, in output order. avail is NULL when the module is built. */
+/* The benchmarks, in output order. `missing` is NULL when the module is in this build. */
 static const struct bench {
     const char *name;
     const char *what;

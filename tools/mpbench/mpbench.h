@@ -167,6 +167,9 @@ void mpb_print_table(void);
 void mpb_print_figures(bool compare);
 void mpb_print_json(bool compare, const char *python_status);
 int mpb_plot(const char *path, bool compare);
+/* The path of prog found on PATH, or the program named by the environment variable env (when set;
+ * NULL if it is not executable). NULL when not found. The result stays valid for two calls. */
+const char *mpb_find_program(const char *env, const char *prog);
 /* Runs the Python peer for the wanted figures; fills figs[].python. Returns 0, or -1 with a
  * message in why. */
 int mpb_python(char *why, size_t len);

@@ -18,8 +18,6 @@
 
 #include "mpbench.h"
 
-const char *mpb_find_program(const char *env, const char *prog);
-
 static bool find_peer(char *out, size_t len)
 {
     const char *env = getenv("MPBENCH_PEER");

@@ -11,8 +11,6 @@
 #include "mpbench.h"
 #include "mproc/common.h"
 
-const char *mpb_find_program(const char *env, const char *prog);
-
 /* Display width of UTF-8 text (every code point is one column here). */
 static int width(const char *s)
 {
@@ -195,6 +193,8 @@ void mpb_print_figures(bool compare)
             double s = speedup(f);
             if (isnan(s))
                 snprintf(r, sizeof r, "-");
+            else if (s > 0.95 && s < 1.05)
+                snprintf(r, sizeof r, "about the same");
             else
                 snprintf(r, sizeof r, "%.1fx %s", s >= 1 ? s : 1 / s, s >= 1 ? "faster" : "slower");
             pad(isnan(f->python) ? "-" : py, 14);
