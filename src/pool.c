@@ -747,8 +747,9 @@ static void mark_ready(mp_pool *p, mp_result *j)
 {
     list_remove(p, j);
     p->unfinished--;
-    j->pool = NULL;
+    /* Ready first: a waiter that finds no pool may conclude the result is ready. */
     atomic_store_explicit(&j->ready, 1, memory_order_release);
+    j->pool = NULL;
     if (p->ts) p->tp->result_kick(p->ts);
     if (p->joining && p->unfinished == 0 && supervising != p) kick_supervisor(p);
     job_unref(j);
@@ -1152,8 +1153,10 @@ int mp_result_wait(mp_result *r, double timeout)
     if (in_callback && timeout != 0) return -EDEADLK;
     mp__deadline dl = mp__deadline_in(timeout);
     mp_pool *p = r->pool;
-    if (!p) return atomic_load(&r->ready) ? 0 : -ETIMEDOUT;
-    return wait_for(p, pred_ready, r, &dl);
+    if (!p) return is_ready(r) ? 0 : MP_ETERMINATED;
+    int rc2 = wait_for(p, pred_ready, r, &dl);
+    if (rc2 == MP_ETERMINATED && is_ready(r)) rc2 = 0; /* the pool ended after settling r */
+    return rc2;
 }
 
 int mp_result_ready(mp_result *r)
@@ -1691,6 +1694,7 @@ int mp_imap_next(mp_imap *it, const void **data, size_t *len, size_t *index, dou
         if (!p) return MP_ETERMINATED;
         if (in_callback && timeout != 0) return -EDEADLK;
         int rc = wait_for(p, pred_imap, it, &dl);
+        if (rc == MP_ETERMINATED) continue; /* the pool is gone: take what it settled */
         if (rc) return rc;
     }
 }
