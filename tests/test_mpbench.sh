@@ -60,6 +60,10 @@ for args in "--bogus" "--reps" "--reps 2" "--reps x" "--only nosuch" "--compare 
   check "'$args' prints nothing on stdout" test -z "$out"
 done
 
+run --quick --only pipe.nosuchfigure
+check "--only that selects nothing exits 2" test $rc -eq 2
+check "--only that selects nothing says so" grep -q "selects no figure" "$TMP/err"
+
 # ---- --list -------------------------------------------------------------------------------------
 run --list
 check "--list exits 0" test $rc -eq 0

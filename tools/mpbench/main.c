@@ -360,6 +360,11 @@ int main(int argc, char **argv)
         benches[i].run();
     }
     if (!verbose && isatty(2)) fprintf(stderr, "\r%40s\r", "");
+    if (ctx.only && ctx.wanted == 0 && ctx.nunavail == 0) {
+        fprintf(stderr, "mpbench: --only selects no figure%s (mpbench --list%s shows them)\n",
+                ctx.quick ? " of the quick set" : "", ctx.quick ? " --quick" : "");
+        return 2;
+    }
     mpb_note("measured in %.1f s", mpb_now() - t0);
 
     char why[256] = "";

@@ -52,6 +52,7 @@ typedef struct mpb_ctx {
     char unavailable[64][128]; /* "pool: not available (...)" lines */
     int nunavail;
     int failures;    /* measurements that failed */
+    int wanted;      /* figures mpb_want() said yes to */
     double start_s;  /* mpb_now() when measuring began */
     double budget_s; /* --quick: skip figures not started within this many seconds; 0: none */
 } mpb_ctx;

@@ -66,6 +66,7 @@ bool mpb_want(const char *name)
                         mpb->budget_s);
         return false;
     }
+    mpb->wanted += ok;
     return ok;
 }
 
