@@ -1,4 +1,5 @@
 # mp-test: timeout=240
+# shellcheck shell=bash
 # test_mpbench.sh BUILD_DIR SOURCE_DIR - mpbench's behaviour and output shape (never its timings).
 # MPBENCH_TINY=1 cuts every measurement down to a few iterations, so the figures mean nothing
 # here; the test only checks that they are there, numeric, and shaped as documented.
