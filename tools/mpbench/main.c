@@ -356,10 +356,11 @@ int main(int argc, char **argv)
             mpb_unavailable("%s: not available (%s)", benches[i].name, benches[i].missing);
             continue;
         }
-        if (!verbose && isatty(2)) fprintf(stderr, "\rmpbench: measuring %-10s", benches[i].name);
+        if (!ctx.progress && isatty(2))
+            fprintf(stderr, "\rmpbench: measuring %-10s", benches[i].name);
         benches[i].run();
     }
-    if (!verbose && isatty(2)) fprintf(stderr, "\r%40s\r", "");
+    if (!ctx.progress && isatty(2)) fprintf(stderr, "\r%40s\r", "");
     if (ctx.only && ctx.wanted == 0 && ctx.nunavail == 0) {
         fprintf(stderr, "mpbench: --only selects no figure%s (mpbench --list%s shows them)\n",
                 ctx.quick ? " of the quick set" : "", ctx.quick ? " --quick" : "");
