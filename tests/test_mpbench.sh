@@ -123,6 +123,8 @@ for f in d["figures"]:
     assert isinstance(f["value"], (int, float)) and f["value"] > 0, f
     assert f["reps"] == 5 and len(f["samples"]) == 5, f
     assert f["spread"]["min"] <= f["median"] <= f["spread"]["max"], f
+streams = [f for f in d["figures"] if f["name"] == "queue.tput64.cross"]
+assert streams[0]["size_bytes"] == 64 and streams[0]["msg_per_s"] > 0 and streams[0]["mb_per_s"] > 0
 assert d["reps"] == 5
 EOF
 check "--json has every expected figure with name, value, unit, median, spread, reps" \

@@ -32,6 +32,7 @@ typedef struct mpb_fig {
     double rep[MPB_MAXREPS];
     double median, min, max, q1, q3;
     double python; /* Python's median for the same figure, or NaN */
+    size_t size;   /* message size of a stream (tput) figure, else 0 */
 } mpb_fig;
 
 /* CPU placement of a two-process measurement. */

@@ -286,6 +286,14 @@ void mpb_print_json(bool compare, const char *python_status)
             json_num(f->rep[r]);
         }
         printf("]");
+        if (f->size) {
+            /* A stream in both units: messages per second and MB per second. */
+            double msgs = strcmp(f->unit, "msg/s") == 0 ? f->median : f->median * 1e6 / f->size;
+            printf(", \"size_bytes\": %zu, \"msg_per_s\": ", f->size);
+            json_num(msgs);
+            printf(", \"mb_per_s\": ");
+            json_num(msgs * (double)f->size / 1e6);
+        }
         if (compare) {
             printf(", \"python\": ");
             json_num(f->python);

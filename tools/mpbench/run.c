@@ -411,7 +411,8 @@ int mpb_tput(const char *name, const char *label, const mpb_chan *ch, size_t siz
         return rc ? rc : -EIO;
     }
     if (mpb_stopping) return -EINTR;
-    mpb_record(name, label, size < 4096 ? "msg/s" : "MB/s", MPB_HIGHER, v, reps);
+    mpb_fig *f = mpb_record(name, label, size < 4096 ? "msg/s" : "MB/s", MPB_HIGHER, v, reps);
+    if (f) f->size = size;
     return 0;
 }
 
