@@ -283,6 +283,10 @@ int main(int argc, char **argv)
         case ':':
             return bad_usage("option '%s' needs an argument", argv[optind - 1]);
         default:
+            if (optopt) {
+                char opt[3] = {'-', (char)optopt, '\0'};
+                return bad_usage("unknown option '%s'", opt);
+            }
             return bad_usage("unknown option '%s'", argv[optind - 1]);
         }
     }
