@@ -65,7 +65,7 @@ void mpb_print_table(void)
         {"space", "memory", "memory", "memory"},
         {"read/write mode", "two-way or one-way", "first in, first out", "overwrites memory"},
         {"efficiency (seed)", "ordinary", "ordinary", "fast"},
-        {"use", "mostly related procs", "convenient, widely used", "more complex"},
+        {"use", "mostly related processes", "convenient, widely used", "more complex"},
         {"needs mutual exclusion", "no", "no", "yes"},
     };
     /* The measured efficiency: the same figures for each column where they exist; the
