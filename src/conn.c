@@ -4,13 +4,13 @@
  * small messages costs one read for many of them; the rest of a large payload is read straight
  * into the destination. Reads and writes are tried first without blocking (RWF_NOWAIT on pipes,
  * MSG_DONTWAIT on sockets) and poll() waits for the deadline only when they would block; with no
- * deadline a plain blocking call is used (one syscall, the kernel does the waiting).
+ * deadline a plain blocking call is used (one syscall, the kernel does the waiting), except for
+ * pipe writes, which never block (see write_all). A reader whose peer runs on another CPU spins
+ * briefly before it sleeps (see read_some).
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
