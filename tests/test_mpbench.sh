@@ -104,6 +104,17 @@ check "--only keeps signal.rtt.same" grep -qE "^  signal\.rtt\.same " "$TMP/out"
 check "--only drops the rest" bash -c "! grep -qE '^  (pipe|queue|array|raw|pool|process|signal\.rtt\.cross)' '$TMP/out'"
 check "--only leaves unmeasured cells marked" grep -q "not measured" "$TMP/out"
 
+run --only lock
+check "a full run shows progress on stderr" grep -qE "^mpbench: lock\.uncontended +[0-9.]+ ns" "$TMP/err"
+check "a full run prints the figures on stdout" grep -qE "^  lock\.uncontended +[0-9.]+ ns" "$TMP/out"
+run --quick --only lock
+check "--quick prints no progress lines when stderr is not a terminal" test -z "$err"
+run --quick --verbose --only lock
+check "--verbose shows progress" grep -q "^mpbench: lock.uncontended" "$TMP/err"
+run --list --quick
+check "--list --quick lists the quick set only" \
+  bash -c "grep -qx pipe.rtt64.same '$TMP/out' && ! grep -qx pipe.rtt4k.same '$TMP/out'"
+
 # ---- --json -------------------------------------------------------------------------------------
 run --quick --reps 5 --json --only pipe.rtt64,queue.tput64,lock
 check "--json exits 0" test $rc -eq 0
