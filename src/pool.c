@@ -73,11 +73,13 @@ struct ptask {
 
 struct islot {
     int state;
-    char *in;
-    size_t in_cap, in_len;
-    char *out; /* result bytes or message, NUL-terminated */
-    size_t out_cap, out_len;
     int status, code;
+    uint32_t in_cap, out_cap;
+    size_t in_len, out_len;
+    char *in;  /* in_small, or malloc'd for larger items */
+    char *out; /* result bytes or message, NUL-terminated; out_small or malloc'd */
+    char in_small[16];
+    char out_small[24];
 };
 
 struct mp_imap {
@@ -301,14 +303,18 @@ static void job_finish(mp_pool *p, mp_result *j);
 
 /* ---- imap slots ------------------------------------------------------------------------------ */
 
-static int buf_fit(char **b, size_t *cap, size_t need)
+/* Makes *b hold need bytes (contents not kept). Small items live inline in the slot, so a
+ * stream of small items allocates nothing. */
+static int buf_fit(char **b, uint32_t *cap, char *small, size_t need)
 {
     if (need <= *cap) return 0;
-    size_t c = *cap ? *cap : 64;
+    if (need > UINT32_MAX / 2) return -ENOMEM;
+    uint32_t c = *cap * 2;
     while (c < need)
         c *= 2;
-    char *nb = realloc(*b, c);
+    char *nb = malloc(c);
     if (!nb) return -ENOMEM;
+    if (*b != small) free(*b);
     *b = nb;
     *cap = c;
     return 0;
@@ -320,14 +326,13 @@ static void imap_deliver(mp_result *j, size_t idx, int status, int code, const v
     if (j->cancelled) return;
     struct mp_imap *it = j->imap;
     struct islot *s = &it->slots[idx % it->W];
-    if (buf_fit(&s->out, &s->out_cap, len + 1) != 0) {
+    if (buf_fit(&s->out, &s->out_cap, s->out_small, len + 1) != 0) {
         status = -ENOMEM;
         bytes = "out of memory";
         len = 13;
-        if (s->out_cap == 0) bytes = NULL, len = 0;
     }
-    if (len && s->out) memcpy(s->out, bytes, len);
-    if (s->out) s->out[len] = 0;
+    if (len) memcpy(s->out, bytes, len);
+    s->out[len] = 0;
     s->out_len = len;
     s->status = status;
     s->code = code;
@@ -1530,9 +1535,8 @@ static int imap_new(mp_pool *p, const char *func, mp_iter_fn next, void *user,
     struct mp_imap *it = calloc(1, sizeof *it);
     mp_result *j = job_new(K_IMAP, 0);
     size_t cs = opts && opts->chunksize ? opts->chunksize : 1;
-    /* Enough items to keep every worker's pipeline full twice over. */
-    size_t W =
-        opts && opts->window ? opts->window : 2 * (size_t)DEFAULT_PIPELINE * (size_t)p->n * cs;
+    /* Enough items in flight to keep every worker busy, few enough to bound memory. */
+    size_t W = opts && opts->window ? opts->window : (size_t)DEFAULT_PIPELINE * (size_t)p->n * cs;
     if (!(opts && opts->window) && W < 1024) W = 1024;
     if (W < cs) W = cs;
     if (it) it->slots = calloc(W, sizeof *it->slots);
@@ -1542,6 +1546,13 @@ static int imap_new(mp_pool *p, const char *func, mp_iter_fn next, void *user,
         free(it);
         free(j);
         return -ENOMEM;
+    }
+    for (size_t i = 0; i < W; i++) {
+        struct islot *s = &it->slots[i];
+        s->in = s->in_small;
+        s->in_cap = sizeof s->in_small;
+        s->out = s->out_small;
+        s->out_cap = sizeof s->out_small;
     }
     it->job = j;
     it->next = next;
@@ -1597,7 +1608,7 @@ static void imap_pull(struct mp_imap *it)
             break;
         }
         struct islot *s = &it->slots[it->pulled % it->W];
-        if (buf_fit(&s->in, &s->in_cap, l ? l : 1) != 0 || (!d && l)) {
+        if (buf_fit(&s->in, &s->in_cap, s->in_small, l) != 0 || (!d && l)) {
             it->ended = true;
             it->iter_err = (!d && l) ? -EINVAL : -ENOMEM;
             break;
@@ -1722,8 +1733,9 @@ void mp_imap_free(mp_imap **itp)
     if (p) maybe_finish(p, j);
     if (p) pthread_mutex_unlock(&p->lock);
     for (size_t i = 0; i < it->W; i++) {
-        free(it->slots[i].in);
-        free(it->slots[i].out);
+        struct islot *s = &it->slots[i];
+        if (s->in != s->in_small) free(s->in);
+        if (s->out != s->out_small) free(s->out);
     }
     free(it->slots);
     free(it->doneq);

@@ -66,6 +66,7 @@ struct wshm {
 };
 
 #define HDR_SIZE 4096u
+#define RING_HOT (64u * 1024)
 _Static_assert(sizeof(struct wshm) <= HDR_SIZE, "worker header fits one page");
 
 struct mp__tp_worker {
@@ -130,7 +131,13 @@ static void *ring_reserve(struct ring *r, char *buf, uint32_t cap, uint32_t size
     uint32_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
     uint32_t head = atomic_load_explicit(&r->head, memory_order_acquire);
     uint32_t used = tail - head, off = tail & (cap - 1), to_end = cap - off;
-    if (to_end < size) {
+    /* Wrap early when the start of the ring is free: records then cycle through the first
+     * RING_HOT bytes only, so a ring touches (and the parent's RSS counts) little more than
+     * what is in flight, not its whole capacity. */
+    uint32_t head_off = head & (cap - 1);
+    bool early =
+        off >= RING_HOT && head_off <= off && head_off >= size && used + to_end + size <= cap;
+    if (to_end < size || early) {
         if (used + to_end + size > cap) return NULL;
         mp__trec *pad = (mp__trec *)(void *)(buf + off);
         pad->size = to_end;

@@ -226,7 +226,7 @@ typedef struct mp_task_options {
     /* map/starmap/imap: items per task record. 0: automatic for map and starmap, as Python's
      * divmod(n, 4 * processes) rounded up; 1 for imap (as Python). */
     size_t chunksize;
-    /* imap: items in flight at most (submitted but not yet taken by mp_imap_next). 0: 32 x
+    /* imap: items in flight at most (submitted but not yet taken by mp_imap_next). 0: 16 x
      * processes x chunksize, at least 1024. Bounds imap's memory however long the input. */
     size_t window;
 } mp_task_options;
