@@ -38,6 +38,21 @@ static void sleep_s(double s)
     }
 }
 
+/* One byte from fd within timeout_s: a child that hangs must fail the case, not the whole run. */
+static int read_byte_within(int fd, char *c, double timeout_s)
+{
+    struct pollfd pfd = {fd, POLLIN, 0};
+    double end = now_s() + timeout_s;
+    for (;;) {
+        int ms = (int)((end - now_s()) * 1000);
+        if (ms < 0) ms = 0;
+        int r = poll(&pfd, 1, ms);
+        if (r > 0) return read(fd, c, 1) == 1;
+        if (r == 0) return 0;
+        if (errno != EINTR) return 0;
+    }
+}
+
 static volatile sig_atomic_t hits;
 static volatile sig_atomic_t last_sig;
 static int notify_fd = -1; /* the handler writes one byte here when >= 0 */
@@ -341,7 +356,7 @@ static void send_to_child_runs_its_handler(void **state)
     }
     close(p[1]);
     char c;
-    assert_int_equal(read(p[0], &c, 1), 1);
+    assert_true(read_byte_within(p[0], &c, mp_test_timeout(10)));
     close(p[0]);
     int sig;
     assert_mp_ok(mp_signal_from_name("usr1", &sig));
@@ -398,7 +413,7 @@ static void send_to_process_object(void **state)
     assert_mp_ok(mp_process_start(proc));
     close(p[1]);
     char c;
-    assert_int_equal(read(p[0], &c, 1), 1);
+    assert_true(read_byte_within(p[0], &c, mp_test_timeout(10)));
     close(p[0]);
     /* pause() has the classic race; send until the child is done */
     int rc;
@@ -448,8 +463,21 @@ static int is_in_read(void *arg)
 
 /* A child blocked in read() gets SIGUSR1 while it reads; then the data arrives. With SA_RESTART
  * the read returns the data; with MP_SIGNAL_NORESTART it fails with EINTR. */
+#if defined(__SANITIZE_THREAD__)
+#define MP_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MP_TSAN 1
+#endif
+#endif
+
 static void run_restart_case(int flags, int want_eintr)
 {
+#ifdef MP_TSAN
+    /* TSan defers a handler until the interrupted call returns, so a restarted read() never lets
+     * the handler run while it blocks: the behaviour under test does not exist there. */
+    if (!want_eintr) skip();
+#endif
     int data[2], note[2];
     assert_int_equal(pipe2(data, O_CLOEXEC), 0);
     assert_int_equal(pipe2(note, O_CLOEXEC), 0);
@@ -476,7 +504,7 @@ static void run_restart_case(int flags, int want_eintr)
     assert_true(mp_test_eventually(is_in_read, &ir, mp_test_timeout(5)));
     assert_mp_ok(mp_signal_send(pid, SIGUSR1));
     char c;
-    assert_int_equal(read(note[0], &c, 1), 1); /* the handler ran */
+    assert_true(read_byte_within(note[0], &c, mp_test_timeout(10))); /* the handler ran */
     assert_int_equal(write(data[1], "d", 1), 1);
     assert_child_ok(pid);
     close(data[0]); /* only now: a child that failed early must not SIGPIPE our write */
@@ -640,7 +668,7 @@ static void pause_returns_after_handler(void **state)
     }
     close(p[1]);
     char c;
-    assert_int_equal(read(p[0], &c, 1), 1);
+    assert_true(read_byte_within(p[0], &c, mp_test_timeout(10)));
     close(p[0]);
     int st = -1;
     double end = now_s() + mp_test_timeout(10);
@@ -850,7 +878,7 @@ static void sigwaiter_works_in_forked_child(void **state)
     }
     close(p[1]);
     char c;
-    assert_int_equal(read(p[0], &c, 1), 1);
+    assert_true(read_byte_within(p[0], &c, mp_test_timeout(10)));
     close(p[0]);
     assert_mp_ok(mp_signal_send(pid, SIGUSR1)); /* blocked in the child: cannot kill it */
     assert_child_ok(pid);
