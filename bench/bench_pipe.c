@@ -9,7 +9,9 @@
  *   pipe.tput1m.ratio_memcpy        (target >= 0.4)
  *   pipe.rtt64.{same,cross}.us      ping-pong of 64 bytes, both processes on one CPU / on two
  *   rawpipe.rtt64.{same,cross}.us   the same over two raw pipe2() pipes with read/write
- * The mproc pipe is duplex, like Python's default Pipe(). BENCH_QUICK shrinks every loop.
+ * The mproc pipe is duplex, like Python's default Pipe(). The two sides of each ratio run
+ * alternately, one run each in turn, and the ratio is the median of the per-pair ratios (a shared
+ * machine's load drifts between two separate series). BENCH_QUICK shrinks every loop.
  */
 #include <errno.h>
 #include <fcntl.h>
