@@ -143,6 +143,7 @@ struct pworker {
     int64_t respawn_at;
     int64_t last_done_ns;
     unsigned full_epoch;
+    bool unflushed; /* task records written but not yet published */
 };
 
 struct mp_pool {
@@ -630,6 +631,7 @@ static bool send_task(mp_pool *p, struct pworker *w, struct ptask *t)
     if (!dst) return false;
     encode_task(t->job, t, dst, size);
     p->tp->task_commit(w->tp, (uint32_t)size);
+    w->unflushed = true;
     t->sent_ns = mp__now_ns();
     t->next = NULL;
     if (w->tail)
@@ -645,8 +647,20 @@ static bool send_task(mp_pool *p, struct pworker *w, struct ptask *t)
     return true;
 }
 
-/* Sends queued work to workers with room. */
+static void dispatch_some(mp_pool *p);
+
+/* Sends queued work to workers with room, then publishes it, one batch per worker. */
 static void dispatch(mp_pool *p)
+{
+    dispatch_some(p);
+    for (int i = 0; i < p->n; i++) {
+        struct pworker *w = &p->w[i];
+        if (w->unflushed && w->tp) p->tp->task_flush(w->tp);
+        w->unflushed = false;
+    }
+}
+
+static void dispatch_some(mp_pool *p)
 {
     if (!p->rhead && !p->qhead) return;
     if (p->state == ST_TERMINATED || p->broken) return;
@@ -979,6 +993,7 @@ static void maybe_stop_workers(mp_pool *p)
         ((mp__trec *)dst)->size = sizeof(mp__trec);
         ((mp__trec *)dst)->type = MP__T_STOP;
         p->tp->task_commit(w->tp, sizeof(mp__trec));
+        p->tp->task_flush(w->tp);
         w->stopping = true;
     }
 }

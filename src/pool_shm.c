@@ -75,6 +75,7 @@ struct mp__tp_worker {
     char *tbuf, *rbuf;
     uint32_t cap;
     uint32_t pending_tail; /* producer-local: where the reserved record starts */
+    uint32_t ptail;        /* parent: end of the task records written but not yet published */
     mp__tp_shared *s;
 };
 
@@ -126,9 +127,9 @@ static void shm_want_notify(mp__tp_shared *s, int on)
 
 /* Space for `size` bytes at the producer's end; writes a PAD first when the record would cross
  * the end. *start gets the position the record starts at. NULL when full. */
-static void *ring_reserve(struct ring *r, char *buf, uint32_t cap, uint32_t size, uint32_t *start)
+static void *ring_reserve_at(struct ring *r, uint32_t tail, char *buf, uint32_t cap, uint32_t size,
+                             uint32_t *start)
 {
-    uint32_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
     uint32_t head = atomic_load_explicit(&r->head, memory_order_acquire);
     uint32_t used = tail - head, off = tail & (cap - 1), to_end = cap - off;
     /* Wrap early when the start of the ring is free: records then cycle through the first
@@ -148,6 +149,12 @@ static void *ring_reserve(struct ring *r, char *buf, uint32_t cap, uint32_t size
     if (used + size > cap) return NULL;
     *start = tail;
     return buf + off;
+}
+
+static void *ring_reserve(struct ring *r, char *buf, uint32_t cap, uint32_t size, uint32_t *start)
+{
+    return ring_reserve_at(r, atomic_load_explicit(&r->tail, memory_order_relaxed), buf, cap, size,
+                           start);
 }
 
 /* The consumer's next record (PADs skipped), or NULL when empty. */
@@ -176,17 +183,28 @@ static void ring_release(struct ring *r, uint32_t size)
 
 /* ---- parent side -------------------------------------------------------------------------- */
 
+/* The parent writes several task records, then publishes them at once (task_flush): one
+ * cache-line transfer and at most one wake-up per batch. */
 static void *shm_task_reserve(mp__tp_worker *w, uint32_t size)
 {
-    return ring_reserve(&w->shm->task, w->tbuf, w->cap, size, &w->pending_tail);
+    return ring_reserve_at(&w->shm->task, w->ptail, w->tbuf, w->cap, size, &w->pending_tail);
 }
 
 static void shm_task_commit(mp__tp_worker *w, uint32_t size)
 {
+    w->ptail = w->pending_tail + size;
+}
+
+static void shm_task_flush(mp__tp_worker *w)
+{
     struct ring *r = &w->shm->task;
+    if (atomic_load_explicit(&r->tail, memory_order_relaxed) == w->ptail) return;
     atomic_store_explicit(&w->shm->parent_cpu, mp__current_cpu(), memory_order_relaxed);
-    atomic_store(&r->tail, w->pending_tail + size);
-    if (atomic_load(&r->cons_sleeping)) mp__futex_wake(&r->tail, 1);
+    atomic_store(&r->tail, w->ptail);
+    /* Clearing the flag here spares the next flushes a syscall: the worker sets it again
+     * before every sleep. */
+    if (atomic_load(&r->cons_sleeping) && atomic_exchange(&r->cons_sleeping, 0))
+        mp__futex_wake(&r->tail, 1);
 }
 
 static const mp__rrec *shm_result_peek(mp__tp_worker *w)
@@ -375,6 +393,7 @@ const mp__transport mp__pool_shm_transport = {
     .start = shm_start,
     .task_reserve = shm_task_reserve,
     .task_commit = shm_task_commit,
+    .task_flush = shm_task_flush,
     .result_peek = shm_result_peek,
     .result_release = shm_result_release,
     .running = shm_running,

@@ -5,9 +5,9 @@
  * memory (pool_shm.c: per-worker SPSC rings + futex wake-ups + spinning, workers forked by the
  * supervisor thread). An MPI backend would implement the same operations over MPI ranks: start =
  * claim a rank (the rank runs the same binary, so MP_FUNC_REGISTER gave it the same function
- * table), task_reserve/commit = pack and MPI_Isend, result_peek = MPI_Iprobe/MPI_Recv, death_fd =
- * a descriptor that becomes readable when the rank is lost, running = what the rank last said it
- * runs.
+ * table), task_reserve/commit/flush = pack and MPI_Isend, result_peek = MPI_Iprobe/MPI_Recv,
+ * death_fd = a descriptor that becomes readable when the rank is lost, running = what the rank last
+ * said it runs.
  *
  * Threading: pool.c calls every operation on one worker with the pool lock held, except start,
  * which the supervisor thread calls without it. A transport must never block in these calls.
@@ -47,8 +47,10 @@ typedef struct mp__transport {
     /* Space for a task record of `size` bytes (multiple of 8), or NULL when the worker's input is
      * full right now (try again after its results were taken). */
     void *(*task_reserve)(mp__tp_worker *w, uint32_t size);
-    /* Publishes the reserved record and wakes the worker if it sleeps. */
+    /* Marks the reserved record written. Records become visible to the worker at task_flush. */
     void (*task_commit)(mp__tp_worker *w, uint32_t size);
+    /* Publishes every committed record and wakes the worker if it sleeps. */
+    void (*task_flush)(mp__tp_worker *w);
     /* The next result record from the worker, or NULL. Valid until result_release. */
     const mp__rrec *(*result_peek)(mp__tp_worker *w);
     void (*result_release)(mp__tp_worker *w);
