@@ -3,6 +3,7 @@
  * terminate, task errors, bad input. */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -632,15 +633,82 @@ static void test_bad_input(void **state)
     assert_mp(-EINVAL, mp_pool_close(p));
 }
 
+static int t_affinity(const void *arg, size_t len, mp_task_result *res)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    sched_getaffinity(0, sizeof set, &set);
+    int v[2] = {CPU_COUNT(&set), CPU_ISSET(0, &set)};
+    return mp_task_result_set(res, v, sizeof v);
+}
+MP_FUNC_REGISTER("t.affinity", t_affinity)
+
+static void test_pinning(void **state)
+{
+    int cpus[1] = {0};
+    mp_pool_options o = MP_POOL_OPTIONS_INIT;
+    o.processes = 2;
+    o.cpus = cpus;
+    o.ncpus = 1;
+    mp_pool *p;
+    assert_mp_ok(mp_pool_new(&p, &o));
+    mp_buf items[8] = {{NULL, 0}};
+    mp_task_options to = {.chunksize = 1};
+    mp_result *r;
+    assert_mp_ok(mp_pool_map(p, "t.affinity", items, 8, &to, mp_test_timeout(10), &r));
+    for (int i = 0; i < 8; i++) {
+        const void *d;
+        size_t l;
+        assert_mp_ok(mp_result_item(r, i, &d, &l));
+        int v[2];
+        memcpy(v, d, sizeof v);
+        assert_int_equal(v[0], 1);
+        assert_int_equal(v[1], 1);
+    }
+    mp_result_free(&r);
+    end_pool(&p);
+}
+
+static int t_late(const void *arg, size_t len, mp_task_result *res)
+{
+    return 0;
+}
+
+static void test_registered_too_late(void **state)
+{
+    /* a function registered after the workers were forked is unknown to them */
+    mp_pool *p = new_pool(1);
+    assert_mp_ok(mp_func_register("t.late", t_late, NULL));
+    mp_result *r;
+    assert_mp(MP_ENOFUNC, mp_pool_apply(p, "t.late", NULL, 0, mp_test_timeout(10), &r));
+    const char *msg;
+    assert_mp(MP_ENOFUNC, mp_result_error(r, NULL, &msg));
+    assert_non_null(strstr(msg, "not registered"));
+    mp_result_free(&r);
+    /* a pool created after the registration knows it */
+    mp_pool *q = new_pool(1);
+    assert_mp_ok(mp_pool_apply(q, "t.late", NULL, 0, mp_test_timeout(10), &r));
+    mp_result_free(&r);
+    end_pool(&q);
+    end_pool(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        MP_TEST(test_apply),       MP_TEST(test_apply_async),
-        MP_TEST(test_big_payload), MP_TEST(test_task_error),
-        MP_TEST(test_callbacks),   MP_TEST(test_map),
-        MP_TEST(test_map_async),   MP_TEST(test_map_fixed),
-        MP_TEST(test_starmap),     MP_TEST(test_close_join_terminate),
+        MP_TEST(test_apply),
+        MP_TEST(test_apply_async),
+        MP_TEST(test_big_payload),
+        MP_TEST(test_task_error),
+        MP_TEST(test_callbacks),
+        MP_TEST(test_map),
+        MP_TEST(test_map_async),
+        MP_TEST(test_map_fixed),
+        MP_TEST(test_starmap),
+        MP_TEST(test_close_join_terminate),
         MP_TEST(test_bad_input),
+        MP_TEST(test_pinning),
+        MP_TEST(test_registered_too_late),
     };
     return mp_test_main(__FILE__, tests, sizeof tests / sizeof tests[0]);
 }
