@@ -155,13 +155,10 @@ static void go_nonblocking(mp_conn *c)
     c->nonblock = true;
 }
 
-/* Spin only when the peer is known to run on another CPU. (mp__spin_budget also says 0 when the
- * caller is pinned to one CPU, as benchmarks are, though the peer can still run on another.) */
+/* Spin only when the peer is known to run on another CPU (an unknown peer: never). */
 static int64_t spin_budget(int peer_cpu)
 {
-    if (peer_cpu < 0) return 0;
-    int me = mp__current_cpu();
-    return me < 0 || me == peer_cpu ? 0 : 50000; /* a bit more than waking a halted vCPU */
+    return peer_cpu < 0 ? 0 : mp__spin_budget(peer_cpu);
 }
 
 /* One read of at most n bytes from fd: > 0 bytes, 0 at end of file, -ETIMEDOUT, or -errno.

@@ -92,9 +92,22 @@ bool mp__spin_while_equal(_Atomic uint32_t *word, uint32_t expected, int64_t spi
 
 static int cached_cpu_count;
 
+/* CPUs online in the machine, not in our affinity mask: a waiter pinned to one CPU still gains
+ * from spinning when its peer runs on another. */
+static int online_cpus(void)
+{
+    static int n;
+    int v = __atomic_load_n(&n, __ATOMIC_RELAXED);
+    if (v > 0) return v;
+    v = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (v < 1) v = 1;
+    __atomic_store_n(&n, v, __ATOMIC_RELAXED);
+    return v;
+}
+
 int64_t mp__spin_budget(int peer_cpu)
 {
-    if (mp__cpu_count() < 2) return 0;
+    if (online_cpus() < 2) return 0;
     int me = mp__current_cpu();
     if (peer_cpu >= 0 && me >= 0 && peer_cpu == me) return 0;
     return 50000; /* 50 us: a bit more than waking a halted vCPU (~35 us) */
