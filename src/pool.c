@@ -193,12 +193,12 @@ static _Thread_local const mp_result *cb_result;
 
 /* getpid() is a system call in current glibc; the pool asks on every call, so cache it and
  * forget it in every child (pthread_atfork runs for any fork, mproc's or not). */
-static pid_t cached_pid;
+static _Atomic pid_t cached_pid;
 static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
 
 static void forget_pid(void)
 {
-    cached_pid = 0;
+    atomic_store_explicit(&cached_pid, 0, memory_order_relaxed);
 }
 
 static void register_forget_pid(void)
@@ -208,11 +208,11 @@ static void register_forget_pid(void)
 
 static pid_t self_pid(void)
 {
-    pid_t pid = cached_pid;
+    pid_t pid = atomic_load_explicit(&cached_pid, memory_order_relaxed);
     if (pid) return pid;
     pthread_once(&pid_once, register_forget_pid);
     pid = getpid();
-    cached_pid = pid;
+    atomic_store_explicit(&cached_pid, pid, memory_order_relaxed);
     return pid;
 }
 
