@@ -41,15 +41,15 @@
  * Failures (see docs/pool.md):
  *   - A task that calls mp_task_fail (or returns non-zero): its result carries MP_ETASKFAILED, the
  *     task's code and message. Other tasks are unaffected.
- *   - A worker that dies while running a task (segfault, abort, exit, SIGKILL): that task fails
- * with MP_EWORKERDIED; mp_result_error gives the worker's exit code as Python's Process.exitcode
- * (the exit status, or minus the signal number) and a message saying how it died. Tasks queued
- *     behind it are re-dispatched, the worker is replaced, the pool goes on. With map chunks the
- *     undelivered items of the chunk that was running fail together (chunksize 1 isolates items).
+ *   - A worker that dies while running a task (segfault, abort, exit, SIGKILL): that task
+ *     fails with MP_EWORKERDIED; mp_result_error gives the worker's exit code as Python's
+ *     Process.exitcode (the exit status, or minus the signal number) and a message saying how it
+ *     died. Tasks queued behind it are re-dispatched, the worker is replaced, the pool goes on.
+ *     With map chunks the undelivered items of the running chunk fail together (chunksize 1
+ *     isolates items).
  *   - A task running longer than the pool's task_timeout: its worker is killed and replaced, the
  *     task fails with -ETIMEDOUT (mp_result_ready() tells it apart from a get() that timed out).
- *   - The process holding the pool dies (even by SIGKILL): every worker gets SIGKILL from the
- * kernel.
+ *   - The process holding the pool dies (even by SIGKILL): the kernel SIGKILLs every worker.
  *   - A task that uses its (forked copy of the) pool gets MP_ECHILD. A callback that makes a
  *     blocking call on its pool gets -EDEADLK; non-blocking calls (apply_async, map_async, ready,
  *     get/wait with timeout 0, free) work from callbacks.
