@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -123,6 +124,24 @@ static int get_int(mp_result *r, int *out)
     return rc;
 }
 
+/* SIGKILLs pid only if it is still a child of this test (a worker): the pid of a worker that was
+ * reaped meanwhile could belong to anyone by now. The pidfd pins the process while we check. */
+static int kill_worker(pid_t pid)
+{
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0) return -1;
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    int ours = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "PPid:", 5) == 0) ours = atoi(line + 5) == (int)getpid();
+    if (f) fclose(f);
+    int rc = ours ? (int)syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0) : -1;
+    close(fd);
+    return rc;
+}
+
 /* ---- each way a worker can die ----------------------------------------------------------------
  */
 
@@ -196,7 +215,7 @@ static void test_sigkill_mid_task(void **state)
     assert_int_equal(mp_pool_worker_pids(p, &pid, 1), 1);
     sleep_ms(100);
     assert_int_equal(mp_result_ready(stuck), 0);
-    kill(pid, SIGKILL);
+    assert_int_equal(kill_worker(pid), 0);
     assert_mp(MP_EWORKERDIED, mp_result_get(stuck, NULL, NULL, mp_test_timeout(10)));
     int code;
     const char *msg;
@@ -247,6 +266,7 @@ static void test_death_in_chunk(void **state)
 
 /* ---- random kills --------------------------------------------------------------------------- */
 
+
 struct killer {
     mp_pool *p;
     atomic_int stop;
@@ -262,7 +282,7 @@ static void *killer_main(void *arg)
         pid_t pids[8];
         int n = mp_pool_worker_pids(k->p, pids, 8);
         if (n <= 0) continue;
-        if (kill(pids[rand_r(&seed) % (unsigned)n], SIGKILL) == 0) k->kills++;
+        if (kill_worker(pids[rand_r(&seed) % (unsigned)n]) == 0) k->kills++;
     }
     return NULL;
 }
