@@ -102,7 +102,7 @@ struct mp_imap {
 struct mp_result {
     _Atomic uint32_t ready;
     _Atomic int refs;
-    mp_pool *pool;
+    _Atomic(mp_pool *) pool; /* NULL once ready (or detached by terminate) */
     pid_t owner;
     int kind;
     uint64_t func;
