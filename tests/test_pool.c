@@ -613,6 +613,16 @@ static void test_bad_input(void **state)
     mp_result_free(NULL);
     mp_result_free(&r);
     assert_mp(-EINVAL, mp_imap_next(NULL, NULL, NULL, NULL, 0));
+    assert_mp(-EINVAL, mp_imap_error(NULL, NULL, NULL));
+    assert_mp(-EINVAL, mp_result_item_error(NULL, 0, NULL, NULL));
+    assert_mp(-EINVAL, mp_pool_imap_unordered(NULL, "t.echo", NULL, NULL, NULL, NULL));
+    assert_mp(-EINVAL, mp_pool_starmap_async(NULL, "t.echo", NULL, 0, NULL, &r));
+    assert_mp(-EINVAL, mp_pool_map_fixed_async(NULL, "t.echo", &x, 1, 4, &x, 4, NULL, &r));
+    assert_mp(-EINVAL, mp_func_find(NULL, &f));
+    assert_mp(-EINVAL, mp_func_find("t.echo", NULL));
+    assert_null(mp_task_result_alloc(NULL, 1));
+    mp_buf bad = {NULL, 3};
+    assert_mp(-EINVAL, mp_args_pack(&bad, 1, NULL, 0, NULL));
     mp_imap_free(NULL);
 
     p = new_pool(1);
@@ -625,6 +635,17 @@ static void test_bad_input(void **state)
     assert_mp(-EINVAL, mp_pool_map_fixed_async(p, "t.echo", &x, 1, 0, &x, 4, NULL, &r));
     assert_mp(-EINVAL, mp_pool_map_fixed_async(p, "t.echo", NULL, 1, 4, &x, 4, NULL, &r));
     assert_mp(MP_ENOFUNC, mp_pool_imap(p, "no.such", (mp_iter_fn)1, NULL, NULL, (mp_imap **)&r));
+    assert_null(r);
+    mp_imap *it = NULL;
+    assert_mp(-EINVAL, mp_pool_imap(p, "t.echo", NULL, NULL, NULL, &it));
+    assert_mp(-EINVAL, mp_pool_imap(p, "t.echo", (mp_iter_fn)1, NULL, NULL, NULL));
+    assert_mp(-EINVAL, mp_pool_starmap_async(p, "t.mul", NULL, 2, NULL, &r));
+    assert_mp(-EINVAL, mp_pool_map_fixed_async(p, "t.echo", &x, 1, 4, NULL, 4, NULL, &r));
+    assert_mp(-EINVAL, mp_pool_worker_pids(p, NULL, 3));
+    assert_mp(-EINVAL, mp_pool_apply(p, "t.echo", &x, 1, 1, NULL));
+    assert_mp(-EINVAL, mp_pool_map(p, "t.echo", NULL, 0, NULL, 1, NULL));
+    mp_args one_bad = {&bad, 1};
+    assert_mp(-EINVAL, mp_pool_starmap_async(p, "t.mul", &one_bad, 1, NULL, &r));
     assert_null(r);
     end_pool(&p);
     /* use after free: the destructor cleared the pointer */
