@@ -142,7 +142,8 @@ MP_API int mp_signal_probe(pid_t pid);
 
 /* Sends sig to a child started by mproc, through its pidfd (mp_process_signal() with the signal
  * number checked first). Errors: -EINVAL (p NULL, invalid sig), and those of mp_process_signal:
- * MP_ENOTSTARTED, MP_EREAPED, MP_ESELF, MP_ECHILD (a parent's object used in a child).
+ * MP_ENOTSTARTED, MP_EREAPED, MP_ESELF, MP_ECHILD (not our child: a parent's object used in a
+ * child), -EPERM.
  * Async-signal-safe (process.h: mp_process_signal only reads the object and makes one call). */
 MP_API int mp_signal_send_process(mp_process *p, int sig);
 
