@@ -266,7 +266,6 @@ static void test_death_in_chunk(void **state)
 
 /* ---- random kills --------------------------------------------------------------------------- */
 
-
 struct killer {
     mp_pool *p;
     atomic_int stop;
