@@ -32,7 +32,6 @@
 #include "mproc/error.h"
 #include "mproc/pool.h"
 #include "platform/platform.h"
-#include "platform/pool_os.h"
 #include "pool_internal.h"
 #include "pool_transport.h"
 #include "process_internal.h"
@@ -1099,7 +1098,7 @@ static int64_t spin_budget(mp_pool *p)
         struct pworker *w = &p->w[i];
         if (!w->alive || w->nout == 0) continue;
         int c = p->tp->cpu(w->tp);
-        if (c >= 0 && c != me) return mp__pool_spin_budget(c);
+        if (c >= 0 && c != me) return mp__spin_budget(c);
     }
     return 0;
 }

@@ -7,7 +7,7 @@
  *
  * Wake-ups cost a syscall only when the peer sleeps: a consumer announces it sleeps in a flag,
  * re-checks, then futex-waits; a producer publishes (seq_cst) and reads the flag (seq_cst). Before
- * sleeping a consumer spins for mp__pool_spin_budget(peer's CPU): long enough to beat a cross-CPU
+ * sleeping a consumer spins for mp__spin_budget(peer's CPU): long enough to beat a cross-CPU
  * wake-up, nothing when the peer shares its CPU.
  *
  * Parent threads never wait on a single worker: they wait on one pool-wide counter that every
@@ -25,7 +25,6 @@
 
 #include "mproc/error.h"
 #include "platform/platform.h"
-#include "platform/pool_os.h"
 #include "pool_transport.h"
 #include "process_internal.h"
 
@@ -302,7 +301,7 @@ static const mp__trec *worker_next(mp__tp_worker *w)
         const mp__trec *t = ring_peek(r, w->tbuf, w->cap);
         if (t) return t;
         int64_t spin =
-            mp__pool_spin_budget(atomic_load_explicit(&w->shm->parent_cpu, memory_order_relaxed));
+            mp__spin_budget(atomic_load_explicit(&w->shm->parent_cpu, memory_order_relaxed));
         if (spin > 0 && mp__spin_while_equal(&r->tail, tail, spin)) continue;
         atomic_store(&r->cons_sleeping, 1);
         if (atomic_load(&r->tail) == tail) mp__futex_wait(&r->tail, tail, NULL);
