@@ -41,55 +41,55 @@ static const struct bench {
 #ifdef MPB_HAVE_PIPE
      NULL},
 #else
-     "src/pipe.c is not in this tree"},
+     "built without src/pipe.c"},
 #endif
     {"queue", "mp_queue: round trips and streams", mpb_bench_queue,
 #ifdef MPB_HAVE_QUEUE
      NULL},
 #else
-     "src/queue.c is not in this tree"},
+     "built without src/queue.c"},
 #endif
     {"array", "shared Array bulk transfer, handed over with an atomic Value", mpb_bench_array,
 #ifdef MPB_HAVE_SHARED
      NULL},
 #else
-     "src/shared.c is not in this tree"},
+     "built without src/shared.c"},
 #endif
     {"value", "shared Value incremented under its lock by two processes", mpb_bench_value,
 #if defined(MPB_HAVE_SHARED) && defined(MPB_HAVE_SYNC)
      NULL},
 #else
-     "src/shared.c or src/sync.c is not in this tree"},
+     "built without src/shared.c or src/sync.c"},
 #endif
     {"atomic", "atomic Value: atomic add by two processes", mpb_bench_atomic,
 #ifdef MPB_HAVE_SHARED
      NULL},
 #else
-     "src/shared.c is not in this tree"},
+     "built without src/shared.c"},
 #endif
     {"lock", "mp_lock acquire+release, uncontended", mpb_bench_lock,
 #ifdef MPB_HAVE_SYNC
      NULL},
 #else
-     "src/sync.c is not in this tree"},
+     "built without src/sync.c"},
 #endif
     {"signal", "signal round trip: mp_signal_send + mp_sigwaiter", mpb_bench_signal,
 #ifdef MPB_HAVE_SIGNALS
      NULL},
 #else
-     "src/signals.c is not in this tree"},
+     "built without src/signals.c"},
 #endif
     {"process", "process start: mp_process_new+start+join+free", mpb_bench_process,
 #ifdef MPB_HAVE_PROCESS
      NULL},
 #else
-     "src/process.c is not in this tree"},
+     "built without src/process.c"},
 #endif
     {"pool", "process pool: apply round trip, map", mpb_bench_pool,
 #ifdef MPB_HAVE_POOL
      NULL},
 #else
-     "src/pool.c is not in this tree"},
+     "built without src/pool.c"},
 #endif
 };
 #define NBENCH ((int)(sizeof benches / sizeof benches[0]))

@@ -85,7 +85,7 @@ bool mpb_wantq(const char *name, bool in_quick)
 bool mpb_want_any(const char *bench)
 {
     if (mpb_stopping) return false;
-    if (!mpb->only || mpb->listing) return true;
+    if (!mpb->only) return true;
     for (char **s = mpb->only; *s; s++)
         if (name_matches(bench, *s) || name_matches(*s, bench)) return true;
     return false;
