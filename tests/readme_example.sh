@@ -5,7 +5,10 @@ build=$1; src=$2
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 awk '/^```c$/{on=1; next} /^```$/{if(on){exit}} on{print}' "$src/README.md" > "$tmp/demo.c"
 [ -s "$tmp/demo.c" ] || { echo "no C block in README.md"; exit 1; }
-cc -std=gnu11 -Wall -Wextra -Werror -I"$src/include" "$tmp/demo.c" -o "$tmp/demo" \
+# A sanitizer build's library needs the same runtime in the program that links it.
+san=$(sed -n 's/^MPROC_SANITIZE:STRING=//p' "$build/CMakeCache.txt")
+sanflags=${san:+-fsanitize=$san}
+cc -std=gnu11 -Wall -Wextra -Werror $sanflags -I"$src/include" "$tmp/demo.c" -o "$tmp/demo" \
    "$build/libmproc.a" -lpthread -lrt
 "$tmp/demo" > "$tmp/out"
 cat "$tmp/out"
