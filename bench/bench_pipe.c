@@ -40,34 +40,6 @@ static void die(const char *what, int rc)
     exit(1);
 }
 
-static int reap(pid_t pid)
-{
-    int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-/* ---- memcpy ------------------------------------------------------------------------------ */
-
-static double bench_memcpy(int reps)
-{
-    size_t n = 64 * MIB;
-    char *a = malloc(n), *b = malloc(n);
-    if (!a || !b) die("malloc", -ENOMEM);
-    memset(a, 1, n);
-    memset(b, 2, n);
-    double v[64];
-    for (int r = 0; r < reps; r++) {
-        double t = bench_now();
-        memcpy(r & 1 ? a : b, r & 1 ? b : a, n);
-        v[r] = (double)n / (bench_now() - t) / 1e9;
-    }
-    free(a);
-    free(b);
-    return bench_median(v, reps);
-}
-
 /* ---- throughput -------------------------------------------------------------------------- */
 
 /* A child on cpu 1 sends count messages of size bytes; this process on cpu 0 receives them.
@@ -99,7 +71,7 @@ static double tput(size_t size, long count)
     t = bench_now() - t;
     mp_conn_free(&a);
     free(buf);
-    if (reap(pid) != 0) die("sender", -EIO);
+    if (bench_reap(pid) != 0) die("sender", -EIO);
     return (double)(count - 1) / t;
 }
 
@@ -171,7 +143,7 @@ static double rtt(bool raw, bool cross, long count)
         close(p2[0]);
     }
     mp_conn_free(&a);
-    if (reap(pid) != 0) die("echo child", -EIO);
+    if (bench_reap(pid) != 0) die("echo child", -EIO);
     return t / (double)count * 1e6;
 }
 
@@ -227,7 +199,7 @@ int main(void)
                n1m, reps);
     double vmc[64], v1m[64], vr1m[64];
     for (int r = 0; r < reps; r++) {
-        vmc[r] = bench_memcpy(5);
+        vmc[r] = bench_memcpy_gb_per_s(64 * MIB, 5);
         v1m[r] = tput(MIB, n1m) * (double)MIB / 1e9;
         vr1m[r] = v1m[r] / vmc[r];
     }

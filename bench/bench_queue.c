@@ -33,35 +33,9 @@ static void die(const char *what, int rc)
     exit(1);
 }
 
-static int reap(pid_t pid)
-{
-    int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 static int other_cpu(void)
 {
     return sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 1 : 0;
-}
-
-static double bench_memcpy(int reps)
-{
-    size_t n = 64 * MIB;
-    char *a = malloc(n), *b = malloc(n);
-    if (!a || !b) die("malloc", -ENOMEM);
-    memset(a, 1, n);
-    memset(b, 2, n);
-    double v[64];
-    for (int r = 0; r < reps; r++) {
-        double t = bench_now();
-        memcpy(r & 1 ? a : b, r & 1 ? b : a, n);
-        v[r] = (double)n / (bench_now() - t) / 1e9;
-    }
-    free(a);
-    free(b);
-    return bench_median(v, reps);
 }
 
 /* A child on the other CPU puts count messages of size bytes; this process on cpu 0 gets them.
@@ -87,7 +61,7 @@ static double tput(size_t size, long count)
     for (long i = 1; i < count; i++)
         if ((rc = mp_queue_get(q, buf, size, &n, 30)) < 0) die("get", rc);
     t = bench_now() - t;
-    if (reap(pid) != 0) die("producer", -EIO);
+    if (bench_reap(pid) != 0) die("producer", -EIO);
     free(buf);
     mp_queue_free(&q);
     return (double)(count - 1) / t;
@@ -121,7 +95,7 @@ static double rtt_queue(int cpu, long rounds)
         if ((rc = mp_queue_get(pong, buf, sizeof buf, &n, 30)) < 0) die("get", rc);
     }
     t = bench_now() - t;
-    if (reap(pid) != 0) die("echo", -EIO);
+    if (bench_reap(pid) != 0) die("echo", -EIO);
     mp_queue_free(&ping);
     mp_queue_free(&pong);
     return t / (double)rounds * 1e6;
@@ -149,7 +123,7 @@ static double rtt_pipe(int cpu, long rounds)
         if (read(b[0], buf, sizeof buf) != sizeof buf) die("read", -errno);
     }
     t = bench_now() - t;
-    if (reap(pid) != 0) die("echo", -EIO);
+    if (bench_reap(pid) != 0) die("echo", -EIO);
     close(a[0]), close(a[1]), close(b[0]), close(b[1]);
     return t / (double)rounds * 1e6;
 }
@@ -200,7 +174,7 @@ int main(void)
     for (int r = 0; r < reps; r++)
         v[r] = tput(MIB, n1m) * (double)MIB / 1e9;
     double q1m = bench_median(v, reps);
-    double mc = bench_memcpy(reps);
+    double mc = bench_memcpy_gb_per_s(64 * MIB, reps);
     bench_emit("queue.tput1m.gb_per_s", q1m, "GB/s");
     bench_emit("memcpy.64m.gb_per_s", mc, "GB/s");
     bench_emit("queue.tput1m.ratio_memcpy", q1m / mc, "x");

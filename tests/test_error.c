@@ -15,7 +15,8 @@ static void own_codes_are_in_reserved_range(void **state)
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         assert_true(codes[i] < -MP_ERR_BASE);
         /* distinct */
-        for (size_t j = 0; j < i; j++) assert_int_not_equal(codes[i], codes[j]);
+        for (size_t j = 0; j < i; j++)
+            assert_int_not_equal(codes[i], codes[j]);
     }
 }
 
@@ -24,8 +25,9 @@ static void names_and_messages_match_the_list(void **state)
     assert_string_equal(mp_err_name(MP_ECLOSED), "MP_ECLOSED");
     assert_string_equal(mp_err_name(MP_ENOTSUP), "MP_ENOTSUP");
     assert_string_equal(mp_strerror(MP_ECLOSED), "object is closed");
-    assert_string_equal(mp_strerror(MP_EEOF),
-                        "end of file: the peer closed its end and everything sent has been received");
+    assert_string_equal(
+        mp_strerror(MP_EEOF),
+        "end of file: the peer closed its end and everything sent has been received");
 #define X(name, msg)                                                                               \
     assert_string_equal(mp_err_name(MP_E##name), "MP_E" #name);                                    \
     assert_string_equal(mp_strerror(MP_E##name), msg);

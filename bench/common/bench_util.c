@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "bench_util.h"
@@ -61,7 +63,8 @@ void bench_pin(int cpu)
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
-    if (sched_setaffinity(0, sizeof set, &set) < 0) bench_note("note: could not pin to cpu %d", cpu);
+    if (sched_setaffinity(0, sizeof set, &set) < 0)
+        bench_note("note: could not pin to cpu %d", cpu);
 }
 
 int bench_reps(int dflt)
@@ -101,4 +104,34 @@ int bench_python(const char *script, const char *args, char keys[][64], double *
     }
     int st = pclose(f);
     return st == 0 ? n : -1;
+}
+
+double bench_memcpy_gb_per_s(size_t bytes, int reps)
+{
+    char *a = malloc(bytes), *b = malloc(bytes);
+    double *v = malloc(sizeof(double) * (size_t)(reps > 0 ? reps : 1));
+    if (!a || !b || !v) {
+        bench_note("bench: memcpy baseline: out of memory");
+        exit(1);
+    }
+    memset(a, 1, bytes);
+    memset(b, 2, bytes);
+    for (int r = 0; r < reps; r++) {
+        double t = bench_now();
+        memcpy(r & 1 ? a : b, r & 1 ? b : a, bytes);
+        v[r] = (double)bytes / (bench_now() - t) / 1e9;
+    }
+    double m = bench_median(v, reps);
+    free(a);
+    free(b);
+    free(v);
+    return m;
+}
+
+int bench_reap(int pid)
+{
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }

@@ -24,6 +24,11 @@ void bench_pin(int cpu);
 int bench_reps(int dflt);
 /* True when BENCH_QUICK is set: benchmarks shrink their work. */
 int bench_quick(void);
+/* memcpy throughput in GB/s: median of reps copies of `bytes` between two buffers (alternating
+ * direction), the baseline the issues' ratio_memcpy figures divide by. Exits on ENOMEM. */
+double bench_memcpy_gb_per_s(size_t bytes, int reps);
+/* waitpid(pid) retrying EINTR: the exit status, 128+signal when killed, -1 on error. */
+int bench_reap(int pid);
 /* Run a python3 script from bench/python/ (path resolved from the source dir baked in at build
  * time, or BENCH_PYTHON_DIR) with args; parse "key value" lines from its stdout into keys/values.
  * Returns the number of pairs parsed, or -1 when python3 is missing or the script failed. */

@@ -32,7 +32,7 @@ extern "C" {
 #define MP_FOREVER (-1.0)
 
 /* The struct that contains the member `ptr` points at: for "subclassing" by embedding. */
-#define mp_container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define mp_container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 #define MPROC_VERSION_MAJOR 0
 #define MPROC_VERSION_MINOR 1

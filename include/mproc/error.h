@@ -25,7 +25,7 @@ extern "C" {
 /* XX(NAME, message). The value of MP_E<NAME> is -(MP_ERR_BASE + position). Append only. */
 #define MP_ERRNO_MAP(XX)                                                                           \
     XX(CLOSED, "object is closed")                                                                 \
-    XX(EOF, "end of file: the peer closed its end and everything sent has been received")         \
+    XX(EOF, "end of file: the peer closed its end and everything sent has been received")          \
     XX(FULL, "queue is full")                                                                      \
     XX(EMPTY, "queue is empty")                                                                    \
     XX(STATE, "call not valid in the object's current state")                                      \
@@ -33,7 +33,7 @@ extern "C" {
     XX(STARTED, "process was already started")                                                     \
     XX(REAPED, "process was already reaped")                                                       \
     XX(SELF, "operation would act on the calling process itself")                                  \
-    XX(TOOSMALL, "buffer too small for the message; the message is kept, see the size needed")    \
+    XX(TOOSMALL, "buffer too small for the message; the message is kept, see the size needed")     \
     XX(WRONGDIR, "pipe end used in the wrong direction")                                           \
     XX(PEERCRED, "peer rejected: it runs as another user")                                         \
     XX(TYPE, "wrong or unknown type code")                                                         \
@@ -55,7 +55,7 @@ enum mp__err_pos {
 #define MP__XX(name, msg) MP__EPOS_##name,
     MP_ERRNO_MAP(MP__XX)
 #undef MP__XX
-    MP__EPOS_COUNT
+        MP__EPOS_COUNT
 };
 
 #define MP__ECODE(name) (-(MP_ERR_BASE + 1 + (int)MP__EPOS_##name))

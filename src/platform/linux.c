@@ -64,7 +64,8 @@ int mp__futex_wait(_Atomic uint32_t *word, uint32_t expected, const mp__deadline
     /* FUTEX_WAIT_BITSET takes an absolute timeout on CLOCK_MONOTONIC, so a retry after a signal
      * keeps the original deadline. No FUTEX_PRIVATE_FLAG: the word may be shared between
      * processes. */
-    long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, tp, NULL, FUTEX_BITSET_MATCH_ANY);
+    long r =
+        syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, tp, NULL, FUTEX_BITSET_MATCH_ANY);
     if (r == 0) return 0;
     if (errno == ETIMEDOUT) return -ETIMEDOUT;
     return 0; /* EAGAIN (word differs) or EINTR: the caller re-checks */

@@ -39,7 +39,8 @@ int mp__deadline_poll_ms(const mp__deadline *d);
 /* The deadline as an absolute timespec on CLOCK_MONOTONIC (valid only when not forever). */
 struct timespec mp__deadline_abs(const mp__deadline *d);
 
-/* ---- futex: wait/wake on a 32-bit word in (possibly shared) memory ---------------------------- */
+/* ---- futex: wait/wake on a 32-bit word in (possibly shared) memory ----------------------------
+ */
 
 /* Sleep while *word == expected, until woken or the deadline passes. Returns 0 when woken, when
  * the word already differed, or on a spurious wake-up or signal (callers re-check their condition
