@@ -3,6 +3,7 @@
 #   make test      install missing Debian packages (as root), build, run the whole ctest suite
 #   make bench     build and run every benchmark (name<TAB>value<TAB>unit lines on stdout)
 #   make sanitize  ASan+UBSan build, run the suite under it
+#   make tsan      ThreadSanitizer build, run the thread-based tests under it
 #   make install   PREFIX=/usr/local by default
 BUILD    ?= build
 PREFIX   ?= /usr/local
@@ -11,8 +12,13 @@ CMAKE    ?= cmake
 CTEST    ?= ctest
 CMAKEFLAGS ?=
 SAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+# ThreadSanitizer models threads of one process; it cannot follow a mutex or futex shared between
+# processes (it reports every cross-process unlock), so it runs the tests whose concurrency is
+# threads: processes, the pool (its supervisor thread), signals, sockets.
+TSAN_TESTS ?= 'test_(process|pool|signals|socket|error|leakguard)|example_(pool|process|signals|double_fork|file_copy)'
 
-.PHONY: all deps build run tour test bench sanitize install fuzz clean format
+.PHONY: all deps build run tour test bench sanitize tsan install fuzz clean format
 
 all: build
 
@@ -48,11 +54,18 @@ sanitize: deps
 	cd $(SAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(CTEST) --output-on-failure -j $(JOBS)
 
+tsan: deps
+	MP_TEST_TIMEOUT_SCALE=4 CC=clang $(CMAKE) -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug \
+	  -DMPROC_SANITIZE=thread -DMPROC_BUILD_BENCH=OFF $(CMAKEFLAGS)
+	$(CMAKE) --build $(TSAN_BUILD) -j $(JOBS)
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=die_after_fork=0:halt_on_error=1 \
+	  $(CTEST) --output-on-failure -j $(JOBS) -R $(TSAN_TESTS)
+
 install: build
 	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD) build-fuzz
+	rm -rf $(BUILD) $(SAN_BUILD) $(TSAN_BUILD) build-fuzz
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i
