@@ -1376,14 +1376,23 @@ static int blocking_check(void)
     return in_callback ? -EDEADLK : 0;
 }
 
-int mp_pool_apply(mp_pool *p, const char *func, const void *arg, size_t len, double timeout,
-                  mp_result **out)
+/* The checks every blocking call makes before it submits: a usable pool, an out pointer (cleared
+ * first, so it is NULL on every error), and not the supervisor thread (a callback), which would
+ * wait for itself. */
+static int blocking_begin(mp_pool *p, mp_result **out)
 {
     int rc = check_pool(p);
     if (rc) return rc;
     if (!out) return -EINVAL;
     *out = NULL;
-    if ((rc = blocking_check())) return rc;
+    return blocking_check();
+}
+
+int mp_pool_apply(mp_pool *p, const char *func, const void *arg, size_t len, double timeout,
+                  mp_result **out)
+{
+    int rc = blocking_begin(p, out);
+    if (rc) return rc;
     if ((rc = mp_pool_apply_async(p, func, arg, len, NULL, out))) return rc;
     return mp_result_get(*out, NULL, NULL, timeout);
 }
@@ -1449,11 +1458,8 @@ static int wait_submitted(mp_result *r, double timeout)
 int mp_pool_map(mp_pool *p, const char *func, const mp_buf *items, size_t n,
                 const mp_task_options *opts, double timeout, mp_result **out)
 {
-    int rc = check_pool(p);
+    int rc = blocking_begin(p, out);
     if (rc) return rc;
-    if (!out) return -EINVAL;
-    *out = NULL;
-    if ((rc = blocking_check())) return rc;
     if ((rc = mp_pool_map_async(p, func, items, n, opts, out))) return rc;
     return wait_submitted(*out, timeout);
 }
@@ -1488,11 +1494,8 @@ int mp_pool_map_fixed(mp_pool *p, const char *func, const void *in, size_t n, si
                       void *out, size_t out_size, const mp_task_options *opts, double timeout,
                       mp_result **out_result)
 {
-    int rc = check_pool(p);
+    int rc = blocking_begin(p, out_result);
     if (rc) return rc;
-    if (!out_result) return -EINVAL;
-    *out_result = NULL;
-    if ((rc = blocking_check())) return rc;
     rc = mp_pool_map_fixed_async(p, func, in, n, in_size, out, out_size, opts, out_result);
     if (rc) return rc;
     return wait_submitted(*out_result, timeout);
@@ -1527,11 +1530,8 @@ int mp_pool_starmap_async(mp_pool *p, const char *func, const mp_args *items, si
 int mp_pool_starmap(mp_pool *p, const char *func, const mp_args *items, size_t n,
                     const mp_task_options *opts, double timeout, mp_result **out)
 {
-    int rc = check_pool(p);
+    int rc = blocking_begin(p, out);
     if (rc) return rc;
-    if (!out) return -EINVAL;
-    *out = NULL;
-    if ((rc = blocking_check())) return rc;
     if ((rc = mp_pool_starmap_async(p, func, items, n, opts, out))) return rc;
     return wait_submitted(*out, timeout);
 }
