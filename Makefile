@@ -4,6 +4,7 @@
 #   make bench     build and run every benchmark (name<TAB>value<TAB>unit lines on stdout)
 #   make sanitize  ASan+UBSan build, run the suite under it
 #   make tsan      ThreadSanitizer build, run the thread-based tests under it
+#   make valgrind  the tests valgrind can follow, under memcheck
 #   make install   PREFIX=/usr/local by default
 BUILD    ?= build
 PREFIX   ?= /usr/local
@@ -18,7 +19,7 @@ TSAN_BUILD ?= build-tsan
 # threads: processes, the pool (its supervisor thread), signals, sockets.
 TSAN_TESTS ?= 'test_(process|pool|signals|socket|error|leakguard)|example_(pool|process|signals|double_fork|file_copy)'
 
-.PHONY: all deps build run tour test bench sanitize tsan install fuzz clean format
+.PHONY: all deps build run tour test bench sanitize tsan valgrind install fuzz clean format
 
 all: build
 
@@ -44,7 +45,9 @@ tour: build
 test: build
 	cd $(BUILD) && $(CTEST) --output-on-failure -j $(JOBS)
 
-bench: build
+# Build output goes to stderr: stdout carries only the figure lines.
+bench:
+	@$(MAKE) --no-print-directory build >&2
 	@bench/run.sh $(BUILD)
 
 sanitize: deps
@@ -60,6 +63,9 @@ tsan: deps
 	$(CMAKE) --build $(TSAN_BUILD) -j $(JOBS)
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=die_after_fork=0:halt_on_error=1 \
 	  $(CTEST) --output-on-failure -j $(JOBS) -R $(TSAN_TESTS)
+
+valgrind: build
+	scripts/valgrind.sh $(BUILD)
 
 install: build
 	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)
