@@ -3,10 +3,13 @@
 #   scripts/valgrind.sh [BUILD_DIR]
 # Left out, and why: valgrind 3.19 does not know pidfd_open (syscall 434), so every test that
 # starts an mp_process (process, pool, pipe's sentinel case, examples) fails there; the queue's
-# kill and stress tests need more speed than valgrind's 20-50x slow-down leaves them.
+# kill and stress tests need more speed than valgrind's 20-50x slow-down leaves them; and the signal
+# storms (a SIGALRM every 100 us) make valgrind's futex emulation hand glibc's robust mutex an
+# error code it does not expect ("The futex facility returned an unexpected error code", abort),
+# which native runs never see.
 set -u
 build=${1:-build}
-tests="test_error test_leakguard test_sync test_sync_storm test_shared test_shared_contention
+tests="test_error test_leakguard test_sync test_shared test_shared_contention
        test_socket test_queue"
 export MP_TEST_TIMEOUT_SCALE=${MP_TEST_TIMEOUT_SCALE:-10}
 export MP_TEST_SHM_GUARD=1 # one test at a time: the /dev/shm check is safe
