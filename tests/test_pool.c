@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "mp_test.h"
+#include "pool_util.h"
 #include "mproc/error.h"
 #include "mproc/pool.h"
 
@@ -77,23 +78,6 @@ static int t_mul(const void *arg, size_t len, mp_task_result *res)
     return mp_task_result_set(res, &c, sizeof c);
 }
 MP_FUNC_REGISTER("t.mul", t_mul)
-
-static mp_pool *new_pool(int n)
-{
-    mp_pool_options o = MP_POOL_OPTIONS_INIT;
-    o.processes = n;
-    mp_pool *p = NULL;
-    assert_mp_ok(mp_pool_new(&p, &o));
-    return p;
-}
-
-static void end_pool(mp_pool **p)
-{
-    assert_mp_ok(mp_pool_close(*p));
-    assert_mp_ok(mp_pool_join(*p, mp_test_timeout(10)));
-    assert_mp_ok(mp_pool_free(p));
-    assert_null(*p);
-}
 
 static int get_int(mp_result *r)
 {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "mp_test.h"
+#include "pool_util.h"
 #include "mproc/error.h"
 #include "mproc/pool.h"
 
@@ -95,22 +96,6 @@ static int t_pid(const void *arg, size_t len, mp_task_result *res)
     return mp_task_result_set(res, &pid, sizeof pid);
 }
 MP_FUNC_REGISTER("f.pid", t_pid)
-
-static mp_pool *new_pool(int n)
-{
-    mp_pool_options o = MP_POOL_OPTIONS_INIT;
-    o.processes = n;
-    mp_pool *p = NULL;
-    assert_mp_ok(mp_pool_new(&p, &o));
-    return p;
-}
-
-static void end_pool(mp_pool **p)
-{
-    assert_mp_ok(mp_pool_close(*p));
-    assert_mp_ok(mp_pool_join(*p, mp_test_timeout(10)));
-    assert_mp_ok(mp_pool_free(p));
-}
 
 static int get_int(mp_result *r, int *out)
 {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "mp_test.h"
+#include "pool_util.h"
 #include "mproc/error.h"
 #include "mproc/pool.h"
 
@@ -50,22 +51,6 @@ static int count_iter(void *user, const void **data, size_t *len)
     *data = &c->buf;
     *len = sizeof c->buf;
     return 1;
-}
-
-static mp_pool *new_pool(int n)
-{
-    mp_pool_options o = MP_POOL_OPTIONS_INIT;
-    o.processes = n;
-    mp_pool *p = NULL;
-    assert_mp_ok(mp_pool_new(&p, &o));
-    return p;
-}
-
-static void end_pool(mp_pool **p)
-{
-    assert_mp_ok(mp_pool_close(*p));
-    assert_mp_ok(mp_pool_join(*p, mp_test_timeout(10)));
-    assert_mp_ok(mp_pool_free(p));
 }
 
 static void check_ordered(mp_pool *p, long n, size_t chunksize, size_t window)
