@@ -582,17 +582,24 @@ static void test_barrier_indexes_and_generations(void **state)
     mp_barrier_free(&b);
 }
 
-static void test_barrier_abort_and_reset(void **state)
+/* Forks a party that waits on b and must see it broken (MP_EBROKEN); returns once it waits. */
+static pid_t fork_broken_waiter(mp_barrier *b)
 {
-    mp_barrier *b;
-    assert_mp_ok(mp_barrier_new(&b, 3));
     pid_t pid = mp_test_fork();
     if (pid == 0) {
         MP_CHILD_CHECK(mp_barrier_wait(b, 10) == MP_EBROKEN);
         mp_test_child_exit(0);
     }
-    while (mp_barrier_n_waiting(b) < 1)
-        usleep(1000);
+    for (int ms = 0; mp_barrier_n_waiting(b) < 1 && ms < 10000; ms++)
+        usleep(1000); /* bounded: a child that failed early is caught by assert_child_ok */
+    return pid;
+}
+
+static void test_barrier_abort_and_reset(void **state)
+{
+    mp_barrier *b;
+    assert_mp_ok(mp_barrier_new(&b, 3));
+    pid_t pid = fork_broken_waiter(b);
     assert_mp_ok(mp_barrier_abort(b));
     assert_child_ok(pid);
     assert_int_equal(mp_barrier_broken(b), 1);
@@ -600,13 +607,7 @@ static void test_barrier_abort_and_reset(void **state)
     assert_mp_ok(mp_barrier_reset(b));
     assert_int_equal(mp_barrier_broken(b), 0);
     /* reset while someone waits: the waiter gets MP_EBROKEN, the barrier is usable after. */
-    pid = mp_test_fork();
-    if (pid == 0) {
-        MP_CHILD_CHECK(mp_barrier_wait(b, 10) == MP_EBROKEN);
-        mp_test_child_exit(0);
-    }
-    while (mp_barrier_n_waiting(b) < 1)
-        usleep(1000);
+    pid = fork_broken_waiter(b);
     assert_mp_ok(mp_barrier_reset(b));
     assert_child_ok(pid);
     assert_int_equal(mp_barrier_broken(b), 0);
@@ -629,13 +630,7 @@ static void test_barrier_timeout_breaks_all(void **state)
 {
     mp_barrier *b;
     assert_mp_ok(mp_barrier_new(&b, 3));
-    pid_t pid = mp_test_fork();
-    if (pid == 0) {
-        MP_CHILD_CHECK(mp_barrier_wait(b, 10) == MP_EBROKEN);
-        mp_test_child_exit(0);
-    }
-    while (mp_barrier_n_waiting(b) < 1)
-        usleep(1000);
+    pid_t pid = fork_broken_waiter(b);
     double t0 = now_s();
     assert_mp(-ETIMEDOUT, mp_barrier_wait(b, 0.1));
     assert_true(now_s() - t0 >= 0.09);
