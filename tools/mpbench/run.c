@@ -349,6 +349,30 @@ static long scale_n(long n, double t, double target, long cap)
     return (long)want;
 }
 
+/* Starts the peer of a measurement that is driven through two pipes: ctl (parent -> peer: how
+ * many to do; 0 ends it) and done (peer -> parent: what it did). Pins the caller to CPU 0, forks
+ * fn(arg) on the peer's CPU and keeps only this side's ends (ctl[1], done[0]). Returns the pid,
+ * or -errno with every pipe closed. */
+static pid_t fork_peer(mpb_place pl, mpb_child_fn fn, void *arg, int ctl[2], int done[2])
+{
+    if (pipe2(ctl, O_CLOEXEC) < 0) return -errno;
+    if (pipe2(done, O_CLOEXEC) < 0) {
+        int e = errno;
+        close(ctl[0]);
+        close(ctl[1]);
+        return -e;
+    }
+    mpb_pin(0);
+    pid_t pid = mpb_fork(peer_cpu(pl), fn, arg);
+    close(ctl[0]);
+    close(done[1]);
+    if (pid < 0) {
+        close(ctl[1]);
+        close(done[0]);
+    }
+    return pid;
+}
+
 int mpb_tput(const char *name, const char *label, const mpb_chan *ch, size_t size, mpb_place pl)
 {
     if (!placement_ok(name, pl)) return 0;
@@ -358,18 +382,10 @@ int mpb_tput(const char *name, const char *label, const mpb_chan *ch, size_t siz
         mpb_fail(name, "cannot open %s: %s", ch->name, strerror(-rc));
         return rc;
     }
-    if (pipe2(p.ctl, O_CLOEXEC) < 0 || pipe2(p.done, O_CLOEXEC) < 0) {
-        mpb_fail(name, "pipe: %s", strerror(errno));
-        return -errno;
-    }
-    mpb_pin(0);
-    pid_t pid = mpb_fork(peer_cpu(pl), tput_child, &p);
-    close(p.ctl[0]);
-    close(p.done[1]);
+    pid_t pid = fork_peer(pl, tput_child, &p, p.ctl, p.done);
     if (pid < 0) {
-        close(p.ctl[1]);
-        close(p.done[0]);
-        mpb_fail(name, "fork: %s", strerror((int)-pid));
+        ch->close(p.st, 0);
+        mpb_fail(name, "cannot start the peer: %s", strerror((int)-pid));
         return (int)pid;
     }
     ch->side(p.st, 0);
@@ -477,17 +493,9 @@ int mpb_par(const char *name, const char *label, mpb_place pl, mpb_loop_fn fn, m
 {
     if (!placement_ok(name, pl)) return 0;
     struct par_peer p = {fn, arg, {-1, -1}, {-1, -1}};
-    if (pipe2(p.ctl, O_CLOEXEC) < 0 || pipe2(p.done, O_CLOEXEC) < 0) {
-        mpb_fail(name, "pipe: %s", strerror(errno));
-        return -errno;
-    }
-    mpb_pin(0);
-    pid_t pid = mpb_fork(peer_cpu(pl), par_child, &p);
-    close(p.ctl[0]);
-    close(p.done[1]);
+    pid_t pid = fork_peer(pl, par_child, &p, p.ctl, p.done);
     if (pid < 0) {
-        close(p.ctl[1]);
-        close(p.done[0]);
+        mpb_fail(name, "cannot start the peer: %s", strerror((int)-pid));
         return (int)pid;
     }
     long n = 1000;
