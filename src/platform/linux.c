@@ -51,6 +51,43 @@ struct timespec mp__deadline_abs(const mp__deadline *d)
     return ts;
 }
 
+mp__deadline mp__deadline_slice(const mp__deadline *dl)
+{
+    mp__deadline s = {mp__now_ns() + MP__WAIT_SLICE_NS};
+    if (dl && !mp__deadline_forever(dl) && dl->at_ns < s.at_ns) s = *dl;
+    return s;
+}
+
+/* ---- robust mutexes ----------------------------------------------------------------------- */
+
+int mp__robust_mutex_init(pthread_mutex_t *m, int type)
+{
+    pthread_mutexattr_t a;
+    int r = pthread_mutexattr_init(&a);
+    if (r) return -r;
+    r = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    if (!r) r = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    if (!r) r = pthread_mutexattr_settype(&a, type);
+    if (!r) r = pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+    return -r;
+}
+
+int mp__robust_mutex_lock(pthread_mutex_t *m, const mp__deadline *dl)
+{
+    int r = pthread_mutex_trylock(m);
+    if (r != EBUSY) return r;
+    for (;;) {
+        if (dl && !mp__deadline_forever(dl) && mp__deadline_left_ns(dl) == 0) return ETIMEDOUT;
+        mp__deadline slice = mp__deadline_slice(dl);
+        struct timespec ts = mp__deadline_abs(&slice);
+        r = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+        if (r != ETIMEDOUT) return r;
+        /* A slice ended: go round. A lost wake-up (the woken waiter was killed before it took
+         * the mutex, and the next holder took it without seeing us) ends here. */
+    }
+}
+
 /* ---- futex -------------------------------------------------------------------------------- */
 
 int mp__futex_wait(_Atomic uint32_t *word, uint32_t expected, const mp__deadline *dl)
@@ -232,4 +269,45 @@ ssize_t mp__read_full(int fd, void *buf, size_t len)
         got += (size_t)n;
     }
     return (ssize_t)got;
+}
+
+/* ---- internal fds ------------------------------------------------------------------------- */
+
+#define FD_WORD_BITS 64
+static _Atomic uint64_t fd_internal[MP__FD_INTERNAL_MAX / FD_WORD_BITS];
+
+void mp__fd_internal_add(int fd)
+{
+    if (fd < 0 || fd >= MP__FD_INTERNAL_MAX) return;
+    atomic_fetch_or(&fd_internal[fd / FD_WORD_BITS], UINT64_C(1) << (fd % FD_WORD_BITS));
+}
+
+void mp__fd_internal_del(int fd)
+{
+    if (fd < 0 || fd >= MP__FD_INTERNAL_MAX) return;
+    atomic_fetch_and(&fd_internal[fd / FD_WORD_BITS], ~(UINT64_C(1) << (fd % FD_WORD_BITS)));
+}
+
+bool mp__fd_is_internal(int fd)
+{
+    if (fd < 0 || fd >= MP__FD_INTERNAL_MAX) return false;
+    return (atomic_load(&fd_internal[fd / FD_WORD_BITS]) >> (fd % FD_WORD_BITS)) & 1;
+}
+
+void mp__fd_close_internal(const int *keep, int n)
+{
+    for (size_t w = 0; w < MP__FD_INTERNAL_MAX / FD_WORD_BITS; w++) {
+        uint64_t bits = atomic_load_explicit(&fd_internal[w], memory_order_relaxed);
+        while (bits) {
+            int b = __builtin_ctzll(bits);
+            bits &= bits - 1;
+            int fd = (int)(w * FD_WORD_BITS) + b;
+            bool kept = false;
+            for (int i = 0; i < n && !kept; i++)
+                kept = keep[i] == fd;
+            if (kept) continue;
+            atomic_fetch_and(&fd_internal[w], ~(UINT64_C(1) << b));
+            close(fd);
+        }
+    }
 }

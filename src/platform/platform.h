@@ -8,6 +8,7 @@
 #ifndef MP_PLATFORM_H
 #define MP_PLATFORM_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -39,6 +40,27 @@ int mp__deadline_poll_ms(const mp__deadline *d);
 /* The deadline as an absolute timespec on CLOCK_MONOTONIC (valid only when not forever). */
 struct timespec mp__deadline_abs(const mp__deadline *d);
 
+/* Every sleep on shared state that another process is meant to end is cut into slices of this
+ * length and re-checks its condition between them. A wake-up can be lost when the process it was
+ * given to is killed before it acts on it (FUTEX_WAKE 1 picks one sleeper; glibc's robust mutex
+ * unlock wakes one waiter); the slice bounds what such a death costs the survivors. */
+#define MP__WAIT_SLICE_NS 20000000 /* 20 ms */
+
+/* The earlier of `dl` and one slice from now: what a re-checking sleeper passes to futex_wait. */
+mp__deadline mp__deadline_slice(const mp__deadline *dl);
+
+/* ---- robust process-shared mutexes -------------------------------------------------------- */
+
+/* Initialise a robust, process-shared mutex of `type` (PTHREAD_MUTEX_*). Returns 0 or -errno. */
+int mp__robust_mutex_init(pthread_mutex_t *m, int type);
+
+/* Lock a robust process-shared mutex until `dl` (NULL: forever). The sleep is cut into
+ * MP__WAIT_SLICE_NS slices so that a wake-up lost with a killed waiter costs the others at most
+ * one slice. Returns a pthread code, not negated: 0, EOWNERDEAD (the caller repairs and calls
+ * pthread_mutex_consistent), ETIMEDOUT (deadline passed; also for an expired deadline when the
+ * mutex is busy), EDEADLK, ENOTRECOVERABLE, EAGAIN. */
+int mp__robust_mutex_lock(pthread_mutex_t *m, const mp__deadline *dl);
+
 /* ---- futex: wait/wake on a 32-bit word in (possibly shared) memory ----------------------------
  */
 
@@ -67,6 +89,22 @@ static inline void mp__cpu_relax(void)
     __builtin_ia32_pause();
 #elif defined(__aarch64__)
     __asm__ __volatile__("yield");
+/* ---- internal fds: what children must not inherit ------------------------------------------
+ *
+ * Every fd that mproc opens for its own bookkeeping (pidfds, eventfds, a pool's sockets, ...) is
+ * marked here. Close-on-exec does not help a child that is forked without exec, so every child
+ * mproc forks calls mp__fd_close_internal() first thing, keeping only the fds it needs. The set is
+ * a bitmap of atomic words: marking is lock-free, and the child's walk is async-signal-safe even
+ * when another thread of the parent was marking at the instant of the fork. Fds at or above
+ * MP__FD_INTERNAL_MAX are not tracked (they stay close-on-exec only). */
+#define MP__FD_INTERNAL_MAX 65536
+    void mp__fd_internal_add(int fd);
+    /* Call before closing a marked fd (the number may be reused for a user's fd). */
+    void mp__fd_internal_del(int fd);
+    bool mp__fd_is_internal(int fd);
+    /* In a freshly forked child: close every marked fd but the n in `keep`, and unmark them. */
+    void mp__fd_close_internal(const int *keep, int n);
+
 #endif
 }
 
@@ -102,5 +140,21 @@ int mp__write_full(int fd, const void *buf, size_t len);
 /* read() until len bytes or end of file, retrying EINTR. Returns the bytes read (< len only at
  * end of file) or -errno. Blocking fds only. */
 ssize_t mp__read_full(int fd, void *buf, size_t len);
+
+/* ---- internal fds: what children must not inherit ------------------------------------------
+ *
+ * Every fd that mproc opens for its own bookkeeping (pidfds, eventfds, a pool's sockets, ...) is
+ * marked here. Close-on-exec does not help a child that is forked without exec, so every child
+ * mproc forks calls mp__fd_close_internal() first thing, keeping only the fds it needs. The set is
+ * a bitmap of atomic words: marking is lock-free, and the child's walk is async-signal-safe even
+ * when another thread of the parent was marking at the instant of the fork. Fds at or above
+ * MP__FD_INTERNAL_MAX are not tracked (they stay close-on-exec only). */
+#define MP__FD_INTERNAL_MAX 65536
+void mp__fd_internal_add(int fd);
+/* Call before closing a marked fd (the number may be reused for a user's fd). */
+void mp__fd_internal_del(int fd);
+bool mp__fd_is_internal(int fd);
+/* In a freshly forked child: close every marked fd but the n in `keep`, and unmark them. */
+void mp__fd_close_internal(const int *keep, int n);
 
 #endif
