@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # mproc - the two quick-start commands and the rest, wrapped around CMake.
 #   make run       build, then the main job (mpbench --quick; a tour of the examples until then)
 #   make test      install missing Debian packages (as root), build, run the whole ctest suite

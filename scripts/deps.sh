@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs the Debian packages mproc's build, tests and tools need, when they are missing.
 #   scripts/deps.sh          build + test needs (used by make run / make test / make bench)
 #   scripts/deps.sh --ci     also clang's sanitizer/fuzzer runtime (CI)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # mp-test: timeout=300
 # shellcheck shell=bash
 # install.sh BUILD_DIR SOURCE_DIR - mproc installs into a prefix, and an outside program builds

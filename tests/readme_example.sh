@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # mp-test: timeout=120
 # The README's example compiles against the built library and prints what it promises.
 set -eu
