@@ -13,7 +13,7 @@
 # same -fsanitize flags, since the library needs their runtime.
 set -eu
 build=${1:-}
-src=${2:-$(cd "$(dirname "$0")/.." && pwd)}
+src=$(cd "${2:-$(dirname "$0")/..}" && pwd)
 
 tmp=$(mktemp -d /tmp/mproc_install.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -141,6 +141,26 @@ if cmake -S "$tmp/app" -B "$tmp/app_build_major" -DCMAKE_PREFIX_PATH="$prefix" \
   -DWANT="$((major + 1)).0" >"$tmp/app_major.log" 2>&1; then
   fail "find_package(mproc $((major + 1)).0) accepted mproc $hdr"
 fi
+
+# add_subdirectory: mproc built as part of the outside project (no install at all).
+say "building with add_subdirectory(mproc)"
+mkdir -p "$tmp/sub"
+cp "$tmp/app/app.c" "$tmp/sub/app.c"
+cat >"$tmp/sub/CMakeLists.txt" <<EOF2
+cmake_minimum_required(VERSION 3.18)
+project(outside_sub C)
+add_subdirectory("$src" mproc)
+add_executable(app app.c)
+target_link_libraries(app PRIVATE mproc::mproc)
+EOF2
+cmake -S "$tmp/sub" -B "$tmp/sub_build" -DCMAKE_BUILD_TYPE=Release -DMPROC_SANITIZE="$san" \
+  -DCMAKE_C_FLAGS="$sanflags" -DCMAKE_EXE_LINKER_FLAGS="$sanflags" >"$tmp/sub_cfg.log" 2>&1 ||
+  { cat "$tmp/sub_cfg.log" >&2; fail "configure with add_subdirectory"; }
+grep -q "mpcp\|test_queue" "$tmp/sub_build/Makefile" 2>/dev/null &&
+  fail "add_subdirectory builds mproc's tools or tests into the outside project"
+cmake --build "$tmp/sub_build" -j2 >"$tmp/sub_build.log" 2>&1 ||
+  { tail -50 "$tmp/sub_build.log" >&2; fail "build with add_subdirectory"; }
+"$tmp/sub_build/app" || fail "the add_subdirectory build did not run"
 
 say "documentation"
 docdir=$prefix/share/doc/mproc
