@@ -97,6 +97,8 @@ valgrind: build
 install: build
 	@$(CMAKE) --install $(BUILD) --prefix $(PREFIX) $(call QUIET_LOG,$(BUILD)/install.log)
 	@echo "make: installed into $(PREFIX) (files: $(BUILD)/install_manifest.txt)"
+	@# A new library in /usr/local/lib is found by the dynamic loader only after ldconfig.
+	@if [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null 2>&1; then ldconfig; fi
 
 clean:
 	rm -rf $(BUILD) $(SAN_BUILD) $(TSAN_BUILD) build-fuzz
