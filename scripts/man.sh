@@ -55,20 +55,23 @@ declarations() {
            sub(/__attribute__\(\(.*\)\)/, "", acc); print norm(acc) } }'
 }
 
-name_of() { sed -E 's/^.*[^_a-zA-Z0-9](mp_[a-z0-9_]+)\(.*$/\1/'; }
+# <page> <function> <normalised prototype> for every SYNOPSIS prototype: the function is the
+# first mp_name( in the prototype that follows a non-identifier character.
+named() {
+  synopsis "$1" | awk '{ p = substr($0, length($1) + 2)
+    if (match(p, /[^_a-zA-Z0-9]mp_[a-z0-9_]+\(/)) print $1, substr(p, RSTART + 1, RLENGTH - 2), p }'
+}
 
-# The page that documents function $2 in MANDIR $1 (empty when none).
-page_of() {
-  local dir=$1 fn=$2 page
-  synopsis "$dir" | while read -r page proto; do
-    [ "$(printf '%s\n' "$proto" | name_of)" = "$fn" ] || continue
-    # ...and the text names it: *fn*() somewhere after the SYNOPSIS.
-    if awk -v pat="\\*$fn\\*\\(" '/^# /{syn = ($0 == "# SYNOPSIS")} !syn && $0 ~ pat {found=1} END{exit !found}' \
-      "$dir/$page.3.scd"; then
-      echo "$page"
-      break
-    fi
-  done
+# <page> <function> for every *function*( in a page's text outside its SYNOPSIS.
+described() {
+  local f
+  for f in "$1"/*.3.scd; do
+    awk -v page="$(basename "$f" .3.scd)" '
+      /^# / { syn = ($0 == "# SYNOPSIS") }
+      !syn { line = $0
+        while (match(line, /\*mp_[a-z0-9_]+\*\(/)) {
+          print page, substr(line, RSTART + 1, RLENGTH - 3); line = substr(line, RSTART + RLENGTH) } }' "$f"
+  done | sort -u
 }
 
 cmd=${1:-}
@@ -80,10 +83,10 @@ links)
   lib=$2 dir=$3 out=$4
   rm -rf "$out"
   mkdir -p "$out"
-  syn=$(synopsis "$dir")
+  names=$(named "$dir")
   missing=""
   for fn in $(symbols "$lib"); do
-    page=$(printf '%s\n' "$syn" | awk -v fn="$fn" '{p=substr($0, length($1) + 2); if (match(p, "[^_a-zA-Z0-9]" fn "\\(")) {print $1; exit}}')
+    page=$(printf '%s\n' "$names" | awk -v fn="$fn" '$2 == fn {print $1; exit}')
     if [ -z "$page" ]; then
       missing="$missing $fn"
       continue
@@ -95,29 +98,32 @@ links)
   ;;
 check)
   lib=$2 dir=$3 inc=$4
-  fail=0
-  syms=$(symbols "$lib")
-  syn=$(synopsis "$dir")
-  decl=$(declarations "$inc")
-  for fn in $syms; do
-    page=$(page_of "$dir" "$fn")
-    if [ -z "$page" ]; then
-      echo "NO PAGE: $fn (exported, but no docs/man/*.3.scd has its prototype in SYNOPSIS and *$fn*() in its text)"
-      fail=1
-    fi
-  done
-  while read -r page proto; do
-    [ -n "$page" ] || continue
-    fn=$(printf '%s\n' "$proto" | name_of)
-    if ! printf '%s\n' "$syms" | grep -qx "$fn"; then
-      echo "STALE: $page(3) shows $fn, which libmproc does not export"
-      fail=1
-    elif ! printf '%s\n' "$decl" | grep -qxF "$proto"; then
-      echo "DIFFERS: $page(3) shows '$proto'; the header declares '$(printf '%s\n' "$decl" | grep -F "$fn(" | head -1)'"
-      fail=1
-    fi
-  done <<<"$syn"
-  exit $fail
+  symbols "$lib" >"${TMPDIR:-/tmp}/man.sh.$$.syms"
+  trap 'rm -f "${TMPDIR:-/tmp}/man.sh.$$".*' EXIT
+  t=${TMPDIR:-/tmp}/man.sh.$$
+  named "$dir" >"$t.named"
+  described "$dir" >"$t.described"
+  declarations "$inc" >"$t.decl"
+  # One awk over the four lists: every exported function documented (prototype in a page's
+  # SYNOPSIS and *name*() in the same page's text), every prototype exported and as declared.
+  awk -v SYMS="$t.syms" -v NAMED="$t.named" -v DESC="$t.described" -v DECL="$t.decl" '
+    BEGIN {
+      while ((getline l < SYMS) > 0) sym[l] = 1
+      while ((getline l < DESC) > 0) desc[l] = 1
+      while ((getline l < DECL) > 0) {
+        decl[l] = 1
+        if (match(l, /[^_a-zA-Z0-9]mp_[a-z0-9_]+\(/)) byname[substr(l, RSTART + 1, RLENGTH - 2)] = l
+      }
+      while ((getline l < NAMED) > 0) {
+        split(l, f, " "); page = f[1]; fn = f[2]; proto = substr(l, length(page) + length(fn) + 3)
+        if (!(fn in sym)) { print "STALE: " page "(3) shows " fn ", which libmproc does not export"; bad = 1 }
+        else if (!(proto in decl)) { print "DIFFERS: " page "(3) shows \x27" proto "\x27; the header: \x27" byname[fn] "\x27"; bad = 1 }
+        if ((page " " fn) in desc) documented[fn] = 1
+      }
+      for (fn in sym) if (!(fn in documented)) {
+        print "NO PAGE: " fn " (exported, but no docs/man/*.3.scd has its prototype in SYNOPSIS and *" fn "*() in its text)"; bad = 1 }
+      exit bad
+    }'
   ;;
 *)
   sed -n '3,14p' "$0" >&2
