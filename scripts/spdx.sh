@@ -48,7 +48,7 @@ has_tag() { head -n 3 "$1" | grep -q "$tag"; }
 if [ $# -gt 0 ]; then files=$(printf '%s\n' "$@"); else files=$(list_files); fi
 missing=0
 while IFS= read -r f; do
-  [ -n "$f" ] && [ -f "$f" ] || continue
+  if [ -z "$f" ] || [ ! -f "$f" ]; then continue; fi
   s=$(style "$f")
   [ -n "$s" ] || continue
   has_tag "$f" && continue
