@@ -419,6 +419,9 @@ int main(int argc, char **argv)
         mpb_print_json(compare, compare ? (why[0] ? why : "ok") : NULL);
     } else if (tsv) {
         mpb_print_tsv();
+        /* stdout holds figures only; what could not be measured goes to stderr. */
+        for (int i = 0; i < ctx.nunavail; i++)
+            fprintf(stderr, "mpbench: %s\n", ctx.unavailable[i]);
     } else {
         mpb_print_table();
         mpb_print_figures(compare);

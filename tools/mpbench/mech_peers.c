@@ -244,8 +244,8 @@ static void peer_suite(const char *prefix, const char *what, const mpb_chan *ch,
         if (!mpb_wantq(name, true)) continue;
         char why[160];
         if (ch == &mq_chan && !mpb->listing && mq_probe(sizes[k], why, sizeof why) != 0) {
-            mpb_unavailable("%s: not available (mq limits: fs.mqueue.msgsize_max, ulimit -q: %s)",
-                            name, why);
+            mpb_unavailable("%s: not available (%s; see fs.mqueue.msgsize_max, ulimit -q)", name,
+                            why);
             continue;
         }
         mpb_tput(name, label, ch, sizes[k], MPB_CROSS);

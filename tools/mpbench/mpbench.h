@@ -50,7 +50,7 @@ typedef struct mpb_ctx {
     long rtt_n;   /* round trips per repetition */
     mpb_fig figs[MPB_MAXFIGS];
     int nfigs;
-    char unavailable[64][128]; /* "pool: not available (...)" lines */
+    char unavailable[64][192]; /* "pool: not available (...)" lines */
     int nunavail;
     int failures;    /* measurements that failed */
     int wanted;      /* figures mpb_want() said yes to */

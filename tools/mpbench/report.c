@@ -68,14 +68,14 @@ static void print_spin_line(void)
     if (!c) return;
     mpb_fig *raw = mpb_find("raw.pipe.rtt64.cross.cores");
     char rawpart[48] = "";
-    if (raw) snprintf(rawpart, sizeof rawpart, ", raw pipe %.2f", raw->median);
+    if (raw) snprintf(rawpart, sizeof rawpart, " (raw pipe %.2f)", raw->median);
     if (!mp_spin_get())
         printf("Spinning is off (MPROC_SPIN=0): waiters sleep at once; CPUs busy in a %s ping-pong "
                "%.2f%s\n",
                who, c->median, rawpart);
     else
-        printf("Cross-CPU is fast as waiters spin (\xe2\x89\xa4 50 \xc2\xb5s) before sleeping: "
-               "%.2f CPUs busy in a %s ping-pong%s\n",
+        printf("Cross-CPU is fast as waiters spin \xe2\x89\xa4 50 \xc2\xb5s; cost: %.2f CPUs busy "
+               "in %s ping-pong%s\n",
                c->median, who, rawpart);
 }
 
@@ -187,27 +187,32 @@ static double speedup(const mpb_fig *f)
 }
 
 /* What the cross-CPU round trips cost in CPU time: spinning keeps the waiter busy. */
-static void print_cpu_cost(void)
+static void print_cpu_cost(int nw)
 {
     bool any = false;
     for (int i = 0; i < mpb->nfigs; i++) {
         const mpb_fig *f = &mpb->figs[i];
         size_t n = strlen(f->name);
-        if (n < 11 || strcmp(f->name + n - 11, ".cross.cpu") != 0) continue;
+        if (n < 10 || strcmp(f->name + n - 10, ".cross.cpu") != 0) continue;
         char base[64], cn[80], v[48], rt[48];
         snprintf(base, sizeof base, "%.*s", (int)(n - 4), f->name);
         snprintf(cn, sizeof cn, "%s.cores", base);
         mpb_fig *c = mpb_find(cn), *r = mpb_find(base);
         if (!c || !r) continue;
-        if (!any)
-            printf("\nCPU cost of the cross-CPU round trips (both processes; %s)\n"
-                   "  figure                      round trip    CPU time      CPUs busy\n",
+        if (!any) {
+            printf("\nCPU cost of the cross-CPU round trips (both processes; %s)\n",
                    mp_spin_get() ? "spinning on" : "spinning off: MPROC_SPIN=0");
+            pad("  figure", nw + 2);
+            pad("round trip", 14);
+            pad("CPU time", 14);
+            pad("CPUs busy", 0);
+            endline();
+        }
         any = true;
         mpb_fmt(rt, sizeof rt, r->median, r->unit);
         mpb_fmt(v, sizeof v, f->median, f->unit);
         pad("  ", 2);
-        pad(base, 28);
+        pad(base, nw);
         pad(rt, 14);
         pad(v, 14);
         char cs[32];
@@ -278,7 +283,7 @@ void mpb_print_figures(bool compare)
     }
     printf("\n  names: rtt64 = round trip of 64 B, tput1m = stream of 1 MiB messages (4k: 4 KiB);\n"
            "  same = both processes on CPU 0, cross = on CPUs 0 and 1. mpbench --list explains.\n");
-    print_cpu_cost();
+    print_cpu_cost(nw);
     bool any = false;
     for (size_t i = 0; i < NDERIVED; i++) {
         double r = derived_value(i);
