@@ -78,14 +78,14 @@ done
 check "--list names every benchmark" test "$(grep -c '^# ' "$TMP/out")" -ge 10
 check "--list names the peers" grep -qx "peers.mq.rtt64.cross" "$TMP/out"
 
-# ---- --quick: the seed's table --------------------------------------------------------------------
+# ---- --quick: the comparison table ---------------------------------------------------------------
 run --quick --reps 5
 check "--quick exits 0" test $rc -eq 0
 [ $rc -eq 0 ] || echo "$err"
 head -1 "$TMP/out" | grep -q "pipe" || true
 check "table has the three columns" \
   grep -qE "^ +pipe +message queue +shared memory$" "$TMP/out"
-for row in "space" "read/write mode" "efficiency (seed)" "efficiency (measured)" "use" \
+for row in "space" "read/write mode" "efficiency (textbook)" "efficiency (measured)" "use" \
   "needs mutual exclusion"; do
   check "table has row '$row'" grep -q "^$row " "$TMP/out"
 done

@@ -1,4 +1,4 @@
-/* report.c - output: the seed's comparison table, the figure list, JSON and the gnuplot chart. */
+/* report.c - output: the IPC comparison table, the figure list, JSON and the gnuplot chart. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,7 +90,7 @@ void mpb_print_table(void)
     static const char *rows[][COLS + 1] = {
         {"space", "memory", "memory", "memory"},
         {"read/write mode", "two-way or one-way", "first in, first out", "overwrites memory"},
-        {"efficiency (seed)", "ordinary", "ordinary", "fast"},
+        {"efficiency (textbook)", "ordinary", "ordinary", "fast"},
         {"use", "mostly related processes", "convenient, widely used", "more complex"},
         {"needs mutual exclusion", "no", "no", "yes"},
     };
