@@ -293,8 +293,10 @@ int main(int argc, char **argv)
                     compare = true;
                 else if (strcmp(w, "peers") == 0)
                     ctx.peers = true;
-                else
+                else {
+                    free(list);
                     return bad_usage("--compare knows 'python' and 'peers', not '%s'", optarg);
+                }
             }
             free(list);
             if (!compare && !ctx.peers) return bad_usage("--compare wants python or peers%s", "");

@@ -70,9 +70,9 @@ static void print_spin_line(void)
     char rawpart[48] = "";
     if (raw) snprintf(rawpart, sizeof rawpart, " (raw pipe %.2f)", raw->median);
     if (!mp_spin_get())
-        printf("Spinning is off (MPROC_SPIN=0): waiters sleep at once; CPUs busy in a %s ping-pong "
-               "%.2f%s\n",
-               who, c->median, rawpart);
+        printf("Spinning is off (MPROC_SPIN=0): %.2f CPUs busy in %s "
+               "ping-pong%s\n",
+               c->median, who, rawpart);
     else
         printf("Cross-CPU is fast as waiters spin \xe2\x89\xa4 50 \xc2\xb5s; cost: %.2f CPUs busy "
                "in %s ping-pong%s\n",
