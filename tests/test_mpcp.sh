@@ -133,9 +133,11 @@ check "-n leaves an existing destination alone (exit 0)" bash -c "[ $rc = 0 ] &&
 run "$MPCP" -n -v src dst
 check "-n -v says skipped" bash -c "grep -q \"skipped 'dst'\" '$T/out'"
 run "$MPCP" -f -n src dst
-check "-f -n: the last wins (not replaced)" bash -c "[ $rc = 0 ] && [ \"\$(cat dst)\" = old ]"
+check "-f -n: not replaced" bash -c "[ $rc = 0 ] && [ \"\$(cat dst)\" = old ]"
 run "$MPCP" -n -f src dst
-check "-n -f: the last wins (replaced)" bash -c "[ $rc = 0 ] && cmp -s src dst"
+check "-n -f: -f does not cancel -n (as in GNU cp)" bash -c "[ $rc = 0 ] && [ \"\$(cat dst)\" = old ]"
+run "$MPCP" -f src dst
+check "-f replaces" bash -c "[ $rc = 0 ] && cmp -s src dst"
 echo old >dst; chmod 0600 dst
 run "$MPCP" src dst
 check "default replaces an existing destination and keeps its mode" \
