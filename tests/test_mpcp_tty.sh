@@ -32,12 +32,16 @@ on_tty() {
   script -qec "stty cols $cols rows 24; $*" /dev/null >"$out" 2>&1 </dev/null
 }
 
-for cols in 200 100 80 60; do
+for cols in 200 100 80; do
   on_tty $cols "$T/w$cols" "MPCP_TEST_SLOW=5 '$MPCP' -j 2 src dst"
   w=$(widest "$T/w$cols")
   check "$cols columns: a bar with rate and ETA, never past column $((cols - 1)) (widest $w)" \
-    bash -c "[ $w -gt 0 ] && [ $w -lt $cols ] && lines '$T/w$cols' | grep -q '\[#*\.*\].*ETA' && cmp -s src dst"
+    bash -c "[ $w -gt 0 ] && [ $w -lt $cols ] && lines '$T/w$cols' | grep -q '\[#*\.*\].*/s  ETA' && cmp -s src dst"
 done
+on_tty 56 "$T/w56" "MPCP_TEST_SLOW=5 '$MPCP' -j 2 src dst"
+w=$(widest "$T/w56")
+check "56 columns: still a bar (the rate may go), within the width (widest $w)" \
+  bash -c "[ $w -gt 0 ] && [ $w -lt 56 ] && lines '$T/w56' | grep -q '\[#*\.*\].*ETA' && cmp -s src dst"
 on_tty 200 "$T/wide" "MPCP_TEST_SLOW=5 '$MPCP' -j 2 src dst"
 w=$(widest "$T/wide"); w80=$(widest "$T/w80")
 check "a wider terminal gets a wider bar ($w > $w80)" [ "$w" -gt "$w80" ]

@@ -194,10 +194,16 @@ void progress_draw(const char *label)
     int pct = progress_total ? (int)(done * 100 / progress_total) : 100;
     int room = columns - 1; /* never the last column */
     char tail[160], line[512];
-    /* Widest first: [bar] with everything, then without the bar, then the bare percentage. */
-    snprintf(tail, sizeof tail, " %3d%%  %s / %s  %s/s  ETA %s", pct, d, t, r, eta);
-    int fixed = (int)strlen(label) + 3 + (int)strlen(tail); /* "label [" "]" */
-    if (room - fixed >= 10) {
+    /* Widest first: a bar (at least 10 wide) with everything, a bar without the rate, no bar,
+     * then the bare percentage. */
+    line[0] = 0;
+    for (int with_rate = 1; with_rate >= 0 && !line[0]; with_rate--) {
+        if (with_rate)
+            snprintf(tail, sizeof tail, " %3d%%  %s / %s  %s/s  ETA %s", pct, d, t, r, eta);
+        else
+            snprintf(tail, sizeof tail, " %3d%%  %s / %s  ETA %s", pct, d, t, eta);
+        int fixed = (int)strlen(label) + 3 + (int)strlen(tail); /* "label [" "]" */
+        if (room - fixed < 10) continue;
         int width = room - fixed > 50 ? 50 : room - fixed;
         char bar[51];
         int fill = pct * width / 100;
@@ -205,7 +211,8 @@ void progress_draw(const char *label)
             bar[i] = i < fill ? '#' : '.';
         bar[width] = 0;
         snprintf(line, sizeof line, "%s [%s]%s", label, bar, tail);
-    } else {
+    }
+    if (!line[0]) {
         snprintf(line, sizeof line, "%s %3d%%  %s / %s  ETA %s", label, pct, d, t, eta);
         if ((int)strlen(line) > room) snprintf(line, sizeof line, "%s %d%%", label, pct);
         if ((int)strlen(line) > room) snprintf(line, sizeof line, "%d%%", pct);
