@@ -75,10 +75,12 @@ static int destination(char **ops, int nops, const char **dst, int *nsrc, bool *
 int main(int argc, char **argv)
 {
     parse_options(argc, argv);
-    /* Test hooks, for the test suite only: slow workers, a flipped byte before verification. */
+    /* Test hooks, for the test suite only: slow workers, a flipped byte before verification, a
+     * stop before verification (and MPCP_TEST_NO_DIRECT in file.c). */
     const char *env = getenv("MPCP_TEST_SLOW");
     slow_ms = env ? atoi(env) : 0;
     bool corrupt = getenv("MPCP_TEST_CORRUPT") != NULL;
+    bool stop_before_verify = getenv("MPCP_TEST_STOP_BEFORE_VERIFY") != NULL;
 
     const char *dst;
     int nsrc;
@@ -127,6 +129,7 @@ int main(int argc, char **argv)
                 }
             }
             if (corrupt) corrupt_for_test();
+            if (stop_before_verify) raise(SIGSTOP); /* the test changes the copy on the disk */
             for (int i = 0; i < nbatch; i++)
                 if (batch[i].active) prepare_verify(&batch[i]);
             run_round(PHASE_VERIFY);
