@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # mp-test: timeout=300
 # test_mpcp.sh BUILD_DIR SOURCE_DIR - behaviour and output shape of tools/mpcp (never timings).
 set -u

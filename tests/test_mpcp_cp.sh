@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # mp-test: timeout=300
 # test_mpcp_cp.sh BUILD_DIR SOURCE_DIR - mpcp side by side with GNU cp: for every case both run
 # with the same arguments on identical fixtures (in two directories), and the resulting trees

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # mp-test: timeout=180
 # test_mpcp_disk.sh BUILD_DIR SOURCE_DIR - mpcp --verify compares what is on the disk, not what
 # is in the page cache. On an ext4 filesystem in a loop-mounted image file, mpcp stops itself

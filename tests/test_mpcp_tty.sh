@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # mp-test: timeout=180
 # test_mpcp_tty.sh BUILD_DIR SOURCE_DIR - mpcp's progress bar on a terminal (a pty made by
 # script(1)): it fits the terminal's width, follows a resize (SIGWINCH) and becomes a bare

@@ -30,7 +30,8 @@ void install_signals(void)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     if (progress_on) { /* a resized terminal: the bar is laid out again at the next draw */
-        struct sigaction wa = {.sa_handler = on_winch};
+        /* SA_RESTART: a resize during the -i question must not read as an answer. */
+        struct sigaction wa = {.sa_handler = on_winch, .sa_flags = SA_RESTART};
         sigemptyset(&wa.sa_mask);
         sigaction(SIGWINCH, &wa, NULL);
     }
