@@ -112,6 +112,8 @@ same "-L follows" -L lnk new
 same "-P on a dangling link copies the link" -P dangling new
 same "a dangling link operand without -P fails" dangling new
 same "a destination symlink is written through" g lnk
+same "a destination symlink is written through with -a too" -a g lnk
+same "-r with a missing second tree: the first is merged into dd, exit 1" -r tree/. tree2/. dd/
 same "-t DIR" -t dd f g
 same "-t DIR with -r" -r -t dd tree f
 same "-t on a missing directory fails" -t nodir f
