@@ -35,12 +35,12 @@ enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 /* Default chunks per worker: a worker that the machine's load slows down does not hold up the
  * end, because the others take its share of the remaining chunks. */
 #define CHUNKS_PER_WORKER 4
-#define STEP_BYTES        (8u << 20)  /* one copy_file_range call at most: progress, stop checks */
-#define BUF_BYTES         (1u << 20)  /* pread/pwrite and verify buffers */
-#define SLOW_STEP_BYTES   (64u << 10) /* test hook MPCP_TEST_SLOW: small steps, a sleep after each \
-                                       */
-#define DIRECT_ALIGN     4096u        /* O_DIRECT offsets, lengths and buffers (at least) */
-#define DIRECT_MAX_ALIGN (64u << 10)  /* larger alignment demands: read back through the cache */
+#define STEP_BYTES        (8u << 20) /* one copy_file_range call at most: progress, stop checks */
+#define BUF_BYTES         (1u << 20) /* pread/pwrite and verify buffers */
+/* Test hook MPCP_TEST_SLOW: small steps, a sleep after each. */
+#define SLOW_STEP_BYTES  (64u << 10)
+#define DIRECT_ALIGN     4096u       /* O_DIRECT offsets, lengths and buffers (at least) */
+#define DIRECT_MAX_ALIGN (64u << 10) /* larger alignment demands: read back through the cache */
 
 /* Error codes a worker stores besides errno values. */
 enum { ERR_MISMATCH = -1, ERR_SHRANK = -2, ERR_WORKER_DIED = -3 };
