@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_mpcp.c - mpcp against cp on one 1 GiB file, page cache warm, in the same run.
  *
  * The files live in a fresh directory under /dev/shm (tmpfs, memory only) when it has room,
@@ -7,7 +8,10 @@
  * page cache to page cache, which is what "page cache warm" asks for.
  *
  * cp and `mpcp -q` run alternately (fork+exec each, the destination removed between runs, not
- * timed), at least 5 times each; then `mpcp -q --verify` against `cp` followed by `cmp`.
+ * timed), at least 5 times each; then `mpcp -q --verify` against `cp` followed by `cmp`. mpcp
+ * --verify reads the copy back past the page cache (O_DIRECT); on tmpfs that is still memory, so
+ * the two verify figures compare like with like only there - on a disk, cmp would read the
+ * cache and mpcp the device.
  * Figures: medians; the ratios are medians of the ratios of back-to-back pairs. mpcp is found next
  * to this program (../tools/mpcp/mpcp relative to /proc/self/exe) or through MPCP_BIN. BENCH_QUICK
  * shrinks the file to 256 MiB.

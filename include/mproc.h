@@ -39,5 +39,6 @@
 #if __has_include("mproc/pool.h")
 #include "mproc/pool.h"
 #endif
+#include "mproc/spin.h"
 
 #endif

@@ -50,10 +50,13 @@ run() {
 run --help
 check "--help exits 0 and prints usage" test $rc -eq 0
 check "--help mentions --quick" grep -q -- "--quick" "$TMP/out"
+check "--help names the spin switch" grep -q "MPROC_SPIN=0" "$TMP/out"
+check "--help names --compare peers" grep -q "peers" "$TMP/out"
 run --version
 check "--version exits 0" test $rc -eq 0
 check "--version prints the version" grep -qE "^mpbench [0-9]+\.[0-9]+" "$TMP/out"
-for args in "--bogus" "--reps" "--reps 2" "--reps x" "--only nosuch" "--compare ruby" "stray" "-Z"; do
+for args in "--bogus" "--reps" "--reps 2" "--reps x" "--only nosuch" "--compare ruby" \
+  "--compare python,ruby" "stray" "-Z"; do
   # shellcheck disable=SC2086
   run $args
   check "'$args' exits 2" test $rc -eq 2
@@ -73,15 +76,16 @@ for n in pipe.rtt64.same pipe.tput1m.cross queue.rtt64.cross lock.uncontended si
   check "--list names $n" grep -qx "$n" "$TMP/out"
 done
 check "--list names every benchmark" test "$(grep -c '^# ' "$TMP/out")" -ge 10
+check "--list names the peers" grep -qx "peers.mq.rtt64.cross" "$TMP/out"
 
-# ---- --quick: the seed's table --------------------------------------------------------------------
+# ---- --quick: the comparison table ---------------------------------------------------------------
 run --quick --reps 5
 check "--quick exits 0" test $rc -eq 0
 [ $rc -eq 0 ] || echo "$err"
 head -1 "$TMP/out" | grep -q "pipe" || true
 check "table has the three columns" \
   grep -qE "^ +pipe +message queue +shared memory$" "$TMP/out"
-for row in "space" "read/write mode" "efficiency (seed)" "efficiency (measured)" "use" \
+for row in "space" "read/write mode" "efficiency (textbook)" "efficiency (measured)" "use" \
   "needs mutual exclusion"; do
   check "table has row '$row'" grep -q "^$row " "$TMP/out"
 done
@@ -90,11 +94,42 @@ check "efficiency row holds measured figures" \
   bash -c "echo '$eff' | grep -qE '[0-9]+(\.[0-9]+)? (µs|ns|ms)'"
 check "efficiency row has a figure in each column" \
   bash -c "[ \$(echo '$eff' | grep -oE '[0-9.]+ (µs|ns|ms)' | wc -l) -ge 3 ]"
+check "one line under the table says why cross-CPU is fast and what it costs" \
+  grep -qE "^Cross-CPU is fast as waiters spin .*; cost: [0-9.]+ CPUs busy in queue ping-pong \(raw pipe [0-9.]+\)$" "$TMP/out"
+check "the figure list has the CPU cost of the cross-CPU round trips" \
+  grep -qE "^  queue\.rtt64\.cross +[0-9.]+ [nµm]?s +[0-9.]+ [nµm]?s +[0-9.]+$" "$TMP/out"
 check "key figures follow the table" grep -q "^Key figures" "$TMP/out"
 check "key figures have numeric medians" grep -qE "^  pipe\.rtt64\.same +[0-9.]+ " "$TMP/out"
 check "no line wider than 101 columns" python3 -c "
 import sys; sys.exit(any(len(l.rstrip('\\n')) > 101 for l in open('$TMP/out', encoding='utf-8')))"
 check "no trailing blanks" bash -c "! grep -q ' $' '$TMP/out'"
+
+MPROC_SPIN=0 run --quick --reps 5 --only queue.rtt64.cross,raw.pipe.rtt64.cross
+check "MPROC_SPIN=0: the line under the table says spinning is off" \
+  grep -qE "^Spinning is off \(MPROC_SPIN=0\)" "$TMP/out"
+
+# ---- --compare peers, --tsv -------------------------------------------------------------------------
+run --quick --reps 5 --compare peers
+check "--compare peers exits 0" test $rc -eq 0
+[ $rc -eq 0 ] || echo "$err"
+check "--compare peers prints the side-by-side table" grep -q "^Side by side" "$TMP/out"
+for row in "raw pipe(2)" "POSIX mq" "ZeroMQ ipc REQ/REP" "ZeroMQ ipc PUSH/PULL" \
+  "mproc mp_conn pipe" "mproc mp_queue"; do
+  check "--compare peers has row '$row'" grep -qF "  $row  " "$TMP/out"
+done
+check "--compare peers measures POSIX mq" grep -qE "^  POSIX mq +[0-9.]+ [nµm]?s" "$TMP/out"
+check "--compare peers measures ZeroMQ or says why not" bash -c "
+  grep -qE '^  ZeroMQ ipc REQ/REP +[0-9.]+ [nµm]?s' '$TMP/out' ||
+  grep -q 'peers.zmq_\*: not available' '$TMP/out'"
+check "--compare peers leaves the other figures out" \
+  bash -c "! grep -qE '^  (lock|array|pool|process|raw\.memcpy)' '$TMP/out'"
+check "--compare peers: no line wider than 101 columns" python3 -c "
+import sys; sys.exit(any(len(l.rstrip('\\n')) > 101 for l in open('$TMP/out', encoding='utf-8')))"
+run --quick --reps 5 --only lock,queue.rtt64.same --tsv
+check "--tsv exits 0" test $rc -eq 0
+check "--tsv prints only name<TAB>value<TAB>unit lines" \
+  bash -c "[ -n \"\$(cat '$TMP/out')\" ] && ! grep -vqP '^[a-z0-9_.]+\t[0-9.e+-]+\t[a-z/]+$' '$TMP/out'"
+check "--tsv has the figures" grep -qP "^lock\.uncontended\t[0-9.e+-]+\tns$" "$TMP/out"
 
 # ---- --only ---------------------------------------------------------------------------------------
 run --quick --reps 5 --only lock,signal.rtt.same
@@ -149,6 +184,35 @@ if command -v gnuplot >/dev/null; then
   run --quick --reps 5 --only lock,pipe.rtt64 --plot "$TMP/chart.png"
   check "--plot exits 0" test $rc -eq 0
   check "--plot writes a PNG" bash -c "head -c 8 '$TMP/chart.png' | od -An -tx1 | grep -q '89 50 4e 47 0d 0a 1a 0a'"
+  # The chart's script, caught on its way to gnuplot: one colour and one legend entry per
+  # source of figures, and a y range whose floor lies below every bar.
+  printf '#!/bin/sh\ntee "%s" | gnuplot\n' "$TMP/chart.gp" >"$TMP/gp.sh"
+  chmod +x "$TMP/gp.sh"
+  MPBENCH_GNUPLOT=$TMP/gp.sh run --quick --reps 5 --only raw.pipe.rtt64,queue.rtt64,lock \
+    --compare python --plot "$TMP/chart2.png"
+  check "--plot --compare python exits 0" test $rc -eq 0
+  cat >"$TMP/checkgp.py" <<'EOF2'
+import re, sys
+gp = open(sys.argv[1]).read()
+titles = re.findall(r"with boxxyerror lc rgb '(#[0-9a-f]{6})' title '([^']+)'", gp)
+names = {t for _, t in titles}
+for want in ("kernel baseline, no mproc (raw.*)", "mproc", "Python multiprocessing"):
+    assert want in names, (want, names)
+colours = {}
+for c, t in titles:
+    colours.setdefault(t, set()).add(c)
+assert len({c for cs in colours.values() for c in cs}) == len(colours), colours
+# Every bar's value lies above the floor of its panel.
+for panel in gp.split("set ylabel")[1:]:
+    lo = float(re.search(r"set yrange \[([0-9.e+-]+):", panel).group(1))
+    for block in re.findall(r"<< EOD\n(.*?)EOD", panel, re.S):
+        for line in block.splitlines():
+            v = float(line.split()[1])
+            assert v > lo * 1.5, (v, lo)
+assert "rotate by 40 right" in gp
+EOF2
+  check "--plot: baselines, mproc and Python in their own colours, floor below every bar" \
+    python3 "$TMP/checkgp.py" "$TMP/chart.gp"
 else
   echo "skip - gnuplot is not installed: --plot checked only for its message"
 fi

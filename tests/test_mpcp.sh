@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # mp-test: timeout=300
 # test_mpcp.sh BUILD_DIR SOURCE_DIR - behaviour and output shape of tools/mpcp (never timings).
 set -u
@@ -133,9 +134,11 @@ check "-n leaves an existing destination alone (exit 0)" bash -c "[ $rc = 0 ] &&
 run "$MPCP" -n -v src dst
 check "-n -v says skipped" bash -c "grep -q \"skipped 'dst'\" '$T/out'"
 run "$MPCP" -f -n src dst
-check "-f -n: the last wins (not replaced)" bash -c "[ $rc = 0 ] && [ \"\$(cat dst)\" = old ]"
+check "-f -n: not replaced" bash -c "[ $rc = 0 ] && [ \"\$(cat dst)\" = old ]"
 run "$MPCP" -n -f src dst
-check "-n -f: the last wins (replaced)" bash -c "[ $rc = 0 ] && cmp -s src dst"
+check "-n -f: -f does not cancel -n (as in GNU cp)" bash -c "[ $rc = 0 ] && [ \"\$(cat dst)\" = old ]"
+run "$MPCP" -f src dst
+check "-f replaces" bash -c "[ $rc = 0 ] && cmp -s src dst"
 echo old >dst; chmod 0600 dst
 run "$MPCP" src dst
 check "default replaces an existing destination and keeps its mode" \
@@ -192,6 +195,67 @@ MPCP_TEST_CORRUPT=1 run "$MPCP" --verify -j 2 src vdst
 check "--verify catches a flipped byte: exit 1, message, destination untouched, temp removed" \
   bash -c "[ $rc = 1 ] && grep -q 'verification failed' '$T/err' && grep -q vdst '$T/err' && [ \"\$(cat vdst)\" = old ]"
 check "no temporary left after the verify failure" no_temps
+
+# --verify reads the copy back past the page cache: O_DIRECT on the copy where the filesystem
+# allows it, else fdatasync + POSIX_FADV_DONTNEED before each read; both paths catch a flipped byte.
+rm -f dst
+MPCP_TEST_NO_DIRECT=1 run "$MPCP" --verify -j 3 --chunk 333333 src dst
+check "--verify without O_DIRECT (flush and drop the cache) passes on a good copy" bash -c "[ $rc = 0 ] && cmp -s src dst"
+echo old >vdst
+MPCP_TEST_NO_DIRECT=1 MPCP_TEST_CORRUPT=1 run "$MPCP" --verify -j 2 src vdst
+check "--verify without O_DIRECT catches a flipped byte at its offset" \
+  bash -c "[ $rc = 1 ] && grep -q \"'vdst' differs from 'src' at byte 2621441\" '$T/err' && [ \"\$(cat vdst)\" = old ]"
+rm -f dst
+truncate -s 8M vsparse
+printf 'data' | dd of=vsparse bs=4097 seek=700 conv=notrunc status=none
+run "$MPCP" --verify -j 2 --chunk 4097 vsparse dst
+check "--verify with O_DIRECT and chunks not aligned to blocks, sparse source" bash -c "[ $rc = 0 ] && cmp -s vsparse dst"
+if command -v strace >/dev/null && strace -o /dev/null true 2>/dev/null; then
+  rm -f dst
+  strace -f -o "$T/trace" -e trace=fcntl,fadvise64,fdatasync,fsync,openat "$MPCP" --verify -j 2 src dst 2>/dev/null
+  check "--verify sets O_DIRECT on the copy before reading it back (strace)" grep -q 'F_SETFL, O_RDWR|O_DIRECT' "$T/trace"
+  rm -f dst
+  MPCP_TEST_NO_DIRECT=1 strace -f -o "$T/trace" -e trace=fadvise64,fdatasync "$MPCP" --verify -j 2 src dst 2>/dev/null
+  check "--verify without O_DIRECT: fdatasync, then POSIX_FADV_DONTNEED before reading (strace)" \
+    bash -c "grep -q 'fdatasync(' '$T/trace' && grep -q 'POSIX_FADV_DONTNEED' '$T/trace'"
+  rm -f dst
+  strace -f -o "$T/trace" -e trace=fsync,rename,openat "$MPCP" --fsync -j 2 src dst 2>/dev/null
+  check "--fsync: fsync of the copy, rename, fsync of its directory (strace)" \
+    bash -c "awk '/fsync\\(/ { f++ } /rename\\(/ && f == 1 { r = 1 } /fsync\\(/ && r { d = 1 } END { exit !(f >= 2 && d) }' '$T/trace'"
+  rm -f dst
+  strace -f -o "$T/trace" -e trace=fsync "$MPCP" -j 2 src dst 2>/dev/null
+  check "without --fsync no fsync" bash -c "! grep -q 'fsync(' '$T/trace'"
+else
+  echo "     (strace not usable: the system calls of --verify and --fsync are not checked)"
+fi
+rm -f dst
+run "$MPCP" --fsync --verify src dst
+check "--fsync --verify copies" bash -c "[ $rc = 0 ] && cmp -s src dst"
+
+# ---- messages name the paths as typed: not a link's target, not the temporary ----------------
+mkdir -p real
+mkrand m8 8388608
+echo old >real/target
+ln -s real/target lnk
+echo old >fszl
+run bash -c "ulimit -f 2048; exec '$MPCP' -j 2 m8 lnk"
+check "an error writing through a destination link names the link" \
+  bash -c "[ $rc = 1 ] && grep -q \"'lnk'\" '$T/err' && ! grep -q 'target' '$T/err' && ! grep -q 'mpcp-' '$T/err' && [ \"\$(cat real/target)\" = old ]"
+MPCP_TEST_CORRUPT=1 run "$MPCP" --verify src lnk
+check "a verify failure through a destination link names the link" \
+  bash -c "[ $rc = 1 ] && grep -q \"'lnk' differs from 'src'\" '$T/err' && ! grep -q 'target' '$T/err' && ! grep -q 'mpcp-' '$T/err'"
+ln -s m8 slink
+MPCP_TEST_CORRUPT=1 run "$MPCP" -L --verify -j 2 slink fszl
+check "a failure copying through a source link (-L) names the link" \
+  bash -c "[ $rc = 1 ] && grep -q \"'fszl' differs from 'slink'\" '$T/err' && ! grep -q \"'m8'\" '$T/err' && ! grep -q 'mpcp-' '$T/err'"
+run "$MPCP" -v -L slink fszl
+check "-v names a source link as typed" bash -c "[ $rc = 0 ] && grep -qx \"'slink' -> 'fszl'\" '$T/out'"
+run "$MPCP" --reflink=always slink lnk
+check "--reflink=always failure names both paths as typed" \
+  bash -c "[ $rc = 0 ] || { [ $rc = 1 ] && grep -q \"failed to clone 'lnk' from 'slink'\" '$T/err'; }"
+run "$MPCP" src lnk
+check "a copy through a destination link replaces the file it points to" bash -c "[ $rc = 0 ] && [ -L lnk ] && cmp -s src real/target"
+rm -rf real lnk slink fszl m8
 
 # ---- empty, sparse, > 4 GiB ---------------------------------------------------------------
 : >empty

@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "mproc/spin.h"
 #include "platform/platform.h"
 
 /* ---- time --------------------------------------------------------------------------------- */
@@ -145,6 +146,7 @@ static int online_cpus(void)
 
 int64_t mp__spin_budget(int peer_cpu)
 {
+    if (!mp_spin_get()) return 0; /* the user turned busy-waiting off (mproc/spin.h) */
     if (online_cpus() < 2) return 0;
     int me = mp__current_cpu();
     if (peer_cpu >= 0 && me >= 0 && peer_cpu == me) return 0;

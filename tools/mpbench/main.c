@@ -1,9 +1,10 @@
-/* mpbench - measures every mproc mechanism side by side and fills the seed's IPC table.
+/* mpbench - measures every mproc mechanism side by side and fills the IPC comparison table.
  *
  *   mpbench --quick                 the comparison table and the key figures (< 30 s)
  *   mpbench                         every figure, progress on stderr
  *   mpbench --compare python        the same with Python's multiprocessing, and the ratios
- *   mpbench --json | --plot F.png   for machines / a bar chart
+ *   mpbench --compare peers         mproc beside a raw pipe, POSIX mq and ZeroMQ
+ *   mpbench --json | --tsv | --plot F.png   for machines / make bench / a bar chart
  */
 #include <errno.h>
 #include <getopt.h>
@@ -91,28 +92,40 @@ static const struct bench {
 #else
      "built without src/pool.c"},
 #endif
+    /* Only with --compare peers or --only peers: other libraries, not mproc. */
+    {"peers", "other IPC beside mproc: POSIX mq, ZeroMQ ipc PUSH/PULL and REQ/REP", mpb_bench_peers,
+     NULL},
 };
 #define NBENCH ((int)(sizeof benches / sizeof benches[0]))
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: mpbench [options]\n"
-            "Measures mproc's processes, pipes, queues, shared memory, locks, signals and pool.\n"
-            "\n"
-            "  -q, --quick            the seed's comparison table and the key figures (< 30 s)\n"
-            "  -r, --reps N           repetitions per figure (default 5, at least 5)\n"
-            "  -o, --only NAME[,...]  only these benchmarks or figures (see --list)\n"
-            "  -l, --list             list the benchmarks and figure names, measure nothing\n"
-            "  -j, --json             print every figure as JSON on stdout\n"
-            "  -p, --plot FILE.png    draw a bar chart with gnuplot\n"
-            "  -c, --compare python   also measure Python's multiprocessing, print ratios\n"
-            "  -v, --verbose          one progress line per figure on stderr (default: full run)\n"
-            "  -h, --help             this help\n"
-            "  -V, --version          the version\n"
-            "\n"
-            "Exit status: 0 success, 1 a measurement failed, 2 bad usage, 3 python3 or gnuplot\n"
-            "is missing, 130 interrupted.\n");
+    fprintf(
+        f, "Usage: mpbench [options]\n"
+           "Measures mproc's processes, pipes, queues, shared memory, locks, signals and pool.\n"
+           "\n"
+           "  -q, --quick            the comparison table and the key figures (< 30 s)\n"
+           "  -r, --reps N           repetitions per figure (default 5, at least 5)\n"
+           "  -o, --only NAME[,...]  only these benchmarks or figures (see --list)\n"
+           "  -l, --list             list the benchmarks and figure names, measure nothing\n"
+           "  -j, --json             print every figure as JSON on stdout\n"
+           "  -p, --plot FILE.png    draw a bar chart with gnuplot (kernel baselines, mproc,\n"
+           "                         other libraries and Python in their own colours)\n"
+           "  -t, --tsv              print every figure as name<TAB>value<TAB>unit lines\n"
+           "  -c, --compare WHAT     python: also measure Python's multiprocessing, print ratios;\n"
+           "                         peers: measure a raw pipe, POSIX mq and ZeroMQ (when built\n"
+           "                         in) beside mproc's pipe and queue; both: python,peers\n"
+           "  -v, --verbose          one progress line per figure on stderr (default: full run)\n"
+           "  -h, --help             this help\n"
+           "  -V, --version          the version\n"
+           "\n"
+           "\n"
+           "Waiters in mproc spin for up to 50 us when their peer runs on another CPU: that makes\n"
+           "cross-CPU round trips fast and keeps both CPUs busy meanwhile. MPROC_SPIN=0 in the\n"
+           "environment turns spinning off; the round trips then report what blocking costs.\n"
+           "\n"
+           "Exit status: 0 success, 1 a measurement failed, 2 bad usage, 3 python3 or gnuplot\n"
+           "is missing, 130 interrupted.\n");
 }
 
 static int bad_usage(const char *fmt, const char *arg)
@@ -172,6 +185,14 @@ static void wait_if_stopping(void)
         pause();
 }
 
+/* True when --only names the peers benchmark (or one of its figures). */
+static bool names_peers(void)
+{
+    for (char **s = ctx.only; s && *s; s++)
+        if (strncmp(*s, "peers", 5) == 0 && ((*s)[5] == '\0' || (*s)[5] == '.')) return true;
+    return false;
+}
+
 static const struct bench *find_bench(const char *sel)
 {
     size_t n = strcspn(sel, ".");
@@ -220,23 +241,19 @@ const char *mpb_find_program(const char *env, const char *prog)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"quick", no_argument, NULL, 'q'},
-                                         {"reps", required_argument, NULL, 'r'},
-                                         {"only", required_argument, NULL, 'o'},
-                                         {"list", no_argument, NULL, 'l'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"plot", required_argument, NULL, 'p'},
-                                         {"compare", required_argument, NULL, 'c'},
-                                         {"verbose", no_argument, NULL, 'v'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {"version", no_argument, NULL, 'V'},
-                                         {NULL, 0, NULL, 0}};
-    bool json = false, compare = false, verbose = false;
+    static const struct option opts[] = {
+        {"quick", no_argument, NULL, 'q'},         {"reps", required_argument, NULL, 'r'},
+        {"only", required_argument, NULL, 'o'},    {"list", no_argument, NULL, 'l'},
+        {"json", no_argument, NULL, 'j'},          {"plot", required_argument, NULL, 'p'},
+        {"compare", required_argument, NULL, 'c'}, {"tsv", no_argument, NULL, 't'},
+        {"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0}};
+    bool json = false, tsv = false, compare = false, verbose = false;
     const char *plot = NULL;
     ctx.reps = 5;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":qr:o:ljp:c:vhV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":qr:o:ljtp:c:vhV", opts, NULL)) != -1) {
         switch (c) {
         case 'q':
             ctx.quick = true;
@@ -266,11 +283,25 @@ int main(int argc, char **argv)
         case 'p':
             plot = optarg;
             break;
-        case 'c':
-            if (strcmp(optarg, "python") != 0)
-                return bad_usage("--compare knows only 'python', not '%s'", optarg);
-            compare = true;
+        case 't':
+            tsv = true;
             break;
+        case 'c': {
+            char *list = strdup(optarg), *save = NULL;
+            for (char *w = strtok_r(list, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+                if (strcmp(w, "python") == 0)
+                    compare = true;
+                else if (strcmp(w, "peers") == 0)
+                    ctx.peers = true;
+                else {
+                    free(list);
+                    return bad_usage("--compare knows 'python' and 'peers', not '%s'", optarg);
+                }
+            }
+            free(list);
+            if (!compare && !ctx.peers) return bad_usage("--compare wants python or peers%s", "");
+            break;
+        }
         case 'v':
             verbose = true;
             break;
@@ -354,8 +385,18 @@ int main(int argc, char **argv)
     double t0 = mpb_now();
     ctx.start_s = t0;
     ctx.budget_s = ctx.quick ? 22 : 0;
+    /* --compare peers without --only: the figures of the side-by-side table only. */
+    static char *peer_set[] = {"raw.pipe.rtt64",
+                               "raw.pipe.tput64.cross",
+                               "raw.pipe.tput1m.cross",
+                               "pipe",
+                               "queue",
+                               "peers",
+                               NULL};
+    if (ctx.peers && !ctx.only) ctx.only = peer_set;
     for (int i = 0; i < NBENCH && !mpb_stopping; i++) {
         if (!mpb_want_any(benches[i].name)) continue;
+        if (strcmp(benches[i].name, "peers") == 0 && !ctx.peers && !names_peers()) continue;
         if (benches[i].missing) {
             mpb_unavailable("%s: not available (%s)", benches[i].name, benches[i].missing);
             continue;
@@ -378,9 +419,15 @@ int main(int argc, char **argv)
 
     if (json) {
         mpb_print_json(compare, compare ? (why[0] ? why : "ok") : NULL);
+    } else if (tsv) {
+        mpb_print_tsv();
+        /* stdout holds figures only; what could not be measured goes to stderr. */
+        for (int i = 0; i < ctx.nunavail; i++)
+            fprintf(stderr, "mpbench: %s\n", ctx.unavailable[i]);
     } else {
         mpb_print_table();
         mpb_print_figures(compare);
+        if (ctx.peers) mpb_print_peers();
     }
     int rc = ctx.failures ? 1 : 0;
     if (plot && mpb_plot(plot, compare) != 0) rc = 1;

@@ -17,7 +17,7 @@
 #include <sys/types.h>
 
 #define MPB_MAXREPS 101
-#define MPB_MAXFIGS 128
+#define MPB_MAXFIGS 512
 
 /* Which way a figure improves. */
 enum { MPB_LOWER = -1, MPB_HIGHER = 1 };
@@ -50,12 +50,13 @@ typedef struct mpb_ctx {
     long rtt_n;   /* round trips per repetition */
     mpb_fig figs[MPB_MAXFIGS];
     int nfigs;
-    char unavailable[64][128]; /* "pool: not available (...)" lines */
+    char unavailable[64][192]; /* "pool: not available (...)" lines */
     int nunavail;
     int failures;    /* measurements that failed */
     int wanted;      /* figures mpb_want() said yes to */
     double start_s;  /* mpb_now() when measuring began */
     double budget_s; /* --quick: skip figures not started within this many seconds; 0: none */
+    bool peers;      /* --compare peers: measure POSIX mq and ZeroMQ beside mproc */
 } mpb_ctx;
 
 extern mpb_ctx *mpb;              /* the one context (signal handler and drivers use it) */
@@ -74,6 +75,9 @@ bool mpb_want_any(const char *bench);
 mpb_fig *mpb_record(const char *name, const char *label, const char *unit, int better,
                     const double *v, int n);
 mpb_fig *mpb_find(const char *name);
+/* True for a figure that belongs to another one (<name>.p99, .cpu, .cores): listed apart, never
+ * plotted or sent to the Python peer. */
+bool mpb_is_aux(const char *name);
 void mpb_unavailable(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void mpb_fail(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mpb_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -121,7 +125,8 @@ typedef struct mpb_chan {
 } mpb_chan;
 
 /* Round trip: the parent sends `size` bytes and waits for the echo, rtt_n times per rep.
- * Records <name> (median round trip, us) and <name>.p99. */
+ * Records <name> (median round trip, us), <name>.p99, <name>.cpu (CPU time of both processes per
+ * round trip, us) and <name>.cores (CPU time of both / wall time: how many CPUs stay busy). */
 int mpb_rtt(const char *name, const char *label, const mpb_chan *ch, size_t size, mpb_place pl);
 /* Stream: the parent sends messages of `size` bytes as fast as it can, the child receives them.
  * Records msg/s when size < 4096, else MB/s (both go to JSON as <name> with their unit). */
@@ -163,11 +168,16 @@ void mpb_bench_lock(void);
 void mpb_bench_signal(void);
 void mpb_bench_process(void);
 void mpb_bench_pool(void);
+void mpb_bench_peers(void);
 
 /* ---- output (report.c, python.c) ------------------------------------------------------------ */
 void mpb_print_table(void);
 void mpb_print_figures(bool compare);
 void mpb_print_json(bool compare, const char *python_status);
+/* --compare peers: mproc beside a raw pipe, POSIX mq and ZeroMQ, one row per mechanism. */
+void mpb_print_peers(void);
+/* --tsv: "name<TAB>median<TAB>unit" lines, as the bench/ programs print them (make bench). */
+void mpb_print_tsv(void);
 int mpb_plot(const char *path, bool compare);
 /* The path of prog found on PATH, or the program named by the environment variable env (when set;
  * NULL if it is not executable). NULL when not found. The result stays valid for two calls. */

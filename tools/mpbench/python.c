@@ -66,7 +66,8 @@ int mpb_python(char *why, size_t len)
     if (mpb->quick) argv[a++] = "--quick";
     if (mpb->tiny) argv[a++] = "--tiny";
     for (int i = 0; i < mpb->nfigs; i++)
-        if (!strstr(mpb->figs[i].name, ".p99")) argv[a++] = mpb->figs[i].name; /* come along */
+        if (!mpb_is_aux(mpb->figs[i].name) && strncmp(mpb->figs[i].name, "peers.", 6) != 0)
+            argv[a++] = mpb->figs[i].name; /* the .p99 comes along */
     argv[a] = NULL;
     if (a == 4 + mpb->quick + mpb->tiny) {
         free(argv);

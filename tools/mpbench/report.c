@@ -1,4 +1,4 @@
-/* report.c - output: the seed's comparison table, the figure list, JSON and the gnuplot chart. */
+/* report.c - output: the IPC comparison table, the figure list, JSON and the gnuplot chart. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +10,7 @@
 
 #include "mpbench.h"
 #include "mproc/common.h"
+#include "mproc/spin.h"
 
 /* Display width of UTF-8 text (every code point is one column here). */
 static int width(const char *s)
@@ -53,6 +54,31 @@ static bool cell(char *out, size_t len, const char *label, const char *fig)
     return true;
 }
 
+/* The one line under the table that says why mproc's cross-CPU round trips beat a raw pipe's
+ * by an order of magnitude, and what that costs: a waiter spins instead of sleeping, so both
+ * processes keep their CPUs busy during a ping-pong. */
+static void print_spin_line(void)
+{
+    const char *who = "queue";
+    mpb_fig *c = mpb_find("queue.rtt64.cross.cores");
+    if (!c) {
+        who = "pipe";
+        c = mpb_find("pipe.rtt64.cross.cores");
+    }
+    if (!c) return;
+    mpb_fig *raw = mpb_find("raw.pipe.rtt64.cross.cores");
+    char rawpart[48] = "";
+    if (raw) snprintf(rawpart, sizeof rawpart, " (raw pipe %.2f)", raw->median);
+    if (!mp_spin_get())
+        printf("Spinning is off (MPROC_SPIN=0): %.2f CPUs busy in %s "
+               "ping-pong%s\n",
+               c->median, who, rawpart);
+    else
+        printf("Cross-CPU is fast as waiters spin \xe2\x89\xa4 50 \xc2\xb5s; cost: %.2f CPUs busy "
+               "in %s ping-pong%s\n",
+               c->median, who, rawpart);
+}
+
 #define COLS  3
 #define LINES 7
 #define W0    24
@@ -64,7 +90,7 @@ void mpb_print_table(void)
     static const char *rows[][COLS + 1] = {
         {"space", "memory", "memory", "memory"},
         {"read/write mode", "two-way or one-way", "first in, first out", "overwrites memory"},
-        {"efficiency (seed)", "ordinary", "ordinary", "fast"},
+        {"efficiency (textbook)", "ordinary", "ordinary", "fast"},
         {"use", "mostly related processes", "convenient, widely used", "more complex"},
         {"needs mutual exclusion", "no", "no", "yes"},
     };
@@ -124,6 +150,7 @@ void mpb_print_table(void)
     printf(
         "\nrtt = round trip (median); same/cross = both processes on CPU 0 / on CPUs 0 and 1;\n"
         "streams run across CPUs. Shared memory = an mp Array handed over by an atomic Value.\n");
+    print_spin_line();
 }
 
 /* Figures computed from two measured ones: num / den. */
@@ -159,11 +186,52 @@ static double speedup(const mpb_fig *f)
     return f->better == MPB_HIGHER ? f->median / f->python : f->python / f->median;
 }
 
+/* What the cross-CPU round trips cost in CPU time: spinning keeps the waiter busy. */
+static void print_cpu_cost(int nw)
+{
+    bool any = false;
+    for (int i = 0; i < mpb->nfigs; i++) {
+        const mpb_fig *f = &mpb->figs[i];
+        size_t n = strlen(f->name);
+        if (n < 10 || strcmp(f->name + n - 10, ".cross.cpu") != 0) continue;
+        char base[64], cn[80], v[48], rt[48];
+        snprintf(base, sizeof base, "%.*s", (int)(n - 4), f->name);
+        snprintf(cn, sizeof cn, "%s.cores", base);
+        mpb_fig *c = mpb_find(cn), *r = mpb_find(base);
+        if (!c || !r) continue;
+        if (!any) {
+            printf("\nCPU cost of the cross-CPU round trips (both processes; %s)\n",
+                   mp_spin_get() ? "spinning on" : "spinning off: MPROC_SPIN=0");
+            pad("  figure", nw + 2);
+            pad("round trip", 14);
+            pad("CPU time", 14);
+            pad("CPUs busy", 0);
+            endline();
+        }
+        any = true;
+        mpb_fmt(rt, sizeof rt, r->median, r->unit);
+        mpb_fmt(v, sizeof v, f->median, f->unit);
+        pad("  ", 2);
+        pad(base, nw);
+        pad(rt, 14);
+        pad(v, 14);
+        char cs[32];
+        snprintf(cs, sizeof cs, "%.2f", c->median);
+        pad(cs, 0);
+        endline();
+    }
+}
+
 void mpb_print_figures(bool compare)
 {
+    /* The name column fits the longest name shown (peers' names are long). */
+    int nw = 28;
+    for (int i = 0; i < mpb->nfigs; i++)
+        if (!mpb_is_aux(mpb->figs[i].name) && (int)strlen(mpb->figs[i].name) + 1 > nw)
+            nw = (int)strlen(mpb->figs[i].name) + 1;
     printf("\n%s (median of %d reps; p99 of the round trips; spread = min .. max of the reps)\n",
            mpb->quick ? "Key figures" : "Figures", mpb->reps);
-    pad("  figure", 30);
+    pad("  figure", nw + 2);
     if (compare) {
         pad("mproc", 14);
         pad("python", 14);
@@ -177,7 +245,7 @@ void mpb_print_figures(bool compare)
     const char *group = "";
     for (int i = 0; i < mpb->nfigs; i++) {
         mpb_fig *f = &mpb->figs[i];
-        if (strstr(f->name, ".p99")) continue;
+        if (mpb_is_aux(f->name)) continue;
         size_t gl = strcspn(f->name, ".");
         if (strncmp(group, f->name, gl) != 0 || group[gl] != '.') {
             if (*group) endline();
@@ -186,7 +254,7 @@ void mpb_print_figures(bool compare)
         char v[48], p[48], sp[100], n99[80];
         mpb_fmt(v, sizeof v, f->median, f->unit);
         pad("  ", 2);
-        pad(f->name, 28);
+        pad(f->name, nw);
         pad(v, 14);
         if (compare) {
             char py[48], r[48];
@@ -215,6 +283,7 @@ void mpb_print_figures(bool compare)
     }
     printf("\n  names: rtt64 = round trip of 64 B, tput1m = stream of 1 MiB messages (4k: 4 KiB);\n"
            "  same = both processes on CPU 0, cross = on CPUs 0 and 1. mpbench --list explains.\n");
+    print_cpu_cost(nw);
     bool any = false;
     for (size_t i = 0; i < NDERIVED; i++) {
         double r = derived_value(i);
@@ -332,10 +401,93 @@ void mpb_print_json(bool compare, const char *python_status)
     printf("\n}\n");
 }
 
+/* ---- --compare peers, --tsv ---------------------------------------------------------------- */
+
+void mpb_print_peers(void)
+{
+    static const struct {
+        const char *label, *rtt, *tput; /* figure prefixes for the round trips and the streams */
+    } rows[] = {
+        {"raw pipe(2)", "raw.pipe", "raw.pipe"},
+        {"POSIX mq", "peers.mq", "peers.mq"},
+        {"ZeroMQ ipc REQ/REP", "peers.zmq_reqrep", NULL},
+        {"ZeroMQ ipc PUSH/PULL", NULL, "peers.zmq_pushpull"},
+        {"mproc mp_conn pipe", "pipe", "pipe"},
+        {"mproc mp_queue", "queue", "queue"},
+    };
+    static const struct {
+        const char *head, *suffix;
+        bool rtt;
+    } cols[] = {{"rtt 64 B same", "rtt64.same", true},
+                {"rtt 64 B cross", "rtt64.cross", true},
+                {"CPUs busy", "rtt64.cross.cores", true},
+                {"64 B stream", "tput64.cross", false},
+                {"1 MiB stream", "tput1m.cross", false}};
+    printf("\nSide by side with what you would otherwise pick (medians; CPUs busy = CPU time of\n"
+           "both processes during the cross-CPU round trips / wall time)\n");
+    pad("  mechanism", 24);
+    for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++)
+        pad(cols[c].head, 15);
+    endline();
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        pad("  ", 2);
+        pad(rows[r].label, 22);
+        for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++) {
+            const char *pre = cols[c].rtt ? rows[r].rtt : rows[r].tput;
+            char n[96], v[48] = "-";
+            if (pre) {
+                snprintf(n, sizeof n, "%s.%s", pre, cols[c].suffix);
+                mpb_fig *f = mpb_find(n);
+                if (f && strcmp(f->unit, "cores") == 0)
+                    snprintf(v, sizeof v, "%.2f", f->median);
+                else if (f)
+                    mpb_fmt(v, sizeof v, f->median, f->unit);
+                else
+                    snprintf(v, sizeof v, "n/a");
+            }
+            pad(v, 15);
+        }
+        endline();
+    }
+    printf("  - = not this pattern's job (REQ/REP is lock-step, PUSH/PULL one-way); n/a = not\n"
+           "  measured (see the notes above). mproc's waiters spin before sleeping (MPROC_SPIN=0\n"
+           "  turns that off); the others block at once.\n");
+}
+
+void mpb_print_tsv(void)
+{
+    for (int i = 0; i < mpb->nfigs; i++) {
+        const mpb_fig *f = &mpb->figs[i];
+        if (!isnan(f->median)) printf("%s\t%.6g\t%s\n", f->name, f->median, f->unit);
+    }
+    fflush(stdout);
+}
+
 /* ---- gnuplot ------------------------------------------------------------------------------- */
 
-/* One panel per unit: bars of medians with min..max error bars, Python beside them when
- * compared. Log scale, since figures of one unit span orders of magnitude. */
+/* Who measured a figure: the colours and the legend of the chart. */
+enum { S_RAW, S_MPROC, S_PEER, S_PYTHON, NSERIES };
+static const char *const series_title[NSERIES] = {"kernel baseline, no mproc (raw.*)", "mproc",
+                                                  "other IPC library (peers.*)",
+                                                  "Python multiprocessing"};
+static const char *const series_colour[NSERIES] = {"#8c8c8c", "#1f6fb4", "#2ca02c", "#ff7f0e"};
+
+static int series_of(const mpb_fig *f)
+{
+    if (strncmp(f->name, "raw.", 4) == 0) return S_RAW;
+    if (strncmp(f->name, "peers.", 6) == 0) return S_PEER;
+    return S_MPROC;
+}
+
+static bool plotted(const mpb_fig *f, const char *unit)
+{
+    return strcmp(f->unit, unit) == 0 && !mpb_is_aux(f->name) && !isnan(f->median) && f->median > 0;
+}
+
+/* One panel per unit, one slot per figure: a bar for the median with a min..max error bar,
+ * coloured by who measured it (kernel baseline, mproc, another library), and Python's bar beside
+ * mproc's when compared. The y axis is logarithmic (figures of one unit span orders of
+ * magnitude); its floor is a decade below the smallest value so that every bar shows. */
 int mpb_plot(const char *path, bool compare)
 {
     const char *units[8];
@@ -345,7 +497,7 @@ int mpb_plot(const char *path, bool compare)
         int u = 0;
         while (u < nunits && strcmp(units[u], f->unit) != 0)
             u++;
-        if (u == nunits && nunits < 8 && !strstr(f->name, ".p99")) units[nunits++] = f->unit;
+        if (u == nunits && nunits < 8 && plotted(f, f->unit)) units[nunits++] = f->unit;
     }
     if (nunits == 0) {
         fprintf(stderr, "mpbench: --plot: nothing was measured\n");
@@ -365,35 +517,120 @@ int mpb_plot(const char *path, bool compare)
         perror("mpbench: popen gnuplot");
         return -1;
     }
-    fprintf(g, "set terminal pngcairo size 1400,%d font 'sans,9'\n", 330 * nunits + 40);
-    fprintf(g, "set output '%s'\n", path);
-    fprintf(g, "set multiplot layout %d,1 title 'mpbench %s: medians, bars min..max%s'\n", nunits,
-            mp_version(), compare ? ", python beside mproc" : "");
-    fprintf(g, "set style data histogram\nset style fill solid 0.7 border -1\n"
-               "set boxwidth 0.8\nset logscale y\nset grid ytics\nset xtics rotate by -35\n"
-               "set key top left\nset termoption noenhanced\n");
-    fprintf(g, compare ? "set style histogram clustered gap 1\n"
-                       : "set style histogram errorbars gap 1 lw 1\n");
+    int maxslots = 0;
     for (int u = 0; u < nunits; u++) {
-        fprintf(g, "set ylabel '%s'\n", strcmp(units[u], "us") == 0 ? "microseconds" : units[u]);
-        if (compare)
-            fprintf(g, "plot '-' using 2:xtic(1) title 'mproc', '-' using 2 title 'python'\n");
-        else
-            fprintf(g, "plot '-' using 2:3:4:xtic(1) title 'mproc'\n");
-        for (int pass = 0; pass < (compare ? 2 : 1); pass++) {
-            for (int i = 0; i < mpb->nfigs; i++) {
-                mpb_fig *f = &mpb->figs[i];
-                if (strcmp(f->unit, units[u]) != 0 || strstr(f->name, ".p99")) continue;
-                double v = pass ? f->python : f->median;
-                if (compare && isnan(v))
-                    fprintf(g, "\"%s\" NaN\n", f->name);
-                else if (compare)
-                    fprintf(g, "\"%s\" %g\n", f->name, v);
-                else
-                    fprintf(g, "\"%s\" %g %g %g\n", f->name, v, f->min, f->max);
-            }
-            fprintf(g, "e\n");
+        int k = 0;
+        for (int i = 0; i < mpb->nfigs; i++)
+            k += plotted(&mpb->figs[i], units[u]);
+        if (k > maxslots) maxslots = k;
+    }
+    /* Room for each slot's label and value (two bars per slot when Python is beside). */
+    int width = (compare ? 95 : 65) * maxslots + 260;
+    if (width < 1200) width = 1200;
+    int panel = 420;
+    fprintf(g, "set terminal pngcairo size %d,%d font 'sans,10'\n", width, panel * nunits + 50);
+    fprintf(g, "set output '%s'\n", path);
+    fprintf(g, "set termoption noenhanced\nset encoding utf8\n");
+    fprintf(g,
+            "set multiplot layout %d,1 title \"mpbench %s, %d CPUs: medians of %d reps, lines "
+            "= min..max; log scale%s\" font 'sans,12'\n",
+            nunits, mp_version(), mpb->ncpu, mpb->reps,
+            mpb->tiny ? " (MPBENCH_TINY: meaningless)" : "");
+    fprintf(g, "set logscale y\nset grid ytics mytics lc rgb '#dddddd'\nset border 3\n"
+               "set tics nomirror\nset xtics rotate by 40 right scale 0 font 'sans,9'\n"
+               "set lmargin 14\nset rmargin 4\nset bmargin 11\n"
+               "set key outside top center horizontal maxrows 1 samplen 2 width 2 font 'sans,9'\n"
+               "set style fill solid 0.85 border rgb '#333333'\n");
+    for (int u = 0; u < nunits; u++) {
+        /* Which series have bars here, the value range, and the slots. */
+        bool has[NSERIES] = {false};
+        double lo = INFINITY, hi = 0;
+        int nslot = 0;
+        for (int i = 0; i < mpb->nfigs; i++) {
+            const mpb_fig *f = &mpb->figs[i];
+            if (!plotted(f, units[u])) continue;
+            nslot++;
+            has[series_of(f)] = true;
+            double vals[] = {f->median, f->min, f->max, compare ? f->python : NAN};
+            for (size_t k = 0; k < sizeof vals / sizeof vals[0]; k++)
+                if (!isnan(vals[k]) && vals[k] > 0) {
+                    if (vals[k] < lo) lo = vals[k];
+                    if (vals[k] > hi) hi = vals[k];
+                }
+            if (compare && !isnan(f->python) && f->python > 0) has[S_PYTHON] = true;
         }
+        double floor_ = pow(10, floor(log10(lo)) - (lo / pow(10, floor(log10(lo))) < 2 ? 1 : 0));
+        double ceil_ = pow(10, ceil(log10(hi * 1.5)));
+        /* Times in their own unit (gnuplot's SI prefix for micro is a plain "u"); rates with
+         * k/M/G prefixes, MB/s as bytes/s so that they read 100M, 1G, 10G. */
+        bool time = strcmp(units[u], "us") == 0 || strcmp(units[u], "ns") == 0;
+        bool mb = strcmp(units[u], "MB/s") == 0;
+        const char *unitname = strcmp(units[u], "us") == 0   ? "microseconds"
+                               : strcmp(units[u], "ns") == 0 ? "nanoseconds"
+                               : mb                          ? "bytes/s"
+                                                             : units[u];
+        double scale = mb ? 1e6 : 1;
+        fprintf(g, "set format y '%s'\n", time ? "%g" : "%.0s%c");
+        bool lower = false;
+        for (int i = 0; i < mpb->nfigs; i++)
+            if (plotted(&mpb->figs[i], units[u])) lower = mpb->figs[i].better == MPB_LOWER;
+        fprintf(g, "set ylabel \"%s (%s is better)\"\n", unitname, lower ? "lower" : "higher");
+        /* At least four slots wide, so that a lone bar does not fill the panel. */
+        fprintf(g, "set yrange [%g:%g]\nset xrange [-0.6:%g]\n", floor_ * scale, ceil_ * scale,
+                (nslot < 4 ? 4 : nslot) - 0.4);
+        /* Data: slot, value, min, max, label (one block per series present). */
+        fprintf(g, "set xtics (");
+        int slot = 0;
+        for (int i = 0; i < mpb->nfigs; i++) {
+            const mpb_fig *f = &mpb->figs[i];
+            if (!plotted(f, units[u])) continue;
+            fprintf(g, "%s\"%s\" %d", slot ? ", " : "", f->name, slot);
+            slot++;
+        }
+        fprintf(g, ")\n");
+        for (int sr = 0; sr < NSERIES; sr++) {
+            if (!has[sr]) continue;
+            fprintf(g, "$s%d << EOD\n", sr);
+            slot = 0;
+            for (int i = 0; i < mpb->nfigs; i++) {
+                const mpb_fig *f = &mpb->figs[i];
+                if (!plotted(f, units[u])) continue;
+                bool pair = compare && !isnan(f->python) && f->python > 0;
+                double x = slot, w = pair ? 0.38 : 0.7;
+                char lab[48];
+                if (sr == S_PYTHON && pair) {
+                    mpb_fmt(lab, sizeof lab, f->python, f->unit);
+                    fprintf(g, "%g %g %g %g %g \"%s\"\n", x + 0.2, f->python * scale,
+                            f->python * scale, f->python * scale, w, lab);
+                } else if (sr != S_PYTHON && series_of(f) == sr) {
+                    mpb_fmt(lab, sizeof lab, f->median, f->unit);
+                    fprintf(g, "%g %g %g %g %g \"%s\"\n", pair ? x - 0.2 : x, f->median * scale,
+                            f->min * scale, f->max * scale, w, lab);
+                }
+                slot++;
+            }
+            fprintf(g, "EOD\n");
+        }
+        /* Every bar first, then the error bars and the value labels, so that no bar hides a
+         * neighbour's label. */
+        fprintf(g, "plot ");
+        const char *sep = "";
+        for (int sr = 0; sr < NSERIES; sr++) {
+            if (!has[sr]) continue;
+            fprintf(g,
+                    "%s$s%d using 1:2:($1-$5/2):($1+$5/2):(%g):2 with boxxyerror lc rgb '%s' "
+                    "title '%s'",
+                    sep, sr, floor_ * scale, series_colour[sr], series_title[sr]);
+            sep = ", ";
+        }
+        for (int sr = 0; sr < NSERIES; sr++)
+            if (has[sr])
+                fprintf(g,
+                        ", $s%d using 1:3:(0):($4-$3) with vectors nohead lc rgb '#222222' "
+                        "notitle, $s%d using 1:4:6 with labels nopoint offset 0,0.7 "
+                        "font 'sans,8' notitle",
+                        sr, sr);
+        fprintf(g, "\n");
     }
     fprintf(g, "unset multiplot\n");
     int st = pclose(g);

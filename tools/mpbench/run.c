@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -229,8 +230,18 @@ struct rtt_peer {
     const mpb_chan *ch;
     void *st;
     size_t size;
-    long total;
+    long warm, n;
+    int reps;
+    double *cpu; /* shared: the peer's CPU seconds at the start of each rep and at the end */
 };
+
+/* CPU seconds used by this process so far (all its threads; mpbench's signal thread sleeps). */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 static int rtt_child(void *arg)
 {
@@ -238,10 +249,13 @@ static int rtt_child(void *arg)
     p->ch->side(p->st, 1);
     char *buf = xmalloc(p->size);
     int rc = 0;
-    for (long i = 0; i < p->total && rc == 0; i++) {
+    long total = p->warm + (long)p->reps * p->n;
+    for (long i = 0; i < total && rc == 0; i++) {
+        if (i >= p->warm && (i - p->warm) % p->n == 0) p->cpu[(i - p->warm) / p->n] = cpu_now();
         rc = p->ch->recv(p->st, 1, buf, p->size);
         if (rc == 0) rc = p->ch->send(p->st, 1, buf, p->size);
     }
+    if (rc == 0) p->cpu[p->reps] = cpu_now();
     p->ch->close(p->st, 1);
     free(buf);
     return rc ? 1 : 0;
@@ -262,9 +276,16 @@ int mpb_rtt(const char *name, const char *label, const mpb_chan *ch, size_t size
     if (!placement_ok(name, pl)) return 0;
     long n = rtt_count(size), warm = n / 5 + 1;
     int reps = mpb->reps;
-    struct rtt_peer p = {ch, NULL, size, warm + (long)reps * n};
+    size_t cpulen = (MPB_MAXREPS + 1) * sizeof(double);
+    double *cpu = mmap(NULL, cpulen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (cpu == MAP_FAILED) {
+        mpb_fail(name, "mmap: %s", strerror(errno));
+        return -errno;
+    }
+    struct rtt_peer p = {ch, NULL, size, warm, n, reps, cpu};
     int rc = ch->open(&p.st, size);
     if (rc < 0) {
+        munmap(cpu, cpulen);
         mpb_fail(name, "cannot open %s: %s", ch->name, strerror(-rc));
         return rc;
     }
@@ -273,24 +294,28 @@ int mpb_rtt(const char *name, const char *label, const mpb_chan *ch, size_t size
     if (pid < 0) {
         ch->close(p.st, 0);
         ch->close(p.st, 1);
+        munmap(cpu, cpulen);
         mpb_fail(name, "fork: %s", strerror((int)-pid));
         return (int)pid;
     }
     ch->side(p.st, 0);
     char *buf = xmalloc(size);
     double *lat = xmalloc((size_t)n * sizeof *lat);
-    double med[MPB_MAXREPS], p99[MPB_MAXREPS];
+    double med[MPB_MAXREPS], p99[MPB_MAXREPS], mycpu[MPB_MAXREPS], wall[MPB_MAXREPS];
     for (long i = 0; i < warm && rc == 0; i++) {
         rc = ch->send(p.st, 0, buf, size);
         if (rc == 0) rc = ch->recv(p.st, 0, buf, size);
     }
     for (int r = 0; r < reps && rc == 0 && !mpb_stopping; r++) {
+        double c0 = cpu_now(), w0 = mpb_now();
         for (long i = 0; i < n && rc == 0; i++) {
             double t0 = mpb_now();
             rc = ch->send(p.st, 0, buf, size);
             if (rc == 0) rc = ch->recv(p.st, 0, buf, size);
             lat[i] = (mpb_now() - t0) * 1e6;
         }
+        mycpu[r] = cpu_now() - c0;
+        wall[r] = mpb_now() - w0;
         med[r] = mpb_median(lat, (int)n);
         p99[r] = mpb_quantile(lat, (int)n, 0.99);
     }
@@ -298,6 +323,15 @@ int mpb_rtt(const char *name, const char *label, const mpb_chan *ch, size_t size
     int code = mpb_reap(pid, rc ? 1 : 10);
     free(buf);
     free(lat);
+    /* CPU time of both processes per round trip, and the cores that keeps busy: what spinning
+     * costs (a blocking peer sleeps while it waits). */
+    double cpurt[MPB_MAXREPS], cores[MPB_MAXREPS];
+    for (int r = 0; r < reps; r++) {
+        double both = mycpu[r] + (cpu[r + 1] - cpu[r]);
+        cpurt[r] = both / (double)n * 1e6;
+        cores[r] = wall[r] > 0 ? both / wall[r] : NAN;
+    }
+    munmap(cpu, cpulen);
     if (rc || code) {
         mpb_fail(name, "%s", rc ? mp_strerror(rc) : "peer failed");
         return rc ? rc : -EIO;
@@ -309,6 +343,12 @@ int mpb_rtt(const char *name, const char *label, const mpb_chan *ch, size_t size
     snprintf(n2, sizeof n2, "%s.p99", name);
     mpb_record(name, label, "us", MPB_LOWER, med, reps);
     mpb_record(n2, l2, "us", MPB_LOWER, p99, reps);
+    snprintf(l2, sizeof l2, "%s, CPU time of both per round trip", label);
+    snprintf(n2, sizeof n2, "%s.cpu", name);
+    mpb_record(n2, l2, "us", MPB_LOWER, cpurt, reps);
+    snprintf(l2, sizeof l2, "%s, CPUs kept busy", label);
+    snprintf(n2, sizeof n2, "%s.cores", name);
+    mpb_record(n2, l2, "cores", MPB_LOWER, cores, reps);
     return 0;
 }
 

@@ -210,3 +210,14 @@ void mpb_fmt_range(char *out, size_t len, double lo, double hi, double ref, cons
     double f = scale_of(ref, unit, u, sizeof u);
     snprintf(out, len, "%.*f .. %.*f %s", prec_of(lo * f), lo * f, prec_of(hi * f), hi * f, u);
 }
+
+bool mpb_is_aux(const char *name)
+{
+    static const char *const sfx[] = {".p99", ".cpu", ".cores"};
+    size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
+        size_t k = strlen(sfx[i]);
+        if (n > k && strcmp(name + n - k, sfx[i]) == 0) return true;
+    }
+    return false;
+}
