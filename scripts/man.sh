@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # man.sh - the section-3 man pages (docs/man/*.3.scd) against the library's exported functions.
 #
-#   man.sh symbols LIB                  the exported mp_* functions of LIB (libmproc.so)
+#   man.sh symbols LIB                  the exported mp_* functions of LIB (libmproc.so; not mp__*)
 #   man.sh links LIB MANDIR OUTDIR      one OUTDIR/<function>.3 per exported function, holding
 #                                       ".so man3/<page>.3" for the page that documents it, so
 #                                       `man mp_queue_put` opens mproc_queue(3); warns about
@@ -23,8 +23,10 @@ NORM='function norm(s,   i, c, cs) { gsub(/[ \t]+/, " ", s); cs = "*(),;[]"
     while (index(s, c " ")) sub("[" (c == "]" ? "\\]" : c) "][ ]", c, s) }
   sub(/^ /, "", s); sub(/ $/, "", s); return s }'
 
+# mp__ names are the library's own plumbing (exported only for its macros, e.g.
+# MP_FUNC_REGISTER), not API: they get no page.
 symbols() {
-  nm -D --defined-only "$1" | awk '$2 ~ /^[TW]$/ && $3 ~ /^mp_/ {print $3}' | sort -u
+  nm -D --defined-only "$1" | awk '$2 ~ /^[TW]$/ && $3 ~ /^mp_/ && $3 !~ /^mp__/ {print $3}' | sort -u
 }
 
 # <page> <normalised prototype> for every prototype in the SYNOPSIS sections of MANDIR's pages.
