@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: MIT */
+/* mp-test: timeout=120 */
+/* test_queue_hang.c - 4 producers and 4 consumers SIGKILLed (and replaced) at random instants,
+ * thousands of kills on one queue, every put and get with a long timeout, and a watchdog: a put
+ * blocked for more than a second while the queue has room, or a get blocked for more than a
+ * second while it has messages, fails the test. That is what a wake-up lost with a killed waiter
+ * (a side lock's, or a futex word's) looks like from outside. */
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "mproc.h"
+#include "mp_test.h"
+
+enum {
+    NPROD = 4,
+    NCONS = 4,
+    NW = NPROD + NCONS,
+    RING = 16384,
+    MAXLEN = 200,     /* every message goes whole: a record is at most 216 bytes */
+    ROOMY_QSIZE = 30, /* below this many messages the ring has room for any put */
+    KILLS = 3000,
+};
+
+#define RUN_S 15.0 /* stop earlier than KILLS if the machine is slow */
+
+struct worker {
+    _Atomic int64_t since_ns; /* inside put/get since then, 0 when outside */
+    _Atomic uint32_t calls;
+};
+
+struct shared {
+    _Atomic uint32_t errors;
+    _Atomic uint32_t stop;
+    struct worker w[NW];
+};
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+static __attribute__((noreturn)) void producer(mp_queue *q, struct shared *sh, struct worker *me,
+                                               uint64_t seed)
+{
+    unsigned char buf[MAXLEN];
+    uint64_t rng = seed;
+    while (!atomic_load(&sh->stop)) {
+        size_t len = (size_t)(rng_next(&rng) % MAXLEN);
+        memset(buf, (int)(len & 0xff), len);
+        atomic_store(&me->since_ns, now_ns());
+        int rc = mp_queue_put(q, buf, len, 60.0);
+        atomic_store(&me->since_ns, 0);
+        atomic_fetch_add(&me->calls, 1);
+        if (rc == MP_ECLOSED) break;
+        if (rc != 0) {
+            fprintf(stderr, "put: %d\n", rc);
+            atomic_fetch_add(&sh->errors, 1);
+            mp_test_child_exit(2);
+        }
+    }
+    mp_test_child_exit(0);
+}
+
+static __attribute__((noreturn)) void consumer(mp_queue *q, struct shared *sh, struct worker *me)
+{
+    unsigned char buf[MAXLEN];
+    while (!atomic_load(&sh->stop)) {
+        size_t n;
+        atomic_store(&me->since_ns, now_ns());
+        int rc = mp_queue_get(q, buf, sizeof buf, &n, 60.0);
+        atomic_store(&me->since_ns, 0);
+        atomic_fetch_add(&me->calls, 1);
+        if (rc == MP_ECLOSED) break;
+        int bad = rc != 0;
+        for (size_t i = 0; !bad && i < n; i++)
+            bad = buf[i] != (unsigned char)(n & 0xff);
+        if (bad) {
+            fprintf(stderr, "get: %d\n", rc);
+            atomic_fetch_add(&sh->errors, 1);
+            mp_test_child_exit(3);
+        }
+    }
+    mp_test_child_exit(0);
+}
+
+static pid_t spawn(mp_queue *q, struct shared *sh, int i, uint64_t seed)
+{
+    atomic_store(&sh->w[i].since_ns, 0);
+    pid_t p = mp_test_fork();
+    if (p == 0) {
+        if (i < NPROD) producer(q, sh, &sh->w[i], seed);
+        consumer(q, sh, &sh->w[i]);
+    }
+    return p;
+}
+
+static void spin_us(long us)
+{
+    int64_t until = now_ns() + us * 1000;
+    while (now_ns() < until) {
+    }
+}
+
+/* A worker stuck in its call for more than `limit_ns` while the other side could let it
+ * proceed: -1 when none, else its index. */
+static int stuck(mp_queue *q, struct shared *sh, int64_t limit_ns)
+{
+    int64_t now = now_ns();
+    for (int i = 0; i < NW; i++) {
+        int64_t since = atomic_load(&sh->w[i].since_ns);
+        if (!since || now - since < limit_ns) continue;
+        ssize_t qs = mp_queue_qsize(q);
+        /* the call is still the same one, and the condition held all along as far as we see */
+        if (atomic_load(&sh->w[i].since_ns) != since) continue;
+        if (i < NPROD ? qs < ROOMY_QSIZE : qs > 0) return i;
+    }
+    return -1;
+}
+
+static void random_kills_never_leave_a_caller_blocked(void **state)
+{
+    (void)state;
+    struct shared *sh =
+        mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(sh != MAP_FAILED);
+    mp_queue *q;
+    assert_mp_ok(mp_queue_new(&q, 0, RING));
+    pid_t pid[NW];
+    uint64_t rng = 0x5EED5EEDull;
+    for (int i = 0; i < NW; i++)
+        assert_true((pid[i] = spawn(q, sh, i, rng_next(&rng))) > 0);
+    const int64_t limit = (int64_t)(mp_test_timeout(1.0) * 1e9);
+    int64_t start = now_ns(), worst = 0;
+    int kills = 0, bad = -1;
+    while (kills < KILLS && now_ns() - start < (int64_t)(RUN_S * 1e9)) {
+        spin_us((long)(rng_next(&rng) % 3000));
+        if ((bad = stuck(q, sh, limit)) >= 0) break;
+        int v = (int)(rng_next(&rng) % NW);
+        assert_true(pid[v] > 0); /* never kill(-1) */
+        kill(pid[v], SIGKILL);
+        int code = mp_test_wait_code(pid[v], mp_test_timeout(10));
+        if (code != 128 + SIGKILL) fprintf(stderr, "worker %d ended with %d\n", v, code);
+        assert_int_equal(code, 128 + SIGKILL);
+        kills++;
+        assert_true((pid[v] = spawn(q, sh, v, rng_next(&rng))) > 0);
+        for (int i = 0; i < NW; i++) {
+            int64_t since = atomic_load(&sh->w[i].since_ns);
+            if (since && now_ns() - since > worst) worst = now_ns() - since;
+        }
+    }
+    uint32_t calls = 0;
+    for (int i = 0; i < NW; i++)
+        calls += atomic_load(&sh->w[i].calls);
+    fprintf(stderr, "kills %d in %.1f s, calls %u, qsize %zd, longest call seen %.0f ms\n", kills,
+            (double)(now_ns() - start) / 1e9, calls, mp_queue_qsize(q), (double)worst / 1e6);
+    if (bad >= 0)
+        fprintf(stderr, "%s %d blocked %.0f ms with qsize %zd\n",
+                bad < NPROD ? "producer" : "consumer", bad,
+                (double)(now_ns() - atomic_load(&sh->w[bad].since_ns)) / 1e6, mp_queue_qsize(q));
+    atomic_store(&sh->stop, 1);
+    assert_mp_ok(mp_queue_close(q)); /* wakes the callers still waiting */
+    for (int i = 0; i < NW; i++)
+        assert_int_equal(mp_test_wait_code(pid[i], mp_test_timeout(10)), 0);
+    assert_int_equal(bad, -1);
+    assert_int_equal(atomic_load(&sh->errors), 0);
+    assert_true(kills >= 1000);
+    mp_queue_free(&q);
+    munmap(sh, sizeof *sh);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        MP_TEST(random_kills_never_leave_a_caller_blocked),
+    };
+    return mp_test_main(__FILE__, tests, sizeof(tests) / sizeof(tests[0]));
+}
