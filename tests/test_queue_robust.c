@@ -53,11 +53,16 @@ static int wait_sleeping(pid_t pid)
     return 0;
 }
 
+/* Pins the caller to the first CPU it may run on (the same one for every process of a round). */
 static int pin_cpu0(void)
 {
     cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) < 0) return -1;
+    int first = 0;
+    while (first < CPU_SETSIZE && !CPU_ISSET(first, &set))
+        first++;
     CPU_ZERO(&set);
-    CPU_SET(0, &set);
+    CPU_SET(first, &set);
     return sched_setaffinity(0, sizeof set, &set);
 }
 
