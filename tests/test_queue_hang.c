@@ -243,11 +243,81 @@ static void kill_waves_never_leave_a_survivor_blocked(void **state)
     munmap(sh, sizeof *sh);
 }
 
+/* JoinableQueue: consumers that get, work a little and task_done are killed at random instants
+ * (many between get and task_done) and replaced; join must still return once everything put was
+ * either done or lost with its taker, and the lost ones are at most one per kill. */
+static __attribute__((noreturn)) void join_worker(mp_queue *q, struct shared *sh)
+{
+    for (;;) {
+        char buf[16];
+        size_t n;
+        int rc = mp_queue_get(q, buf, sizeof buf, &n, 60.0);
+        if (rc == MP_ECLOSED) break;
+        if (rc != 0) {
+            atomic_fetch_add(&sh->errors, 1);
+            mp_test_child_exit(4);
+        }
+        spin_us(50); /* the work: a window to be killed in */
+        if (mp_queue_task_done(q) != 0) {
+            atomic_fetch_add(&sh->errors, 1);
+            mp_test_child_exit(5);
+        }
+    }
+    mp_test_child_exit(0);
+}
+
+static void join_returns_when_takers_die(void **state)
+{
+    (void)state;
+    enum { ITEMS = 6000, NJW = 4, JKILLS = 300 };
+    struct shared *sh =
+        mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(sh != MAP_FAILED);
+    mp_queue *q;
+    assert_mp_ok(mp_queue_new_joinable(&q, 0, 1 << 20));
+    pid_t pid[NJW];
+    for (int i = 0; i < NJW; i++) {
+        pid[i] = mp_test_fork();
+        if (pid[i] == 0) join_worker(q, sh);
+        assert_true(pid[i] > 0);
+    }
+    uint64_t rng = 0xBADC0DEull;
+    int kills = 0, put = 0;
+    while (put < ITEMS || kills < JKILLS) {
+        for (int k = 0; k < 20 && put < ITEMS; k++, put++)
+            assert_mp_ok(mp_queue_put(q, "item", 4, 10.0));
+        if (kills >= JKILLS) continue;
+        spin_us((long)(rng_next(&rng) % 400));
+        int v = (int)(rng_next(&rng) % NJW);
+        assert_true(pid[v] > 0);
+        kill(pid[v], SIGKILL);
+        assert_int_equal(mp_test_wait_code(pid[v], mp_test_timeout(10)), 128 + SIGKILL);
+        kills++;
+        pid[v] = mp_test_fork();
+        if (pid[v] == 0) join_worker(q, sh);
+        assert_true(pid[v] > 0);
+    }
+    assert_mp_ok(mp_queue_join(q, mp_test_timeout(10)));
+    ssize_t lost = mp_queue_tasks_lost(q);
+    fprintf(stderr, "items %d, kills %d, lost with their taker %zd\n", put, kills, lost);
+    assert_int_equal(mp_queue_qsize(q), 0);
+    assert_int_equal(mp_queue_unfinished(q), 0);
+    assert_true(lost >= 0 && lost <= kills);
+    assert_mp(MP_EOVERRELEASE, mp_queue_task_done(q));
+    assert_mp_ok(mp_queue_close(q));
+    for (int i = 0; i < NJW; i++)
+        assert_int_equal(mp_test_wait_code(pid[i], mp_test_timeout(10)), 0);
+    assert_int_equal(atomic_load(&sh->errors), 0);
+    mp_queue_free(&q);
+    munmap(sh, sizeof *sh);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         MP_TEST(random_kills_never_leave_a_caller_blocked),
         MP_TEST(kill_waves_never_leave_a_survivor_blocked),
+        MP_TEST(join_returns_when_takers_die),
     };
     return mp_test_main(__FILE__, tests, sizeof(tests) / sizeof(tests[0]));
 }
