@@ -415,7 +415,14 @@ static void repair_consumer(mp_queue *q)
             ST(&s->msgs_got, s->cj.new_got);
             ST(&s->discarded, s->cj.new_disc);
             int slot = s->cj.slot;
-            if (slot >= 0 && slot < JSLOTS && q->slots) STR(&q->slots[slot].taken, s->cj.new_taken);
+            if (slot >= 0 && slot < JSLOTS && q->slots) {
+                /* The slot cannot have been claimed again meanwhile (taker_slot skips the slot of
+                 * an armed journal); if a joiner already reaped it, this item is lost too. */
+                struct jslot *js = &q->slots[slot];
+                if ((LDA(&js->state) & SLOT_DEAD) && LD(&js->taken) != s->cj.new_taken)
+                    atomic_fetch_add(&s->tasks_lost, 1);
+                STR(&js->taken, s->cj.new_taken);
+            }
         }
         STR(&s->cj.armed, 0);
     }
@@ -1066,6 +1073,11 @@ static int taker_slot(mp_queue *q)
             struct jslot *js = &q->slots[i];
             uint64_t v = LD(&js->state);
             if (!(v & SLOT_DEAD)) continue;
+            /* A taker killed in the middle of a consumer commit: its slot's count is rolled
+             * forward by whoever repairs the consumer side; leave the slot to it until then
+             * (only a dead owner's journal can name a dead slot, so this cannot change under
+             * us). */
+            if (LDA(&s->cj.armed) && s->cj.slot == (int32_t)i) continue;
             if (!atomic_compare_exchange_strong(&js->state, &v, SLOT_DEAD | (uint32_t)me)) continue;
             /* Still dead (its `taken` counts as finished): take over the counts, then go live
              * with done = taken, so the slot's share of the finished count does not move. */

@@ -419,6 +419,41 @@ static void join_counts_items_of_a_dead_taker_done(void **state)
     mp_queue_free(&q);
 }
 
+static void journal_hook(int point)
+{
+    if (point == MP__QH_GET_JOURNAL) raise(SIGKILL);
+}
+
+/* A taker killed in the middle of its get's commit (head moved, counters not yet): the repair
+ * rolls its slot forward, and join counts that message lost with it. */
+static void join_with_a_taker_killed_mid_commit(void **state)
+{
+    (void)state;
+    mp_queue *q;
+    assert_mp_ok(mp_queue_new_joinable(&q, 0, RING));
+    assert_mp_ok(mp_queue_put(q, "one", 3, 0.2));
+    assert_mp_ok(mp_queue_put(q, "two", 3, 0.2));
+    pid_t c = mp_test_fork();
+    if (c == 0) {
+        mp__queue_hook = journal_hook;
+        char buf[8];
+        size_t n;
+        mp_queue_get(q, buf, sizeof buf, &n, 5.0);
+        mp_test_child_exit(1);
+    }
+    assert_true(c > 0);
+    assert_int_equal(mp_test_wait_code(c, mp_test_timeout(10)), 128 + SIGKILL);
+    char buf[8];
+    size_t n;
+    assert_mp_ok(mp_queue_get(q, buf, sizeof buf, &n, 0.2)); /* repairs the consumer side */
+    assert_true(n == 3 && memcmp(buf, "two", 3) == 0);
+    assert_mp_ok(mp_queue_task_done(q));
+    assert_mp_ok(mp_queue_join(q, mp_test_timeout(10)));
+    assert_int_equal(mp_queue_tasks_lost(q), 1);
+    assert_int_equal(mp_queue_unfinished(q), 0);
+    mp_queue_free(&q);
+}
+
 static void join_times_out_while_a_live_taker_holds_an_item(void **state)
 {
     (void)state;
@@ -498,6 +533,7 @@ int main(void)
         MP_TEST(killed_stream_is_not_announced_to_small_buffers),
         MP_TEST(message_up_to_the_ring_needs_no_consumer),
         MP_TEST(join_counts_items_of_a_dead_taker_done),
+        MP_TEST(join_with_a_taker_killed_mid_commit),
         MP_TEST(join_times_out_while_a_live_taker_holds_an_item),
         MP_TEST(task_done_by_another_process),
     };
