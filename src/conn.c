@@ -437,27 +437,35 @@ static int next_header(mp_conn *c, const mp__deadline *dl)
     return 0;
 }
 
-/* Keeps the payload read so far into dst (in_have bytes) inside the connection, for the next
- * receive to continue from. */
-static int keep_partial(mp_conn *c, const unsigned char *dst)
-{
-    if (c->in_have == 0 || c->in_data == dst) return 0;
-    if (c->in_dcap < c->in_have) {
-        unsigned char *p = realloc(c->in_data, (size_t)c->in_have);
-        if (!p) return -ENOMEM;
-        c->in_data = p;
-        c->in_dcap = (size_t)c->in_have;
-    }
-    memcpy(c->in_data, dst, (size_t)c->in_have);
-    return 0;
-}
-
 static void end_message(mp_conn *c, const unsigned char *dst)
 {
     if (c->in_data && c->in_data != dst) free(c->in_data);
     c->in_data = NULL;
     c->in_dcap = 0;
     c->in_msg = false;
+}
+
+void *(*mp__conn_realloc)(void *p, size_t n) = realloc;
+
+/* Keeps the payload read so far into dst (in_have bytes) inside the connection, for the next
+ * receive to continue from. When that copy cannot be allocated, the bytes already taken from the
+ * stream are lost and the stream cannot be resynchronised: the receiving side breaks for good
+ * (this call -ENOMEM, every later receive MP_ECLOSED) rather than count bytes it did not keep. */
+static int keep_partial(mp_conn *c, const unsigned char *dst)
+{
+    if (c->in_have == 0 || c->in_data == dst) return 0;
+    if (c->in_dcap < c->in_have) {
+        unsigned char *p = mp__conn_realloc(c->in_data, (size_t)c->in_have);
+        if (!p) {
+            end_message(c, dst);
+            c->rd_err = MP_ECLOSED;
+            return -ENOMEM;
+        }
+        c->in_data = p;
+        c->in_dcap = (size_t)c->in_have;
+    }
+    memcpy(c->in_data, dst, (size_t)c->in_have);
+    return 0;
 }
 
 /* Reads the rest of the current message's payload into dst (room for in_len bytes). When dst is

@@ -52,6 +52,10 @@ struct mp_conn {
 /* A connection over fds the caller created (each may be -1). Takes ownership on success only. */
 int mp__conn_new_fds(mp_conn **out, int rfd, int wfd, int bfd, bool rd_sock, bool wr_sock);
 
+/* The allocator keep_partial (conn.c) uses for a receive cut short; realloc, swapped by tests to
+ * inject an allocation failure. */
+extern void *(*mp__conn_realloc)(void *p, size_t n);
+
 /* Socket buffer sizes for fast large messages; failures are ignored (limits are the admin's). */
 void mp__conn_tune_socket(int fd);
 

@@ -105,12 +105,15 @@ MP_API int mp_conn_sendv(mp_conn *c, const struct iovec *iov, int iovcnt, double
  * When the message is larger than cap, returns MP_ETOOSMALL, stores the size needed in *len, and
  * keeps the message: the next receive (with a big enough buffer, or mp_conn_recv_alloc) gets it.
  * Errors: -EINVAL (c or len NULL, buf NULL with cap > 0), MP_EWRONGDIR (send-only end),
- * MP_ECLOSED (closed), MP_EEOF (the peer closed its end and every message it sent has been
+ * MP_ECLOSED (closed, or the receiving side broke, see -ENOMEM), MP_EEOF (the peer closed its end and every message it sent has been
  * received; a message cut short by the peer's exit is dropped and also gives MP_EEOF),
  * MP_ETOOSMALL, -ETIMEDOUT, MP_ECORRUPT (the peer sent a length above the connection's limit:
  * the stream cannot be resynchronised, so every later receive returns MP_ECORRUPT too),
- * -ENOMEM (the receive buffer could not be allocated). A peer that reset the connection (it
- * closed with our messages unread) counts as end of file: MP_EEOF. */
+ * -ENOMEM (the receive buffer could not be allocated; or a receive that stopped part-way through
+ * a message, by timeout or error, could not allocate the copy that keeps the part read so far:
+ * those bytes are lost, so the receiving side breaks and every later receive returns MP_ECLOSED).
+ * A peer that reset the connection (it closed with our messages unread) counts as end of file:
+ * MP_EEOF. */
 MP_API int mp_conn_recv(mp_conn *c, void *buf, size_t cap, size_t *len, double timeout);
 
 /* Receives one message into a buffer the library allocates with malloc(): on success *buf owns
