@@ -577,51 +577,145 @@ static bool conn_ready_now(const mp_conn *c, int *fd)
     return false;
 }
 
-int mp_wait(mp_wait_item *items, size_t n, double timeout)
+/* One fd to wait for, and the first item that asked for it. */
+typedef struct wait_fd {
+    int fd;
+    uint32_t item;
+} wait_fd;
+
+static int cmp_wait_fd(const void *x, const void *y)
 {
-    if (!items && n > 0) return -EINVAL;
-    if (n > MP__MAX_WAIT) return -EINVAL;
-    struct pollfd stackfds[16];
-    struct pollfd *pfd = n <= 16 ? stackfds : calloc(n, sizeof *pfd);
-    if (!pfd) return -ENOMEM;
-    int ready = 0, rc = 0;
-    for (size_t i = 0; i < n; i++) {
-        mp_conn *c = items[i].conn;
-        items[i].ready = false;
-        pfd[i] = (struct pollfd){.fd = -1, .events = POLLIN};
-        if (c) {
-            if ((rc = check_recv(c)) < 0) goto out;
-            int fd = -1;
-            if (conn_ready_now(c, &fd)) {
-                items[i].ready = true;
-                ready++;
-            } else {
-                pfd[i].fd = fd;
-            }
-        } else {
-            pfd[i].fd = items[i].fd;
-        }
+    const wait_fd *a = x, *b = y;
+    return a->fd < b->fd ? -1 : a->fd > b->fd;
+}
+
+/* poll() with more fds than RLIMIT_NOFILE's soft limit fails with EINVAL: epoll has no such
+ * limit (it needs one free fd of its own). Its answers go into u[].revents like poll's: fds that
+ * are not open are POLLNVAL, fds epoll refuses (regular files, which poll reports always
+ * readable) POLLIN, both ready at once. Returns how many are ready, or -errno. */
+static int wait_epoll(struct pollfd *u, size_t nu, const mp__deadline *dl)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) return -errno;
+    struct epoll_event *evs = malloc(nu * sizeof *evs);
+    int rc = 0, pre = 0;
+    if (!evs) {
+        rc = -ENOMEM;
+        goto out;
     }
-    mp__deadline dl = mp__deadline_in(ready ? 0 : timeout);
+    for (size_t k = 0; k < nu; k++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = k};
+        u[k].revents = 0;
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, u[k].fd, &ev) == 0) continue;
+        if (errno == EBADF) {
+            u[k].revents = POLLNVAL;
+        } else if (errno == EPERM) {
+            u[k].revents = POLLIN;
+        } else {
+            rc = -errno;
+            goto out;
+        }
+        pre++;
+    }
     for (;;) {
-        int r = poll(pfd, n, mp__deadline_poll_ms(&dl));
+        int r = epoll_wait(ep, evs, (int)nu, pre ? 0 : mp__deadline_poll_ms(dl));
         if (r < 0) {
             if (errno == EINTR) continue;
             rc = -errno;
             goto out;
         }
-        if (r == 0 && !ready && mp__deadline_left_ns(&dl) > 0) continue;
-        break;
+        for (int i = 0; i < r; i++)
+            u[evs[i].data.u64].revents = (short)(evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR));
+        if (r > 0 || pre || mp__deadline_left_ns(dl) == 0) {
+            rc = r + pre;
+            break;
+        }
+    }
+out:
+    free(evs);
+    close(ep);
+    return rc;
+}
+
+/* Waits on the distinct fds u[0..nu): poll(), or epoll when there are more than poll accepts. */
+static int wait_fds(struct pollfd *u, size_t nu, const mp__deadline *dl)
+{
+    for (;;) {
+        int r = poll(u, nu, mp__deadline_poll_ms(dl));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EINVAL && nu > 1) return wait_epoll(u, nu, dl);
+            return -errno;
+        }
+        if (r == 0 && mp__deadline_left_ns(dl) > 0) continue;
+        return r;
+    }
+}
+
+/* Each distinct fd is waited for once, whatever the number of items that name it (items without
+ * one cost nothing), so n items never exceed poll's limit of RLIMIT_NOFILE fds when the fds are
+ * ordinary open ones; more distinct fds than that (opened before the soft limit was lowered) go
+ * to epoll. */
+int mp_wait(mp_wait_item *items, size_t n, double timeout)
+{
+    if (!items && n > 0) return -EINVAL;
+    if (n > MP__MAX_WAIT) return -EINVAL;
+    enum { STACK = 16 };
+    wait_fd stack_w[STACK];
+    struct pollfd stack_u[STACK];
+    uint32_t stack_slot[STACK];
+    wait_fd *w = stack_w;
+    struct pollfd *u = stack_u;
+    uint32_t *slot = stack_slot;
+    void *heap = NULL;
+    if (n > STACK) {
+        heap = malloc(n * (sizeof *w + sizeof *u + sizeof *slot));
+        if (!heap) return -ENOMEM;
+        u = heap;
+        w = (wait_fd *)(u + n);
+        slot = (uint32_t *)(w + n);
+    }
+    int ready = 0, rc = 0;
+    size_t nw = 0;
+    for (size_t i = 0; i < n; i++) {
+        mp_conn *c = items[i].conn;
+        items[i].ready = false;
+        slot[i] = UINT32_MAX;
+        int fd = -1;
+        if (c) {
+            if ((rc = check_recv(c)) < 0) goto out;
+            if (conn_ready_now(c, &fd)) {
+                items[i].ready = true;
+                ready++;
+                continue;
+            }
+        } else {
+            fd = items[i].fd;
+        }
+        if (fd >= 0) w[nw++] = (wait_fd){fd, (uint32_t)i};
+    }
+    if (nw > 1) qsort(w, nw, sizeof *w, cmp_wait_fd);
+    size_t nu = 0;
+    for (size_t k = 0; k < nw; k++) {
+        if (nu == 0 || u[nu - 1].fd != w[k].fd)
+            u[nu++] = (struct pollfd){.fd = w[k].fd, .events = POLLIN};
+        slot[w[k].item] = (uint32_t)(nu - 1);
+    }
+    mp__deadline dl = mp__deadline_in(ready ? 0 : timeout);
+    if (nu > 0 || !ready) {
+        rc = wait_fds(u, nu, &dl);
+        if (rc < 0) goto out;
     }
     for (size_t i = 0; i < n; i++) {
-        if (pfd[i].fd >= 0 && (pfd[i].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))) {
+        if (slot[i] != UINT32_MAX &&
+            (u[slot[i]].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))) {
             items[i].ready = true;
             ready++;
         }
     }
     rc = ready;
 out:
-    if (pfd != stackfds) free(pfd);
+    free(heap);
     return rc;
 }
 

@@ -175,8 +175,11 @@ typedef struct mp_wait_item {
  * when mp_conn_poll would return 1 (data buffered or readable, or end of file); an fd when poll()
  * reports it readable, hung up or in error (a sentinel: the process ended). Sets every item's ready
  * flag and returns how many are ready; 0 when the timeout expired (Python returns an empty list).
+ * n does not depend on the fd limit (ulimit -n): items naming the same fd count once, and more
+ * distinct fds than poll() accepts are waited for with epoll.
  * Errors: -EINVAL (items NULL with n > 0, n > 4096), MP_EWRONGDIR (a send-only connection),
- * MP_ECLOSED (a closed connection), -ENOMEM. */
+ * MP_ECLOSED (a closed connection), -ENOMEM, -EMFILE (more distinct fds than RLIMIT_NOFILE and
+ * not one free fd for the epoll instance). */
 MP_API int mp_wait(mp_wait_item *items, size_t n, double timeout);
 
 #ifdef __cplusplus
