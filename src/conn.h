@@ -26,12 +26,16 @@
 struct mp_conn {
     int rfd, wfd, bfd;
     int kfd; /* pipes: a read end of the pipe this end writes, kept so writes never SIGPIPE */
-    int efd; /* pipes: an epoll instance watching bfd, to learn cheaply that the peer is gone */
-    bool rd_sock, wr_sock; /* rfd / wfd are sockets (recv/send with flags) rather than pipes */
+    int efd; /* pipes without io_uring: an epoll instance watching bfd (created at the first send)
+              */
+    struct mp__hup_ring *hup; /* pipes: an io_uring poll on bfd, see peer_gone in conn.c */
+    bool hup_off;             /* io_uring unavailable or unsuitable here: use efd */
+    bool rd_sock, wr_sock;    /* rfd / wfd are sockets (recv/send with flags) rather than pipes */
     bool readable, writable;
     bool closed;
     bool wr_shut;  /* sending side shut down after a torn send */
     bool nonblock; /* RWF_NOWAIT unsupported: the fds were switched to O_NONBLOCK */
+    bool wr_nb;    /* pipes: wfd is O_NONBLOCK (a pipe write never blocks here, see write_all) */
     bool rd_eof;   /* rfd reached end of file */
     int rd_err;    /* sticky receive error (MP_ECORRUPT), 0 when none */
     uint64_t max_msg;

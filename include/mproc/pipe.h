@@ -16,18 +16,20 @@
  * Unix-socket send, which matters for small messages), and the two ends share a Unix socketpair
  * that carries payloads of 64 KiB and more (a socket moves 1 MiB messages several times faster than
  * a pipe). Each message goes on the wire as an 8-byte little-endian length and the payload, written
- * with one writev(). The receiver reads in large chunks into a per-connection buffer, so a burst of
- * small messages costs about one read for many messages; the payload of a large message is read
- * straight into the caller's buffer. A duplex pipe end holds 5 fds, a one-way pipe's ends 2
- * (receiving) and 4 (sending). A receiver that finds nothing to read spins for up to 50 us before
- * sleeping, but only when the sender runs on another CPU (the header says which CPU it sent from):
+ * with one write() (small messages are copied behind the header; larger ones use writev()). The
+ * receiver reads in large chunks into a per-connection buffer, so a burst of small messages costs
+ * about one read for many messages; the payload of a large message is read straight into the
+ * caller's buffer. A duplex pipe end holds 5 fds, a one-way pipe's ends 2 (receiving) and 4
+ * (sending; 3 before its first send). A receiver that finds nothing to read spins for up to 50 us
+ * before sleeping, but only when the sender runs on another CPU (the header says which CPU it sent from):
  * waking a halted vCPU costs more.
  *
  * No SIGPIPE, ever: socket writes use MSG_NOSIGNAL, and each writing pipe end keeps a read end
  * of its own pipe open, so the kernel never sees a pipe without a reader. Whether the real peer
- * still exists is asked of the socketpair (one epoll_wait() per send, much cheaper than blocking
- * SIGPIPE around each write): a send after the peer closed its end, or died, returns -EPIPE. As
- * with any socket, a message sent just before the peer closes is lost with the peer.
+ * still exists is asked of the socketpair, through an io_uring poll armed by the first send, so a
+ * small send is one write() system call (without io_uring: one epoll_wait() per send more): a
+ * send after the peer closed its end, or died, returns -EPIPE. As with any socket, a message sent
+ * just before the peer closes is lost with the peer. See docs/pipe.md, "How it works".
  *
  * Timeouts: seconds as a double on CLOCK_MONOTONIC (MP_FOREVER waits without limit, 0 polls).
  * Signals never surface as EINTR: waits resume against the same deadline.
