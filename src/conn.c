@@ -415,6 +415,8 @@ static bool peer_gone_slow(mp_conn *c)
     return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
 }
 
+bool mp__conn_no_uring;
+
 static bool peer_gone(mp_conn *c)
 {
     if (c->hup_off) return peer_gone_slow(c);
@@ -424,7 +426,7 @@ static bool peer_gone(mp_conn *c)
         r = NULL;
     }
     if (!r) {
-        if (!(r = c->hup = hup_new(hup_fd(c)))) {
+        if (mp__conn_no_uring || !(r = c->hup = hup_new(hup_fd(c)))) {
             c->hup_off = true;
             return peer_gone_slow(c);
         }

@@ -60,6 +60,9 @@ int mp__conn_new_fds(mp_conn **out, int rfd, int wfd, int bfd, bool rd_sock, boo
  * inject an allocation failure. */
 extern void *(*mp__conn_realloc)(void *p, size_t n);
 
+/* Tests set it to run pipe ends as on a system without io_uring (the epoll check per send). */
+extern bool mp__conn_no_uring;
+
 /* Socket buffer sizes for fast large messages; failures are ignored (limits are the admin's). */
 void mp__conn_tune_socket(int fd);
 

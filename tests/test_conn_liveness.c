@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "mp_test.h"
 #include "mproc.h"
 
@@ -171,13 +172,23 @@ static void peer_shut_its_side_is_not_gone(void **state)
     mp_conn_free(&a);
 }
 
+/* The same cases on a system without io_uring: the epoll check per send. */
+static void without_io_uring(void **state)
+{
+    mp__conn_no_uring = true;
+    armed_then_peer_goes(state);
+    other_thread_sees_it(state);
+    forked_sender_sees_it(state);
+    peer_shut_its_side_is_not_gone(state);
+    mp__conn_no_uring = false;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        MP_TEST(armed_then_peer_goes),
-        MP_TEST(other_thread_sees_it),
-        MP_TEST(forked_sender_sees_it),
-        MP_TEST(peer_shut_its_side_is_not_gone),
+        MP_TEST(armed_then_peer_goes),  MP_TEST(other_thread_sees_it),
+        MP_TEST(forked_sender_sees_it), MP_TEST(peer_shut_its_side_is_not_gone),
+        MP_TEST(without_io_uring),
     };
     return mp_test_main(__FILE__, tests, sizeof tests / sizeof tests[0]);
 }
