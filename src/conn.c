@@ -261,9 +261,10 @@ static void iov_advance(struct iovec **iov, int *cnt, size_t n)
  * write end (never polled) is gone; a one-way sending end polls the bulk socket, whose other end
  * belongs to a receive-only end, which never polls. The bulk socket's own hang-up, the
  * authoritative check, therefore always comes at once. The kernel posts the completion from the
- * thread that armed the poll, before that thread next returns to user space (it is notified like a
- * signal), so for that thread a peer that is gone by the time of its send (it saw the close or
- * reaped the process) is always seen. Other threads, and processes that inherited the ring across
+ * thread that armed the poll, when that thread next enters the kernel, and flags it in the ring
+ * until then (before 5.19: it interrupts that thread like a signal), so for that thread a peer
+ * that is gone by the time of its send (it saw the close or reaped the process, or merely runs
+ * after the peer went) is always seen. Other threads, and processes that inherited the ring across
  * fork, ask the kernel directly. Any completion is checked on the bulk socket before it is believed
  * (a cancelled one re-arms); one that does not mean the peer is gone (its torn send closed its pipe
  * write end, or shut its side of the socket: POLLRDHUP) would fire again at once, so that end goes
@@ -276,7 +277,8 @@ typedef struct mp__hup_ring {
     size_t sq_len, cq_len;
     struct io_uring_sqe *sqes;
     size_t sqes_len;
-    unsigned *sq_tail, *sq_mask, *sq_array;
+    unsigned *sq_tail, *sq_mask, *sq_array, *sq_flags;
+    bool taskrun_flag; /* the kernel sets IORING_SQ_TASKRUN while a completion is on its way */
     unsigned *cq_head, *cq_tail, *cq_mask;
     struct io_uring_cqe *cqes;
     pthread_t thread;  /* the thread that armed the poll: it runs the completion */
@@ -337,16 +339,35 @@ static int hup_arm(mp__hup_ring *r, int fd)
     return 0;
 }
 
+/* io_uring is not there at all (ENOSYS, or EPERM: io_uring_disabled, seccomp): stop asking. */
+static bool uring_missing;
+
 static mp__hup_ring *hup_new(int fd)
 {
+    if (__atomic_load_n(&uring_missing, __ATOMIC_RELAXED)) return NULL;
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, register_atfork);
     mp__hup_ring *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     struct io_uring_params p;
-    memset(&p, 0, sizeof p);
-    r->fd = (int)syscall(__NR_io_uring_setup, 1, &p); /* close-on-exec */
-    if (r->fd < 0) goto fail;
+    /* Cooperative task running (5.19): the completion is posted when the arming thread next
+     * enters the kernel, with no IPI and no interrupted sleep, and IORING_SQ_TASKRUN says meanwhile
+     * that one is on its way. Older kernels notify like a signal, which can end a blocking
+     * epoll_wait() of that thread early with EINTR, once, when the peer goes. */
+    unsigned flags[2] = {IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG, 0};
+    r->fd = -1;
+    for (int i = 0; i < 2 && r->fd < 0; i++) {
+        memset(&p, 0, sizeof p);
+        p.flags = flags[i];
+        r->fd = (int)syscall(__NR_io_uring_setup, 1, &p); /* close-on-exec */
+        r->taskrun_flag = r->fd >= 0 && flags[i] != 0;
+        if (r->fd < 0 && errno != EINVAL) break;
+    }
+    if (r->fd < 0) {
+        if (errno == ENOSYS || errno == EPERM)
+            __atomic_store_n(&uring_missing, true, __ATOMIC_RELAXED);
+        goto fail;
+    }
     r->sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
     r->cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
     if (p.features & IORING_FEAT_SINGLE_MMAP) {
@@ -363,6 +384,7 @@ static mp__hup_ring *hup_new(int fd)
     r->sq_tail = (unsigned *)(sq + p.sq_off.tail);
     r->sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
     r->sq_array = (unsigned *)(sq + p.sq_off.array);
+    r->sq_flags = (unsigned *)(sq + p.sq_off.flags);
     r->cq_head = (unsigned *)(cq + p.cq_off.head);
     r->cq_tail = (unsigned *)(cq + p.cq_off.tail);
     r->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
@@ -378,6 +400,13 @@ fail:
 static inline bool hup_posted(const mp__hup_ring *r)
 {
     return __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE) != *r->cq_head;
+}
+
+/* Whether one is on its way: the poll fired, and the arming thread has not entered the kernel
+ * since (set by the waker itself, so it covers a thread that is busy in user space). */
+static inline bool hup_pending(const mp__hup_ring *r)
+{
+    return r->taskrun_flag && (__atomic_load_n(r->sq_flags, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN);
 }
 
 /* Consumes the completions; true when all of them were cancellations (safe to re-arm). */
@@ -432,8 +461,10 @@ static bool peer_gone(mp_conn *c)
         }
     }
     if (!pthread_equal(r->thread, pthread_self())) return peer_gone_slow(c);
-    if (__builtin_expect(!hup_posted(r), 1)) return false; /* the common case: no system call */
+    bool posted = hup_posted(r);
+    if (__builtin_expect(!posted && !hup_pending(r), 1)) return false; /* no system call */
     if (peer_gone_slow(c)) return true;
+    if (!posted) return false; /* a wake-up that was not ours to count: the poll stays armed */
     if (!hup_consume(r) || hup_arm(r, hup_fd(c)) < 0) {
         hup_free(&c->hup);
         c->hup_off = true;

@@ -113,6 +113,44 @@ static void other_thread_sees_it(void **state)
     no_pending_sigpipe(&old);
 }
 
+struct closer {
+    mp_conn *c;
+    int done;
+};
+
+static void *close_then_flag(void *arg)
+{
+    struct closer *k = arg;
+    mp_conn_close(k->c);
+    __atomic_store_n(&k->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Another thread closes the peer while the arming thread stays in user space (it learns of the
+ * close from memory, without a system call that would run the kernel's pending work): its next
+ * send still says -EPIPE. */
+static void armer_busy_in_user_space(void **state)
+{
+    struct sigaction old;
+    no_sigpipe(&old);
+    for (int duplex = 0; duplex < 2; duplex++) {
+        mp_conn *a, *b;
+        assert_mp_ok(mp_pipe_new(&a, &b, duplex));
+        assert_mp_ok(mp_conn_send(b, "x", 1, 1));
+        struct closer k = {a, 0};
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, close_then_flag, &k), 0);
+        while (!__atomic_load_n(&k.done, __ATOMIC_ACQUIRE)) {
+        }
+        int rc = mp_conn_send(b, "y", 1, 1);
+        pthread_join(t, NULL);
+        assert_mp(-EPIPE, rc);
+        mp_conn_free(&a);
+        mp_conn_free(&b);
+    }
+    no_pending_sigpipe(&old);
+}
+
 /* Armed in the parent, then the sending end moves to a forked child: the child sees the peer go. */
 static void forked_sender_sees_it(void **state)
 {
@@ -178,6 +216,7 @@ static void without_io_uring(void **state)
     mp__conn_no_uring = true;
     armed_then_peer_goes(state);
     other_thread_sees_it(state);
+    armer_busy_in_user_space(state);
     forked_sender_sees_it(state);
     peer_shut_its_side_is_not_gone(state);
     mp__conn_no_uring = false;
@@ -186,9 +225,9 @@ static void without_io_uring(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        MP_TEST(armed_then_peer_goes),  MP_TEST(other_thread_sees_it),
-        MP_TEST(forked_sender_sees_it), MP_TEST(peer_shut_its_side_is_not_gone),
-        MP_TEST(without_io_uring),
+        MP_TEST(armed_then_peer_goes),           MP_TEST(other_thread_sees_it),
+        MP_TEST(armer_busy_in_user_space),       MP_TEST(forked_sender_sees_it),
+        MP_TEST(peer_shut_its_side_is_not_gone), MP_TEST(without_io_uring),
     };
     return mp_test_main(__FILE__, tests, sizeof tests / sizeof tests[0]);
 }
