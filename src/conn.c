@@ -352,8 +352,9 @@ static mp__hup_ring *hup_new(int fd)
     struct io_uring_params p;
     /* Cooperative task running (5.19): the completion is posted when the arming thread next
      * enters the kernel, with no IPI and no interrupted sleep, and IORING_SQ_TASKRUN says meanwhile
-     * that one is on its way. Older kernels notify like a signal, which can end a blocking
-     * epoll_wait() of that thread early with EINTR, once, when the peer goes. */
+     * that one is on its way. Older kernels notify like a signal and interrupt the thread. Either
+     * way a blocking epoll_wait() of that thread may end early with EINTR, once, when the peer
+     * goes (docs/pipe.md). */
     unsigned flags[2] = {IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG, 0};
     r->fd = -1;
     for (int i = 0; i < 2 && r->fd < 0; i++) {
