@@ -574,6 +574,17 @@ static int send_frame(mp_conn *c, const struct iovec *iov, int iovcnt, uint64_t 
     /* No SIGPIPE, and -EPIPE for a peer that is gone: see peer_gone. Blocking SIGPIPE around the
      * write instead costs two sigprocmask calls and more than halved small-message throughput. */
     if (!c->wr_sock && peer_gone(c)) return -EPIPE;
+    if (n == 1 && !bulk && c->wr_nb) {
+        /* the common case, straight: a small message into a pipe with room for it (at most
+         * PIPE_BUF bytes, so the write is whole or fails with nothing written) */
+        ssize_t r = write(c->wfd, v[0].iov_base, v[0].iov_len);
+        if (r == (ssize_t)v[0].iov_len) return 0;
+        if (r > 0) {
+            wrote = true;
+            v[0].iov_base = (char *)v[0].iov_base + r;
+            v[0].iov_len -= (size_t)r;
+        }
+    }
     int rc = write_all(c, c->wfd, c->wr_sock, v, n, dl, &wrote);
     if (rc == 0 && bulk) {
         memcpy(v, iov, sizeof *iov * (size_t)iovcnt);
