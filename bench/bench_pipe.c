@@ -4,6 +4,9 @@
  *   pipe.tput64.msgs_per_s          64-byte messages, sender and receiver pinned to different CPUs
  *   pipe.tput64.python.msgs_per_s   the same with Python's Pipe() send_bytes/recv_bytes
  *   pipe.tput64.ratio_python        mproc / Python (target >= 3)
+ *   rawpipe.tput64.msgs_per_s       the same over a raw pipe2() pipe: fixed 64-byte write()s, the
+ *                                   reader read()s 64 KiB chunks
+ *   pipe.tput64.ratio_rawpipe       mproc / raw pipe (target >= 0.9)
  *   pipe.tput1m.gb_per_s            1 MiB messages, received into the caller's buffer
  *   memcpy.64m.gb_per_s             memcpy of 64 MiB (cold-cache RAM bandwidth), this run
  *   pipe.tput1m.ratio_memcpy        (target >= 0.4)
@@ -72,6 +75,40 @@ static double tput(size_t size, long count)
     mp_conn_free(&a);
     free(buf);
     if (bench_reap(pid) != 0) die("sender", -EIO);
+    return (double)(count - 1) / t;
+}
+
+/* The physical reference: a child on cpu 1 write()s count fixed 64-byte messages into a raw
+ * pipe2() pipe; this process on cpu 0 reads them in 64 KiB chunks (the way mp_conn's receiver
+ * batches) and counts whole messages. Returns messages per second. */
+static double raw_tput64(long count)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) die("pipe2", -errno);
+    pid_t pid = fork();
+    if (pid == 0) {
+        bench_pin(ncpu_pair());
+        close(p[0]);
+        char m[64];
+        memset(m, 7, sizeof m);
+        for (long i = 0; i < count; i++)
+            if (write(p[1], m, sizeof m) != (ssize_t)sizeof m) _exit(1);
+        _exit(0);
+    }
+    bench_pin(0);
+    close(p[1]);
+    static char buf[64 * 1024];
+    size_t total = 0, want = (size_t)count * 64;
+    double t = 0;
+    while (total < want) {
+        ssize_t r = read(p[0], buf, sizeof buf);
+        if (r <= 0) die("read", r < 0 ? -errno : -EIO);
+        if (total == 0) t = bench_now(); /* the clock starts at the first message, as in tput() */
+        total += (size_t)r;
+    }
+    t = bench_now() - t;
+    close(p[0]);
+    if (bench_reap(pid) != 0) die("raw writer", -EIO);
     return (double)(count - 1) / t;
 }
 
@@ -174,15 +211,17 @@ int main(void)
 
     /* mproc and Python alternate, run by run, and the ratio is the median of the per-pair
      * ratios: the load of a shared machine drifts too much between two separate series. */
-    bench_note("bench_pipe: 64-byte throughput, %ld messages, mproc and Python Pipe() "
+    bench_note("bench_pipe: 64-byte throughput, %ld messages, mproc, a raw pipe and Python Pipe() "
                "send_bytes/recv_bytes alternating x %d",
                n64, reps);
-    double v64[64], vpy[64], vratio[64];
+    double v64[64], vpy[64], vratio[64], vraw[64], vrawr[64];
     int npy = 0;
     char args[64];
     snprintf(args, sizeof args, "%ld 1", quick ? 20000L : 100000L);
     for (int r = 0; r < reps; r++) {
         v64[r] = tput(64, n64);
+        vraw[r] = raw_tput64(n64);
+        vrawr[r] = v64[r] / vraw[r];
         char keys[8][64];
         double vals[8];
         int np = bench_python("pipe_peer.py", args, keys, vals, 8);
@@ -212,6 +251,8 @@ int main(void)
         rt[i] = median_of(reps, run_rtt, a[i]);
 
     bench_emit("pipe.tput64.msgs_per_s", t64, "msgs/s");
+    bench_emit("rawpipe.tput64.msgs_per_s", bench_median(vraw, reps), "msgs/s");
+    bench_emit("pipe.tput64.ratio_rawpipe", bench_median(vrawr, reps), "x");
     if (npy > 0) {
         bench_emit("pipe.tput64.python.msgs_per_s", bench_median(vpy, npy), "msgs/s");
         bench_emit("pipe.tput64.ratio_python", bench_median(vratio, npy), "x");

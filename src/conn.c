@@ -10,11 +10,15 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/io_uring.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -26,6 +30,8 @@
 #define MP__MAX_WAIT   4096
 #define MP__IO_CHUNK   ((size_t)1 << 30) /* one read/write moves at most 1 GiB */
 #define MP__DIRECT_MIN ((size_t)16 * 1024)
+/* Messages up to this size are copied behind their header and written as one buffer. */
+#define MP__COALESCE_MAX ((size_t)512)
 
 /* ---- creation ---------------------------------------------------------------------------- */
 
@@ -67,6 +73,9 @@ int mp_conn_from_fd(mp_conn **out, int fd, bool readable, bool writable)
     return mp__conn_new_fds(out, readable ? fd : -1, writable ? fd : -1, -1, true, true);
 }
 
+struct mp__hup_ring;
+static void hup_free(struct mp__hup_ring **pr);
+
 /* ---- close ------------------------------------------------------------------------------- */
 
 static void close_fd(int *fd)
@@ -85,6 +94,7 @@ int mp_conn_close(mp_conn *c)
     close_fd(&c->bfd);
     close_fd(&c->kfd);
     close_fd(&c->efd);
+    hup_free(&c->hup);
     free(c->rbuf);
     free(c->in_data);
     c->rbuf = c->in_data = NULL;
@@ -234,13 +244,196 @@ static void iov_advance(struct iovec **iov, int *cnt, size_t n)
     }
 }
 
-/* Whether the peer of a pipe end has gone: its end of the bulk socketpair was closed (by
- * mp_conn_close, or by the kernel when the process died), which the socket reports as POLLHUP.
- * The pipe itself cannot tell us: the writer keeps a read end open (kfd), see send_frame.
- * epoll_wait with no timeout only looks at a ready list, where poll() would ask the socket:
- * measured here, the check costs ~200 ns of the sender's CPU instead of ~400. */
-static bool peer_gone(const mp_conn *c)
+/* ---- is the peer of a pipe end still there? ------------------------------------------------
+ *
+ * A pipe write never raises SIGPIPE here: the writer keeps a read end of its own pipe open (kfd),
+ * so the kernel always sees a reader, and whether the real reader is still there is asked of the
+ * bulk socketpair instead: once every copy of the peer's end is closed (mp_conn_close, or the
+ * kernel when the process died), our end reports POLLHUP.
+ *
+ * Asking costs a system call per send (epoll_wait on a ready list, ~200 ns of the sender's CPU;
+ * it made a 64-byte send two system calls where a raw pipe makes one). So a pipe end that sends
+ * arms one io_uring POLL_ADD for POLLHUP, once, and each send only reads the completion ring's
+ * tail, in memory shared with the kernel: no system call while nothing happened.
+ * What it polls matters: a pending poll holds a reference to its file, and a ring torn down by a
+ * dying process drops it only later, from a kernel worker. So no end polls a file whose release
+ * its peer waits for: a duplex end polls its own pipe read end, which hangs up when the peer's
+ * write end (never polled) is gone; a one-way sending end polls the bulk socket, whose other end
+ * belongs to a receive-only end, which never polls. The bulk socket's own hang-up, the
+ * authoritative check, therefore always comes at once. The kernel posts the completion from the
+ * thread that armed the poll, when that thread next enters the kernel, and flags it in the ring
+ * until then (before 5.19: it interrupts that thread like a signal), so for that thread a peer
+ * that is gone by the time of its send (it saw the close or reaped the process, or merely runs
+ * after the peer went) is always seen. Other threads, and processes that inherited the ring across
+ * fork, ask the kernel directly. Any completion is checked on the bulk socket before it is believed
+ * (a cancelled one re-arms); one that does not mean the peer is gone (its torn send closed its pipe
+ * write end, or shut its side of the socket: POLLRDHUP) would fire again at once, so that end goes
+ * back to the epoll check. Without io_uring (old kernel, io_uring_disabled, seccomp), or when the
+ * ring cannot be set up, the epoll check is used for every send, as before. */
+
+typedef struct mp__hup_ring {
+    int fd;
+    void *sq, *cq;
+    size_t sq_len, cq_len;
+    struct io_uring_sqe *sqes;
+    size_t sqes_len;
+    unsigned *sq_tail, *sq_mask, *sq_array, *sq_flags;
+    bool taskrun_flag; /* the kernel sets IORING_SQ_TASKRUN while a completion is on its way */
+    unsigned *cq_head, *cq_tail, *cq_mask;
+    struct io_uring_cqe *cqes;
+    pthread_t thread;  /* the thread that armed the poll: it runs the completion */
+    unsigned fork_gen; /* fork_gen when it was armed: a forked child makes its own */
+} mp__hup_ring;
+
+static unsigned fork_gen;
+static void on_fork_child(void)
 {
+    fork_gen++;
+}
+static void register_atfork(void)
+{
+    (void)pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+static void hup_free(mp__hup_ring **pr)
+{
+    mp__hup_ring *r = *pr;
+    if (!r) return;
+    if (r->sqes) munmap(r->sqes, r->sqes_len);
+    if (r->cq && r->cq != r->sq) munmap(r->cq, r->cq_len);
+    if (r->sq) munmap(r->sq, r->sq_len);
+    if (r->fd >= 0) close(r->fd);
+    free(r);
+    *pr = NULL;
+}
+
+static void *map_ring(int fd, size_t len, off_t off)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, off);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* The fd a sending pipe end polls for its peer's hang-up (see above). */
+static int hup_fd(const mp_conn *c)
+{
+    return c->rfd >= 0 ? c->rfd : c->bfd;
+}
+
+/* Submits a one-shot poll for POLLHUP on fd. Returns 0 or -1. */
+static int hup_arm(mp__hup_ring *r, int fd)
+{
+    unsigned tail = *r->sq_tail, idx = tail & *r->sq_mask;
+    struct io_uring_sqe *e = &r->sqes[idx];
+    memset(e, 0, sizeof *e);
+    e->opcode = IORING_OP_POLL_ADD;
+    e->fd = fd;
+    e->poll32_events = POLLHUP; /* the kernel adds POLLERR and POLLRDHUP; never POLLIN */
+    r->sq_array[idx] = idx;
+    __atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
+    long n;
+    while ((n = syscall(__NR_io_uring_enter, r->fd, 1, 0, 0, NULL, 0)) < 0 && errno == EINTR) {
+    }
+    if (n != 1) return -1;
+    r->thread = pthread_self();
+    r->fork_gen = __atomic_load_n(&fork_gen, __ATOMIC_RELAXED);
+    return 0;
+}
+
+/* io_uring is not there at all (ENOSYS, or EPERM: io_uring_disabled, seccomp): stop asking. */
+static bool uring_missing;
+
+static mp__hup_ring *hup_new(int fd)
+{
+    if (__atomic_load_n(&uring_missing, __ATOMIC_RELAXED)) return NULL;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, register_atfork);
+    mp__hup_ring *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    struct io_uring_params p;
+    /* Cooperative task running (5.19): the completion is posted when the arming thread next
+     * enters the kernel, with no IPI and no interrupted sleep, and IORING_SQ_TASKRUN says meanwhile
+     * that one is on its way. Older kernels notify like a signal and interrupt the thread. Either
+     * way a blocking epoll_wait() of that thread may end early with EINTR, once, when the peer
+     * goes (docs/pipe.md). */
+    unsigned flags[2] = {IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG, 0};
+    r->fd = -1;
+    for (int i = 0; i < 2 && r->fd < 0; i++) {
+        memset(&p, 0, sizeof p);
+        p.flags = flags[i];
+        r->fd = (int)syscall(__NR_io_uring_setup, 1, &p); /* close-on-exec */
+        r->taskrun_flag = r->fd >= 0 && flags[i] != 0;
+        if (r->fd < 0 && errno != EINVAL) break;
+    }
+    if (r->fd < 0) {
+        if (errno == ENOSYS || errno == EPERM)
+            __atomic_store_n(&uring_missing, true, __ATOMIC_RELAXED);
+        goto fail;
+    }
+    r->sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    r->cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+    if (p.features & IORING_FEAT_SINGLE_MMAP) {
+        if (r->cq_len > r->sq_len) r->sq_len = r->cq_len;
+        r->cq_len = r->sq_len;
+    }
+    if (!(r->sq = map_ring(r->fd, r->sq_len, IORING_OFF_SQ_RING))) goto fail;
+    r->cq = (p.features & IORING_FEAT_SINGLE_MMAP) ? r->sq
+                                                   : map_ring(r->fd, r->cq_len, IORING_OFF_CQ_RING);
+    if (!r->cq) goto fail;
+    r->sqes_len = p.sq_entries * sizeof(struct io_uring_sqe);
+    if (!(r->sqes = map_ring(r->fd, r->sqes_len, IORING_OFF_SQES))) goto fail;
+    unsigned char *sq = r->sq, *cq = r->cq;
+    r->sq_tail = (unsigned *)(sq + p.sq_off.tail);
+    r->sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
+    r->sq_array = (unsigned *)(sq + p.sq_off.array);
+    r->sq_flags = (unsigned *)(sq + p.sq_off.flags);
+    r->cq_head = (unsigned *)(cq + p.cq_off.head);
+    r->cq_tail = (unsigned *)(cq + p.cq_off.tail);
+    r->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
+    r->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+    if (hup_arm(r, fd) < 0) goto fail;
+    return r;
+fail:
+    hup_free(&r);
+    return NULL;
+}
+
+/* Whether a completion is waiting: one load from memory the kernel writes. */
+static inline bool hup_posted(const mp__hup_ring *r)
+{
+    return __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE) != *r->cq_head;
+}
+
+/* Whether one is on its way: the poll fired, and the arming thread has not entered the kernel
+ * since (set by the waker itself, so it covers a thread that is busy in user space). */
+static inline bool hup_pending(const mp__hup_ring *r)
+{
+    return r->taskrun_flag && (__atomic_load_n(r->sq_flags, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN);
+}
+
+/* Consumes the completions; true when all of them were cancellations (safe to re-arm). */
+static bool hup_consume(mp__hup_ring *r)
+{
+    unsigned head = *r->cq_head, tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
+    bool only_cancelled = true;
+    for (; head != tail; head++)
+        if (r->cqes[head & *r->cq_mask].res != -ECANCELED) only_cancelled = false;
+    __atomic_store_n(r->cq_head, tail, __ATOMIC_RELEASE);
+    return only_cancelled;
+}
+
+/* The authoritative check, a system call: POLLHUP on the bulk socket, via an epoll ready list
+ * when there is one. */
+static bool peer_gone_slow(mp_conn *c)
+{
+    if (c->efd < 0 && c->hup_off) {
+        int ep = epoll_create1(EPOLL_CLOEXEC);
+        struct epoll_event ev = {.events = 0}; /* EPOLLHUP and EPOLLERR are always reported */
+        if (ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, c->bfd, &ev) < 0) {
+            close(ep);
+            ep = -1;
+        }
+        c->efd = ep;
+    }
     if (c->efd >= 0) {
         struct epoll_event ev;
         int r;
@@ -250,6 +443,34 @@ static bool peer_gone(const mp_conn *c)
     }
     struct pollfd p = {.fd = c->bfd, .events = 0};
     return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+}
+
+bool mp__conn_no_uring;
+
+static bool peer_gone(mp_conn *c)
+{
+    if (c->hup_off) return peer_gone_slow(c);
+    mp__hup_ring *r = c->hup;
+    if (r && r->fork_gen != __atomic_load_n(&fork_gen, __ATOMIC_RELAXED)) {
+        hup_free(&c->hup); /* the parent's: this process arms its own */
+        r = NULL;
+    }
+    if (!r) {
+        if (mp__conn_no_uring || !(r = c->hup = hup_new(hup_fd(c)))) {
+            c->hup_off = true;
+            return peer_gone_slow(c);
+        }
+    }
+    if (!pthread_equal(r->thread, pthread_self())) return peer_gone_slow(c);
+    bool posted = hup_posted(r);
+    if (__builtin_expect(!posted && !hup_pending(r), 1)) return false; /* no system call */
+    if (peer_gone_slow(c)) return true;
+    if (!posted) return false; /* a wake-up that was not ours to count: the poll stays armed */
+    if (!hup_consume(r) || hup_arm(r, hup_fd(c)) < 0) {
+        hup_free(&c->hup);
+        c->hup_off = true;
+    }
+    return false;
 }
 
 /* Waits until fd is writable, or the peer is gone (live >= 0: the bulk socket to watch for
@@ -283,11 +504,13 @@ static int write_all(mp_conn *c, int fd, bool sock, struct iovec *iov, int cnt,
     while (cnt > 0) {
         bool wait = sock && mp__deadline_forever(dl) && !c->nonblock;
         ssize_t r;
-        if (sock) {
+        if (sock && cnt == 1) {
+            r = send(fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL | (wait ? 0 : MSG_DONTWAIT));
+        } else if (sock) {
             struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
             r = sendmsg(fd, &m, MSG_NOSIGNAL | (wait ? 0 : MSG_DONTWAIT));
-        } else if (c->nonblock) {
-            r = writev(fd, iov, cnt);
+        } else if (c->wr_nb || c->nonblock) {
+            r = cnt == 1 ? write(fd, iov->iov_base, iov->iov_len) : writev(fd, iov, cnt);
         } else {
             r = pwritev2(fd, iov, cnt, -1, RWF_NOWAIT);
         }
@@ -329,23 +552,39 @@ static void shut_sending(mp_conn *c)
 static int send_frame(mp_conn *c, const struct iovec *iov, int iovcnt, uint64_t len,
                       const mp__deadline *dl)
 {
-    unsigned char hdr[MP__FRAME_HDR];
+    unsigned char hdr[MP__FRAME_HDR + MP__COALESCE_MAX];
     struct iovec v[MP__MAX_IOV + 1];
     bool bulk = c->bfd >= 0 && len >= MP__BULK_MIN;
     mp__frame_encode(hdr, len, bulk, mp__current_cpu());
     v[0].iov_base = hdr;
-    v[0].iov_len = sizeof hdr;
+    v[0].iov_len = MP__FRAME_HDR;
     int n = 1;
-    if (!bulk && iovcnt > 0) {
+    if (!bulk && len <= MP__COALESCE_MAX) {
+        /* a small message is copied behind its header: one plain write() of one buffer, which
+         * the kernel takes faster than a writev() (no iovec array to import) */
+        for (int i = 0; i < iovcnt; i++) {
+            memcpy(hdr + v[0].iov_len, iov[i].iov_base, iov[i].iov_len);
+            v[0].iov_len += iov[i].iov_len;
+        }
+    } else if (!bulk && iovcnt > 0) {
         memcpy(v + 1, iov, sizeof *iov * (size_t)iovcnt);
         n += iovcnt;
     }
     bool wrote = false;
-    /* A pipe write never raises SIGPIPE here: the writer keeps a read end of its own pipe open
-     * (kfd), so the kernel always sees a reader. Whether the real reader is still there is
-     * asked of the bulk socket instead: one poll(), cheaper than blocking SIGPIPE around the
-     * write (two sigprocmask calls, which more than halved small-message throughput). */
+    /* No SIGPIPE, and -EPIPE for a peer that is gone: see peer_gone. Blocking SIGPIPE around the
+     * write instead costs two sigprocmask calls and more than halved small-message throughput. */
     if (!c->wr_sock && peer_gone(c)) return -EPIPE;
+    if (n == 1 && !bulk && c->wr_nb) {
+        /* the common case, straight: a small message into a pipe with room for it (at most
+         * PIPE_BUF bytes, so the write is whole or fails with nothing written) */
+        ssize_t r = write(c->wfd, v[0].iov_base, v[0].iov_len);
+        if (r == (ssize_t)v[0].iov_len) return 0;
+        if (r > 0) {
+            wrote = true;
+            v[0].iov_base = (char *)v[0].iov_base + r;
+            v[0].iov_len -= (size_t)r;
+        }
+    }
     int rc = write_all(c, c->wfd, c->wr_sock, v, n, dl, &wrote);
     if (rc == 0 && bulk) {
         memcpy(v, iov, sizeof *iov * (size_t)iovcnt);
@@ -437,27 +676,35 @@ static int next_header(mp_conn *c, const mp__deadline *dl)
     return 0;
 }
 
-/* Keeps the payload read so far into dst (in_have bytes) inside the connection, for the next
- * receive to continue from. */
-static int keep_partial(mp_conn *c, const unsigned char *dst)
-{
-    if (c->in_have == 0 || c->in_data == dst) return 0;
-    if (c->in_dcap < c->in_have) {
-        unsigned char *p = realloc(c->in_data, (size_t)c->in_have);
-        if (!p) return -ENOMEM;
-        c->in_data = p;
-        c->in_dcap = (size_t)c->in_have;
-    }
-    memcpy(c->in_data, dst, (size_t)c->in_have);
-    return 0;
-}
-
 static void end_message(mp_conn *c, const unsigned char *dst)
 {
     if (c->in_data && c->in_data != dst) free(c->in_data);
     c->in_data = NULL;
     c->in_dcap = 0;
     c->in_msg = false;
+}
+
+void *(*mp__conn_realloc)(void *p, size_t n) = realloc;
+
+/* Keeps the payload read so far into dst (in_have bytes) inside the connection, for the next
+ * receive to continue from. When that copy cannot be allocated, the bytes already taken from the
+ * stream are lost and the stream cannot be resynchronised: the receiving side breaks for good
+ * (this call -ENOMEM, every later receive MP_ECLOSED) rather than count bytes it did not keep. */
+static int keep_partial(mp_conn *c, const unsigned char *dst)
+{
+    if (c->in_have == 0 || c->in_data == dst) return 0;
+    if (c->in_dcap < c->in_have) {
+        unsigned char *p = mp__conn_realloc(c->in_data, (size_t)c->in_have);
+        if (!p) {
+            end_message(c, dst);
+            c->rd_err = MP_ECLOSED;
+            return -ENOMEM;
+        }
+        c->in_data = p;
+        c->in_dcap = (size_t)c->in_have;
+    }
+    memcpy(c->in_data, dst, (size_t)c->in_have);
+    return 0;
 }
 
 /* Reads the rest of the current message's payload into dst (room for in_len bytes). When dst is
@@ -569,51 +816,145 @@ static bool conn_ready_now(const mp_conn *c, int *fd)
     return false;
 }
 
-int mp_wait(mp_wait_item *items, size_t n, double timeout)
+/* One fd to wait for, and the first item that asked for it. */
+typedef struct wait_fd {
+    int fd;
+    uint32_t item;
+} wait_fd;
+
+static int cmp_wait_fd(const void *x, const void *y)
 {
-    if (!items && n > 0) return -EINVAL;
-    if (n > MP__MAX_WAIT) return -EINVAL;
-    struct pollfd stackfds[16];
-    struct pollfd *pfd = n <= 16 ? stackfds : calloc(n, sizeof *pfd);
-    if (!pfd) return -ENOMEM;
-    int ready = 0, rc = 0;
-    for (size_t i = 0; i < n; i++) {
-        mp_conn *c = items[i].conn;
-        items[i].ready = false;
-        pfd[i] = (struct pollfd){.fd = -1, .events = POLLIN};
-        if (c) {
-            if ((rc = check_recv(c)) < 0) goto out;
-            int fd = -1;
-            if (conn_ready_now(c, &fd)) {
-                items[i].ready = true;
-                ready++;
-            } else {
-                pfd[i].fd = fd;
-            }
-        } else {
-            pfd[i].fd = items[i].fd;
-        }
+    const wait_fd *a = x, *b = y;
+    return a->fd < b->fd ? -1 : a->fd > b->fd;
+}
+
+/* poll() with more fds than RLIMIT_NOFILE's soft limit fails with EINVAL: epoll has no such
+ * limit (it needs one free fd of its own). Its answers go into u[].revents like poll's: fds that
+ * are not open are POLLNVAL, fds epoll refuses (regular files, which poll reports always
+ * readable) POLLIN, both ready at once. Returns how many are ready, or -errno. */
+static int wait_epoll(struct pollfd *u, size_t nu, const mp__deadline *dl)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) return -errno;
+    struct epoll_event *evs = malloc(nu * sizeof *evs);
+    int rc = 0, pre = 0;
+    if (!evs) {
+        rc = -ENOMEM;
+        goto out;
     }
-    mp__deadline dl = mp__deadline_in(ready ? 0 : timeout);
+    for (size_t k = 0; k < nu; k++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = k};
+        u[k].revents = 0;
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, u[k].fd, &ev) == 0) continue;
+        if (errno == EBADF) {
+            u[k].revents = POLLNVAL;
+        } else if (errno == EPERM) {
+            u[k].revents = POLLIN;
+        } else {
+            rc = -errno;
+            goto out;
+        }
+        pre++;
+    }
     for (;;) {
-        int r = poll(pfd, n, mp__deadline_poll_ms(&dl));
+        int r = epoll_wait(ep, evs, (int)nu, pre ? 0 : mp__deadline_poll_ms(dl));
         if (r < 0) {
             if (errno == EINTR) continue;
             rc = -errno;
             goto out;
         }
-        if (r == 0 && !ready && mp__deadline_left_ns(&dl) > 0) continue;
-        break;
+        for (int i = 0; i < r; i++)
+            u[evs[i].data.u64].revents = (short)(evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR));
+        if (r > 0 || pre || mp__deadline_left_ns(dl) == 0) {
+            rc = r + pre;
+            break;
+        }
+    }
+out:
+    free(evs);
+    close(ep);
+    return rc;
+}
+
+/* Waits on the distinct fds u[0..nu): poll(), or epoll when there are more than poll accepts. */
+static int wait_fds(struct pollfd *u, size_t nu, const mp__deadline *dl)
+{
+    for (;;) {
+        int r = poll(u, nu, mp__deadline_poll_ms(dl));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EINVAL && nu > 1) return wait_epoll(u, nu, dl);
+            return -errno;
+        }
+        if (r == 0 && mp__deadline_left_ns(dl) > 0) continue;
+        return r;
+    }
+}
+
+/* Each distinct fd is waited for once, whatever the number of items that name it (items without
+ * one cost nothing), so n items never exceed poll's limit of RLIMIT_NOFILE fds when the fds are
+ * ordinary open ones; more distinct fds than that (opened before the soft limit was lowered) go
+ * to epoll. */
+int mp_wait(mp_wait_item *items, size_t n, double timeout)
+{
+    if (!items && n > 0) return -EINVAL;
+    if (n > MP__MAX_WAIT) return -EINVAL;
+    enum { STACK = 16 };
+    wait_fd stack_w[STACK];
+    struct pollfd stack_u[STACK];
+    uint32_t stack_slot[STACK];
+    wait_fd *w = stack_w;
+    struct pollfd *u = stack_u;
+    uint32_t *slot = stack_slot;
+    void *heap = NULL;
+    if (n > STACK) {
+        heap = malloc(n * (sizeof *w + sizeof *u + sizeof *slot));
+        if (!heap) return -ENOMEM;
+        u = heap;
+        w = (wait_fd *)(u + n);
+        slot = (uint32_t *)(w + n);
+    }
+    int ready = 0, rc = 0;
+    size_t nw = 0;
+    for (size_t i = 0; i < n; i++) {
+        mp_conn *c = items[i].conn;
+        items[i].ready = false;
+        slot[i] = UINT32_MAX;
+        int fd = -1;
+        if (c) {
+            if ((rc = check_recv(c)) < 0) goto out;
+            if (conn_ready_now(c, &fd)) {
+                items[i].ready = true;
+                ready++;
+                continue;
+            }
+        } else {
+            fd = items[i].fd;
+        }
+        if (fd >= 0) w[nw++] = (wait_fd){fd, (uint32_t)i};
+    }
+    if (nw > 1) qsort(w, nw, sizeof *w, cmp_wait_fd);
+    size_t nu = 0;
+    for (size_t k = 0; k < nw; k++) {
+        if (nu == 0 || u[nu - 1].fd != w[k].fd)
+            u[nu++] = (struct pollfd){.fd = w[k].fd, .events = POLLIN};
+        slot[w[k].item] = (uint32_t)(nu - 1);
+    }
+    mp__deadline dl = mp__deadline_in(ready ? 0 : timeout);
+    if (nu > 0 || !ready) {
+        rc = wait_fds(u, nu, &dl);
+        if (rc < 0) goto out;
     }
     for (size_t i = 0; i < n; i++) {
-        if (pfd[i].fd >= 0 && (pfd[i].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))) {
+        if (slot[i] != UINT32_MAX &&
+            (u[slot[i]].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))) {
             items[i].ready = true;
             ready++;
         }
     }
     rc = ready;
 out:
-    if (pfd != stackfds) free(pfd);
+    free(heap);
     return rc;
 }
 

@@ -26,12 +26,16 @@
 struct mp_conn {
     int rfd, wfd, bfd;
     int kfd; /* pipes: a read end of the pipe this end writes, kept so writes never SIGPIPE */
-    int efd; /* pipes: an epoll instance watching bfd, to learn cheaply that the peer is gone */
-    bool rd_sock, wr_sock; /* rfd / wfd are sockets (recv/send with flags) rather than pipes */
+    int efd; /* pipes without io_uring: an epoll instance watching bfd (created at the first send)
+              */
+    struct mp__hup_ring *hup; /* pipes: an io_uring poll on bfd, see peer_gone in conn.c */
+    bool hup_off;             /* io_uring unavailable or unsuitable here: use efd */
+    bool rd_sock, wr_sock;    /* rfd / wfd are sockets (recv/send with flags) rather than pipes */
     bool readable, writable;
     bool closed;
     bool wr_shut;  /* sending side shut down after a torn send */
     bool nonblock; /* RWF_NOWAIT unsupported: the fds were switched to O_NONBLOCK */
+    bool wr_nb;    /* pipes: wfd is O_NONBLOCK (a pipe write never blocks here, see write_all) */
     bool rd_eof;   /* rfd reached end of file */
     int rd_err;    /* sticky receive error (MP_ECORRUPT), 0 when none */
     uint64_t max_msg;
@@ -51,6 +55,13 @@ struct mp_conn {
 
 /* A connection over fds the caller created (each may be -1). Takes ownership on success only. */
 int mp__conn_new_fds(mp_conn **out, int rfd, int wfd, int bfd, bool rd_sock, bool wr_sock);
+
+/* The allocator keep_partial (conn.c) uses for a receive cut short; realloc, swapped by tests to
+ * inject an allocation failure. */
+extern void *(*mp__conn_realloc)(void *p, size_t n);
+
+/* Tests set it to run pipe ends as on a system without io_uring (the epoll check per send). */
+extern bool mp__conn_no_uring;
 
 /* Socket buffer sizes for fast large messages; failures are ignored (limits are the admin's). */
 void mp__conn_tune_socket(int fd);

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,15 +17,6 @@ static void close_all(int *fds, int n)
 {
     for (int i = 0; i < n; i++)
         if (fds[i] >= 0) close(fds[i]);
-}
-
-static int watch_hangup(mp_conn *c, int sock)
-{
-    c->efd = epoll_create1(EPOLL_CLOEXEC);
-    if (c->efd < 0) return -errno;
-    struct epoll_event ev = {.events = 0}; /* EPOLLHUP and EPOLLERR are always reported */
-    if (epoll_ctl(c->efd, EPOLL_CTL_ADD, sock, &ev) < 0) return -errno;
-    return 0;
 }
 
 int mp_pipe_new(mp_conn **a, mp_conn **b, bool duplex)
@@ -60,12 +50,17 @@ int mp_pipe_new(mp_conn **a, mp_conn **b, bool duplex)
     }
     ca->kfd = keep_a;
     cb->kfd = keep_b;
-    /* the writing ends watch the bulk socket for the peer's hang-up (peer_gone in conn.c) */
-    if ((duplex && (rc = watch_hangup(ca, fd[4])) < 0) || (rc = watch_hangup(cb, fd[5])) < 0) {
-        mp_conn_free(&ca);
-        mp_conn_free(&cb);
-        return rc;
+    /* The write ends are O_NONBLOCK: a pipe write never blocks anyway (write_all in conn.c waits
+     * with poll, watching for the peer's death), and a plain write() on a non-blocking fd costs
+     * less than pwritev2(RWF_NOWAIT). Only the writers use these open file descriptions. */
+    for (int i = 1; i < 4; i += 2) {
+        if (fd[i] < 0) continue;
+        int fl = fcntl(fd[i], F_GETFL);
+        if (fl >= 0 && fcntl(fd[i], F_SETFL, fl | O_NONBLOCK) == 0)
+            (i == 1 ? cb : ca)->wr_nb = true;
     }
+    /* the writing ends learn of the peer's hang-up from the bulk socket, with an io_uring poll or
+     * an epoll instance set up at their first send (peer_gone in conn.c) */
     *a = ca;
     *b = cb;
     return 0;

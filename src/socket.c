@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -63,6 +64,45 @@ static bool someone_listens(const struct sockaddr_un *sa, socklen_t len)
     return !(r < 0 && e == ECONNREFUSED);
 }
 
+/* Creating a listener at a path is probe, maybe unlink, bind, listen, and removing it is stat,
+ * compare, unlink: without a lock, two creators at once can both succeed (one takes the other's
+ * bound but not yet listening socket for a stale file, unlinks it and binds its own), and a
+ * listener can record or remove the other's file. mproc processes serialise these steps with an
+ * exclusive flock on the directory that holds the path: no side file to create or clean up, and
+ * the lock goes with the process if it dies. The wait is bounded: a directory we may not read, or
+ * one that a foreign program keeps locked for seconds, gets the old unlocked behaviour rather than
+ * a hang. Returns the locked directory fd, or -1 when unlocked. */
+#define LOCK_WAIT_NS ((int64_t)2000000000)
+
+static int lock_dir(const char *path)
+{
+    char dir[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) {
+        snprintf(dir, sizeof dir, ".");
+    } else {
+        slash[slash == dir ? 1 : 0] = 0; /* "/s" -> "/", "a/b/s" -> "a/b" */
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int64_t give_up = mp__now_ns() + LOCK_WAIT_NS;
+    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if ((errno != EWOULDBLOCK && errno != EINTR) || mp__now_ns() > give_up) {
+            close(fd);
+            return -1;
+        }
+        struct timespec nap = {0, 200000};
+        nanosleep(&nap, NULL);
+    }
+    return fd;
+}
+
+static void unlock_dir(int fd)
+{
+    if (fd >= 0) close(fd); /* closing the only descriptor of the open file releases the flock */
+}
+
 static int bind_replacing_stale(mp_listener *l)
 {
     if (bind(l->fd, (struct sockaddr *)&l->sa, l->salen) == 0) return 0;
@@ -94,16 +134,20 @@ int mp_listener_new(mp_listener **out, const char *address, int backlog)
         free(l);
         return rc;
     }
+    int lk = l->abstract ? -1 : lock_dir(l->sa.sun_path);
     rc = bind_replacing_stale(l);
     if (rc == 0 && listen(l->fd, backlog > 0 ? backlog : SOMAXCONN) < 0) {
         rc = -errno;
         if (!l->abstract) unlink(l->sa.sun_path);
     }
+    /* Still under the lock, so the file at the path is the one this process just bound (fstat on
+     * the socket fd would not do: it describes the socket's sockfs inode, not the file's). */
     struct stat st;
-    if (rc == 0 && !l->abstract && stat(l->sa.sun_path, &st) == 0) {
+    if (rc == 0 && !l->abstract && lstat(l->sa.sun_path, &st) == 0) {
         l->dev = st.st_dev;
         l->ino = st.st_ino;
     }
+    unlock_dir(lk);
     if (rc < 0) {
         close(l->fd);
         free(l);
@@ -180,12 +224,20 @@ int mp_listener_close(mp_listener *l)
 {
     if (!l || l->closed) return 0;
     l->closed = true;
-    close(l->fd);
+    if (!l->abstract && getpid() == l->owner) {
+        /* under the creators' lock: no creator can be between its probe and its bind, so the
+         * file compared is the file removed, and a new file that reuses our inode number cannot
+         * appear in between */
+        int lk = lock_dir(l->sa.sun_path);
+        struct stat st;
+        if (lstat(l->sa.sun_path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
+            unlink(l->sa.sun_path);
+        close(l->fd);
+        unlock_dir(lk);
+    } else {
+        close(l->fd);
+    }
     l->fd = -1;
-    struct stat st;
-    if (!l->abstract && getpid() == l->owner && stat(l->sa.sun_path, &st) == 0 &&
-        st.st_dev == l->dev && st.st_ino == l->ino)
-        unlink(l->sa.sun_path);
     return 0;
 }
 

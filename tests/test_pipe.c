@@ -3,10 +3,12 @@
  * mp_wait with process sentinels, end of file, broken pipe without SIGPIPE, close, bad input,
  * partial receives, torn sends, corrupt headers, and a SIGALRM storm during traffic. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/uio.h>
@@ -569,6 +571,71 @@ static void bad_input(void **state)
     mp_conn_free(&b);
 }
 
+/* poll() refuses more fds than RLIMIT_NOFILE's soft limit (EINVAL), which a fresh login sets to
+ * 1024: mp_wait must not depend on it. Items that repeat one fd or hold none must not count, and
+ * more distinct open fds than the soft limit (opened before it was lowered) must still work. */
+static void wait_beyond_fd_soft_limit(void **state)
+{
+    struct rlimit old;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    enum { N = 600, BASE = 700, LOW = 256 };
+    if (old.rlim_max != RLIM_INFINITY && old.rlim_max < BASE + N + 8) skip();
+    struct rlimit hi = old;
+    if (hi.rlim_cur != RLIM_INFINITY && hi.rlim_cur < BASE + N + 8) hi.rlim_cur = BASE + N + 8;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &hi), 0);
+
+    mp_conn *a, *b;
+    assert_mp_ok(mp_pipe_new(&a, &b, true));
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    static mp_wait_item it[4096];
+    /* 4096 items, a few distinct fds: one connection and one raw fd, repeated */
+    for (int i = 0; i < 4096; i++)
+        it[i] =
+            i % 2 ? (mp_wait_item){.conn = a, .fd = -1} : (mp_wait_item){.conn = NULL, .fd = p[0]};
+    struct rlimit low = hi;
+    low.rlim_cur = LOW;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int r0 = mp_wait(it, 4096, 0);
+    assert_mp_ok(mp_conn_send(b, "x", 1, 1));
+    int r1 = mp_wait(it, 4096, 1);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &hi), 0);
+    assert_int_equal(r0, 0);
+    assert_int_equal(r1, 2048);
+    for (int i = 0; i < 4096; i++)
+        assert_int_equal(it[i].ready, i % 2 == 1);
+
+    /* N distinct open fds above the soft limit: dups of the raw pipe's read end */
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = fcntl(p[0], F_DUPFD_CLOEXEC, BASE + i);
+        assert_int_equal(fds[i], BASE + i);
+        it[i] = (mp_wait_item){.conn = NULL, .fd = fds[i]};
+    }
+    it[N] = (mp_wait_item){.conn = a, .fd = -1};
+    it[N + 1] = (mp_wait_item){.conn = NULL, .fd = -1};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    r0 = mp_wait(it, N + 2, 0); /* the conn's message is buffered or readable: 1 */
+    double t = now_s();
+    int rt = mp_wait(it, N, 0.1); /* only the raw fds: a timeout */
+    t = now_s() - t;
+    assert_int_equal(write(p[1], "y", 1), 1);
+    r1 = mp_wait(it, N + 2, 1);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    assert_int_equal(r0, 1);
+    assert_int_equal(rt, 0);
+    assert_true(t >= 0.09);
+    assert_int_equal(r1, N + 1);
+    for (int i = 0; i < N + 2; i++)
+        assert_int_equal(it[i].ready, i <= N);
+    close(p[0]);
+    close(p[1]);
+    mp_conn_free(&a);
+    mp_conn_free(&b);
+}
+
 /* ---- partial receives, torn sends, corrupt headers --------------------------------------- */
 
 static void raw_frame(int fd, uint64_t len, bool bulk)
@@ -850,6 +917,7 @@ int main(void)
         MP_TEST(broken_pipe_no_sigpipe),
         MP_TEST(close_is_idempotent),
         MP_TEST(bad_input),
+        MP_TEST(wait_beyond_fd_soft_limit),
         MP_TEST(recv_timeout_mid_message_loses_nothing),
         MP_TEST(torn_send_closes_sending_side),
         MP_TEST(corrupt_headers),

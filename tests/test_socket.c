@@ -278,6 +278,85 @@ static void file_removed_only_by_owner(void **state)
     assert_false(exists(path));
 }
 
+/* N processes create a listener on one path at the same moment: exactly one gets it, the others
+ * get -EADDRINUSE, and the winner's file is never removed by a loser (a loser that took the
+ * winner's freshly bound, not yet listening, socket for a stale one would unlink it and bind its
+ * own: two "winners", one of them unreachable). */
+#define RACERS 6
+struct race_report {
+    pid_t pid;
+    int rc;
+};
+
+static void concurrent_creators_one_winner(void **state)
+{
+    int rounds = 60, bad_rounds = 0, unreachable = 0, left_behind = 0;
+    for (int round = 0; round < rounds; round++) {
+        char name[32];
+        snprintf(name, sizeof name, "race%d", round);
+        const char *path = tmp_path(name);
+        int start[2], done[2], res[2];
+        assert_int_equal(pipe2(start, O_CLOEXEC), 0);
+        assert_int_equal(pipe2(done, O_CLOEXEC), 0);
+        assert_int_equal(pipe2(res, O_CLOEXEC), 0);
+        pid_t pids[RACERS];
+        for (int i = 0; i < RACERS; i++) {
+            pids[i] = mp_test_fork();
+            if (pids[i] == 0) {
+                close(start[1]);
+                close(done[1]);
+                close(res[0]);
+                char b;
+                MP_CHILD_CHECK(read(start[0], &b, 1) == 0); /* all released at once */
+                mp_listener *l = NULL;
+                /* backlog: room for the losers' probes and the parent's check */
+                struct race_report r = {getpid(), mp_listener_new(&l, path, 64)};
+                MP_CHILD_CHECK(write(res[1], &r, sizeof r) == (ssize_t)sizeof r);
+                if (r.rc == 0) {
+                    MP_CHILD_CHECK(read(done[0], &b, 1) == 0);
+                    mp_listener_free(&l); /* removes the file if it is still its own */
+                }
+                mp_test_child_exit(0);
+            }
+        }
+        close(start[0]);
+        close(done[0]);
+        close(res[1]);
+        close(start[1]); /* go */
+        int winners = 0, others = 0;
+        struct race_report r[RACERS];
+        for (int i = 0; i < RACERS; i++) {
+            assert_int_equal(read(res[0], &r[i], sizeof r[i]), (ssize_t)sizeof r[i]);
+            if (r[i].rc == 0) {
+                winners++;
+            } else if (r[i].rc != -EADDRINUSE) {
+                others++;
+            }
+        }
+        close(res[0]);
+        /* the losers are gone: the winner's file must still be there, and it must answer */
+        for (int i = 0; i < RACERS; i++)
+            if (r[i].rc != 0) assert_int_equal(mp_test_wait_code(r[i].pid, mp_test_timeout(10)), 0);
+        mp_conn *c = NULL;
+        int crc = mp_client_connect(&c, path, mp_test_timeout(1));
+        mp_conn_free(&c);
+        close(done[1]); /* the winners close and leave */
+        for (int i = 0; i < RACERS; i++)
+            if (r[i].rc == 0) assert_int_equal(mp_test_wait_code(r[i].pid, mp_test_timeout(10)), 0);
+        if (winners != 1 || others != 0) bad_rounds++;
+        if (crc != 0) unreachable++;
+        if (exists(path)) {
+            left_behind++;
+            unlink(path);
+        }
+    }
+    if (bad_rounds || unreachable || left_behind)
+        fail_msg(
+            "%d of %d rounds had not exactly one winner, %d left the path unreachable, %d left "
+            "a file behind",
+            bad_rounds, rounds, unreachable, left_behind);
+}
+
 static void accept_timeout_and_wait(void **state)
 {
     const char *name = abstract_name("wait");
@@ -425,6 +504,7 @@ int main(void)
         MP_TEST(other_uid_rejected_by_default),
         MP_TEST(stale_file_replaced_live_one_refused),
         MP_TEST(file_removed_only_by_owner),
+        MP_TEST(concurrent_creators_one_winner),
         MP_TEST(accept_timeout_and_wait),
         MP_TEST(eof_and_broken_pipe),
         MP_TEST(connect_errors),

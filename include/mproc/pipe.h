@@ -16,18 +16,20 @@
  * Unix-socket send, which matters for small messages), and the two ends share a Unix socketpair
  * that carries payloads of 64 KiB and more (a socket moves 1 MiB messages several times faster than
  * a pipe). Each message goes on the wire as an 8-byte little-endian length and the payload, written
- * with one writev(). The receiver reads in large chunks into a per-connection buffer, so a burst of
- * small messages costs about one read for many messages; the payload of a large message is read
- * straight into the caller's buffer. A duplex pipe end holds 5 fds, a one-way pipe's ends 2
- * (receiving) and 4 (sending). A receiver that finds nothing to read spins for up to 50 us before
- * sleeping, but only when the sender runs on another CPU (the header says which CPU it sent from):
+ * with one write() (small messages are copied behind the header; larger ones use writev()). The
+ * receiver reads in large chunks into a per-connection buffer, so a burst of small messages costs
+ * about one read for many messages; the payload of a large message is read straight into the
+ * caller's buffer. A duplex pipe end holds 5 fds, a one-way pipe's ends 2 (receiving) and 4
+ * (sending; 3 before its first send). A receiver that finds nothing to read spins for up to 50 us
+ * before sleeping, but only when the sender runs on another CPU (the header says which CPU it sent from):
  * waking a halted vCPU costs more.
  *
  * No SIGPIPE, ever: socket writes use MSG_NOSIGNAL, and each writing pipe end keeps a read end
  * of its own pipe open, so the kernel never sees a pipe without a reader. Whether the real peer
- * still exists is asked of the socketpair (one epoll_wait() per send, much cheaper than blocking
- * SIGPIPE around each write): a send after the peer closed its end, or died, returns -EPIPE. As
- * with any socket, a message sent just before the peer closes is lost with the peer.
+ * still exists is asked of the socketpair, through an io_uring poll armed by the first send, so a
+ * small send is one write() system call (without io_uring: one epoll_wait() per send more): a
+ * send after the peer closed its end, or died, returns -EPIPE. As with any socket, a message sent
+ * just before the peer closes is lost with the peer. See docs/pipe.md, "How it works".
  *
  * Timeouts: seconds as a double on CLOCK_MONOTONIC (MP_FOREVER waits without limit, 0 polls).
  * Signals never surface as EINTR: waits resume against the same deadline.
@@ -105,12 +107,15 @@ MP_API int mp_conn_sendv(mp_conn *c, const struct iovec *iov, int iovcnt, double
  * When the message is larger than cap, returns MP_ETOOSMALL, stores the size needed in *len, and
  * keeps the message: the next receive (with a big enough buffer, or mp_conn_recv_alloc) gets it.
  * Errors: -EINVAL (c or len NULL, buf NULL with cap > 0), MP_EWRONGDIR (send-only end),
- * MP_ECLOSED (closed), MP_EEOF (the peer closed its end and every message it sent has been
+ * MP_ECLOSED (closed, or the receiving side broke, see -ENOMEM), MP_EEOF (the peer closed its end and every message it sent has been
  * received; a message cut short by the peer's exit is dropped and also gives MP_EEOF),
  * MP_ETOOSMALL, -ETIMEDOUT, MP_ECORRUPT (the peer sent a length above the connection's limit:
  * the stream cannot be resynchronised, so every later receive returns MP_ECORRUPT too),
- * -ENOMEM (the receive buffer could not be allocated). A peer that reset the connection (it
- * closed with our messages unread) counts as end of file: MP_EEOF. */
+ * -ENOMEM (the receive buffer could not be allocated; or a receive that stopped part-way through
+ * a message, by timeout or error, could not allocate the copy that keeps the part read so far:
+ * those bytes are lost, so the receiving side breaks and every later receive returns MP_ECLOSED).
+ * A peer that reset the connection (it closed with our messages unread) counts as end of file:
+ * MP_EEOF. */
 MP_API int mp_conn_recv(mp_conn *c, void *buf, size_t cap, size_t *len, double timeout);
 
 /* Receives one message into a buffer the library allocates with malloc(): on success *buf owns
@@ -172,8 +177,11 @@ typedef struct mp_wait_item {
  * when mp_conn_poll would return 1 (data buffered or readable, or end of file); an fd when poll()
  * reports it readable, hung up or in error (a sentinel: the process ended). Sets every item's ready
  * flag and returns how many are ready; 0 when the timeout expired (Python returns an empty list).
+ * n does not depend on the fd limit (ulimit -n): items naming the same fd count once, and more
+ * distinct fds than poll() accepts are waited for with epoll.
  * Errors: -EINVAL (items NULL with n > 0, n > 4096), MP_EWRONGDIR (a send-only connection),
- * MP_ECLOSED (a closed connection), -ENOMEM. */
+ * MP_ECLOSED (a closed connection), -ENOMEM, -EMFILE (more distinct fds than RLIMIT_NOFILE and
+ * not one free fd for the epoll instance). */
 MP_API int mp_wait(mp_wait_item *items, size_t n, double timeout);
 
 #ifdef __cplusplus

@@ -20,6 +20,8 @@
  *     files behind, so they are never stale: a name in use is always -EADDRINUSE.
  *     The listener removes its socket file when it is closed, if the file is still the one it
  *     created and the caller is the process that created the listener (not a forked child).
+ *     Processes creating a listener at one path at once: exactly one succeeds, the others get
+ *     -EADDRINUSE (creation and removal hold an flock on the path's directory; see docs/socket.md).
  *
  * Connections are AF_UNIX SOCK_STREAM, close-on-exec, framed like pipes: an accepted or connected
  * end is an ordinary mp_conn (mp_conn_send/recv/poll, mp_wait, mp_conn_peer; free with
