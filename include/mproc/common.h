@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /* mproc/common.h - what every mproc module shares: export macro, timeouts.
  *
- * Conventions that hold in every module:
+ * Conventions that hold in every module (docs/conventions.md has them all):
  *   - Functions return int: 0 on success or a negative error code (see mproc/error.h).
  *   - Constructors fill an out pointer: mp_<noun>_new(&obj, ...). The caller owns the object.
- *   - Destructors take the address of the caller's pointer, release the object and set the
- *     pointer to NULL (the CZMQ idiom), so a later call through the same variable gets -EINVAL
- *     instead of touching freed memory: mp_<noun>_free(&obj). Passing NULL or &NULL is a no-op.
- *   - Timeouts are seconds as a double, measured on CLOCK_MONOTONIC: MP_FOREVER (< 0) waits
- *     without limit, 0 polls. A signal that interrupts a wait never surfaces as EINTR: the wait
- *     resumes against the same deadline.
+ *   - Destructors have one shape, int mp_<noun>_free(mp_<noun> **pp): they release the object
+ *     and set the pointer to NULL (the CZMQ idiom), so a later call through the same variable
+ *     gets -EINVAL instead of touching freed memory. Passing NULL or &NULL is a no-op (0).
+ *   - Predicates have one shape, int mp_<noun>_is_<adj>(const mp_<noun> *): 1, 0 or -error.
+ *   - Timeouts are seconds as a double, measured on CLOCK_MONOTONIC: only MP_FOREVER (or
+ *     +INFINITY) waits without limit; 0, any other negative value and NaN mean "do not wait".
+ *     "Not within the time given" is -ETIMEDOUT however the time was given (also the "would
+ *     block" of a zero timeout). A signal that interrupts a wait never surfaces as EINTR: the
+ *     wait resumes against the same deadline.
  */
 #ifndef MPROC_COMMON_H
 #define MPROC_COMMON_H
@@ -29,8 +32,26 @@ extern "C" {
 #define MP_API
 #endif
 
-/* Wait without a time limit. Any negative timeout means the same. */
+/* Wait without a time limit. The only negative timeout that does: any other one is a deadline
+ * that has already passed. */
 #define MP_FOREVER (-1.0)
+
+/* A point in time on CLOCK_MONOTONIC, for loops that wait repeatedly against one overall limit:
+ *     mp_deadline d = mp_deadline_in(5.0);
+ *     while (...) { int r = mp_queue_get(q, buf, cap, &n, mp_deadline_left(&d)); ... }
+ * Plain data: copy it freely. Async-signal-safe. */
+typedef struct mp_deadline {
+    int64_t at_ns; /* -1: never */
+} mp_deadline;
+
+/* The deadline `timeout` seconds from now (MP_FOREVER or +INFINITY: never; any other negative
+ * value or NaN: now). */
+MP_API mp_deadline mp_deadline_in(double timeout);
+/* Seconds left: 0 once passed, MP_FOREVER for a deadline that never comes. Pass it on as a
+ * timeout. */
+MP_API double mp_deadline_left(const mp_deadline *d);
+/* 1 when the deadline has passed, 0 when not (or never), -EINVAL for NULL. */
+MP_API int mp_deadline_is_expired(const mp_deadline *d);
 
 /* The struct that contains the member `ptr` points at: for "subclassing" by embedding. */
 #define mp_container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))

@@ -25,8 +25,11 @@ int64_t mp__now_ns(void)
 mp__deadline mp__deadline_in(double timeout_s)
 {
     mp__deadline d = {-1};
-    if (!(timeout_s >= 0)) return d; /* negative or NaN: forever */
-    if (timeout_s > 1e9) return d;   /* ~31 years: treat as forever rather than overflow */
+    if (mp__timeout_is_forever(timeout_s)) return d;
+    if (!(timeout_s > 0)) { /* 0, another negative value, NaN: already passed */
+        d.at_ns = mp__now_ns();
+        return d;
+    }
     d.at_ns = mp__now_ns() + (int64_t)(timeout_s * 1e9);
     return d;
 }

@@ -27,7 +27,15 @@ typedef struct mp__deadline {
     int64_t at_ns;
 } mp__deadline;
 
-/* The deadline `timeout_s` seconds from now; negative or NaN timeouts mean forever. */
+/* Whether a timeout means "no limit": MP_FOREVER (-1.0) exactly, +INFINITY, or more than ~31
+ * years (treated as forever rather than overflow). Every other negative value and NaN is a
+ * deadline that has already passed (docs/conventions.md). */
+static inline bool mp__timeout_is_forever(double t)
+{
+    return t == -1.0 || t > 1e9;
+}
+
+/* The deadline `timeout_s` seconds from now; see mp__timeout_is_forever. */
 mp__deadline mp__deadline_in(double timeout_s);
 static inline bool mp__deadline_forever(const mp__deadline *d)
 {
