@@ -733,29 +733,30 @@ static bool tid_dead(uint32_t tid)
     return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X' || p[2] == 'x');
 }
 
-/* Age of a ticket relative to the newest one handed out: larger is older. */
-static uint32_t ticket_age(cond_state *s, uint32_t st)
-{
-    return (atomic_load_explicit(&s->next_ticket, memory_order_relaxed) - (st >> 2)) &
-           COND_TICKET_MASK;
-}
-
-/* Mark up to n waiting slots NOTIFIED, oldest first, and wake each. Returns how many. */
-static int cond_grant(cond_state *s, int n)
+/* Mark up to n slots NOTIFIED that were waiting before ticket `limit` was handed out, oldest
+ * first, and wake each. Returns how many. The marked word carries `limit` in place of the
+ * ticket: should the waiter die before it returns, its wake-up may pass only to a waiter that
+ * was already waiting when the notify was made, never to one that came later. */
+static int cond_grant(cond_state *s, int n, uint32_t limit)
 {
     int done = 0;
+    uint32_t note = ((limit & COND_TICKET_MASK) << 2) | COND_OCC | COND_NOTE;
     while (done < n && atomic_load(&s->used) > 0) {
+        /* Ages relative to one reading of next_ticket (larger is older). */
+        uint32_t next = atomic_load(&s->next_ticket);
+        uint32_t lim_age = (next - limit) & COND_TICKET_MASK;
         int best = -1;
         uint32_t best_st = 0, best_age = 0;
         for (uint32_t i = 0; i < s->cap; i++) {
             uint32_t st = atomic_load_explicit(&s->slots[i].st, memory_order_relaxed);
             if (!st || (st & COND_NOTE)) continue;
-            uint32_t age = ticket_age(s, st);
+            uint32_t age = (next - (st >> 2)) & COND_TICKET_MASK;
+            if (age <= lim_age) continue; /* came after the notify */
             if (best < 0 || age > best_age) best = (int)i, best_st = st, best_age = age;
         }
         if (best < 0) break;
         cond_slot *sl = &s->slots[best];
-        if (atomic_compare_exchange_strong(&sl->st, &best_st, best_st | COND_NOTE)) {
+        if (atomic_compare_exchange_strong(&sl->st, &best_st, note)) {
             mp__futex_wake(&sl->st, 1);
             done++;
         }
@@ -764,15 +765,17 @@ static int cond_grant(cond_state *s, int n)
     return done;
 }
 
-/* notify_all: mark every waiting slot in one pass. */
-static void cond_grant_all(cond_state *s)
+/* notify_all (caller holds the lock, so every registered waiter came before `limit`): mark
+ * every waiting slot in one pass. */
+static void cond_grant_all(cond_state *s, uint32_t limit)
 {
     if (atomic_load(&s->used) == 0) return;
+    uint32_t note = ((limit & COND_TICKET_MASK) << 2) | COND_OCC | COND_NOTE;
     for (uint32_t i = 0; i < s->cap; i++) {
         cond_slot *sl = &s->slots[i];
         uint32_t st = atomic_load(&sl->st);
         while (st && !(st & COND_NOTE))
-            if (atomic_compare_exchange_weak(&sl->st, &st, st | COND_NOTE)) {
+            if (atomic_compare_exchange_weak(&sl->st, &st, note)) {
                 mp__futex_wake(&sl->st, 1);
                 break;
             }
@@ -800,7 +803,7 @@ static void cond_reap(cond_state *s, int self, bool all)
         /* The ticket in st makes the swap fail if the slot was freed and taken again. */
         if (!atomic_compare_exchange_strong(&sl->st, &st, 0)) continue;
         atomic_fetch_sub(&s->used, 1);
-        if (st & COND_NOTE) cond_grant(s, 1);
+        if (st & COND_NOTE) cond_grant(s, 1, st >> 2);
     }
 }
 
@@ -896,10 +899,12 @@ static int cond_notify(mp_cond *c, int n)
 {
     if (!cond_ok(c) || n < 1) return -EINVAL;
     if (!owned(c->lock->s)) return MP_ENOTOWNER;
+    /* Under the lock no waiter registers meanwhile: every registered one came before. */
+    uint32_t limit = atomic_load(&c->s->next_ticket);
     if (n == INT32_MAX)
-        cond_grant_all(c->s);
+        cond_grant_all(c->s, limit);
     else
-        cond_grant(c->s, n);
+        cond_grant(c->s, n, limit);
     return 0;
 }
 

@@ -482,6 +482,41 @@ static void test_cond_signal_keeps_waiting(void **state)
     mp_cond_free(&c);
 }
 
+/* A waiter killed while it waited (before any notify) holds the oldest slot. A notify(1) made
+ * while a live waiter also waits reaches the live one (through the dead slot, within a slice);
+ * a notify(1) made while only the dead one waited is not inherited by a waiter that comes
+ * later: that one times out. */
+static void test_cond_dead_waiter_and_late_waiter(void **state)
+{
+    (void)state;
+    mp_cond *c;
+    assert_mp_ok(mp_cond_new(&c, NULL));
+    cond_box *box = box_new();
+    /* round 1: dead oldest waiter, live younger one, then notify(1) */
+    pid_t dead = fork_cond_waiter(c, box, MP_FOREVER);
+    acquire_when_registered(c, box, 1);
+    mp_cond_release(c);
+    kill(dead, SIGKILL);
+    assert_int_equal(mp_test_wait_code(dead, mp_test_timeout(10)), 128 + SIGKILL);
+    pid_t live = fork_cond_waiter(c, box, MP_FOREVER);
+    acquire_when_registered(c, box, 2);
+    assert_mp_ok(mp_cond_notify(c, 1));
+    mp_cond_release(c);
+    assert_int_equal(mp_test_wait_code(live, mp_test_timeout(10)), 0);
+    /* round 2: notify(1) while only a dead waiter waits; a later waiter must time out */
+    box->registered = 0;
+    dead = fork_cond_waiter(c, box, MP_FOREVER);
+    acquire_when_registered(c, box, 1);
+    mp_cond_release(c);
+    kill(dead, SIGKILL);
+    assert_int_equal(mp_test_wait_code(dead, mp_test_timeout(10)), 128 + SIGKILL);
+    cond_wake(c);
+    pid_t late = fork_cond_waiter(c, box, 0.3);
+    assert_int_equal(mp_test_wait_code(late, mp_test_timeout(10)), 1);
+    munmap(box, sizeof *box);
+    mp_cond_free(&c);
+}
+
 /* ---- Event: set() then clear() at once releases everyone who was waiting ------------------- */
 
 static void test_event_set_clear_releases_all(void **state)
@@ -551,6 +586,7 @@ int main(void)
         MP_TEST(test_cond_timeout_beside_notify),
         MP_TEST(test_cond_eight_waiters_notify_n),
         MP_TEST(test_cond_signal_keeps_waiting),
+        MP_TEST(test_cond_dead_waiter_and_late_waiter),
         MP_TEST(test_event_set_clear_releases_all),
         MP_TEST(test_sem_eight_waiters),
     };

@@ -169,12 +169,13 @@ MP_API int mp_cond_release(mp_cond *c);
  * longest-waiting ones, FIFO), a waiter that starts waiting after a notify is not released by
  * it, and a signal handler or a timeout never passes for a notification (when a notify and the
  * timeout meet, exactly one of them wins). A waiter killed after it was notified but before it
- * returned does not swallow the notification: it passes to the oldest waiter still waiting
- * within 20 ms (waiters are told apart by thread id, so all must be in one pid namespace).
- * Errors: -ETIMEDOUT, -EOWNERDEAD (the lock was taken back from a holder that died; reported in
- * preference to -ETIMEDOUT, since the data needs repair), MP_ENOTOWNER (lock not held: nothing
- * happened), MP_EFULL (no free waiter slot: nothing happened, the lock is still held), -EINVAL.
- * Except for MP_ENOTOWNER and -EINVAL, the lock is held on return. */
+ * returned does not swallow the notification: it passes, within 20 ms, to the oldest waiter
+ * still waiting that was already waiting at the notify (waiters are told apart by thread id, so all
+ * must be in one pid namespace). Errors: -ETIMEDOUT, -EOWNERDEAD (the lock was taken back from a
+ * holder that died; reported in preference to -ETIMEDOUT, since the data needs repair),
+ * MP_ENOTOWNER (lock not held: nothing happened), MP_EFULL (no free waiter slot: nothing happened,
+ * the lock is still held), -EINVAL. Except for MP_ENOTOWNER and -EINVAL, the lock is held on
+ * return. */
 MP_API int mp_cond_wait(mp_cond *c, double timeout);
 
 /* With the lock held: wait until pred(arg) returns true, evaluating it under the lock, first at
