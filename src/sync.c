@@ -464,15 +464,17 @@ int mp_sem_free(mp_sem **pp)
 
 /* ---- Event --------------------------------------------------------------------------------- */
 
-/* The flag alone cannot tell a waiter that woke after set() + clear() that it was released: the
- * waiters sleep on a generation counter that every set() of a clear flag bumps, and a waiter
- * returns 0 when the flag is set or the generation moved since it started waiting. */
+/* The flag alone cannot tell a waiter that woke after set() + clear() that it was released. The
+ * futex word holds the flag (bit 0) and a generation (bits 1..31) that every set() of a clear
+ * flag bumps in the same atomic step: a waiter returns 0 when the flag is set or the word moved
+ * at all since it started (clear() alone never moves a clear word). Flag and generation must
+ * change together: were they separate, a waiter could see the flag, return, start its next wait
+ * and only then see the late generation bump of the old set(), and return 0 for nothing. */
 typedef struct event_state {
     _Atomic uint32_t magic;
     uint32_t kind;
-    _Atomic uint32_t flag;
+    _Atomic uint32_t word; /* futex word: (generation << 1) | flag */
     _Atomic uint32_t waiters;
-    _Atomic uint32_t gen; /* futex word: bumped by every set() that found the flag clear */
 } event_state;
 
 struct mp_event {
@@ -483,8 +485,7 @@ struct mp_event {
 
 static void event_state_init(event_state *s)
 {
-    atomic_store(&s->flag, 0);
-    atomic_store(&s->gen, 0);
+    atomic_store(&s->word, 0);
     atomic_store(&s->waiters, 0);
     publish(s, MP__K_EVENT);
 }
@@ -527,44 +528,45 @@ int mp_event_set(mp_event *e)
 {
     if (!event_ok(e)) return -EINVAL;
     event_state *s = e->s;
-    if (atomic_exchange(&s->flag, 1) != 0) return 0;
-    atomic_fetch_add(&s->gen, 1);
-    if (atomic_load(&s->waiters) > 0) mp__futex_wake(&s->gen, INT32_MAX);
+    uint32_t w = atomic_load(&s->word);
+    do {
+        if (w & 1) return 0;
+    } while (!atomic_compare_exchange_weak(&s->word, &w, (w + 2) | 1));
+    if (atomic_load(&s->waiters) > 0) mp__futex_wake(&s->word, INT32_MAX);
     return 0;
 }
 
 int mp_event_clear(mp_event *e)
 {
     if (!event_ok(e)) return -EINVAL;
-    atomic_store(&e->s->flag, 0);
+    atomic_fetch_and(&e->s->word, ~1u);
     return 0;
 }
 
 int mp_event_is_set(const mp_event *e)
 {
     if (!event_ok(e)) return -EINVAL;
-    return atomic_load(&e->s->flag) != 0;
+    return atomic_load(&e->s->word) & 1;
 }
 
 int mp_event_wait(mp_event *e, double timeout)
 {
     if (!event_ok(e)) return -EINVAL;
     event_state *s = e->s;
-    if (atomic_load(&s->flag)) return 0;
+    if (atomic_load(&s->word) & 1) return 0;
     if (timeout == 0) return -ETIMEDOUT;
     mp__deadline dl = mp__deadline_in(timeout);
-    /* waiters++ before reading gen and flag, set() changes flag and gen before reading waiters
-     * (all seq_cst): either set() sees us and wakes us, or we see its flag or generation. */
+    /* waiters++ before reading the word, set() changes the word before reading waiters (both
+     * seq_cst): either set() sees us and wakes us, or we see its word. */
     atomic_fetch_add(&s->waiters, 1);
-    uint32_t gen = atomic_load(&s->gen);
+    uint32_t w0 = atomic_load(&s->word);
     int r = 0;
-    while (!atomic_load(&s->flag) && atomic_load(&s->gen) == gen) {
-        if (mp__futex_wait(&s->gen, gen, &dl) == -ETIMEDOUT && atomic_load(&s->gen) == gen &&
-            !atomic_load(&s->flag)) {
-            r = -ETIMEDOUT;
-            break;
-        }
-    }
+    if (!(w0 & 1))
+        while (atomic_load(&s->word) == w0)
+            if (mp__futex_wait(&s->word, w0, &dl) == -ETIMEDOUT && atomic_load(&s->word) == w0) {
+                r = -ETIMEDOUT;
+                break;
+            }
     atomic_fetch_sub(&s->waiters, 1);
     return r;
 }
@@ -605,8 +607,8 @@ typedef struct cond_state {
     uint32_t cap;                 /* slots in the table, fixed at init */
     _Atomic uint32_t next_ticket; /* bumped under the lock by every wait */
     _Atomic uint32_t used;        /* occupied slots: lets notify skip the scan when 0 */
-    uint32_t pad;
-    mp__lock_state lock; /* the condition's own RLock, when it has one */
+    _Atomic uint32_t hi;          /* slots [hi, cap) were never used: scans stop at hi */
+    mp__lock_state lock;          /* the condition's own RLock, when it has one */
     cond_slot slots[];
 } cond_state;
 
@@ -641,6 +643,7 @@ static int cond_state_init(cond_state *s, size_t size, bool own_lock)
     s->cap = (uint32_t)((size - COND_SLOTS_OFF) / sizeof(cond_slot));
     atomic_store(&s->next_ticket, 0);
     atomic_store(&s->used, 0);
+    atomic_store(&s->hi, 0);
     for (uint32_t i = 0; i < s->cap; i++) {
         atomic_store(&s->slots[i].st, 0);
         atomic_store(&s->slots[i].tid, 0);
@@ -747,7 +750,7 @@ static int cond_grant(cond_state *s, int n, uint32_t limit)
         uint32_t lim_age = (next - limit) & COND_TICKET_MASK;
         int best = -1;
         uint32_t best_st = 0, best_age = 0;
-        for (uint32_t i = 0; i < s->cap; i++) {
+        for (uint32_t i = 0, end = atomic_load(&s->hi); i < end; i++) {
             uint32_t st = atomic_load_explicit(&s->slots[i].st, memory_order_relaxed);
             if (!st || (st & COND_NOTE)) continue;
             uint32_t age = (next - (st >> 2)) & COND_TICKET_MASK;
@@ -771,7 +774,7 @@ static void cond_grant_all(cond_state *s, uint32_t limit)
 {
     if (atomic_load(&s->used) == 0) return;
     uint32_t note = ((limit & COND_TICKET_MASK) << 2) | COND_OCC | COND_NOTE;
-    for (uint32_t i = 0; i < s->cap; i++) {
+    for (uint32_t i = 0, end = atomic_load(&s->hi); i < end; i++) {
         cond_slot *sl = &s->slots[i];
         uint32_t st = atomic_load(&sl->st);
         while (st && !(st & COND_NOTE))
@@ -794,7 +797,7 @@ static void cond_slot_free(cond_state *s, cond_slot *sl)
  * wake-up on here. */
 static void cond_reap(cond_state *s, int self, bool all)
 {
-    for (uint32_t i = 0; i < s->cap; i++) {
+    for (uint32_t i = 0, end = atomic_load(&s->hi); i < end; i++) {
         if ((int)i == self) continue;
         cond_slot *sl = &s->slots[i];
         uint32_t st = atomic_load(&sl->st);
@@ -823,6 +826,8 @@ static int cond_register(cond_state *s)
             atomic_store(&sl->tid, tid);
             if (atomic_compare_exchange_strong(&sl->st, &st, want)) {
                 atomic_fetch_add(&s->used, 1);
+                /* Before the lock is released, so a notify (under the lock) scans this far. */
+                if (atomic_load(&s->hi) <= i) atomic_store(&s->hi, i + 1);
                 return (int)i;
             }
         }
