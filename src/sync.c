@@ -613,6 +613,7 @@ typedef struct cond_state {
 } cond_state;
 
 #define COND_SLOTS_OFF offsetof(cond_state, slots)
+_Static_assert(COND_SLOTS_OFF == 72, "docs/sync.md and sync.h give the table as (size - 72) / 8");
 _Static_assert(COND_SLOTS_OFF + 16 * sizeof(cond_slot) <= MP_SYNC_SHM_SIZE, "cond_state too big");
 _Static_assert(sizeof(mp__barrier_state) <= MP_SYNC_SHM_SIZE, "barrier_state too big");
 

@@ -517,6 +517,40 @@ static void test_cond_dead_waiter_and_late_waiter(void **state)
     mp_cond_free(&c);
 }
 
+/* A condition in MP_SYNC_SHM_SIZE bytes has 23 waiter slots: the 24th waiter gets MP_EFULL
+ * (holding the lock, nothing else happened); once a waiter is killed its slot is reclaimed. */
+static void test_cond_full_table(void **state)
+{
+    (void)state;
+    enum { SLOTS = (MP_SYNC_SHM_SIZE - 72) / 8 };
+    void *mem =
+        mmap(NULL, MP_SYNC_SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(mem != MAP_FAILED);
+    mp_cond *c;
+    assert_mp_ok(mp_cond_init_at(&c, mem, MP_SYNC_SHM_SIZE));
+    mp_cond *small;
+    assert_mp(-EINVAL, mp_cond_attach_at(&small, mem, MP_SYNC_SHM_SIZE - 8));
+    cond_box *box = box_new();
+    pid_t p[SLOTS];
+    for (int i = 0; i < SLOTS; i++)
+        p[i] = fork_cond_waiter(c, box, MP_FOREVER);
+    acquire_when_registered(c, box, SLOTS);
+    assert_mp(MP_EFULL, mp_cond_wait(c, 0.05));
+    assert_int_equal(mp_lock_is_owned(mp_cond_lock(c)), 1);
+    mp_cond_release(c);
+    kill(p[0], SIGKILL);
+    assert_int_equal(mp_test_wait_code(p[0], mp_test_timeout(10)), 128 + SIGKILL);
+    assert_mp_ok(mp_cond_acquire(c, MP_FOREVER));
+    assert_mp(-ETIMEDOUT, mp_cond_wait(c, 0.05)); /* got the dead waiter's slot */
+    assert_mp_ok(mp_cond_notify_all(c));
+    mp_cond_release(c);
+    for (int i = 1; i < SLOTS; i++)
+        assert_int_equal(mp_test_wait_code(p[i], mp_test_timeout(20)), 0);
+    munmap(box, sizeof *box);
+    mp_cond_free(&c);
+    munmap(mem, MP_SYNC_SHM_SIZE);
+}
+
 /* ---- Event: set() then clear() at once releases everyone who was waiting ------------------- */
 
 static void test_event_set_clear_releases_all(void **state)
@@ -587,6 +621,7 @@ int main(void)
         MP_TEST(test_cond_eight_waiters_notify_n),
         MP_TEST(test_cond_signal_keeps_waiting),
         MP_TEST(test_cond_dead_waiter_and_late_waiter),
+        MP_TEST(test_cond_full_table),
         MP_TEST(test_event_set_clear_releases_all),
         MP_TEST(test_sem_eight_waiters),
     };
