@@ -193,9 +193,9 @@ static bool owned(const mp__lock_state *s)
 /* glibc 2.36's pthread_mutex_trylock, on a robust mutex left unrecoverable (unlocked by a
  * process that took it with EOWNERDEAD and never called pthread_mutex_consistent), returns
  * ENOTRECOVERABLE but leaves the lock word naming the caller (it tests `oldval == id` where it
- * means 0): every later locker, the caller included, would then wait forever. Each trylock-first
- * path (the uncontended fast path here and in mp__robust_mutex_lock) calls this after
- * ENOTRECOVERABLE to undo that, so the mutex keeps answering ENOTRECOVERABLE instead. */
+ * means 0): every later locker, the caller included, would then wait forever. Everything here
+ * that locks through a trylock (the fast path, and mp__robust_mutex_lock, which starts with one)
+ * calls this on ENOTRECOVERABLE, so the mutex keeps answering ENOTRECOVERABLE instead. */
 void mp__mutex_unstick(pthread_mutex_t *m)
 {
     _Atomic uint32_t *w = (_Atomic uint32_t *)(void *)&m->__data.__lock;
