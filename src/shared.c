@@ -262,32 +262,43 @@ static inline bool obj_ok(const struct mp_array *a)
     return a && a->magic == MP__HANDLE_MAGIC;
 }
 
-/* Take the object's lock when it has one. Returns 0 or -EOWNERDEAD (we hold it either way). */
+enum { OBJ_NOTHING = 0, OBJ_TAKEN = 1, OBJ_TAKEN_DEAD = 2 };
+
 /* Take the object's lock when it has one and the caller does not hold it already (the usual
- * "lock; get; set; unlock" sequence then costs one lock operation, not three). Returns 1 when it
- * took the lock, 0 when there was nothing to take, -EOWNERDEAD when it took it from a dead
- * holder. */
+ * "lock; get; set; unlock" sequence then costs one lock operation, not three). Returns
+ * OBJ_TAKEN, OBJ_NOTHING (nothing to take), OBJ_TAKEN_DEAD (taken from a dead holder), or a
+ * negative error when the lock could not be taken (-ENOTRECOVERABLE, ...): the caller must then
+ * leave the data alone and return the error. */
 static int obj_lock(struct mp_array *a)
 {
-    if (!a->sync || mp__lock_owned(&a->lock)) return 0;
+    if (!a->sync || mp__lock_owned(&a->lock)) return OBJ_NOTHING;
     int r = mp_lock_acquire(&a->lock, MP_FOREVER);
-    return r == -EOWNERDEAD ? r : 1;
+    if (r == 0) return OBJ_TAKEN;
+    return r == -EOWNERDEAD ? OBJ_TAKEN_DEAD : r;
 }
 
 static void obj_unlock(struct mp_array *a, int taken)
 {
-    if (taken) mp_lock_release(&a->lock);
+    if (taken > 0) mp_lock_release(&a->lock);
 }
 
-/* obj_lock's result as the caller's return value: 0 or -EOWNERDEAD. */
+/* obj_lock's result as the caller's return value: 0, -EOWNERDEAD (done, after taking the lock
+ * from a dead holder), or the error that kept it from taking the lock. */
 static int dead_of(int taken)
 {
-    return taken < 0 ? taken : 0;
+    return taken == OBJ_TAKEN_DEAD ? -EOWNERDEAD : taken < 0 ? taken : 0;
+}
+
+/* True for results after which the data was accessed (0 or -EOWNERDEAD). */
+static bool done(int r)
+{
+    return r == 0 || r == -EOWNERDEAD;
 }
 
 static int obj_get_bits(struct mp_array *a, size_t i, uint64_t *bits)
 {
     int taken = obj_lock(a);
+    if (taken < 0) return taken;
     *bits = raw_load(a->data + i * a->t->size, a->t->size);
     obj_unlock(a, taken);
     return dead_of(taken);
@@ -296,6 +307,7 @@ static int obj_get_bits(struct mp_array *a, size_t i, uint64_t *bits)
 static int obj_set_bits(struct mp_array *a, size_t i, uint64_t bits)
 {
     int taken = obj_lock(a);
+    if (taken < 0) return taken;
     raw_store(a->data + i * a->t->size, a->t->size, bits);
     obj_unlock(a, taken);
     return dead_of(taken);
@@ -314,6 +326,7 @@ static int obj_get_i64(struct mp_array *a, size_t i, int64_t *out)
     if (a->t->family == F_FLOAT) return MP_ETYPE;
     uint64_t bits;
     int dead = obj_get_bits(a, i, &bits);
+    if (!done(dead)) return dead;
     r = i64_from_bits(a->t, bits, out);
     return r ? r : dead;
 }
@@ -325,6 +338,7 @@ static int obj_get_u64(struct mp_array *a, size_t i, uint64_t *out)
     if (a->t->family == F_FLOAT) return MP_ETYPE;
     uint64_t bits;
     int dead = obj_get_bits(a, i, &bits);
+    if (!done(dead)) return dead;
     r = u64_from_bits(a->t, bits, out);
     return r ? r : dead;
 }
@@ -354,6 +368,7 @@ static int obj_get_f64(struct mp_array *a, size_t i, double *out)
     if (a->t->family != F_FLOAT) return MP_ETYPE;
     uint64_t bits;
     int dead = obj_get_bits(a, i, &bits);
+    if (!done(dead)) return dead;
     if (a->t->size == sizeof(float)) {
         uint32_t b32 = (uint32_t)bits;
         float f;
@@ -629,6 +644,7 @@ int mp_array_read(mp_array *a, size_t start, void *dst, size_t n)
     int r = range_check(a, start, dst, n);
     if (r || n == 0) return r;
     int taken = obj_lock(a);
+    if (taken < 0) return taken;
     memcpy(dst, a->data + start * a->t->size, n * a->t->size);
     obj_unlock(a, taken);
     return dead_of(taken);
@@ -642,6 +658,7 @@ int mp_array_write(mp_array *a, size_t start, const void *src, size_t n)
         for (size_t i = 0; i < n; i++)
             if (((const unsigned char *)src)[i] > 1) return MP_ERANGE;
     int taken = obj_lock(a);
+    if (taken < 0) return taken;
     memcpy(a->data + start * a->t->size, src, n * a->t->size);
     obj_unlock(a, taken);
     return dead_of(taken);
@@ -674,14 +691,31 @@ int mp_value_write(mp_value *v, const void *in, size_t size)
 
 /* ---- named blocks -------------------------------------------------------------------------- */
 
-#define SHM_NAME_MAX 201 /* with the leading '/' */
+#define SHM_NAME_MAX 200 /* bytes, counting the leading '/' */
 #define SHM_SIZE_MAX (1ull << 48)
+
+/* The mode bits of a block in /dev/shm. A generated-name block that its creator will unlink on
+ * free or exit also carries the sticky bit (meaningless on a file, so the permissions stay
+ * owner-only 0600): that is the mark mp_shm_sweep looks for, so a user-named block (even one
+ * whose name has the generated form) and a kept block, which the docs promise are never swept,
+ * are never touched by it. */
+#define SHM_MODE       0600
+#define SHM_MODE_SWEEP (S_ISVTX | 0600)
+
+/* A block's identity: a name can be unlinked and given to a new block at any time, so every
+ * unlink by a creator or a handle first checks that the name still refers to this one. */
+typedef struct shm_id {
+    dev_t dev;
+    ino_t ino;
+} shm_id;
 
 struct mp_shm {
     uint32_t magic;
-    bool created; /* this process created the name */
-    bool owned;   /* ... and will unlink it on free/exit (not kept, not unlinked yet) */
+    bool created;   /* this process created the name */
+    bool owned;     /* ... and will unlink it on free/exit (not kept, not unlinked yet) */
+    bool generated; /* the name was generated (candidate for the sweep) */
     pid_t creator;
+    shm_id id;
     void *ptr;
     size_t size;
     char name[SHM_NAME_MAX + 1];
@@ -692,12 +726,40 @@ struct mp_shm {
 typedef struct owned_name {
     struct owned_name *next;
     pid_t pid;
+    shm_id id;
     char name[SHM_NAME_MAX + 1];
 } owned_name;
 
 static pthread_mutex_t owned_lock = PTHREAD_MUTEX_INITIALIZER;
 static owned_name *owned_head;
 static pthread_once_t shm_once = PTHREAD_ONCE_INIT;
+
+/* Opens `name` read-only and compares its identity with `id`: 1 same block, 0 another block
+ * now has the name, or -errno (-ENOENT: no block has it). With `fd_out`, the open fd is handed
+ * over when the result is 1. */
+static int shm_same(const char *name, const shm_id *id, int *fd_out)
+{
+    int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    struct stat st;
+    int r = fstat(fd, &st) < 0 ? -errno : (st.st_dev == id->dev && st.st_ino == id->ino);
+    if (r == 1 && fd_out)
+        *fd_out = fd;
+    else
+        close(fd);
+    return r;
+}
+
+/* Unlinks `name` when it still refers to the block `id`. Returns 0, -ENOENT (the name is gone,
+ * or names another block now: that one is left alone) or -errno. What remains is the instant
+ * between the identity check and the unlink, which no shm API can close. */
+static int unlink_if_same(const char *name, const shm_id *id)
+{
+    int r = shm_same(name, id, NULL);
+    if (r < 0) return r;
+    if (r == 0) return -ENOENT;
+    return shm_unlink(name) < 0 ? -errno : 0;
+}
 
 void mp__shm_exit_cleanup(void)
 {
@@ -706,7 +768,7 @@ void mp__shm_exit_cleanup(void)
     for (owned_name **pp = &owned_head; *pp;) {
         owned_name *o = *pp;
         if (o->pid == me) {
-            shm_unlink(o->name);
+            unlink_if_same(o->name, &o->id);
             *pp = o->next;
             free(o);
         } else {
@@ -734,12 +796,13 @@ static void register_exit(void)
     pthread_atfork(owned_lock_take, owned_lock_drop, owned_lock_drop);
 }
 
-static int own_name(const char *name)
+static int own_name(const char *name, const shm_id *id)
 {
     pthread_once(&shm_once, register_exit);
     owned_name *o = calloc(1, sizeof *o);
     if (!o) return -ENOMEM;
     o->pid = getpid();
+    o->id = *id;
     snprintf(o->name, sizeof o->name, "%s", name);
     pthread_mutex_lock(&owned_lock);
     o->next = owned_head;
@@ -748,13 +811,15 @@ static int own_name(const char *name)
     return 0;
 }
 
-static void disown_name(const char *name)
+/* Forget this process's claim on `name`; with id, only the claim on that very block. */
+static void disown_name(const char *name, const shm_id *id)
 {
     pthread_mutex_lock(&owned_lock);
     pid_t me = getpid();
     for (owned_name **pp = &owned_head; *pp; pp = &(*pp)->next) {
         owned_name *o = *pp;
-        if (o->pid == me && strcmp(o->name, name) == 0) {
+        if (o->pid == me && strcmp(o->name, name) == 0 &&
+            (!id || (o->id.dev == id->dev && o->id.ino == id->ino))) {
             *pp = o->next;
             free(o);
             break;
@@ -763,13 +828,14 @@ static void disown_name(const char *name)
     pthread_mutex_unlock(&owned_lock);
 }
 
-/* "mproc..." or "/mproc...", at most 200 bytes, no other '/': copied with the leading '/'. */
+/* "mproc..." or "/mproc...", at most SHM_NAME_MAX bytes counting the leading '/' (which is added
+ * when missing), no other '/': copied with the leading '/'. */
 static int normalize_name(const char *name, char out[SHM_NAME_MAX + 1])
 {
     if (!name) return -EINVAL;
     if (name[0] == '/') name++;
     size_t len = strlen(name);
-    if (len < 5 || len >= SHM_NAME_MAX || strncmp(name, "mproc", 5) != 0 || strchr(name, '/'))
+    if (len < 5 || len + 1 > SHM_NAME_MAX || strncmp(name, "mproc", 5) != 0 || strchr(name, '/'))
         return -EINVAL;
     out[0] = '/';
     memcpy(out + 1, name, len + 1);
@@ -795,12 +861,21 @@ static int map_fd(int fd, size_t size, void **out)
 
 static int shm_create(mp_shm *b, size_t size)
 {
-    int fd = shm_open(b->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int fd = shm_open(b->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, SHM_MODE);
     if (fd < 0) return -errno;
-    int r = ftruncate(fd, (off_t)size) < 0 ? -errno : map_fd(fd, size, &b->ptr);
+    struct stat st;
+    int r = fstat(fd, &st) < 0 ? -errno : 0;
+    /* fchmod, unlike the creation mode, is not subject to the umask. */
+    if (!r && b->generated && fchmod(fd, SHM_MODE_SWEEP) < 0) r = -errno;
+    if (!r && ftruncate(fd, (off_t)size) < 0) r = -errno;
+    if (!r) r = map_fd(fd, size, &b->ptr);
     close(fd);
-    if (r) shm_unlink(b->name);
-    return r;
+    if (r) {
+        shm_unlink(b->name);
+        return r;
+    }
+    b->id = (shm_id){st.st_dev, st.st_ino};
+    return 0;
 }
 
 int mp_shm_new(mp_shm **out, const char *name, size_t size)
@@ -814,12 +889,13 @@ int mp_shm_new(mp_shm **out, const char *name, size_t size)
     } else {
         /* A generated name can only collide with a leftover of a dead process that had our pid
          * and the same counter and random value: try another. */
+        b->generated = true;
         for (int tries = 0; tries < 16; tries++) {
             generate_name(b->name);
             if ((r = shm_create(b, size)) != -EEXIST) break;
         }
     }
-    if (!r && (r = own_name(b->name))) {
+    if (!r && (r = own_name(b->name, &b->id))) {
         munmap(b->ptr, size);
         shm_unlink(b->name);
     }
@@ -853,6 +929,7 @@ int mp_shm_attach(mp_shm **out, const char *name)
         return r;
     }
     b->magic = MP__HANDLE_MAGIC;
+    b->id = (shm_id){st.st_dev, st.st_ino};
     b->size = (size_t)st.st_size;
     *out = b;
     return 0;
@@ -887,9 +964,9 @@ static bool owns(const mp_shm *b)
 int mp_shm_unlink(mp_shm *b)
 {
     if (!shm_ok(b)) return -EINVAL;
-    if (owns(b)) disown_name(b->name);
+    if (owns(b)) disown_name(b->name, &b->id);
     b->owned = false;
-    return shm_unlink(b->name) < 0 ? -errno : 0;
+    return unlink_if_same(b->name, &b->id);
 }
 
 int mp_shm_unlink_name(const char *name)
@@ -897,8 +974,18 @@ int mp_shm_unlink_name(const char *name)
     char n[SHM_NAME_MAX + 1];
     int r = normalize_name(name, n);
     if (r) return r;
-    disown_name(n);
+    disown_name(n, NULL);
     return shm_unlink(n) < 0 ? -errno : 0;
+}
+
+/* Set or clear the sweep mark on the block, if the name is still its own. */
+static void mark_sweepable(mp_shm *b, bool on)
+{
+    if (!b->generated) return;
+    int fd;
+    if (shm_same(b->name, &b->id, &fd) != 1) return;
+    fchmod(fd, on ? SHM_MODE_SWEEP : SHM_MODE);
+    close(fd);
 }
 
 int mp_shm_keep(mp_shm *b, bool keep)
@@ -906,12 +993,14 @@ int mp_shm_keep(mp_shm *b, bool keep)
     if (!shm_ok(b)) return -EINVAL;
     if (!b->created || b->creator != getpid()) return 0;
     if (keep && b->owned) {
-        disown_name(b->name);
+        disown_name(b->name, &b->id);
         b->owned = false;
+        mark_sweepable(b, false);
     } else if (!keep && !b->owned) {
-        int r = own_name(b->name);
+        int r = own_name(b->name, &b->id);
         if (r) return r;
         b->owned = true;
+        mark_sweepable(b, true);
     }
     return 0;
 }
@@ -922,8 +1011,8 @@ int mp_shm_free(mp_shm **pp)
     mp_shm *b = *pp;
     if (!shm_ok(b)) return -EINVAL;
     if (owns(b)) {
-        disown_name(b->name);
-        shm_unlink(b->name);
+        disown_name(b->name, &b->id);
+        unlink_if_same(b->name, &b->id);
     }
     munmap(b->ptr, b->size);
     b->magic = 0;
@@ -937,12 +1026,20 @@ int mp_shm_sweep(int *removed)
     int n = 0;
     DIR *d = opendir("/dev/shm");
     if (!d) return -errno;
+    uid_t me = geteuid();
     struct dirent *e;
     while ((e = readdir(d))) {
         int pid, end = 0;
         unsigned cnt, rnd;
         if (sscanf(e->d_name, "mproc.%d.%u.%8x%n", &pid, &cnt, &rnd, &end) != 3 ||
             e->d_name[end] != '\0' || pid <= 0)
+            continue;
+        /* Only blocks that mproc generated and whose creator meant to unlink them carry the
+         * sweep mark: a user-named block whose name merely looks generated, and a kept block,
+         * are never swept (nor another user's). */
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+            st.st_uid != me || (st.st_mode & 07777) != SHM_MODE_SWEEP)
             continue;
         if (kill(pid, 0) == 0 || errno != ESRCH) continue; /* alive (or not ours to judge) */
         char path[sizeof e->d_name + 2];

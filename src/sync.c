@@ -3,18 +3,22 @@
  * Lock and RLock are thin wrappers over robust, process-shared pthread mutexes: the uncontended
  * path is glibc's single CAS each way, and the kernel's robust list hands a dead holder's lock to
  * the next acquirer with EOWNERDEAD. Semaphore and Event are lock-free futex words: a process
- * killed anywhere inside them cannot leave them inconsistent. Condition is a sequence-number futex
- * over the caller's lock. Barrier keeps its counters under a robust internal mutex; a death inside
- * that mutex breaks the barrier instead of corrupting it.
+ * killed anywhere inside them cannot leave them inconsistent. Condition keeps a table of waiter
+ * slots (one futex each) next to its lock. Barrier keeps its counters under a robust internal
+ * mutex; a death inside that mutex breaks the barrier instead of corrupting it.
  *
- * Waiter counts (sem, event, cond) only decide whether a release needs a futex_wake syscall; a
+ * Waiter counts (sem, event) only decide whether a release needs a futex_wake syscall; a
  * process killed while waiting leaves the count too high, which costs an occasional needless
  * syscall and nothing else. Store/load ordering between "waiters++ then sleep if word == x" and
  * "change word then read waiters" is seq_cst on both sides (Dekker), so no wake-up is lost.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -90,11 +94,6 @@ static int map_state(void **mem)
 static void unmap_state(void *mem, uint32_t flags)
 {
     if (flags & MP__H_OWNS_MAP) mp__shm_unmap(mem, MP_SYNC_SHM_SIZE);
-}
-
-static bool is_forever(double timeout)
-{
-    return !(timeout >= 0);
 }
 
 /* ---- Lock and RLock ---------------------------------------------------------------------- */
@@ -191,17 +190,35 @@ static bool owned(const mp__lock_state *s)
     return __atomic_load_n(&s->m.__data.__owner, __ATOMIC_RELAXED) == mp__tid();
 }
 
+/* glibc 2.36's pthread_mutex_trylock, on a robust mutex left unrecoverable (unlocked by a
+ * process that took it with EOWNERDEAD and never called pthread_mutex_consistent), returns
+ * ENOTRECOVERABLE but leaves the lock word naming the caller (it tests `oldval == id` where it
+ * means 0): every later locker, the caller included, would then wait forever. Everything here
+ * that locks through a trylock (the fast path, and mp__robust_mutex_lock, which starts with one)
+ * calls this on ENOTRECOVERABLE, so the mutex keeps answering ENOTRECOVERABLE instead. */
+void mp__mutex_unstick(pthread_mutex_t *m)
+{
+    _Atomic uint32_t *w = (_Atomic uint32_t *)(void *)&m->__data.__lock;
+    uint32_t v = atomic_load(w);
+    if ((v & 0x3fffffffu) == (uint32_t)mp__tid() && atomic_compare_exchange_strong(w, &v, 0))
+        mp__futex_wake(w, INT32_MAX);
+}
+
 /* Map a pthread result to mproc's: a dead holder's lock is ours now; make it consistent at once
  * so that only this caller hears about the death. */
 static int lock_result(mp__lock_state *s, int r)
 {
     switch (r) {
+    case ENOTRECOVERABLE:
+        mp__mutex_unstick(&s->m);
+        return -r;
     case 0:
         return 0;
     case EOWNERDEAD:
         pthread_mutex_consistent(&s->m);
         return -EOWNERDEAD;
     case EBUSY:
+    case ETIMEDOUT:
         if (s->kind == MP__K_LOCK && owned(s)) return -EDEADLK;
         return -ETIMEDOUT;
     default:
@@ -209,21 +226,23 @@ static int lock_result(mp__lock_state *s, int r)
     }
 }
 
+/* A contended acquire sleeps in mp__robust_mutex_lock's bounded slices, never in one long
+ * pthread_mutex_lock: glibc's unlock wakes a single waiter, and when that waiter is killed before
+ * it takes the mutex while another process takes it on the uncontended path (no waiters bit set
+ * any more), nobody would ever wake the others. A slice that ends re-registers the sleeper. */
 static int lock_state_acquire(mp__lock_state *s, double timeout)
 {
-    if (is_forever(timeout)) return lock_result(s, pthread_mutex_lock(&s->m));
     if (timeout == 0) return lock_result(s, pthread_mutex_trylock(&s->m));
     mp__deadline dl = mp__deadline_in(timeout);
-    if (mp__deadline_forever(&dl)) return lock_result(s, pthread_mutex_lock(&s->m));
-    struct timespec ts = mp__deadline_abs(&dl);
-    return lock_result(s, pthread_mutex_clocklock(&s->m, CLOCK_MONOTONIC, &ts));
+    return lock_result(s, mp__robust_mutex_lock(&s->m, &dl));
 }
 
-/* Everything but the uncontended untimed case, kept out of line so that the fast path below
- * needs no stack frame. */
+/* Everything but the uncontended case, kept out of line so that the fast path below needs no
+ * stack frame. */
 __attribute__((noinline)) static int lock_acquire_slow(mp__lock_state *s, double timeout, int r)
 {
-    if (timeout < 0) return lock_result(s, r);
+    /* EOWNERDEAD: trylock took it from a dead holder; EAGAIN, ENOTRECOVERABLE: final. */
+    if (r != EBUSY) return lock_result(s, r);
     return lock_state_acquire(s, timeout);
 }
 
@@ -231,12 +250,10 @@ int mp_lock_acquire(mp_lock *l, double timeout)
 {
     if (__builtin_expect(!lock_ok(l), 0)) return -EINVAL;
     mp__lock_state *s = l->s;
-    if (__builtin_expect(timeout < 0, 1)) {
-        int r = pthread_mutex_lock(&s->m);
-        if (__builtin_expect(r == 0, 1)) return 0;
-        return lock_acquire_slow(s, MP_FOREVER, r);
-    }
-    return lock_acquire_slow(s, timeout, 0);
+    /* Uncontended: one CAS, as pthread_mutex_lock's own fast path. */
+    int r = pthread_mutex_trylock(&s->m);
+    if (__builtin_expect(r == 0, 1)) return 0;
+    return lock_acquire_slow(s, timeout, r);
 }
 
 int mp_lock_release(mp_lock *l)
@@ -393,11 +410,14 @@ int mp_sem_acquire(mp_sem *sem, double timeout)
     if (timeout == 0) return -ETIMEDOUT;
     mp__deadline dl = mp__deadline_in(timeout);
     for (;;) {
+        /* Sleep in slices: a release wakes one sleeper, and when that one is killed before it
+         * takes the unit, the others would sleep on while the value is positive. */
+        mp__deadline slice = mp__deadline_slice(&dl);
         atomic_fetch_add(&s->waiters, 1);
-        int r = mp__futex_wait(&s->value, 0, &dl);
+        mp__futex_wait(&s->value, 0, &slice);
         atomic_fetch_sub(&s->waiters, 1);
         if (sem_try(s)) return 0;
-        if (r == -ETIMEDOUT) return -ETIMEDOUT;
+        if (mp__deadline_left_ns(&dl) == 0) return -ETIMEDOUT;
     }
 }
 
@@ -444,10 +464,16 @@ int mp_sem_free(mp_sem **pp)
 
 /* ---- Event --------------------------------------------------------------------------------- */
 
+/* The flag alone cannot tell a waiter that woke after set() + clear() that it was released. The
+ * futex word holds the flag (bit 0) and a generation (bits 1..31) that every set() of a clear
+ * flag bumps in the same atomic step: a waiter returns 0 when the flag is set or the word moved
+ * at all since it started (clear() alone never moves a clear word). Flag and generation must
+ * change together: were they separate, a waiter could see the flag, return, start its next wait
+ * and only then see the late generation bump of the old set(), and return 0 for nothing. */
 typedef struct event_state {
     _Atomic uint32_t magic;
     uint32_t kind;
-    _Atomic uint32_t flag; /* futex word */
+    _Atomic uint32_t word; /* futex word: (generation << 1) | flag */
     _Atomic uint32_t waiters;
 } event_state;
 
@@ -459,7 +485,7 @@ struct mp_event {
 
 static void event_state_init(event_state *s)
 {
-    atomic_store(&s->flag, 0);
+    atomic_store(&s->word, 0);
     atomic_store(&s->waiters, 0);
     publish(s, MP__K_EVENT);
 }
@@ -501,38 +527,48 @@ static inline bool event_ok(const mp_event *e)
 int mp_event_set(mp_event *e)
 {
     if (!event_ok(e)) return -EINVAL;
-    if (atomic_exchange(&e->s->flag, 1) == 0 && atomic_load(&e->s->waiters) > 0)
-        mp__futex_wake(&e->s->flag, INT32_MAX);
+    event_state *s = e->s;
+    uint32_t w = atomic_load(&s->word);
+    do {
+        if (w & 1) return 0;
+    } while (!atomic_compare_exchange_weak(&s->word, &w, (w + 2) | 1));
+    if (atomic_load(&s->waiters) > 0) mp__futex_wake(&s->word, INT32_MAX);
     return 0;
 }
 
 int mp_event_clear(mp_event *e)
 {
     if (!event_ok(e)) return -EINVAL;
-    atomic_store(&e->s->flag, 0);
+    atomic_fetch_and(&e->s->word, ~1u);
     return 0;
 }
 
 int mp_event_is_set(const mp_event *e)
 {
     if (!event_ok(e)) return -EINVAL;
-    return atomic_load(&e->s->flag) != 0;
+    return atomic_load(&e->s->word) & 1;
 }
 
 int mp_event_wait(mp_event *e, double timeout)
 {
     if (!event_ok(e)) return -EINVAL;
     event_state *s = e->s;
-    if (atomic_load(&s->flag)) return 0;
+    if (atomic_load(&s->word) & 1) return 0;
     if (timeout == 0) return -ETIMEDOUT;
     mp__deadline dl = mp__deadline_in(timeout);
-    for (;;) {
-        atomic_fetch_add(&s->waiters, 1);
-        int r = mp__futex_wait(&s->flag, 0, &dl);
-        atomic_fetch_sub(&s->waiters, 1);
-        if (atomic_load(&s->flag)) return 0;
-        if (r == -ETIMEDOUT) return -ETIMEDOUT;
-    }
+    /* waiters++ before reading the word, set() changes the word before reading waiters (both
+     * seq_cst): either set() sees us and wakes us, or we see its word. */
+    atomic_fetch_add(&s->waiters, 1);
+    uint32_t w0 = atomic_load(&s->word);
+    int r = 0;
+    if (!(w0 & 1))
+        while (atomic_load(&s->word) == w0)
+            if (mp__futex_wait(&s->word, w0, &dl) == -ETIMEDOUT && atomic_load(&s->word) == w0) {
+                r = -ETIMEDOUT;
+                break;
+            }
+    atomic_fetch_sub(&s->waiters, 1);
+    return r;
 }
 
 int mp_event_free(mp_event **pp)
@@ -542,15 +578,43 @@ int mp_event_free(mp_event **pp)
 
 /* ---- Condition ----------------------------------------------------------------------------- */
 
+/* Every waiter owns a slot in a table that follows the state: its thread id and a 32-bit word,
+ * (ticket << 2) | OCCUPIED | NOTIFIED, which is also the futex it sleeps on. notify(n) marks the
+ * n oldest waiting slots (lowest tickets) NOTIFIED and wakes each one; only a waiter whose slot
+ * was marked returns 0, so notify(n) releases at most n waiters, a timeout or a signal never
+ * passes for a notification, and a waiter that arrives after a notify cannot take it.
+ *
+ * Races are settled by compare-and-swap on the slot word: a waiter whose deadline passes frees
+ * its slot only if it is still unmarked (otherwise the notify won and it returns 0). A notified
+ * waiter keeps its slot marked until it holds the lock again, so a waiter killed in between
+ * leaves a marked slot with a dead thread id behind; the surviving waiters wake every
+ * MP__WAIT_SLICE_NS, find such slots, free them and give each of their wake-ups to the oldest
+ * waiter still waiting. Registration and notify run under the condition's lock; the slice-end
+ * clean-up and the slot frees do not need it. */
+#define COND_OCC         2u
+#define COND_NOTE        1u
+#define COND_TICKET_MASK 0x3fffffffu
+#define COND_MAP_SIZE    4096 /* mp_cond_new: one page, ~500 waiters */
+
+typedef struct cond_slot {
+    _Atomic uint32_t st;  /* 0: free; else (ticket << 2) | COND_OCC [| COND_NOTE]; futex word */
+    _Atomic uint32_t tid; /* the waiting thread (valid while st != 0) */
+} cond_slot;
+
 typedef struct cond_state {
     _Atomic uint32_t magic;
     uint32_t kind;
-    _Atomic uint32_t seq; /* futex word: bumped by every notify */
-    _Atomic uint32_t waiters;
-    mp__lock_state lock; /* the condition's own RLock, when it has one */
+    uint32_t cap;                 /* slots in the table, fixed at init */
+    _Atomic uint32_t next_ticket; /* bumped under the lock by every wait */
+    _Atomic uint32_t used;        /* occupied slots: lets notify skip the scan when 0 */
+    _Atomic uint32_t hi;          /* slots [hi, cap) were never used: scans stop at hi */
+    mp__lock_state lock;          /* the condition's own RLock, when it has one */
+    cond_slot slots[];
 } cond_state;
 
-_Static_assert(sizeof(cond_state) <= MP_SYNC_SHM_SIZE, "cond_state too big");
+#define COND_SLOTS_OFF offsetof(cond_state, slots)
+_Static_assert(COND_SLOTS_OFF == 72, "docs/sync.md and sync.h give the table as (size - 72) / 8");
+_Static_assert(COND_SLOTS_OFF + 16 * sizeof(cond_slot) <= MP_SYNC_SHM_SIZE, "cond_state too big");
 _Static_assert(sizeof(mp__barrier_state) <= MP_SYNC_SHM_SIZE, "barrier_state too big");
 
 struct mp_cond {
@@ -574,10 +638,17 @@ static int cond_handle(mp_cond **out, cond_state *s, mp_lock *lock, uint32_t fla
     return 0;
 }
 
-static int cond_state_init(cond_state *s, bool own_lock)
+static int cond_state_init(cond_state *s, size_t size, bool own_lock)
 {
-    atomic_store(&s->seq, 0);
-    atomic_store(&s->waiters, 0);
+    if (size > COND_MAP_SIZE) size = COND_MAP_SIZE;
+    s->cap = (uint32_t)((size - COND_SLOTS_OFF) / sizeof(cond_slot));
+    atomic_store(&s->next_ticket, 0);
+    atomic_store(&s->used, 0);
+    atomic_store(&s->hi, 0);
+    for (uint32_t i = 0; i < s->cap; i++) {
+        atomic_store(&s->slots[i].st, 0);
+        atomic_store(&s->slots[i].tid, 0);
+    }
     if (own_lock) {
         int r = mp__lock_state_init(&s->lock, true);
         if (r) return r;
@@ -589,18 +660,21 @@ static int cond_state_init(cond_state *s, bool own_lock)
 int mp_cond_new(mp_cond **out, mp_lock *lock)
 {
     if (!out || (lock && !lock_ok(lock))) return -EINVAL;
+    sync_global_init();
     void *mem;
-    int r = map_state(&mem);
+    int r = mp__shm_map_anon(COND_MAP_SIZE, &mem);
     if (r) return r;
-    if ((r = cond_state_init(mem, true)) || (r = cond_handle(out, mem, lock, MP__H_OWNS_MAP)))
-        mp__shm_unmap(mem, MP_SYNC_SHM_SIZE);
+    /* handle_free unmaps MP_SYNC_SHM_SIZE bytes, which munmap rounds up to this one page. */
+    if ((r = cond_state_init(mem, COND_MAP_SIZE, true)) ||
+        (r = cond_handle(out, mem, lock, MP__H_OWNS_MAP)))
+        mp__shm_unmap(mem, COND_MAP_SIZE);
     return r;
 }
 
 int mp_cond_init_at(mp_cond **out, void *mem, size_t size)
 {
     if (!out || check_mem(mem, size)) return -EINVAL;
-    int r = cond_state_init(mem, true);
+    int r = cond_state_init(mem, size, true);
     if (r) return r;
     return cond_handle(out, mem, NULL, 0);
 }
@@ -610,6 +684,10 @@ int mp_cond_attach_at(mp_cond **out, void *mem, size_t size)
     if (!out) return -EINVAL;
     int r = check_attach(mem, size, MP__K_COND, MP__K_COND);
     if (r) return r;
+    /* The table's extent was fixed by the initialiser's size: the memory given here must hold
+     * it, or this process would scan past its view. */
+    const cond_state *s = mem;
+    if (COND_SLOTS_OFF + (size_t)s->cap * sizeof(cond_slot) > size) return -EINVAL;
     sync_global_init();
     return cond_handle(out, mem, NULL, 0);
 }
@@ -636,13 +714,147 @@ int mp_cond_release(mp_cond *c)
     return mp_lock_release(c->lock);
 }
 
-/* Sleep until seq moves past `seen` or the deadline passes. Returns 0 or -ETIMEDOUT. */
-static int cond_sleep(cond_state *s, uint32_t seen, const mp__deadline *dl)
+/* True when thread `tid` is gone (exited, or a zombie that will never run again). Thread ids,
+ * not pids, because threads of one process wait too; /proc/TID exists for any thread of the pid
+ * namespace. Without /proc only kill(tid, 0)'s ESRCH counts (a zombie then looks alive, which
+ * only delays the hand-over until it is reaped). */
+static bool tid_dead(uint32_t tid)
 {
-    while (atomic_load(&s->seq) == seen)
-        if (mp__futex_wait(&s->seq, seen, dl) == -ETIMEDOUT)
-            return atomic_load(&s->seq) == seen ? -ETIMEDOUT : 0;
-    return 0;
+    if (tid == 0) return false;
+    char path[32], buf[256];
+    snprintf(path, sizeof path, "/proc/%u/stat", tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno != ENOENT) return false;
+        if (access("/proc/self/stat", F_OK) == 0) return true; /* /proc works: no such thread */
+        return kill((pid_t)tid, 0) < 0 && errno == ESRCH;
+    }
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return n == 0 || errno == ESRCH; /* the thread went between open and read */
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X' || p[2] == 'x');
+}
+
+/* Mark up to n slots NOTIFIED that were waiting before ticket `limit` was handed out, oldest
+ * first, and wake each. Returns how many. The marked word carries `limit` in place of the
+ * ticket: should the waiter die before it returns, its wake-up may pass only to a waiter that
+ * was already waiting when the notify was made, never to one that came later. */
+static int cond_grant(cond_state *s, int n, uint32_t limit)
+{
+    int done = 0;
+    uint32_t note = ((limit & COND_TICKET_MASK) << 2) | COND_OCC | COND_NOTE;
+    while (done < n && atomic_load(&s->used) > 0) {
+        /* Ages relative to one reading of next_ticket (larger is older). */
+        uint32_t next = atomic_load(&s->next_ticket);
+        uint32_t lim_age = (next - limit) & COND_TICKET_MASK;
+        int best = -1;
+        uint32_t best_st = 0, best_age = 0;
+        for (uint32_t i = 0, end = atomic_load(&s->hi); i < end; i++) {
+            uint32_t st = atomic_load_explicit(&s->slots[i].st, memory_order_relaxed);
+            if (!st || (st & COND_NOTE)) continue;
+            uint32_t age = (next - (st >> 2)) & COND_TICKET_MASK;
+            if (age <= lim_age) continue; /* came after the notify */
+            if (best < 0 || age > best_age) best = (int)i, best_st = st, best_age = age;
+        }
+        if (best < 0) break;
+        cond_slot *sl = &s->slots[best];
+        if (atomic_compare_exchange_strong(&sl->st, &best_st, note)) {
+            mp__futex_wake(&sl->st, 1);
+            done++;
+        }
+        /* else the waiter timed out or was handed a wake-up meanwhile: look again */
+    }
+    return done;
+}
+
+/* notify_all (caller holds the lock, so every registered waiter came before `limit`): mark
+ * every waiting slot in one pass. */
+static void cond_grant_all(cond_state *s, uint32_t limit)
+{
+    if (atomic_load(&s->used) == 0) return;
+    uint32_t note = ((limit & COND_TICKET_MASK) << 2) | COND_OCC | COND_NOTE;
+    for (uint32_t i = 0, end = atomic_load(&s->hi); i < end; i++) {
+        cond_slot *sl = &s->slots[i];
+        uint32_t st = atomic_load(&sl->st);
+        while (st && !(st & COND_NOTE))
+            if (atomic_compare_exchange_weak(&sl->st, &st, note)) {
+                mp__futex_wake(&sl->st, 1);
+                break;
+            }
+    }
+}
+
+static void cond_slot_free(cond_state *s, cond_slot *sl)
+{
+    atomic_store(&sl->st, 0);
+    atomic_fetch_sub(&s->used, 1);
+}
+
+/* Free the slots of waiters that died, except `self`: a notified one's wake-up goes on to the
+ * oldest live waiter. With `all`, waiting (not notified) slots of dead waiters are freed too
+ * (the table is full); otherwise they are left for a notify to reach, which then hands the
+ * wake-up on here. */
+static void cond_reap(cond_state *s, int self, bool all)
+{
+    for (uint32_t i = 0, end = atomic_load(&s->hi); i < end; i++) {
+        if ((int)i == self) continue;
+        cond_slot *sl = &s->slots[i];
+        uint32_t st = atomic_load(&sl->st);
+        if (!st || (!(st & COND_NOTE) && !all)) continue;
+        if (!tid_dead(atomic_load(&sl->tid))) continue;
+        /* The ticket in st makes the swap fail if the slot was freed and taken again. */
+        if (!atomic_compare_exchange_strong(&sl->st, &st, 0)) continue;
+        atomic_fetch_sub(&s->used, 1);
+        if (st & COND_NOTE) cond_grant(s, 1, st >> 2);
+    }
+}
+
+/* Take a slot (caller holds the lock). Returns its index or MP_EFULL. */
+static int cond_register(cond_state *s)
+{
+    uint32_t ticket = atomic_fetch_add(&s->next_ticket, 1) & COND_TICKET_MASK;
+    uint32_t want = (ticket << 2) | COND_OCC;
+    uint32_t tid = (uint32_t)mp__tid();
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t i = 0; i < s->cap; i++) {
+            cond_slot *sl = &s->slots[i];
+            uint32_t st = 0;
+            if (atomic_load_explicit(&sl->st, memory_order_relaxed) != 0) continue;
+            /* Only registrants (serialised by the lock) fill free slots, so the tid written
+             * first belongs to whoever wins the swap below. */
+            atomic_store(&sl->tid, tid);
+            if (atomic_compare_exchange_strong(&sl->st, &st, want)) {
+                atomic_fetch_add(&s->used, 1);
+                /* Before the lock is released, so a notify (under the lock) scans this far. */
+                if (atomic_load(&s->hi) <= i) atomic_store(&s->hi, i + 1);
+                return (int)i;
+            }
+        }
+        cond_reap(s, -1, true); /* full: reclaim the slots of dead waiters and look again */
+    }
+    return MP_EFULL;
+}
+
+/* Sleep in slot i until it is notified (0) or the deadline passes with it unmarked (-ETIMEDOUT;
+ * the slot is then freed). The lock is not held. */
+static int cond_sleep(cond_state *s, int i, const mp__deadline *dl)
+{
+    cond_slot *sl = &s->slots[i];
+    for (;;) {
+        uint32_t st = atomic_load(&sl->st);
+        if (st & COND_NOTE) return 0;
+        if (mp__deadline_left_ns(dl) == 0) {
+            if (atomic_compare_exchange_strong(&sl->st, &st, 0)) {
+                atomic_fetch_sub(&s->used, 1);
+                return -ETIMEDOUT;
+            }
+            continue; /* notified at the last moment: the notify wins */
+        }
+        mp__deadline slice = mp__deadline_slice(dl);
+        if (mp__futex_wait(&sl->st, st, &slice) == -ETIMEDOUT) cond_reap(s, i, false);
+    }
 }
 
 static int cond_wait_dl(mp_cond *c, const mp__deadline *dl)
@@ -650,14 +862,15 @@ static int cond_wait_dl(mp_cond *c, const mp__deadline *dl)
     cond_state *s = c->s;
     mp__lock_state *ls = c->lock->s;
     if (!owned(ls)) return MP_ENOTOWNER;
-    /* Read seq while holding the lock: a notify (made under the lock) after our release bumps it
-     * and the futex wait returns at once, so no notify between release and sleep is lost. */
-    uint32_t seen = atomic_load(&s->seq);
-    atomic_fetch_add(&s->waiters, 1);
+    /* Registered under the lock: a notify made after our release sees the slot. */
+    int i = cond_register(s);
+    if (i < 0) return i;
     int levels = lock_release_all(ls);
-    int r = cond_sleep(s, seen, dl);
-    atomic_fetch_sub(&s->waiters, 1);
+    int r = cond_sleep(s, i, dl);
     int rl = lock_reacquire(ls, levels);
+    /* A notified waiter gives its slot back only now that it holds the lock again: killed any
+     * earlier, it leaves the marked slot for the others to find and pass on. */
+    if (r == 0) cond_slot_free(s, &s->slots[i]);
     return rl ? rl : r; /* a dead holder matters more than the timeout: the data needs repair */
 }
 
@@ -692,9 +905,12 @@ static int cond_notify(mp_cond *c, int n)
 {
     if (!cond_ok(c) || n < 1) return -EINVAL;
     if (!owned(c->lock->s)) return MP_ENOTOWNER;
-    cond_state *s = c->s;
-    atomic_fetch_add(&s->seq, 1);
-    if (atomic_load(&s->waiters) > 0) mp__futex_wake(&s->seq, n);
+    /* Under the lock no waiter registers meanwhile: every registered one came before. */
+    uint32_t limit = atomic_load(&c->s->next_ticket);
+    if (n == INT32_MAX)
+        cond_grant_all(c->s, limit);
+    else
+        cond_grant(c->s, n, limit);
     return 0;
 }
 
@@ -718,19 +934,8 @@ int mp_cond_free(mp_cond **pp)
 
 /* ---- Barrier ------------------------------------------------------------------------------- */
 
-struct mp_barrier {
-    uint32_t magic;
-    uint32_t flags;
-    mp__barrier_state *s;
-};
-
 #define LOAD(x)     __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
-
-static uint64_t gen_bit(uint32_t gen)
-{
-    return 1ull << (gen % 64);
-}
 
 static void bar_wake(mp__barrier_state *s)
 {
@@ -738,10 +943,27 @@ static void bar_wake(mp__barrier_state *s)
     mp__futex_wake(&s->seq, INT32_MAX);
 }
 
+/* Record that the current generation failed (caller holds m; once per generation). The record
+ * is written before the count that publishes it. */
+static void bar_record_failure(mp__barrier_state *s)
+{
+    uint32_t k = s->fails;
+    STORE(s->fail_gen[k % MP__BAR_RING], s->gen);
+    STORE(s->fails, k + 1);
+}
+
+/* Record that the current generation was released (caller holds m). */
+static void bar_record_release(mp__barrier_state *s)
+{
+    uint32_t k = s->releases;
+    STORE(s->rel_gen[k % MP__BAR_RING], s->gen);
+    STORE(s->releases, k + 1);
+}
+
 /* Break the current generation (caller holds m): its waiters get MP_EBROKEN. */
 static void bar_break_locked(mp__barrier_state *s)
 {
-    STORE(s->fail_bits, LOAD(s->fail_bits) | gen_bit(s->gen));
+    if (!s->broken) bar_record_failure(s);
     STORE(s->broken, 1);
     s->count = 0;
     bar_wake(s);
@@ -750,44 +972,37 @@ static void bar_break_locked(mp__barrier_state *s)
 /* Start the next generation (caller holds m). */
 static void bar_next_gen(mp__barrier_state *s)
 {
-    STORE(s->fail_bits, LOAD(s->fail_bits) & ~gen_bit(s->gen + 1));
     s->count = 0;
     STORE(s->gen, s->gen + 1);
 }
 
-/* Lock the internal mutex. A party that died holding it may have left the counters half
- * updated: the barrier is then declared broken rather than trusted. */
+/* Lock the internal mutex, in slices (see lock_state_acquire). A party that died holding it may
+ * have left the counters half updated: the barrier is then declared broken rather than
+ * trusted. Returns 0 (locked) or a negative errno (not locked). */
 static int bar_lock(mp__barrier_state *s, const mp__deadline *dl)
 {
-    int r;
-    if (mp__deadline_forever(dl)) {
-        r = pthread_mutex_lock(&s->m);
-    } else {
-        struct timespec ts = mp__deadline_abs(dl);
-        r = pthread_mutex_clocklock(&s->m, CLOCK_MONOTONIC, &ts);
-    }
+    int r = mp__robust_mutex_lock(&s->m, dl);
     if (r == EOWNERDEAD) {
         pthread_mutex_consistent(&s->m);
         bar_break_locked(s);
         return 0;
     }
+    if (r == ENOTRECOVERABLE) mp__mutex_unstick(&s->m);
     return -r;
 }
 
 static int bar_state_init(mp__barrier_state *s, unsigned parties)
 {
-    pthread_mutexattr_t a;
-    pthread_mutexattr_init(&a);
-    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    int r = pthread_mutex_init(&s->m, &a);
-    pthread_mutexattr_destroy(&a);
-    if (r) return -r;
+    int r = mp__robust_mutex_init(&s->m, PTHREAD_MUTEX_NORMAL);
+    if (r) return r;
     s->parties = parties;
     s->count = 0;
     s->gen = 0;
     s->broken = 0;
-    s->fail_bits = 0;
+    s->fails = 0;
+    s->releases = 0;
+    memset(s->fail_gen, 0, sizeof s->fail_gen);
+    memset(s->rel_gen, 0, sizeof s->rel_gen);
     atomic_store(&s->seq, 0);
     publish(s, MP__K_BARRIER);
     return 0;
@@ -828,10 +1043,21 @@ static inline bool bar_ok(const mp_barrier *b)
     return b && b->magic == MP__HANDLE_MAGIC;
 }
 
-/* How a generation this caller waited in ended. */
-static int bar_outcome(mp__barrier_state *s, uint32_t gen, int index)
+/* How generation `gen`, which this caller entered when the failure and release counts were f
+ * and r, ended (gen has moved on). Each record is read before the count that says whether it
+ * was overwritten meanwhile. */
+static int bar_outcome(mp__barrier_state *s, uint32_t gen, uint32_t f, uint32_t r, int index)
 {
-    return (LOAD(s->fail_bits) & gen_bit(gen)) ? MP_EBROKEN : index;
+    if (LOAD(s->fails) == f) return index; /* no generation failed since we arrived */
+    uint32_t g = LOAD(s->fail_gen[f % MP__BAR_RING]);
+    if (LOAD(s->fails) - f <= MP__BAR_RING) return g == gen ? MP_EBROKEN : index;
+    g = LOAD(s->rel_gen[r % MP__BAR_RING]);
+    if (LOAD(s->releases) != r && LOAD(s->releases) - r <= MP__BAR_RING)
+        return g == gen ? index : MP_EBROKEN;
+    /* Both records were overwritten: more than MP__BAR_RING generations failed and more than
+     * MP__BAR_RING were released while this caller slept without looking. Broken is the answer
+     * that never claims a release that may not have happened. */
+    return MP_EBROKEN;
 }
 
 int mp_barrier_wait(mp_barrier *b, double timeout)
@@ -849,8 +1075,9 @@ int mp_barrier_wait(mp_barrier *b, double timeout)
         return MP_EBROKEN;
     }
     int index = (int)s->count++;
-    uint32_t gen = s->gen;
+    uint32_t gen = s->gen, fails = s->fails, releases = s->releases;
     if (s->count == s->parties) {
+        bar_record_release(s);
         bar_next_gen(s);
         pthread_mutex_unlock(&s->m);
         bar_wake(s);
@@ -859,13 +1086,13 @@ int mp_barrier_wait(mp_barrier *b, double timeout)
     pthread_mutex_unlock(&s->m);
     for (;;) {
         uint32_t seen = atomic_load(&s->seq);
-        if (LOAD(s->gen) != gen) return bar_outcome(s, gen, index);
+        if (LOAD(s->gen) != gen) return bar_outcome(s, gen, fails, releases, index);
         if (LOAD(s->broken)) return MP_EBROKEN;
         if (mp__futex_wait(&s->seq, seen, &dl) != -ETIMEDOUT) continue;
         /* Timed out: unless the barrier was released meanwhile, break it for everyone. */
-        bar_lock(s, &forever);
+        if ((r = bar_lock(s, &forever))) return r;
         if (s->gen != gen)
-            r = bar_outcome(s, gen, index);
+            r = bar_outcome(s, gen, fails, releases, index);
         else if (s->broken)
             r = MP_EBROKEN;
         else {
@@ -881,7 +1108,8 @@ int mp_barrier_abort(mp_barrier *b)
 {
     if (!bar_ok(b)) return -EINVAL;
     mp__deadline forever = mp__deadline_in(MP_FOREVER);
-    bar_lock(b->s, &forever);
+    int r = bar_lock(b->s, &forever);
+    if (r) return r;
     if (!b->s->broken) bar_break_locked(b->s);
     pthread_mutex_unlock(&b->s->m);
     return 0;
@@ -892,9 +1120,10 @@ int mp_barrier_reset(mp_barrier *b)
     if (!bar_ok(b)) return -EINVAL;
     mp__barrier_state *s = b->s;
     mp__deadline forever = mp__deadline_in(MP_FOREVER);
-    bar_lock(s, &forever);
+    int r = bar_lock(s, &forever);
+    if (r) return r;
     /* Whoever waits in the current generation fails; the next generation starts clean. */
-    STORE(s->fail_bits, LOAD(s->fail_bits) | gen_bit(s->gen));
+    if (!s->broken) bar_record_failure(s);
     bar_next_gen(s);
     STORE(s->broken, 0);
     bar_wake(s);
@@ -910,7 +1139,13 @@ int mp_barrier_parties(const mp_barrier *b)
 int mp_barrier_n_waiting(const mp_barrier *b)
 {
     if (!bar_ok(b)) return -EINVAL;
-    return LOAD(b->s->broken) ? 0 : (int)LOAD(b->s->count);
+    /* count is guarded by the mutex (an arrival updates it and may reset it to 0 in one step). */
+    mp__deadline forever = mp__deadline_in(MP_FOREVER);
+    int r = bar_lock(b->s, &forever);
+    if (r) return r;
+    int n = b->s->broken ? 0 : (int)b->s->count;
+    pthread_mutex_unlock(&b->s->m);
+    return n;
 }
 
 int mp_barrier_broken(const mp_barrier *b)

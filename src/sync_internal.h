@@ -46,8 +46,15 @@ int mp__lock_state_init(mp__lock_state *s, bool recursive);
 void mp__lock_handle_embed(mp_lock *h, mp__lock_state *s);
 /* True when the calling thread holds l (no validity check). */
 bool mp__lock_owned(const mp_lock *l);
+/* After ENOTRECOVERABLE from a trylock-first path: undo glibc's leaving the word locked. */
+void mp__mutex_unstick(pthread_mutex_t *m);
 /* The calling thread's id, cached per thread (reset in fork children). */
 pid_t mp__tid(void);
+
+/* Outcome records kept: a waiter learns exactly how its generation ended unless, before it
+ * looked, more than this many generations failed (abort, timeout, reset) *and* more than this
+ * many were released. */
+#define MP__BAR_RING 16
 
 typedef struct mp__barrier_state {
     _Atomic uint32_t magic;
@@ -57,10 +64,22 @@ typedef struct mp__barrier_state {
     uint32_t gen;         /* bumped on release and reset; read without m (atomics) */
     uint32_t broken;      /* read without m (atomics) */
     _Atomic uint32_t seq; /* futex word: bumped on every event that may end a wait */
-    uint32_t pad;
-    uint64_t fail_bits; /* bit gen%64 set when that generation ended broken */
-    pthread_mutex_t m;  /* robust, internal */
+    uint32_t fails;       /* generations that failed so far; written under m (atomics) */
+    uint32_t releases;    /* generations released so far; written under m (atomics) */
+    /* fail_gen[k % RING] / rel_gen[k % RING]: the generation of failure / release number k
+     * (0-based). Both happen at strictly increasing generations, so a waiter that arrived in
+     * generation g when the counts were f and r failed exactly when failure number f happened in
+     * g, and was released exactly when release number r did; one surviving record decides. */
+    uint32_t fail_gen[MP__BAR_RING];
+    uint32_t rel_gen[MP__BAR_RING];
+    pthread_mutex_t m; /* robust, internal */
 } mp__barrier_state;
+
+struct mp_barrier {
+    uint32_t magic;
+    uint32_t flags;
+    mp__barrier_state *s;
+};
 
 /* Test hook: the internal mutex of a barrier (to simulate a party dying inside its state). */
 pthread_mutex_t *mp__barrier_mutex(mp_barrier *b);

@@ -20,6 +20,9 @@
  * takes the lock over, does its work, and returns -EOWNERDEAD instead of 0 (the result is valid:
  * *out is filled, the store was made). It tells the caller that a multi-step update by the dead
  * process may be half done. The lock is marked consistent at once, so only one caller sees it.
+ * A lock that cannot be taken at all (-ENOTRECOVERABLE: someone took it over from a dead holder
+ * with raw pthread calls and released it without pthread_mutex_consistent) is reported as that
+ * error, and nothing is read or stored.
  *
  * Atomic operations (mp_value_add/cas, mp_array_add/cas) exist for the integer types (Python has
  * none). They never take the lock: mixing them with lock-protected get+set sequences on the same
@@ -106,8 +109,9 @@ MP_API void *mp_value_ptr(const mp_value *v);
  * does not; get returns MP_ERANGE when the value does not fit the out type (a negative value via
  * _u64, or one above INT64_MAX via _i64).
  * Errors: -EINVAL (NULL v or out), MP_ETYPE (wrong family of type), MP_ERANGE, -EOWNERDEAD (done,
- * but the lock was taken over from a dead holder; see above). Not async-signal-safe when
- * synchronized (a handler interrupting the holder would deadlock on the lock's owner check). */
+ * but the lock was taken over from a dead holder; see above), -ENOTRECOVERABLE (not done). Not
+ * async-signal-safe when synchronized (a handler interrupting the holder would deadlock on the
+ * lock's owner check). */
 MP_API int mp_value_get_i64(mp_value *v, int64_t *out);
 MP_API int mp_value_set_i64(mp_value *v, int64_t x);
 MP_API int mp_value_get_u64(mp_value *v, uint64_t *out);
@@ -178,7 +182,8 @@ MP_API int mp_array_cas(mp_array *a, size_t index, int64_t expected, int64_t des
  *
  * Names: every block lives in /dev/shm under a name that starts with "mproc" (so
  * `ls /dev/shm/mproc*` finds all of them). A user name is "mproc..." or "/mproc...": at most 200
- * bytes, no further '/'. A NULL name makes a unique one, "/mproc.<pid>.<counter>.<random>".
+ * bytes counting the leading '/' (so 199 after it), no further '/'. A NULL name makes a unique
+ * one, "/mproc.<pid>.<counter>.<random>".
  * Blocks are created 0600 (owner only) with O_EXCL: a name already taken is an error (-EEXIST),
  * never a silent attach to someone else's block.
  *
@@ -189,8 +194,11 @@ MP_API int mp_array_cas(mp_array *a, size_t index, int64_t expected, int64_t des
  * until someone calls mp_shm_unlink / mp_shm_unlink_name, or the machine reboots.
  * After a crash (SIGKILL, abort, or a child ending with _exit()) the entry stays in /dev/shm until
  * unlinked or reboot; generated names carry the creator's pid, and mp_shm_sweep() removes the
- * generated-name entries whose creator is dead. Unlinking only removes the name: processes that
- * have the block mapped keep using it; the memory goes with the last mapping.
+ * generated-name entries whose creator is dead and did not keep them. Unlinking only removes the
+ * name: processes that have the block mapped keep using it; the memory goes with the last mapping.
+ * Identity: a name can be unlinked by anyone and given to a new block. The creator's free and exit
+ * and mp_shm_unlink(b) remove the name only while it still refers to the handle's own block
+ * (same device and inode), never a newer block that took the name over.
  */
 typedef struct mp_shm mp_shm;
 
@@ -212,9 +220,11 @@ MP_API size_t mp_shm_size(const mp_shm *b);
 MP_API const char *mp_shm_name(const mp_shm *b);
 
 /* Removes the name from /dev/shm now (the mapping stays valid). Afterwards neither free nor the
- * atexit handler unlinks it again. Errors: -EINVAL, -ENOENT (already unlinked by anyone). */
+ * atexit handler unlinks it again. Errors: -EINVAL, -ENOENT (already unlinked by anyone, or the
+ * name now refers to another block, which is left alone). */
 MP_API int mp_shm_unlink(mp_shm *b);
-/* Unlinks a block by name without mapping it. Errors: -EINVAL (bad name), -ENOENT, -EACCES. */
+/* Unlinks a block by name without mapping it, whichever block has the name now.
+ * Errors: -EINVAL (bad name), -ENOENT, -EACCES. */
 MP_API int mp_shm_unlink_name(const char *name);
 
 /* keep == true: the creator will not unlink the name on free or at exit (the block outlives the
@@ -222,14 +232,17 @@ MP_API int mp_shm_unlink_name(const char *name);
  * Errors: -EINVAL. */
 MP_API int mp_shm_keep(mp_shm *b, bool keep);
 
-/* Unmaps the block, unlinks it when this process created it (and did not keep it), releases the
- * handle, and sets *pp to NULL. NULL-safe. Returns 0. */
+/* Unmaps the block, unlinks it when this process created it (and did not keep it) and the name
+ * still refers to it, releases the handle, and sets *pp to NULL. NULL-safe. Returns 0. */
 MP_API int mp_shm_free(mp_shm **pp);
 
 /* Removes the /dev/shm entries with generated names ("mproc.<pid>.<n>.<r>") whose creator pid
  * no longer exists (left behind by crashed programs). Stores how many were removed in *removed
  * (may be NULL). A pid reused by an unrelated live process keeps its entries (conservative).
- * Returns 0 or -errno from reading /dev/shm. */
+ * Never removed: user-named blocks (even a name that has the generated form), kept blocks
+ * (mp_shm_keep), other users' blocks. The mark it goes by is the sticky bit (mode 01600) that
+ * mproc sets on a generated block while its creator means to unlink it; blocks made by earlier
+ * mproc versions lack it and are left alone. Returns 0 or -errno from reading /dev/shm. */
 MP_API int mp_shm_sweep(int *removed);
 
 #ifdef __cplusplus

@@ -31,7 +31,11 @@
  * holds the lock, should repair the data the lock guards, and releases it as usual; the lock has
  * already been marked consistent, so later acquirers get 0. Nobody ever hangs on a dead holder.
  * Semaphores have no owner: a unit taken by a process that dies is gone (as in POSIX and Python);
- * a process killed while *waiting* in any primitive never disturbs the others. Condition and
+ * a process killed while *waiting* in any primitive never disturbs the others, not even when it
+ * was killed right after being woken: every sleep on a Lock, RLock, Value/Array lock, Semaphore
+ * or the Barrier's internal mutex is cut into 20 ms slices that re-check, so a wake-up that died
+ * with its process costs the others at most one slice; a Condition notification given to a
+ * waiter killed before it returned passes to another waiter (see mp_cond_wait). Condition and
  * Barrier use robust internal state; a Barrier whose internal state was interrupted by a death is
  * put into the broken state (MP_EBROKEN) rather than left inconsistent.
  *
@@ -126,9 +130,12 @@ typedef struct mp_event mp_event;
 MP_API int mp_event_new(mp_event **out);
 MP_API int mp_event_init_at(mp_event **out, void *mem, size_t size);
 MP_API int mp_event_attach_at(mp_event **out, void *mem, size_t size);
-/* Set the flag and wake every waiter. Async-signal-safe. Errors: -EINVAL. */
+/* Set the flag and release every process waiting at that moment. Async-signal-safe.
+ * Errors: -EINVAL. */
 MP_API int mp_event_set(mp_event *e);
-/* Clear the flag. Async-signal-safe. Errors: -EINVAL. */
+/* Clear the flag. A wait in progress when the flag was set returns 0 even when clear() follows
+ * set() at once (every set of a clear flag starts a new generation, and a waiter returns 0 when
+ * the generation moved since it began). Async-signal-safe. Errors: -EINVAL. */
 MP_API int mp_event_clear(mp_event *e);
 /* 1 when set, 0 when clear, -EINVAL. Async-signal-safe. */
 MP_API int mp_event_is_set(const mp_event *e);
@@ -143,7 +150,9 @@ typedef struct mp_cond mp_cond;
 /* A Condition over `lock` (borrowed: it must outlive the condition; a Lock or RLock), or over a
  * new RLock of its own when lock is NULL (Python's default). Errors: -EINVAL, -ENOMEM. */
 MP_API int mp_cond_new(mp_cond **out, mp_lock *lock);
-/* In caller-provided memory; the condition's RLock lives inside the same MP_SYNC_SHM_SIZE bytes. */
+/* In caller-provided memory; the condition's RLock lives inside the same memory and the waiter
+ * table fills the rest: (min(size, 4096) - 72) / 8 concurrent waiters, 23 in MP_SYNC_SHM_SIZE
+ * bytes (mp_cond_new: about 500). attach_at needs at least the size init_at was given. */
 MP_API int mp_cond_init_at(mp_cond **out, void *mem, size_t size);
 MP_API int mp_cond_attach_at(mp_cond **out, void *mem, size_t size);
 
@@ -156,11 +165,17 @@ MP_API int mp_cond_release(mp_cond *c);
 /* With the lock held: release it (fully, for an RLock held several times), sleep until notified
  * or timeout, then take the lock back (at its previous recursion level, without a time limit, as
  * Python does) before returning.
- * Returns 0 when woken (notify(1) may wake more than one waiter, as with pthreads; check your
- * predicate, or use mp_cond_wait_for), -ETIMEDOUT, -EOWNERDEAD (the lock was taken back from a
+ * Returns 0 only when this waiter was notified: notify(n) releases at most n waiters (the
+ * longest-waiting ones, FIFO), a waiter that starts waiting after a notify is not released by
+ * it, and a signal handler or a timeout never passes for a notification (when a notify and the
+ * timeout meet, exactly one of them wins). A waiter killed after it was notified but before it
+ * returned does not swallow the notification: it passes, within 20 ms, to the oldest waiter
+ * still waiting that was already waiting at the notify (waiters are told apart by thread id, so all
+ * must be in one pid namespace). Errors: -ETIMEDOUT, -EOWNERDEAD (the lock was taken back from a
  * holder that died; reported in preference to -ETIMEDOUT, since the data needs repair),
- * MP_ENOTOWNER (lock not held: nothing happened), -EINVAL. Except for the last two, the lock is
- * held again on return. A signal never ends the wait early. */
+ * MP_ENOTOWNER (lock not held: nothing happened), MP_EFULL (no free waiter slot: nothing happened,
+ * the lock is still held), -EINVAL. Except for MP_ENOTOWNER and -EINVAL, the lock is held on
+ * return. */
 MP_API int mp_cond_wait(mp_cond *c, double timeout);
 
 /* With the lock held: wait until pred(arg) returns true, evaluating it under the lock, first at
@@ -169,8 +184,9 @@ MP_API int mp_cond_wait(mp_cond *c, double timeout);
  * passed on after pred turned true, so the caller still learns about the dead holder). */
 MP_API int mp_cond_wait_for(mp_cond *c, bool (*pred)(void *arg), void *arg, double timeout);
 
-/* With the lock held: wake up to n waiters (n >= 1) / all of them. Returns 0, MP_ENOTOWNER (lock
- * not held by the caller), -EINVAL (NULL, n < 1). */
+/* With the lock held: notify the n longest-waiting waiters (n >= 1; fewer when fewer wait) / all
+ * waiters waiting now. Returns 0, MP_ENOTOWNER (lock not held by the caller), -EINVAL (NULL,
+ * n < 1). */
 MP_API int mp_cond_notify(mp_cond *c, int n);
 MP_API int mp_cond_notify_all(mp_cond *c);
 /* Releases the handle, sets *pp to NULL. NULL-safe. -EBUSY while the calling thread holds the
@@ -197,7 +213,8 @@ MP_API int mp_barrier_wait(mp_barrier *b, double timeout);
 MP_API int mp_barrier_abort(mp_barrier *b);
 /* Back to the empty, unbroken state; callers waiting now get MP_EBROKEN. Errors: -EINVAL. */
 MP_API int mp_barrier_reset(mp_barrier *b);
-/* parties; callers waiting now; 1 when broken else 0. -EINVAL for NULL. */
+/* parties; callers waiting now (read under the internal mutex; may also return
+ * -ENOTRECOVERABLE); 1 when broken else 0. -EINVAL for NULL. */
 MP_API int mp_barrier_parties(const mp_barrier *b);
 MP_API int mp_barrier_n_waiting(const mp_barrier *b);
 MP_API int mp_barrier_broken(const mp_barrier *b);

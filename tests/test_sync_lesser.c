@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: MIT */
+/* mp-test: timeout=60 */
+/* test_sync_lesser.c - the barrier's bookkeeping (issue 9, "lesser"): a waiter that wakes long
+ * after its generation ended still learns how it ended; mp_barrier_n_waiting reads the count
+ * under the internal mutex; abort and reset report an unusable internal mutex instead of
+ * unlocking a mutex they do not hold. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "mp_test.h"
+#include "mproc/error.h"
+#include "mproc/sync.h"
+#include "platform/platform.h"
+#include "sync_internal.h"
+
+/* /proc/PID/stat state letter, or 0. */
+static char proc_state(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' ? p[2] : 0;
+}
+
+static void wait_state(pid_t pid, char want)
+{
+    int64_t until = mp__now_ns() + (int64_t)(mp_test_timeout(10) * 1e9);
+    while (proc_state(pid) != want) {
+        assert_true(mp__now_ns() < until);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* A child that waits at the barrier (2 parties) and exits with 0 for index 0, 1 for
+ * MP_EBROKEN, 2 otherwise. */
+static pid_t fork_sleeper(mp_barrier *b)
+{
+    pid_t pid = mp_test_fork();
+    if (pid == 0) {
+        int r = mp_barrier_wait(b, mp_test_timeout(20));
+        mp_test_child_exit(r == 0 ? 0 : r == MP_EBROKEN ? 1 : 2);
+    }
+    assert_true(pid > 0);
+    /* asleep in the barrier (it has arrived: count is 1) */
+    int64_t until = mp__now_ns() + (int64_t)(mp_test_timeout(10) * 1e9);
+    while (mp_barrier_n_waiting(b) != 1) {
+        assert_true(mp__now_ns() < until);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    wait_state(pid, 'S');
+    return pid;
+}
+
+static void *partner(void *arg)
+{
+    return (void *)(intptr_t)mp_barrier_wait(arg, mp_test_timeout(10));
+}
+
+/* One released generation with two parties: this thread and a helper thread. */
+static void release_once(mp_barrier *b)
+{
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, partner, b), 0);
+    int mine = mp_barrier_wait(b, mp_test_timeout(10));
+    void *theirs;
+    pthread_join(t, &theirs);
+    assert_true((mine == 0 && (intptr_t)theirs == 1) || (mine == 1 && (intptr_t)theirs == 0));
+}
+
+/* Released, then 64 resets before the waiter looks: it was released (index 0). */
+static void test_barrier_late_waiter_released(void **state)
+{
+    (void)state;
+    mp_barrier *b;
+    assert_mp_ok(mp_barrier_new(&b, 2));
+    pid_t p = fork_sleeper(b);
+    kill(p, SIGSTOP);
+    wait_state(p, 'T');
+    assert_int_equal(mp_barrier_wait(b, mp_test_timeout(10)), 1); /* releases generation 0 */
+    for (int i = 0; i < 64; i++)
+        assert_mp_ok(mp_barrier_reset(b));
+    kill(p, SIGCONT);
+    assert_int_equal(mp_test_wait_code(p, mp_test_timeout(20)), 0);
+    mp_barrier_free(&b);
+}
+
+/* Reset (its generation failed), then 64 released generations: it failed (MP_EBROKEN). */
+static void test_barrier_late_waiter_broken(void **state)
+{
+    (void)state;
+    mp_barrier *b;
+    assert_mp_ok(mp_barrier_new(&b, 2));
+    pid_t p = fork_sleeper(b);
+    kill(p, SIGSTOP);
+    wait_state(p, 'T');
+    assert_mp_ok(mp_barrier_reset(b));
+    for (int i = 0; i < 64; i++)
+        release_once(b);
+    kill(p, SIGCONT);
+    assert_int_equal(mp_test_wait_code(p, mp_test_timeout(20)), 1);
+    mp_barrier_free(&b);
+}
+
+/* n_waiting takes the internal mutex: while another party is inside it (here: the test, with a
+ * transient count), it waits and then reads the settled value. */
+static void test_barrier_n_waiting_under_mutex(void **state)
+{
+    (void)state;
+    mp_barrier *b;
+    assert_mp_ok(mp_barrier_new(&b, 3));
+    pthread_mutex_t *m = mp__barrier_mutex(b);
+    assert_int_equal(pthread_mutex_lock(m), 0);
+    mp__barrier_state *s = b->s;
+    s->count = 5; /* a value the count only has while the mutex is held */
+    pid_t pid = mp_test_fork();
+    if (pid == 0) mp_test_child_exit(mp_barrier_n_waiting(b) == 0 ? 0 : 1);
+    wait_state(pid, 'S');
+    struct timespec ts = {0, 50000000};
+    nanosleep(&ts, NULL);
+    s->count = 0;
+    pthread_mutex_unlock(m);
+    assert_int_equal(mp_test_wait_code(pid, mp_test_timeout(10)), 0);
+    mp_barrier_free(&b);
+}
+
+/* Make the internal mutex unrecoverable: its holder dies, and the next locker unlocks it
+ * without marking it consistent. */
+static void make_unrecoverable(pthread_mutex_t *m)
+{
+    pid_t pid = mp_test_fork();
+    if (pid == 0) {
+        pthread_mutex_lock(m);
+        mp_test_child_exit(0);
+    }
+    assert_int_equal(mp_test_wait_code(pid, mp_test_timeout(10)), 0);
+    assert_int_equal(pthread_mutex_lock(m), EOWNERDEAD);
+    pthread_mutex_unlock(m);
+}
+
+/* Each call on a barrier whose internal mutex is unrecoverable reports it, and asking twice
+ * does not hang (glibc's trylock leaves such a mutex locked; mproc undoes that). */
+static void test_barrier_unrecoverable_mutex_reported(void **state)
+{
+    (void)state;
+    mp_barrier *b;
+    assert_mp_ok(mp_barrier_new(&b, 2));
+    make_unrecoverable(mp__barrier_mutex(b));
+    for (int i = 0; i < 2; i++) {
+        assert_mp(-ENOTRECOVERABLE, mp_barrier_abort(b));
+        assert_mp(-ENOTRECOVERABLE, mp_barrier_reset(b));
+        assert_mp(-ENOTRECOVERABLE, mp_barrier_n_waiting(b));
+        assert_mp(-ENOTRECOVERABLE, mp_barrier_wait(b, 0.01));
+    }
+    mp_barrier_free(&b);
+}
+
+/* The same for a Lock: -ENOTRECOVERABLE every time, never a hang. */
+static void test_lock_unrecoverable_reported(void **state)
+{
+    (void)state;
+    mp_lock *l;
+    assert_mp_ok(mp_lock_new(&l));
+    make_unrecoverable(&l->s->m);
+    for (int i = 0; i < 3; i++) {
+        assert_mp(-ENOTRECOVERABLE, mp_lock_acquire(l, MP_FOREVER));
+        assert_mp(-ENOTRECOVERABLE, mp_lock_acquire(l, 0.01));
+        assert_mp(-ENOTRECOVERABLE, mp_lock_acquire(l, 0));
+    }
+    mp_lock_free(&l);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        MP_TEST(test_barrier_late_waiter_released),
+        MP_TEST(test_barrier_late_waiter_broken),
+        MP_TEST(test_barrier_n_waiting_under_mutex),
+        MP_TEST(test_barrier_unrecoverable_mutex_reported),
+        MP_TEST(test_lock_unrecoverable_reported),
+    };
+    return mp_test_main(__FILE__, tests, sizeof tests / sizeof tests[0]);
+}
