@@ -15,7 +15,7 @@
 #
 # Needs `unshare --uts` (util-linux) as root, or unprivileged user namespaces (then it runs the
 # daemon as a mapped root, `unshare --user --map-root-user --uts`). `mpi-rsh-agent.sh --check`
-# exits 0 when one of the two works here and names it.
+# exits 0 when one of the two works here and names it; MPROC_MPI_NS_MODE=uts|userns skips the probe.
 set -eu
 
 pick_mode() {
