@@ -42,6 +42,34 @@ tagged_env() {
   grep -lzxF "$2" "${files[@]}" 2>/dev/null | sed 's|^/proc/||; s|/environ$||'
 }
 
+# session_dirs TAG: the Open MPI session directories of a running launch. mpirun keeps its own in
+# $TMPDIR/ompi.<host>.<uid>/pid.<mpirun pid>, each remote daemon in .../ompi.<its host>.<uid>/
+# jf.<job family>, the family being the upper 16 bits of the job id on its command line.
+session_dirs() {
+  local pid comm jobid d
+  while read -r pid comm; do
+    case "$comm" in
+    mpirun | mpiexec | orterun)
+      for d in "${TMPDIR:-/tmp}"/ompi.*/pid."$pid"; do [ -d "$d" ] && echo "$d"; done
+      ;;
+    orted)
+      jobid=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -A1 -x ess_base_jobid | tail -n 1 | tr -d '"')
+      [ -n "$jobid" ] || continue
+      for d in "${TMPDIR:-/tmp}"/ompi.*/jf.$((jobid >> 16)); do [ -d "$d" ] && echo "$d"; done
+      ;;
+    esac
+  done < <(tagged "$1") | sort -u
+}
+
+# none_exist PATH...: true when none of the paths exists (any that does is printed).
+none_exist() {
+  local p left=0
+  for p in "$@"; do
+    [ -e "$p" ] && { echo "still there: $p"; left=1; }
+  done
+  return $left
+}
+
 new_tag() {
   local t="mproc-$MPI_TEST_NAME-$$-$RANDOM$RANDOM"
   MPI_TAGS="$MPI_TAGS $t"
