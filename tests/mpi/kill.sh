@@ -72,7 +72,7 @@ kill_case() {
     fail "$name: session directories left behind"
 }
 
-kill_case one_host 1 "$(hostname)" 1 -np 3
+kill_case one_host 1 "[^ ]+" 1 -np 3 # Open MPI may shorten the hostname
 if how=$("$MPI_SCRIPTS/mpi-rsh-agent.sh" --check 2>&1); then
   printf 'hosta slots=1\nhostb slots=2\n' >"$MPI_TMP/hostfile"
   mproc_mpi_two_hosts
