@@ -3,7 +3,8 @@
 # Installs the Debian packages mproc's build, tests and tools need, when they are missing.
 #   scripts/deps.sh          build + test needs (used by make run / make test / make bench)
 #   scripts/deps.sh --plot   also gnuplot-nox, the optional dependency of `mpbench --plot`
-#   scripts/deps.sh --ci     also clang's sanitizer/fuzzer runtime, valgrind and gnuplot (CI)
+#   scripts/deps.sh --ci     also clang's sanitizer/fuzzer runtime, valgrind, gnuplot, Open MPI and
+#                            ZeroMQ (the optional MPI tests and mpbench's peer comparison) (CI)
 #   scripts/deps.sh --tell   as the first form, then name the optional packages not installed
 # As root it installs with apt-get; otherwise it only says what is missing.
 set -eu
@@ -11,7 +12,7 @@ pkgs="build-essential cmake pkg-config libcmocka-dev python3 scdoc"
 optional="gnuplot-nox"
 tell=0
 case "${1:-}" in
---ci) pkgs="$pkgs clang libclang-rt-14-dev valgrind gnuplot-nox" ;;
+--ci) pkgs="$pkgs clang libclang-rt-14-dev valgrind gnuplot-nox openmpi-bin libopenmpi-dev libzmq3-dev" ;;
 --plot) pkgs="$pkgs gnuplot-nox" ;;
 --tell) tell=1 ;;
 esac
