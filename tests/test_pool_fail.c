@@ -736,15 +736,24 @@ static int count_maps_of(pid_t pid)
     return n;
 }
 
+static int two_maps(void *arg)
+{
+    return count_maps_of(*(pid_t *)arg) >= 2;
+}
+
 static void test_workers_hold_only_their_own_rings(void **state)
 {
     /* a worker maps its own ring and its pool's page, not another pool's or a sibling's */
     mp_pool *a = new_pool(2);
     mp_pool *b = new_pool(1);
     pid_t pids[2];
+    /* a new worker maps its ring (a memfd it receives) itself: wait until it did */
     assert_int_equal(mp_pool_worker_pids(b, pids, 1), 1);
+    assert_true(mp_test_eventually(two_maps, &pids[0], mp_test_timeout(5)));
     assert_int_equal(count_maps_of(pids[0]), 2);
     assert_int_equal(mp_pool_worker_pids(a, pids, 2), 2);
+    assert_true(mp_test_eventually(two_maps, &pids[0], mp_test_timeout(5)));
+    assert_true(mp_test_eventually(two_maps, &pids[1], mp_test_timeout(5)));
     assert_int_equal(count_maps_of(pids[0]), 2);
     assert_int_equal(count_maps_of(pids[1]), 2);
     end_pool(&b);
