@@ -14,14 +14,17 @@
  * The workers are the factory's children: it reaps them and reports each exit status to the pool
  * (so a program that ignores SIGCHLD still gets true exit codes), and it signals them on the
  * pool's behalf (a pid it has not reaped cannot be recycled). Each worker has
- * PR_SET_PDEATHSIG(SIGKILL) tied to the factory, and the factory has it tied to the supervisor
- * thread: the kernel takes all of them down with the pool's owner.
+ * PR_SET_PDEATHSIG(SIGKILL) tied to the factory, and the factory has PR_SET_PDEATHSIG(SIGTERM)
+ * tied to the supervisor thread, read through its signalfd: when the owner dies the factory
+ * SIGKILLs every worker at once and exits, so the kernel takes all of them down with the owner
+ * without waiting for one teardown after the other.
  *
  * Protocol (SOCK_SEQPACKET, one fixed-size message each):
  *   pool -> factory  SPAWN(index, pin_cpu) + fds [transport fd, eventfd]; KILL(pid, sig); QUIT
  *   factory -> pool  SPAWNED(index, pid or -errno); DIED(pid, exit code); BYE (before exiting)
  * QUIT: the factory SIGKILLs every worker left, reports their deaths, says BYE and exits. End of
- * file from the pool does the same silently.
+ * file (or SIGTERM, the owner's death) makes it SIGKILL the workers and exit without reaping them:
+ * their new parent (the owner's reaper) sees how they ended.
  */
 #include <errno.h>
 #include <poll.h>
@@ -29,6 +32,7 @@
 #include <stdio.h>
 #include <stdio_ext.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -140,7 +144,7 @@ static void reap_kids(int sock, bool block)
     }
 }
 
-__attribute__((noreturn)) static void factory_quit(int sock, bool bye)
+__attribute__((noreturn)) static void factory_quit(int sock)
 {
     for (int i = 0; i < nkids; i++)
         kill(kids[i], SIGKILL);
@@ -149,15 +153,24 @@ __attribute__((noreturn)) static void factory_quit(int sock, bool bye)
         reap_kids(sock, true);
         if (nkids == before) break; /* nothing left to reap: they are gone */
     }
-    if (bye) {
-        mp__fmsg m = {MP__F_BYE, 0, 0, 0};
-        send_msg(sock, &m, NULL, 0);
-    }
+    mp__fmsg m = {MP__F_BYE, 0, 0, 0};
+    send_msg(sock, &m, NULL, 0);
+    mp__child_exit(0);
+}
+
+/* The pool's owner died: kill every worker now, in parallel with our own exit, rather than
+ * leaving it to their PDEATHSIG, which fires only once this process is torn down (the chain
+ * owner -> factory -> workers would take two teardowns, slow for big address spaces). */
+__attribute__((noreturn)) static void factory_orphaned(void)
+{
+    for (int i = 0; i < nkids; i++)
+        kill(kids[i], SIGKILL);
     mp__child_exit(0);
 }
 
 __attribute__((noreturn)) static void factory_main(int sock, const mp__transport *tp,
-                                                   mp__tp_shared *ts, const mp__worker_conf *conf)
+                                                   mp__tp_shared *ts, const mp__worker_conf *conf,
+                                                   pid_t owner)
 {
     /* Nothing of the program's output is ours to print: drop what another thread left in the
      * buffers (the workers are forked from here, so they start with empty ones too). */
@@ -173,16 +186,25 @@ __attribute__((noreturn)) static void factory_main(int sock, const mp__transport
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
+    sigaddset(&chld, SIGTERM);
     sigprocmask(SIG_BLOCK, &chld, NULL);
     int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd >= 0) {
+        /* Told of the owner's death by SIGTERM through the signalfd (mp__fork set SIGKILL). */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != owner) factory_orphaned();
+    } else {
+        sigdelset(&chld, SIGCHLD);
+        sigprocmask(SIG_UNBLOCK, &chld, NULL); /* SIGTERM stays deadly; PDEATHSIG stays SIGKILL */
+    }
     for (;;) {
         struct pollfd pf[2] = {{.fd = sock, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
         int r = poll(pf, sfd >= 0 ? 2 : 1, sfd >= 0 ? -1 : 50);
-        if (r < 0 && errno != EINTR) factory_quit(sock, false);
+        if (r < 0 && errno != EINTR) factory_orphaned();
         if (sfd >= 0 && pf[1].revents) {
             struct signalfd_siginfo ssi;
-            while (read(sfd, &ssi, sizeof ssi) == (ssize_t)sizeof ssi) {
-            }
+            while (read(sfd, &ssi, sizeof ssi) == (ssize_t)sizeof ssi)
+                if (ssi.ssi_signo == SIGTERM) factory_orphaned();
         }
         reap_kids(sock, false);
         if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
@@ -190,7 +212,9 @@ __attribute__((noreturn)) static void factory_main(int sock, const mp__transport
         int fds[2];
         int got = recv_msg(sock, &m, fds, MSG_DONTWAIT);
         if (got == -EAGAIN) continue;
-        if (got <= 0) factory_quit(sock, false); /* the pool is gone */
+        /* The pool is gone (its owner died: the socket may close before SIGTERM arrives). Leave
+         * the workers unreaped: whoever inherits them (the owner's reaper) sees how they ended. */
+        if (got <= 0) factory_orphaned();
         switch (m.op) {
         case MP__F_SPAWN: {
             mp__fmsg rep = {MP__F_SPAWNED, m.index, 0, 0};
@@ -215,7 +239,7 @@ __attribute__((noreturn)) static void factory_main(int sock, const mp__transport
             if (kid_known(m.pid)) kill(m.pid, m.val);
             break;
         case MP__F_QUIT:
-            factory_quit(sock, true);
+            factory_quit(sock);
         default:
             break;
         }
@@ -233,10 +257,11 @@ int mp__factory_start(mp__factory *f, const mp__transport *tp, mp__tp_shared *ts
     /* Neither end is marked internal yet: mp__fork closes marked fds in the child, and the
      * factory needs its end. The pool's end is marked right after the fork. */
     tp->fork_begin(ts);
+    pid_t owner = getpid();
     pid_t pid = mp__fork(0);
     if (pid == 0) {
         close(sv[0]);
-        factory_main(sv[1], tp, ts, conf);
+        factory_main(sv[1], tp, ts, conf, owner);
     }
     tp->fork_end(ts);
     close(sv[1]);

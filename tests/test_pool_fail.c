@@ -434,6 +434,18 @@ static void test_killed_parent(void **state)
         if (reaped == 3 || el > limit) break;
         sleep_ms(5);
     }
+    for (int i = 0; i < 3; i++) {
+        if (done[i]) continue;
+        char path[64], line[128];
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pids[i]);
+        FILE *f = fopen(path, "re");
+        fprintf(stderr, "worker %d not reaped:", (int)pids[i]);
+        while (f && fgets(line, sizeof line, f))
+            if (!strncmp(line, "State", 5) || !strncmp(line, "PPid", 4))
+                fprintf(stderr, " %s", line);
+        fprintf(stderr, "%s\n", f ? "" : " (no such process)");
+        if (f) fclose(f);
+    }
     assert_int_equal(reaped, 3);
     /* The pool's worker factory died with its owner too (it went first: the workers die of its
      * death) and came back to the test as well. */
