@@ -45,7 +45,7 @@
 
 #define FACTORY_MAX_KIDS 4096
 
-static ssize_t send_msg(int sock, const mp__fmsg *m, const int *fds, int nfds)
+static ssize_t send_msg_flags(int sock, const mp__fmsg *m, const int *fds, int nfds, int flags)
 {
     struct iovec iov = {(void *)m, sizeof *m};
     union {
@@ -64,9 +64,14 @@ static ssize_t send_msg(int sock, const mp__fmsg *m, const int *fds, int nfds)
         memcpy(CMSG_DATA(h), fds, (size_t)nfds * sizeof(int));
     }
     for (;;) {
-        ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+        ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL | flags);
         if (n >= 0 || errno != EINTR) return n < 0 ? -errno : n;
     }
+}
+
+static ssize_t send_msg(int sock, const mp__fmsg *m, const int *fds, int nfds)
+{
+    return send_msg_flags(sock, m, fds, nfds, 0);
 }
 
 /* Receives one message; fds (up to 2) get the descriptors that came with it, -1 for none.
@@ -109,6 +114,28 @@ static int recv_msg(int sock, mp__fmsg *m, int *fds, int flags)
 static pid_t kids[FACTORY_MAX_KIDS];
 static int nkids;
 
+/* Messages to the pool wait here while its socket is full: the factory never blocks on a send,
+ * so it always reads the pool's requests and the two sides cannot wait for each other. At most
+ * one SPAWNED per request in flight and one DIED per worker, hence the bound. */
+#define OUTBOX (2 * FACTORY_MAX_KIDS + 16)
+static mp__fmsg outbox[OUTBOX];
+static unsigned ob_head, ob_tail;
+
+static void flush_outbox(int sock, int flags)
+{
+    while (ob_head != ob_tail) {
+        if (send_msg_flags(sock, &outbox[ob_head % OUTBOX], NULL, 0, flags) < 0) return;
+        ob_head++;
+    }
+}
+
+static void post(int sock, const mp__fmsg *m)
+{
+    flush_outbox(sock, MSG_DONTWAIT);
+    if (ob_head == ob_tail && send_msg_flags(sock, m, NULL, 0, MSG_DONTWAIT) >= 0) return;
+    if (ob_tail - ob_head < OUTBOX) outbox[ob_tail++ % OUTBOX] = *m;
+}
+
 static void kid_forget(pid_t pid)
 {
     for (int i = 0; i < nkids; i++) {
@@ -140,7 +167,7 @@ static void reap_kids(int sock, bool block)
         block = false;
         kid_forget(si.si_pid);
         mp__fmsg m = {MP__F_DIED, 0, si.si_pid, mp__exitcode_from_siginfo(&si)};
-        send_msg(sock, &m, NULL, 0);
+        post(sock, &m);
     }
 }
 
@@ -153,6 +180,8 @@ __attribute__((noreturn)) static void factory_quit(int sock)
         reap_kids(sock, true);
         if (nkids == before) break; /* nothing left to reap: they are gone */
     }
+    /* The pool reads until BYE now: blocking sends are fine. */
+    flush_outbox(sock, 0);
     mp__fmsg m = {MP__F_BYE, 0, 0, 0};
     send_msg(sock, &m, NULL, 0);
     mp__child_exit(0);
@@ -198,7 +227,8 @@ __attribute__((noreturn)) static void factory_main(int sock, const mp__transport
         sigprocmask(SIG_UNBLOCK, &chld, NULL); /* SIGTERM stays deadly; PDEATHSIG stays SIGKILL */
     }
     for (;;) {
-        struct pollfd pf[2] = {{.fd = sock, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+        short ev = POLLIN | (ob_head != ob_tail ? POLLOUT : 0);
+        struct pollfd pf[2] = {{.fd = sock, .events = ev}, {.fd = sfd, .events = POLLIN}};
         int r = poll(pf, sfd >= 0 ? 2 : 1, sfd >= 0 ? -1 : 50);
         if (r < 0 && errno != EINTR) factory_orphaned();
         if (sfd >= 0 && pf[1].revents) {
@@ -207,6 +237,7 @@ __attribute__((noreturn)) static void factory_main(int sock, const mp__transport
                 if (ssi.ssi_signo == SIGTERM) factory_orphaned();
         }
         reap_kids(sock, false);
+        if (pf[0].revents & POLLOUT) flush_outbox(sock, MSG_DONTWAIT);
         if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
         mp__fmsg m;
         int fds[2];
@@ -231,7 +262,7 @@ __attribute__((noreturn)) static void factory_main(int sock, const mp__transport
             if (fds[1] >= 0) close(fds[1]);
             if (pid > 0) kids[nkids++] = pid;
             rep.pid = pid;
-            send_msg(sock, &rep, NULL, 0);
+            post(sock, &rep);
             break;
         }
         case MP__F_KILL:
