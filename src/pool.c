@@ -15,8 +15,10 @@
  * their deaths from it, enforces task timeouts and runs callbacks.
  *
  * Lifetimes. A job is referenced by its caller (mp_result_free / mp_imap_free) and by the pool
- * until it is ready; whoever drops the last reference frees it. Ready results never touch their
- * pool again, so they outlive it.
+ * until it is ready; whoever drops the last reference frees it. A job in turn references the pool's
+ * structure from submission until it is freed (home), and the owner holds one more reference
+ * (mp_pool_free): a thread inside mp_result_wait or mp_imap_next may thus always lock the pool,
+ * even while another thread frees it; it then finds the pool released and the job settled.
  */
 #include <errno.h>
 #include <poll.h>
@@ -891,7 +893,8 @@ static int spawn(mp_pool *p, int i)
 static void death_message(char *buf, size_t cap, pid_t pid, int code, int reaped)
 {
     if (reaped != 1)
-        snprintf(buf, cap, "worker %d ended; its exit status is unknown (reaped elsewhere)",
+        snprintf(buf, cap,
+                 "worker %d ended; its exit status is unknown (the pool's worker factory is gone)",
                  (int)pid);
     else if (code < 0)
         snprintf(buf, cap, "worker %d was killed by signal %d (%s)", (int)pid, -code,

@@ -343,13 +343,56 @@ static void test_death_while_sigchld_ignored(void **state)
     sigaction(SIGCHLD, &old, NULL);
 }
 
+static pid_t parent_of(pid_t pid)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    pid_t pp = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "PPid:", 5) == 0) pp = atoi(line + 5);
+    if (f) fclose(f);
+    return pp;
+}
+
+static void test_factory_killed(void **state)
+{
+    /* The worker factory killed from outside: its workers die with it and nothing can start
+     * new ones. The pool must say so (tasks fail, submissions are refused), never hang, and
+     * still close, join and free. */
+    mp_pool *p = new_pool(2);
+    int ms = 100000;
+    mp_result *r;
+    assert_mp_ok(mp_pool_apply_async(p, "h.sleep", &ms, sizeof ms, NULL, &r));
+    pid_t w[2];
+    assert_int_equal(mp_pool_worker_pids(p, w, 2), 2);
+    pid_t factory = parent_of(w[0]);
+    assert_int_equal(parent_of(factory), getpid());
+    assert_int_equal(kill(factory, SIGKILL), 0);
+    int code;
+    const char *msg;
+    assert_mp(MP_EWORKERDIED, mp_result_get(r, NULL, NULL, mp_test_timeout(10)));
+    assert_mp(MP_EWORKERDIED, mp_result_error(r, &code, &msg));
+    assert_mp(MP_EREAPED, code);
+    mp_result_free(&r);
+    int x = 1;
+    assert_mp(MP_EWORKERDIED, mp_pool_apply_async(p, "h.echo", &x, sizeof x, NULL, &r));
+    end_pool(&p);
+    /* its workers came back to the test (a subreaper), killed by their PDEATHSIG */
+    for (int i = 0; i < 2; i++) {
+        int st;
+        assert_int_equal(waitpid(w[i], &st, 0), w[i]);
+        assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         MP_TEST(test_free_while_results_are_used), MP_TEST(test_no_output_printed_twice),
         MP_TEST(test_enofunc_names_the_function),  MP_TEST(test_registered_after_the_pool),
         MP_TEST(test_closed_after_join),           MP_TEST(test_map_refuses_what_apply_refuses),
-        MP_TEST(test_death_while_sigchld_ignored),
+        MP_TEST(test_death_while_sigchld_ignored), MP_TEST(test_factory_killed),
     };
     return mp_test_main(__FILE__, tests, sizeof tests / sizeof tests[0]);
 }
