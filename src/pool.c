@@ -10,12 +10,15 @@
  * transport's result counter while a busy worker runs on another CPU and sleeping on it (futex)
  * otherwise; so an apply round trip is caller -> worker -> caller with no thread in between. The
  * supervisor thread drains only when nobody else waits (it asks the workers for an eventfd write
- * then), forks and replaces workers, watches their pidfds, enforces task timeouts and runs
- * callbacks.
+ * then), has workers started and replaced by the pool's worker factory (pool_factory.c: a
+ * single-threaded process, so no worker is ever forked from this multi-threaded one), learns of
+ * their deaths from it, enforces task timeouts and runs callbacks.
  *
  * Lifetimes. A job is referenced by its caller (mp_result_free / mp_imap_free) and by the pool
- * until it is ready; whoever drops the last reference frees it. Ready results never touch their
- * pool again, so they outlive it.
+ * until it is ready; whoever drops the last reference frees it. A job in turn references the pool's
+ * structure from submission until it is freed (home), and the owner holds one more reference
+ * (mp_pool_free): a thread inside mp_result_wait or mp_imap_next may thus always lock the pool,
+ * even while another thread frees it; it then finds the pool released and the job settled.
  */
 #include <errno.h>
 #include <poll.h>
@@ -101,7 +104,10 @@ struct mp_imap {
 struct mp_result {
     _Atomic uint32_t ready;
     _Atomic int refs;
-    _Atomic(mp_pool *) pool; /* NULL once ready (or detached by terminate) */
+    _Atomic(mp_pool *) pool; /* NULL once ready (or detached by terminate); under the pool lock */
+    /* The pool this job was submitted to, never cleared: the job holds a reference on it until
+     * job_free, so a caller may lock it whatever another thread does to the pool meanwhile. */
+    mp_pool *home;
     pid_t owner;
     int kind;
     uint64_t func;
@@ -134,8 +140,8 @@ struct mp_result {
 struct pworker {
     mp__tp_worker *tp;
     pid_t pid;
-    int pidfd;
-    bool alive, stopping, readable;
+    bool alive, stopping;
+    bool starting; /* asked of the factory, not answered yet */
     struct ptask *head, *tail;
     unsigned nout, dispatched;
     uint64_t timed_out_id;
@@ -147,13 +153,16 @@ struct pworker {
 
 struct mp_pool {
     pid_t owner;
+    /* One reference for the owner (dropped by mp_pool_free) plus one per submitted job (dropped
+     * when the job is freed): the last one frees the structure. */
+    _Atomic int refs;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     pthread_mutex_t stop_lock; /* one thread at a time stops the supervisor and releases */
     int waiters;               /* threads inside wait_for: the shared memory stays until 0 */
     int state;
     bool joining, joined, released, broken;
-    int broken_code;
+    int broken_status, broken_code;
     char broken_msg[1100];
     mp__worker_conf conf;
     void *initarg;
@@ -171,6 +180,7 @@ struct mp_pool {
     pthread_t sup;
     bool sup_running, sup_stop, sup_ready;
     int sup_err;
+    uint64_t func_gen; /* the registry's generation the workers were forked with */
     mp_result *qhead, *qtail;
     struct ptask *rhead, *rtail;
     struct ptask *free_tasks;
@@ -180,7 +190,8 @@ struct mp_pool {
     mp_result *cbhead, *cbtail;
     _Atomic int drainers;
     int nalive;
-    int spawning; /* forks in progress (the pool lock is released around them) */
+    int spawning; /* spawn requests the factory has not answered yet */
+    mp__factory fac;
     unsigned epoch;
 };
 
@@ -243,8 +254,11 @@ static mp_result *job_new(int kind, size_t extra)
     return j;
 }
 
+static void pool_unref(mp_pool *p);
+
 static void job_free(mp_result *j)
 {
+    mp_pool *home = j->home;
     for (struct blk *b = j->blocks; b;) {
         struct blk *next = b->next;
         free(b);
@@ -255,6 +269,7 @@ static void job_free(mp_result *j)
     free(j->msg_own);
     free(j->owned_input);
     free(j);
+    if (home) pool_unref(home);
 }
 
 static void job_unref(mp_result *j)
@@ -579,7 +594,8 @@ static size_t next_chunk(mp_pool *p, mp_result *j)
             const void *d;
             size_t l;
             job_item(j, j->next + k, &d, &l);
-            if (size + 4 + l + 8 > limit) break;
+            /* The per-item limit is the documented one (as apply), not what happens to fit. */
+            if (l > limit - MP__REC_SLACK || size + 4 + l + 8 > limit) break;
             size += 4 + l;
         }
         if (k > 0) return k;
@@ -717,7 +733,7 @@ static void drain_worker(mp_pool *p, struct pworker *w)
         struct ptask *t = w->head;
         if (!t || rec->id != t->id) {
             /* A worker that breaks the protocol cannot be trusted with more tasks. */
-            if (w->pidfd >= 0) mp__pidfd_send_signal(w->pidfd, SIGKILL);
+            mp__factory_kill(&p->fac, w->pid, SIGKILL);
             w->stopping = true;
             return;
         }
@@ -852,46 +868,33 @@ static void fail_pending(mp_pool *p, int status, int code, const char *msg)
 /* ---- workers: start, death, timeouts ------------------------------------------------------------
  */
 
+/* Asks the factory for worker i (lock held); SPAWNED answers. */
 static int spawn(mp_pool *p, int i)
 {
     struct pworker *w = &p->w[i];
-    mp__tp_worker *others[MAX_PROCESSES];
-    for (int k = 0; k < p->n; k++)
-        others[k] = p->w[k].tp;
-    mp__worker_conf conf = p->conf;
-    conf.pin_cpu = p->ncpus > 0 ? p->cpus[i % p->ncpus] : -1;
-    p->spawning++;
-    pthread_mutex_unlock(&p->lock);
     mp__tp_worker *tpw = NULL;
-    pid_t pid = 0;
-    int r = p->tp->start(p->ts, &conf, i, &tpw, &pid, others, p->n);
-    int pidfd = -1;
+    int fd = -1;
+    int r = p->tp->prepare(p->ts, &p->conf, &tpw, &fd);
     if (r == 0) {
-        pidfd = mp__pidfd_open(pid);
-        if (pidfd < 0) {
-            r = pidfd;
-            kill(pid, SIGKILL);
-            int st;
-            while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-            }
-            p->tp->release(tpw);
-        }
+        r = mp__factory_spawn(&p->fac, i, p->ncpus > 0 ? p->cpus[i % p->ncpus] : -1, fd, p->efd);
+        mp__fd_internal_del(fd);
+        close(fd);
+        if (r) p->tp->release(tpw);
     }
-    pthread_mutex_lock(&p->lock);
-    p->spawning--;
     if (r < 0) {
         w->respawn_at = mp__now_ns() + 100000000;
         return r;
     }
-    *w = (struct pworker){.tp = tpw, .pid = pid, .pidfd = pidfd, .alive = true};
-    p->nalive++;
+    *w = (struct pworker){.tp = tpw, .starting = true};
+    p->spawning++;
     return 0;
 }
 
 static void death_message(char *buf, size_t cap, pid_t pid, int code, int reaped)
 {
     if (reaped != 1)
-        snprintf(buf, cap, "worker %d ended; its exit status is unknown (reaped elsewhere)",
+        snprintf(buf, cap,
+                 "worker %d ended; its exit status is unknown (the pool's worker factory is gone)",
                  (int)pid);
     else if (code < 0)
         snprintf(buf, cap, "worker %d was killed by signal %d (%s)", (int)pid, -code,
@@ -908,6 +911,7 @@ static void handle_death(mp_pool *p, struct pworker *w, int code, int reaped)
     char imsg[1024];
     if (p->tp->init_failed(w->tp, &icode, imsg, sizeof imsg) && !p->broken) {
         p->broken = true;
+        p->broken_status = MP_ETASKFAILED;
         p->broken_code = icode;
         snprintf(p->broken_msg, sizeof p->broken_msg, "initializer failed: %s", imsg);
     }
@@ -926,7 +930,9 @@ static void handle_death(mp_pool *p, struct pworker *w, int code, int reaped)
             code = 0;
         } else {
             death_message(msg, sizeof msg, w->pid, code, reaped);
-            if (reaped != 1) code = 0;
+            /* Unknown is not "exit status 0" (nor -ECHILD, which reads as a signal number): a
+             * code no exit status or signal can give. */
+            if (reaped != 1) code = MP_EREAPED;
         }
         fail_items(p, t->job, t->first + t->delivered, t->count - t->delivered, status, code, msg);
         task_done(p, t);
@@ -942,12 +948,10 @@ static void handle_death(mp_pool *p, struct pworker *w, int code, int reaped)
     w->nout = 0;
     p->tp->release(w->tp);
     w->tp = NULL;
-    close(w->pidfd);
-    w->pidfd = -1;
     w->alive = false;
     w->respawn_at = 0;
     p->nalive--;
-    if (p->broken) fail_pending(p, MP_ETASKFAILED, p->broken_code, p->broken_msg);
+    if (p->broken) fail_pending(p, p->broken_status, p->broken_code, p->broken_msg);
     p->tp->result_kick(p->ts);
 }
 
@@ -971,7 +975,7 @@ static int check_timeouts(mp_pool *p)
         int64_t left = since + p->timeout_ns - now;
         if (left <= 0) {
             w->timed_out_id = id;
-            mp__pidfd_send_signal(w->pidfd, SIGKILL);
+            mp__factory_kill(&p->fac, w->pid, SIGKILL);
         } else if (left < next) {
             next = left;
         }
@@ -1005,14 +1009,102 @@ static bool results_waiting(mp_pool *p)
     return false;
 }
 
+static void factory_gone(mp_pool *p);
+
+/* One message of the factory (lock held). */
+static void factory_event(mp_pool *p, const mp__fmsg *m)
+{
+    if (m->op == MP__F_SPAWNED) {
+        if (m->index < 0 || m->index >= p->n) return;
+        struct pworker *w = &p->w[m->index];
+        if (!w->starting) return;
+        w->starting = false;
+        p->spawning--;
+        if (m->pid <= 0) {
+            p->tp->release(w->tp);
+            w->tp = NULL;
+            w->respawn_at = mp__now_ns() + 100000000;
+            if (!p->sup_ready && !p->sup_err) p->sup_err = m->pid < 0 ? m->pid : -EAGAIN;
+            return;
+        }
+        w->pid = m->pid;
+        w->alive = true;
+        p->nalive++;
+        if (p->state == ST_TERMINATED) mp__factory_kill(&p->fac, w->pid, SIGKILL);
+    } else if (m->op == MP__F_DIED) {
+        for (int i = 0; i < p->n; i++) {
+            struct pworker *w = &p->w[i];
+            if (w->alive && w->pid == m->pid) {
+                handle_death(p, w, m->val, 1);
+                return;
+            }
+        }
+    }
+}
+
+/* Takes every message the factory sent (lock held). false when the factory is gone. */
+static bool factory_events(mp_pool *p)
+{
+    mp__fmsg m;
+    int r;
+    while ((r = mp__factory_recv(&p->fac, &m, NULL)) == 1)
+        factory_event(p, &m);
+    if (r == -EPIPE) {
+        factory_gone(p);
+        return false;
+    }
+    return true;
+}
+
+/* The factory died under us (killed from outside): its workers die with it (PDEATHSIG) and nobody
+ * can start new ones, so the pool is broken; every task fails instead of waiting forever. */
+static void factory_gone(mp_pool *p)
+{
+    if (!p->broken && p->state != ST_TERMINATED) {
+        p->broken = true;
+        p->broken_status = MP_EWORKERDIED;
+        p->broken_code = MP_EREAPED;
+        snprintf(p->broken_msg, sizeof p->broken_msg,
+                 "the pool's worker factory (pid %d) died; no worker can be started",
+                 (int)p->fac.pid);
+    }
+    for (int i = 0; i < p->n; i++) {
+        struct pworker *w = &p->w[i];
+        if (w->starting) {
+            w->starting = false;
+            p->spawning--;
+            p->tp->release(w->tp);
+            w->tp = NULL;
+        }
+        if (w->alive) handle_death(p, w, 0, 0);
+    }
+    if (p->broken) fail_pending(p, p->broken_status, p->broken_code, p->broken_msg);
+}
+
 static void *supervisor_main(void *arg)
 {
     mp_pool *p = arg;
     supervising = p;
+    /* The workers' lives are tied to this thread (PDEATHSIG of the factory), which lasts as long
+     * as the pool. mp_pool_new waits meanwhile, so its thread is not in the middle of anything. */
+    int r = mp__factory_start(&p->fac, p->tp, p->ts, &p->conf);
     pthread_mutex_lock(&p->lock);
+    if (r) p->sup_err = r;
     for (int i = 0; i < p->n && !p->sup_err; i++) {
-        int r = spawn(p, i);
+        r = spawn(p, i);
         if (r) p->sup_err = r;
+    }
+    /* Wait for every first worker, so that mp_pool_new reports a failed fork. */
+    while (p->spawning > 0 && !p->sup_err) {
+        mp__fmsg m;
+        mp__deadline dl = mp__deadline_in(60);
+        pthread_mutex_unlock(&p->lock);
+        r = mp__factory_recv(&p->fac, &m, &dl);
+        pthread_mutex_lock(&p->lock);
+        if (r == 1)
+            factory_event(p, &m);
+        else
+            p->sup_err = r < 0 ? -EAGAIN : -ETIMEDOUT;
     }
     p->sup_ready = true;
     pthread_cond_broadcast(&p->cond);
@@ -1020,24 +1112,15 @@ static void *supervisor_main(void *arg)
         pthread_mutex_unlock(&p->lock);
         return NULL;
     }
-    struct pollfd fds[MAX_PROCESSES + 1];
-    int idx[MAX_PROCESSES + 1];
     for (;;) {
         if (p->sup_stop) break;
         progress(p);
-        for (int i = 0; i < p->n; i++) {
-            struct pworker *w = &p->w[i];
-            if (!w->alive || !w->readable) continue;
-            w->readable = false;
-            int code = 0;
-            int r = mp__reap_pidfd(w->pidfd, NULL, &code);
-            if (r != 0) handle_death(p, w, code, r); /* reaped, or unknowable: gone either way */
-        }
+        if (!p->fac.gone) factory_events(p);
         int tmo = check_timeouts(p);
         int64_t now = mp__now_ns();
         for (int i = 0; i < p->n; i++) {
             struct pworker *w = &p->w[i];
-            if (w->alive || !should_respawn(p)) continue;
+            if (w->alive || w->starting || !should_respawn(p) || p->fac.gone) continue;
             if (w->respawn_at > now) {
                 int ms = (int)((w->respawn_at - now) / 1000000) + 1;
                 if (tmo < 0 || ms < tmo) tmo = ms;
@@ -1055,13 +1138,10 @@ static void *supervisor_main(void *arg)
             continue;
         }
         bool want = (p->outstanding > 0 || p->rhead || p->qhead) && atomic_load(&p->drainers) == 0;
+        struct pollfd fds[2];
         int nf = 0;
         fds[nf++] = (struct pollfd){.fd = p->efd, .events = POLLIN};
-        for (int i = 0; i < p->n; i++) {
-            if (!p->w[i].alive) continue;
-            idx[nf] = i;
-            fds[nf++] = (struct pollfd){.fd = p->w[i].pidfd, .events = POLLIN};
-        }
+        if (!p->fac.gone) fds[nf++] = (struct pollfd){.fd = p->fac.sock, .events = POLLIN};
         if (want) {
             p->tp->want_notify(p->ts, 1);
             if (results_waiting(p)) {
@@ -1070,17 +1150,13 @@ static void *supervisor_main(void *arg)
             }
         }
         pthread_mutex_unlock(&p->lock);
-        int r = poll(fds, (nfds_t)nf, tmo);
+        r = poll(fds, (nfds_t)nf, tmo);
         pthread_mutex_lock(&p->lock);
         p->tp->want_notify(p->ts, 0);
-        if (r > 0) {
-            if (fds[0].revents) {
-                uint64_t v;
-                ssize_t n = read(p->efd, &v, sizeof v);
-                (void)n;
-            }
-            for (int k = 1; k < nf; k++)
-                if (fds[k].revents) p->w[idx[k]].readable = true;
+        if (r > 0 && fds[0].revents) {
+            uint64_t v;
+            ssize_t n = read(p->efd, &v, sizeof v);
+            (void)n;
         }
     }
     pthread_mutex_unlock(&p->lock);
@@ -1171,7 +1247,7 @@ int mp_result_wait(mp_result *r, double timeout)
     if (r->kind == K_IMAP) return -EINVAL;
     if (in_callback && timeout != 0) return -EDEADLK;
     mp__deadline dl = mp__deadline_in(timeout);
-    mp_pool *p = r->pool;
+    mp_pool *p = r->home; /* referenced by r: valid whatever mp_pool_free does meanwhile */
     if (!p) return is_ready(r) ? 0 : MP_ETERMINATED;
     int rc2 = wait_for(p, pred_ready, r, &dl);
     if (rc2 == MP_ETERMINATED && is_ready(r)) rc2 = 0; /* the pool ended after settling r */
@@ -1183,9 +1259,9 @@ int mp_result_ready(mp_result *r)
     int rc = result_check(r);
     if (rc) return rc;
     if (is_ready(r)) return 1;
-    mp_pool *p = r->pool;
+    mp_pool *p = r->home;
     if (p && pthread_mutex_trylock(&p->lock) == 0) {
-        progress(p);
+        progress(p); /* nothing once the pool released its workers */
         pthread_mutex_unlock(&p->lock);
     }
     return atomic_load_explicit(&r->ready, memory_order_acquire) ? 1 : 0;
@@ -1291,9 +1367,10 @@ void mp_result_free(mp_result **rp)
 
 static int submit_state(const mp_pool *p)
 {
-    if (p->state == ST_TERMINATED || p->released) return MP_ETERMINATED;
+    /* Closed stays closed after join (which releases the workers too), as the header says. */
     if (p->state == ST_CLOSED) return MP_ECLOSED;
-    if (p->broken) return MP_ETASKFAILED;
+    if (p->state == ST_TERMINATED || p->released) return MP_ETERMINATED;
+    if (p->broken) return p->broken_status;
     return 0;
 }
 
@@ -1303,6 +1380,8 @@ static int submit(mp_pool *p, mp_result *j)
     int rc = submit_state(p);
     if (rc) return rc;
     j->pool = p;
+    j->home = p;
+    atomic_fetch_add(&p->refs, 1);
     j->listed = true;
     j->aprev = NULL;
     j->anext = p->all;
@@ -1319,11 +1398,19 @@ static int submit(mp_pool *p, mp_result *j)
     return 0;
 }
 
-static int lookup(const char *func, uint64_t *id)
+/* The id of a function the pool's workers know. A function registered after the pool copied the
+ * registry into its workers is refused here, at submission, rather than failing in a worker. */
+static int lookup(const mp_pool *p, const char *func, uint64_t *id)
 {
     mp_func *f;
     int rc = mp_func_find(func, &f);
     if (rc) return rc;
+    if (p && mp__func_seq(f) > p->func_gen) {
+        mp__pool_set_error("function \"%s\" was registered after the pool was created: its "
+                           "workers do not have it",
+                           func);
+        return MP_ENOFUNC;
+    }
     *id = mp_func_id(f);
     return 0;
 }
@@ -1356,7 +1443,7 @@ int mp_pool_apply_async(mp_pool *p, const char *func, const void *arg, size_t le
     if (rc) return rc;
     if (!func || !out || (!arg && len > 0)) return -EINVAL;
     uint64_t id;
-    if ((rc = lookup(func, &id))) return rc;
+    if ((rc = lookup(p, func, &id))) return rc;
     if (len > p->conf.max_message - MP__REC_SLACK) return MP_ETOOBIG;
     mp_result *j = job_new(K_SINGLE, len);
     if (!j) return -ENOMEM;
@@ -1418,9 +1505,23 @@ static int map_common(mp_pool *p, const char *func, const mp_buf *items, size_t 
         return -EINVAL;
     }
     uint64_t id;
-    if ((rc = lookup(func, &id))) {
+    if ((rc = lookup(p, func, &id))) {
         free(owned);
         return rc;
+    }
+    /* Items are borrowed, so their sizes are known now: refuse as apply does, before anything
+     * runs (imap, whose items come later, fails such an item with MP_ETOOBIG instead). */
+    for (size_t i = 0; i < n; i++) {
+        if (!items[i].data && items[i].len > 0) {
+            free(owned);
+            return -EINVAL;
+        }
+        if (items[i].len > p->conf.max_message - MP__REC_SLACK) {
+            mp__pool_set_error("map item %zu has %zu bytes, over the pool's limit of %zu", i,
+                               items[i].len, p->conf.max_message - MP__REC_SLACK);
+            free(owned);
+            return MP_ETOOBIG;
+        }
     }
     mp_result *j = job_new(K_MAP, 0);
     if (!j) {
@@ -1473,7 +1574,7 @@ int mp_pool_map_fixed_async(mp_pool *p, const char *func, const void *in, size_t
     if (!func || !out_result || in_size == 0 || ((!in || !out) && n > 0) || n >= UINT32_MAX)
         return -EINVAL;
     uint64_t id;
-    if ((rc = lookup(func, &id))) return rc;
+    if ((rc = lookup(p, func, &id))) return rc;
     if (in_size > p->conf.max_message - MP__REC_SLACK ||
         out_size > p->conf.max_message - MP__REC_SLACK)
         return MP_ETOOBIG;
@@ -1545,7 +1646,7 @@ static int imap_new(mp_pool *p, const char *func, mp_iter_fn next, void *user,
     if (rc) return rc;
     if (!func || !next || !out) return -EINVAL;
     uint64_t id;
-    if ((rc = lookup(func, &id))) return rc;
+    if ((rc = lookup(p, func, &id))) return rc;
     struct mp_imap *it = calloc(1, sizeof *it);
     mp_result *j = job_new(K_IMAP, 0);
     size_t cs = opts && opts->chunksize ? opts->chunksize : 1;
@@ -1633,17 +1734,18 @@ static void imap_pull(struct mp_imap *it)
         it->pulled++;
     }
     if (it->pulled == start && !it->ended) return;
-    mp_pool *p = j->pool;
-    if (!p) {
+    mp_pool *p = j->home;
+    pthread_mutex_lock(&p->lock);
+    if (!j->pool) { /* detached by terminate */
         for (size_t i = start; i < it->pulled; i++)
             imap_deliver(j, i, MP_ETERMINATED, 0, "pool was terminated", 19);
         j->n = j->next = it->pulled;
+        pthread_mutex_unlock(&p->lock);
         return;
     }
-    pthread_mutex_lock(&p->lock);
     j->n = it->pulled;
     int st = submit_state(p);
-    if (st == MP_ECLOSED) st = 0; /* an imap started before close may go on */
+    if (st == MP_ECLOSED) st = p->released ? MP_ETERMINATED : 0; /* started before close: goes on */
     if (st) {
         const char *m = p->broken ? p->broken_msg : "pool was terminated";
         fail_items(p, j, j->next, j->n - j->next, st, p->broken_code, m);
@@ -1697,17 +1799,18 @@ int mp_imap_next(mp_imap *it, const void **data, size_t *len, size_t *index, dou
     mp_result *j = it->job;
     if (j->owner != self_pid()) return MP_ECHILD;
     mp__deadline dl = mp__deadline_in(timeout);
+    mp_pool *p = j->home; /* referenced by the imap's job: valid until mp_imap_free */
     for (;;) {
         imap_pull(it);
-        mp_pool *p = j->pool;
-        if (p) pthread_mutex_lock(&p->lock);
-        if (p) progress(p);
+        pthread_mutex_lock(&p->lock);
+        bool attached = j->pool != NULL;
+        if (attached) progress(p);
         if (imap_have(it)) {
             int rc = imap_take(it, data, len, index);
-            if (p) pthread_mutex_unlock(&p->lock);
+            pthread_mutex_unlock(&p->lock);
             return rc;
         }
-        if (p) pthread_mutex_unlock(&p->lock);
+        pthread_mutex_unlock(&p->lock);
         if (it->ended && it->lo == it->pulled) {
             it->last_status = 0;
             if (it->iter_err < 0 && !it->iter_err_done) {
@@ -1716,7 +1819,7 @@ int mp_imap_next(mp_imap *it, const void **data, size_t *len, size_t *index, dou
             }
             return MP_EEOF;
         }
-        if (!p) return MP_ETERMINATED;
+        if (!attached) return MP_ETERMINATED;
         if (in_callback && timeout != 0) return -EDEADLK;
         int rc = wait_for(p, pred_imap, it, &dl);
         if (rc == MP_ETERMINATED) continue; /* the pool is gone: take what it settled */
@@ -1740,12 +1843,12 @@ void mp_imap_free(mp_imap **itp)
     *itp = NULL;
     mp_result *j = it->job;
     if (j->owner != self_pid()) return;
-    mp_pool *p = j->pool;
-    if (p) pthread_mutex_lock(&p->lock);
+    mp_pool *p = j->home;
+    pthread_mutex_lock(&p->lock);
     j->cancelled = true;
     j->next = j->n;
-    if (p) maybe_finish(p, j);
-    if (p) pthread_mutex_unlock(&p->lock);
+    if (j->pool) maybe_finish(p, j);
+    pthread_mutex_unlock(&p->lock);
     for (size_t i = 0; i < it->W; i++) {
         struct islot *s = &it->slots[i];
         if (s->in != s->in_small) free(s->in);
@@ -1770,8 +1873,18 @@ static void pool_release_resources(mp_pool *p)
     p->released = true;
     if (p->ts) p->tp->shared_free(p->ts);
     p->ts = NULL;
-    if (p->efd >= 0) close(p->efd);
+    if (p->efd >= 0) {
+        mp__fd_internal_del(p->efd);
+        close(p->efd);
+    }
     p->efd = -1;
+}
+
+static void pool_free_struct(mp_pool *p);
+
+static void pool_unref(mp_pool *p)
+{
+    if (atomic_fetch_sub(&p->refs, 1) == 1) pool_free_struct(p);
 }
 
 static void pool_free_struct(mp_pool *p)
@@ -1790,31 +1903,55 @@ static void pool_free_struct(mp_pool *p)
     free(p);
 }
 
-/* Lock held, supervisor stopped: SIGKILLs and reaps every worker left, keeping the results they
- * posted and failing their other tasks with MP_ETERMINATED. */
+/* Lock held, supervisor stopped: has the factory SIGKILL and reap every worker left and exit,
+ * keeping the results the workers posted and failing their other tasks with MP_ETERMINATED. */
+/* A worker ended by terminate: keep what it posted, fail the rest of its tasks. */
+static void settle_terminated(mp_pool *p, struct pworker *w)
+{
+    drain_worker(p, w);
+    struct ptask *t;
+    while ((t = fifo_pop(w)) != NULL) {
+        p->outstanding--;
+        fail_items(p, t->job, t->first + t->delivered, t->count - t->delivered, MP_ETERMINATED, 0,
+                   "pool was terminated");
+        task_done(p, t);
+    }
+}
+
 static void kill_and_reap_all(mp_pool *p)
 {
+    if (p->fac.sock >= 0) {
+        mp__factory_quit(&p->fac);
+        for (;;) {
+            mp__fmsg m;
+            mp__deadline forever = mp__deadline_in(MP_FOREVER);
+            pthread_mutex_unlock(&p->lock);
+            int r = mp__factory_recv(&p->fac, &m, &forever);
+            pthread_mutex_lock(&p->lock);
+            if (r != 1 || m.op == MP__F_BYE) break;
+            if (m.op == MP__F_DIED) {
+                for (int i = 0; i < p->n; i++) {
+                    struct pworker *w = &p->w[i];
+                    if (w->alive && w->pid == m.pid) settle_terminated(p, w);
+                }
+            }
+            factory_event(p, &m);
+        }
+        mp__factory_end(&p->fac);
+    }
+    /* Anything the factory did not report (it was killed): gone with it, status unknown. */
     for (int i = 0; i < p->n; i++) {
         struct pworker *w = &p->w[i];
-        if (!w->alive) continue;
-        mp__deadline forever = mp__deadline_in(MP_FOREVER);
-        int code = 0;
-        mp__pidfd_send_signal(w->pidfd, SIGKILL); /* also one the supervisor started meanwhile */
-        mp__reap_pidfd(w->pidfd, &forever, &code);
-        drain_worker(p, w);
-        struct ptask *t;
-        while ((t = fifo_pop(w)) != NULL) {
-            p->outstanding--;
-            fail_items(p, t->job, t->first + t->delivered, t->count - t->delivered, MP_ETERMINATED,
-                       0, "pool was terminated");
-            task_done(p, t);
+        if (w->starting) {
+            w->starting = false;
+            p->spawning--;
+            p->tp->release(w->tp);
+            w->tp = NULL;
         }
-        p->tp->release(w->tp);
-        w->tp = NULL;
-        close(w->pidfd);
-        w->pidfd = -1;
-        w->alive = false;
-        p->nalive--;
+        if (w->alive) {
+            settle_terminated(p, w);
+            handle_death(p, w, 0, 0);
+        }
     }
 }
 
@@ -1832,7 +1969,7 @@ static void terminate_now(mp_pool *p)
     p->state = ST_TERMINATED;
     p->sup_stop = true;
     for (int i = 0; i < p->n; i++)
-        if (p->w[i].alive) mp__pidfd_send_signal(p->w[i].pidfd, SIGKILL);
+        if (p->w[i].alive) mp__factory_kill(&p->fac, p->w[i].pid, SIGKILL);
     pthread_mutex_unlock(&p->lock);
     kick_supervisor(p);
     if (p->sup_running) {
@@ -1872,15 +2009,19 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
     if (o.max_message == 0) o.max_message = DEFAULT_MAX_MESSAGE;
     if (o.max_message < 4096 || o.max_message > (256u << 20)) return -EINVAL;
     if (o.initarg_len && !o.initarg) return -EINVAL;
+    int crc = mp__func_clash();
+    if (crc) return crc;
     uint64_t init_id = 0;
     if (o.initializer) {
-        int rc = lookup(o.initializer, &init_id);
+        int rc = lookup(NULL, o.initializer, &init_id);
         if (rc) return rc;
         if (o.initarg_len > o.max_message - MP__REC_SLACK) return MP_ETOOBIG;
     }
     mp_pool *p = calloc(1, sizeof *p);
     if (!p) return -ENOMEM;
     p->owner = self_pid();
+    atomic_init(&p->refs, 1);
+    p->func_gen = mp__func_gen(); /* before any worker (or their factory) is forked */
     p->efd = -1;
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->stop_lock, NULL);
@@ -1901,8 +2042,7 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
     if (o.initarg_len) memcpy(p->initarg, o.initarg, o.initarg_len);
     if (o.ncpus) memcpy(p->cpus, o.cpus, (size_t)o.ncpus * sizeof *p->cpus);
     p->ncpus = o.ncpus;
-    for (int i = 0; i < p->n; i++)
-        p->w[i].pidfd = -1;
+    p->fac.sock = -1;
     p->conf = (mp__worker_conf){o.max_message, o.maxtasksperchild, init_id,
                                 p->initarg,    o.initarg_len,      -1};
     int rc;
@@ -1912,7 +2052,9 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
         pool_free_struct(p);
         return rc;
     }
+    mp__fd_internal_add(p->efd); /* workers get it through the factory, nobody else */
     if ((rc = p->tp->shared_new(&p->ts, p->efd)) != 0) {
+        mp__fd_internal_del(p->efd);
         close(p->efd);
         pool_free_struct(p);
         return rc;
@@ -2044,6 +2186,8 @@ int mp_pool_free(mp_pool **pp)
     if (in_callback) return -EDEADLK;
     if (!p->joined) terminate_now(p);
     *pp = NULL;
-    pool_free_struct(p);
+    /* Results and imaps may still be read (or waited on, by other threads): they hold references
+     * on the structure, so it goes with the last of them. */
+    pool_unref(p);
     return 0;
 }

@@ -23,12 +23,54 @@
 struct mp_func {
     uint64_t id;
     mp_task_fn fn;
+    uint64_t seq;     /* registration order, from 1: a pool refuses functions newer than itself */
+    const char *file; /* where MP_FUNC_REGISTER registered it; NULL: mp_func_register at run time */
+    int line;
     char name[FUNC_NAME_MAX + 1];
 };
 
 static _Atomic(struct mp_func *) func_table[FUNC_SLOTS];
 static int func_count;
 static pthread_mutex_t func_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Registrations so far (the last seq): stored after the table entry, read before a fork. */
+static _Atomic uint64_t func_gen;
+/* The first name clash of a load-time registration (MP_FUNC_REGISTER cannot return an error):
+ * every later mp_pool_new fails with -EEXIST and this text, so the clash cannot go unnoticed. */
+static char clash_msg[512];
+static _Atomic int clash_seen;
+
+/* The detail of the last registry or pool error of this thread (mp_pool_last_error). */
+static _Thread_local char last_error[512];
+
+void mp__pool_set_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+}
+
+const char *mp_pool_last_error(void)
+{
+    return last_error;
+}
+
+uint64_t mp__func_gen(void)
+{
+    return atomic_load_explicit(&func_gen, memory_order_acquire);
+}
+
+uint64_t mp__func_seq(const struct mp_func *f)
+{
+    return f->seq;
+}
+
+int mp__func_clash(void)
+{
+    if (!atomic_load_explicit(&clash_seen, memory_order_acquire)) return 0;
+    mp__pool_set_error("%s", clash_msg);
+    return -EEXIST;
+}
 
 uint64_t mp__func_hash(const char *name)
 {
@@ -56,7 +98,15 @@ mp_task_fn mp__func_fn(const struct mp_func *f)
     return f->fn;
 }
 
-int mp_func_register(const char *name, mp_task_fn fn, mp_func **out)
+static void where(char *buf, size_t cap, const char *file, int line)
+{
+    if (file)
+        snprintf(buf, cap, "%s:%d", file, line);
+    else
+        snprintf(buf, cap, "mp_func_register() at run time");
+}
+
+static int register_at(const char *name, mp_task_fn fn, const char *file, int line, mp_func **out)
 {
     if (!name || !fn) return -EINVAL;
     size_t n = strlen(name);
@@ -66,6 +116,23 @@ int mp_func_register(const char *name, mp_task_fn fn, mp_func **out)
     const struct mp_func *old = mp__func_by_id(id);
     if (old) {
         int same = strcmp(old->name, name) == 0 && old->fn == fn;
+        if (!same) {
+            char a[300], b[300];
+            where(a, sizeof a, old->file, old->line);
+            where(b, sizeof b, file, line);
+            if (strcmp(old->name, name) == 0)
+                mp__pool_set_error("function name \"%s\" registered twice, by two functions: %s "
+                                   "and %s",
+                                   name, a, b);
+            else
+                mp__pool_set_error("function names \"%s\" (%s) and \"%s\" (%s) have the same "
+                                   "64-bit id",
+                                   old->name, a, name, b);
+            if (file && !atomic_load_explicit(&clash_seen, memory_order_relaxed)) {
+                snprintf(clash_msg, sizeof clash_msg, "%s", last_error);
+                atomic_store_explicit(&clash_seen, 1, memory_order_release);
+            }
+        }
         pthread_mutex_unlock(&func_lock);
         if (!same) return -EEXIST;
         if (out) *out = (mp_func *)old;
@@ -82,22 +149,46 @@ int mp_func_register(const char *name, mp_task_fn fn, mp_func **out)
     }
     f->id = id;
     f->fn = fn;
+    f->file = file;
+    f->line = line;
+    f->seq = atomic_load_explicit(&func_gen, memory_order_relaxed) + 1;
     memcpy(f->name, name, n + 1);
     uint32_t i = 0;
     while (atomic_load_explicit(&func_table[(id + i) & (FUNC_SLOTS - 1)], memory_order_relaxed))
         i++;
     atomic_store_explicit(&func_table[(id + i) & (FUNC_SLOTS - 1)], f, memory_order_release);
     func_count++;
+    atomic_store_explicit(&func_gen, f->seq, memory_order_release);
     pthread_mutex_unlock(&func_lock);
     if (out) *out = f;
     return 0;
+}
+
+int mp_func_register(const char *name, mp_task_fn fn, mp_func **out)
+{
+    return register_at(name, fn, NULL, 0, out);
+}
+
+void mp__func_register_static(const char *name, mp_task_fn fn, const char *file, int line)
+{
+    int rc = register_at(name, fn, file, line, NULL);
+    /* A constructor has nobody to return an error to: say it now (stderr is unbuffered), and
+     * mp_pool_new refuses to create pools (mp__func_clash). */
+    if (rc == -EEXIST)
+        fprintf(stderr, "mproc: %s; every mp_pool_new will fail with -EEXIST\n", last_error);
+    else if (rc)
+        fprintf(stderr, "mproc: MP_FUNC_REGISTER(\"%s\") at %s:%d failed: %s\n", name, file, line,
+                rc == -EINVAL ? "invalid name" : "out of memory");
 }
 
 int mp_func_find(const char *name, mp_func **out)
 {
     if (!name || !out) return -EINVAL;
     const struct mp_func *f = mp__func_by_id(mp__func_hash(name));
-    if (!f || strcmp(f->name, name) != 0) return MP_ENOFUNC;
+    if (!f || strcmp(f->name, name) != 0) {
+        mp__pool_set_error("no function is registered under the name \"%s\"", name);
+        return MP_ENOFUNC;
+    }
     *out = (mp_func *)f;
     return 0;
 }

@@ -75,6 +75,14 @@ struct mp_func;
 uint64_t mp__func_hash(const char *name);
 const struct mp_func *mp__func_by_id(uint64_t id);
 mp_task_fn mp__func_fn(const struct mp_func *f);
+/* The registration order of f, and the last one so far: a pool remembers mp__func_gen() from
+ * when its workers' registry was copied and refuses functions registered later. */
+uint64_t mp__func_seq(const struct mp_func *f);
+uint64_t mp__func_gen(void);
+/* -EEXIST (and the detail set) when two MP_FUNC_REGISTERs gave one name to two functions. */
+int mp__func_clash(void);
+/* Sets this thread's detail string (mp_pool_last_error). */
+void mp__pool_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* What a worker needs to know, whatever the transport. */
 typedef struct mp__worker_conf {

@@ -1,9 +1,11 @@
 /* pool_shm.c - the pool's shared-memory transport: per-worker rings, futex wake-ups, spinning.
  *
- * Each worker has one mapping (MAP_SHARED|MAP_ANONYMOUS, created before the fork) holding two
- * single-producer/single-consumer byte rings: tasks (parent -> worker) and results (worker ->
- * parent). Positions are free-running 32-bit byte counters, so each is also a futex word. A
- * record never wraps: when it does not fit before the end, a PAD record fills the rest.
+ * Each worker has one mapping (a memfd the parent creates and the worker factory hands to the new
+ * worker with its spawn request; pool_factory.c says why workers are not forked by the parent
+ * itself) holding two single-producer/single-consumer byte rings: tasks (parent -> worker) and
+ * results (worker -> parent). Positions are free-running 32-bit byte counters, so each is also a
+ * futex word. A record never wraps: when it does not fit before the end, a PAD record fills the
+ * rest.
  *
  * Wake-ups cost a syscall only when the peer sleeps: a consumer announces it sleeps in a flag,
  * re-checks, then futex-waits; a producer publishes (seq_cst) and reads the flag (seq_cst). Before
@@ -76,6 +78,7 @@ struct mp__tp_worker {
     uint32_t pending_tail; /* producer-local: where the reserved record starts */
     uint32_t ptail;        /* parent: end of the task records written but not yet published */
     mp__tp_shared *s;
+    int efd; /* worker: its copy of the pool's eventfd */
 };
 
 /* ---- pool-wide state ---------------------------------------------------------------------- */
@@ -251,13 +254,14 @@ static void shm_release(mp__tp_worker *w)
 
 /* ---- worker side -------------------------------------------------------------------------- */
 
-static void notify_parent(mp__tp_shared *s)
+static void notify_parent(mp__tp_worker *w)
 {
+    mp__tp_shared *s = w->s;
     atomic_fetch_add(&s->res_seq, 1);
     if (atomic_load(&s->res_sleepers)) mp__futex_wake(&s->res_seq, INT32_MAX);
     if (atomic_load(&s->want_notify) && atomic_exchange(&s->want_notify, 0)) {
         uint64_t one = 1;
-        ssize_t n = write(s->efd, &one, sizeof one);
+        ssize_t n = write(w->efd, &one, sizeof one);
         (void)n;
     }
 }
@@ -281,12 +285,12 @@ static int worker_emit(void *ctx, const void *rec, size_t size)
             continue;
         }
         uint64_t one = 1;
-        ssize_t n = write(w->s->efd, &one, sizeof one); /* the supervisor drains */
+        ssize_t n = write(w->efd, &one, sizeof one); /* the supervisor drains */
         (void)n;
         mp__futex_wait(&r->head, head, NULL);
     }
     atomic_store(&r->tail, start + (uint32_t)size);
-    notify_parent(w->s);
+    notify_parent(w);
     return 0;
 }
 
@@ -340,46 +344,79 @@ __attribute__((noreturn)) static void worker_main(mp__tp_worker *w, const mp__wo
     }
 }
 
-static int shm_start(mp__tp_shared *s, const mp__worker_conf *conf, int index, mp__tp_worker **out,
-                     pid_t *pid, mp__tp_worker *const *others, int nothers)
+static uint32_t ring_cap(const mp__worker_conf *conf)
 {
-    (void)index;
     uint32_t cap = 4096;
     while (cap < 2 * conf->max_message)
         cap *= 2;
+    return cap;
+}
+
+static void shm_fork_begin(mp__tp_shared *s)
+{
+    madvise(s, sizeof *s, MADV_DOFORK);
+}
+
+static void shm_fork_end(mp__tp_shared *s)
+{
+    madvise(s, sizeof *s, MADV_DONTFORK);
+}
+
+static int shm_prepare(mp__tp_shared *s, const mp__worker_conf *conf, mp__tp_worker **out, int *fd)
+{
+    uint32_t cap = ring_cap(conf);
     mp__tp_worker *w = calloc(1, sizeof *w);
     if (!w) return -ENOMEM;
     w->size = HDR_SIZE + 2 * (size_t)cap;
-    void *p;
-    int r = mp__shm_map_anon(w->size, &p);
-    if (r) {
+    int mfd = mp__memfd_new("mproc-pool-worker", w->size);
+    if (mfd < 0) {
         free(w);
-        return r;
+        return mfd;
     }
+    mp__fd_internal_add(mfd);
+    void *p = mmap(NULL, w->size, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    if (p == MAP_FAILED) {
+        int e = -errno;
+        mp__fd_internal_del(mfd);
+        close(mfd);
+        free(w);
+        return e;
+    }
+    /* The worker maps the memfd itself; no process the program forks gets this mapping. */
+    madvise(p, w->size, MADV_DONTFORK);
     w->shm = p;
     w->tbuf = (char *)p + HDR_SIZE;
     w->rbuf = w->tbuf + cap;
     w->cap = cap;
     w->s = s;
+    w->efd = -1;
     w->shm->worker_cpu = -1;
     w->shm->parent_cpu = mp__current_cpu();
-    /* Every ring is MADV_DONTFORK once its worker exists, so no other process forked by this
-     * program (another worker, another pool's worker, an mp_process) keeps a pool's memory
-     * alive. The new worker needs its own ring and the pool-wide page. */
-    (void)others;
-    (void)nothers;
-    madvise(s, sizeof *s, MADV_DOFORK);
-    pid_t child = mp__fork(0);
-    if (child == 0) worker_main(w, conf);
-    madvise(s, sizeof *s, MADV_DONTFORK);
-    if (child < 0) {
-        shm_release(w);
-        return child;
-    }
-    madvise(w->shm, w->size, MADV_DONTFORK);
     *out = w;
-    *pid = child;
+    *fd = mfd;
     return 0;
+}
+
+__attribute__((noreturn)) static void shm_worker_run(mp__tp_shared *s, const mp__worker_conf *conf,
+                                                     int fd, int efd)
+{
+    uint32_t cap = ring_cap(conf);
+    static mp__tp_worker w; /* no allocation before the task code runs */
+    w.size = HDR_SIZE + 2 * (size_t)cap;
+    void *p = mmap(NULL, w.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) mp__child_exit(72);
+    w.shm = p;
+    w.tbuf = (char *)p + HDR_SIZE;
+    w.rbuf = w.tbuf + cap;
+    w.cap = cap;
+    w.s = s;
+    w.efd = efd;
+    /* What the worker holds of its pool is not for processes its tasks start. */
+    mp__fd_internal_add(efd);
+    madvise(p, w.size, MADV_DONTFORK);
+    madvise(s, sizeof *s, MADV_DONTFORK);
+    worker_main(&w, conf);
 }
 
 const mp__transport mp__pool_shm_transport = {
@@ -389,7 +426,10 @@ const mp__transport mp__pool_shm_transport = {
     .result_kick = shm_result_kick,
     .result_wait = shm_result_wait,
     .want_notify = shm_want_notify,
-    .start = shm_start,
+    .fork_begin = shm_fork_begin,
+    .fork_end = shm_fork_end,
+    .prepare = shm_prepare,
+    .worker_run = shm_worker_run,
     .task_reserve = shm_task_reserve,
     .task_commit = shm_task_commit,
     .task_flush = shm_task_flush,

@@ -1,16 +1,16 @@
 /* pool_transport.h - how pool.c talks to its workers.
  *
- * pool.c knows tasks, results, jobs, callbacks and policy; a transport knows how to start a
+ * pool.c knows tasks, results, jobs, callbacks and policy; a transport knows how to set up a
  * worker and move records (pool_internal.h) to and from it. The only transport today is shared
- * memory (pool_shm.c: per-worker SPSC rings + futex wake-ups + spinning, workers forked by the
- * supervisor thread). An MPI backend would implement the same operations over MPI ranks: start =
- * claim a rank (the rank runs the same binary, so MP_FUNC_REGISTER gave it the same function
- * table), task_reserve/commit/flush = pack and MPI_Isend, result_peek = MPI_Iprobe/MPI_Recv,
- * death_fd = a descriptor that becomes readable when the rank is lost, running = what the rank last
- * said it runs.
+ * memory (pool_shm.c: per-worker SPSC rings + futex wake-ups + spinning); its workers are forked
+ * by the pool's worker factory (pool_factory.c), never by a thread of the program. An MPI backend
+ * would implement the same operations over MPI ranks: start = claim a rank (the rank runs the same
+ * binary, so MP_FUNC_REGISTER gave it the same function table), task_reserve/commit/flush = pack
+ * and MPI_Isend, result_peek = MPI_Iprobe/MPI_Recv, death_fd = a descriptor that becomes readable
+ * when the rank is lost, running = what the rank last said it runs.
  *
- * Threading: pool.c calls every operation on one worker with the pool lock held, except start,
- * which the supervisor thread calls without it. A transport must never block in these calls.
+ * Threading: pool.c calls every operation on one worker with the pool lock held. A transport must
+ * never block in these calls.
  */
 #ifndef MP_POOL_TRANSPORT_H
 #define MP_POOL_TRANSPORT_H
@@ -40,10 +40,17 @@ typedef struct mp__transport {
      * does). */
     void (*want_notify)(mp__tp_shared *s, int on);
 
-    /* Starts worker `index` (0-based): forks it. In the child, never returns. `close_in_child`
-     * lists the other workers' transport state, which the child unmaps. */
-    int (*start)(mp__tp_shared *s, const mp__worker_conf *conf, int index, mp__tp_worker **out,
-                 pid_t *pid, mp__tp_worker *const *others, int nothers);
+    /* Around the fork of the worker factory: the pool-wide state must reach it (and through it
+     * every worker), but no other process the program forks. */
+    void (*fork_begin)(mp__tp_shared *s);
+    void (*fork_end)(mp__tp_shared *s);
+    /* Sets up worker state in the parent before the worker exists; *fd gets a descriptor that
+     * carries it to the worker (sent to the factory, closed by the caller after). */
+    int (*prepare)(mp__tp_shared *s, const mp__worker_conf *conf, mp__tp_worker **out, int *fd);
+    /* In a new worker process: takes over fd (from prepare) and efd (the pool's eventfd) and runs
+     * the worker loop. Never returns. */
+    __attribute__((noreturn)) void (*worker_run)(mp__tp_shared *s, const mp__worker_conf *conf,
+                                                 int fd, int efd);
     /* Space for a task record of `size` bytes (multiple of 8), or NULL when the worker's input is
      * full right now (try again after its results were taken). */
     void *(*task_reserve)(mp__tp_worker *w, uint32_t size);
@@ -65,5 +72,35 @@ typedef struct mp__transport {
 } mp__transport;
 
 extern const mp__transport mp__pool_shm_transport;
+
+/* ---- the worker factory (pool_factory.c) ------------------------------------------------------
+ * A single-threaded process forked once per pool that forks, signals and reaps the workers. */
+enum { MP__F_SPAWN = 1, MP__F_KILL, MP__F_QUIT, MP__F_SPAWNED, MP__F_DIED, MP__F_BYE };
+
+typedef struct mp__fmsg {
+    int32_t op;
+    int32_t index; /* SPAWN, SPAWNED: the worker slot */
+    int32_t pid;   /* SPAWNED: the worker's pid or -errno; KILL, DIED: the worker */
+    int32_t val;   /* SPAWN: CPU to pin to (-1: none); KILL: signal; DIED: exit code */
+} mp__fmsg;
+
+typedef struct mp__factory {
+    pid_t pid;
+    int sock; /* the pool's end; -1 when none */
+    bool gone;
+} mp__factory;
+
+/* Forks the factory (call from the thread the workers' lives are tied to). */
+int mp__factory_start(mp__factory *f, const mp__transport *tp, mp__tp_shared *ts,
+                      const mp__worker_conf *conf);
+/* Asks for worker `index`; the answer comes as SPAWNED. Returns 0 or -errno. */
+int mp__factory_spawn(mp__factory *f, int index, int pin_cpu, int tpfd, int efd);
+void mp__factory_kill(mp__factory *f, pid_t pid, int sig);
+/* Next message: 1, 0 (none before dl; NULL dl: do not wait), -EPIPE (the factory is gone). */
+int mp__factory_recv(mp__factory *f, mp__fmsg *m, const mp__deadline *dl);
+/* Asks the factory to kill its workers, report them and exit (then BYE). */
+void mp__factory_quit(mp__factory *f);
+/* Closes the socket and reaps the factory (after BYE or -EPIPE). */
+void mp__factory_end(mp__factory *f);
 
 #endif

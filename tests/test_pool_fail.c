@@ -109,19 +109,27 @@ static int get_int(mp_result *r, int *out)
     return rc;
 }
 
-/* SIGKILLs pid only if it is still a child of this test (a worker): the pid of a worker that was
- * reaped meanwhile could belong to anyone by now. The pidfd pins the process while we check. */
+static pid_t parent_of(pid_t pid)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    pid_t pp = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "PPid:", 5) == 0) pp = atoi(line + 5);
+    if (f) fclose(f);
+    return pp;
+}
+
+/* SIGKILLs pid only if it is still a worker of this test (a child of a pool's worker factory,
+ * which is a child of the test): the pid of a worker that was reaped meanwhile could belong to
+ * anyone by now. The pidfd pins the process while we check. */
 static int kill_worker(pid_t pid)
 {
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (fd < 0) return -1;
-    char path[64], line[128];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "re");
-    int ours = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "PPid:", 5) == 0) ours = atoi(line + 5) == (int)getpid();
-    if (f) fclose(f);
+    pid_t pp = parent_of(pid);
+    int ours = pp > 0 && parent_of(pp) == getpid();
     int rc = ours ? (int)syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0) : -1;
     close(fd);
     return rc;
@@ -426,7 +434,23 @@ static void test_killed_parent(void **state)
         if (reaped == 3 || el > limit) break;
         sleep_ms(5);
     }
+    for (int i = 0; i < 3; i++) {
+        if (done[i]) continue;
+        char path[64], line[128];
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pids[i]);
+        FILE *f = fopen(path, "re");
+        fprintf(stderr, "worker %d not reaped:", (int)pids[i]);
+        while (f && fgets(line, sizeof line, f))
+            if (!strncmp(line, "State", 5) || !strncmp(line, "PPid", 4))
+                fprintf(stderr, " %s", line);
+        fprintf(stderr, "%s\n", f ? "" : " (no such process)");
+        if (f) fclose(f);
+    }
     assert_int_equal(reaped, 3);
+    /* The pool's worker factory died with its owner too (it went first: the workers die of its
+     * death) and came back to the test as well. */
+    while (waitpid(-1, NULL, WNOHANG) > 0) {
+    }
 }
 
 /* ---- the pool used from a task and from a callback ------------------------------------------- */
@@ -448,16 +472,19 @@ MP_FUNC_REGISTER("f.use_pool", t_use_pool)
 
 static void test_pool_from_task(void **state)
 {
-    /* maxtasksperchild 1: the worker that runs the second task was forked after global_pool was
-     * set, so it holds a fork copy of the pool object */
+    /* Workers are copies of the program as it was when their pool was created (they are forked
+     * by the pool's factory): the workers of a second pool hold a fork copy of the first pool's
+     * object, and maxtasksperchild 1 makes the task run in a replacement worker too. */
     mp_pool_options o = MP_POOL_OPTIONS_INIT;
     o.processes = 1;
     o.maxtasksperchild = 1;
     assert_mp_ok(mp_pool_new(&global_pool, &o));
+    mp_pool *second;
+    assert_mp_ok(mp_pool_new(&second, &o));
     mp_result *r;
-    assert_mp_ok(mp_pool_apply(global_pool, "f.pid", NULL, 0, mp_test_timeout(10), &r));
+    assert_mp_ok(mp_pool_apply(second, "f.pid", NULL, 0, mp_test_timeout(10), &r));
     mp_result_free(&r);
-    assert_mp_ok(mp_pool_apply(global_pool, "f.use_pool", NULL, 0, mp_test_timeout(10), &r));
+    assert_mp_ok(mp_pool_apply(second, "f.use_pool", NULL, 0, mp_test_timeout(10), &r));
     const void *d;
     size_t l;
     assert_mp_ok(mp_result_get(r, &d, &l, 0));
@@ -467,6 +494,7 @@ static void test_pool_from_task(void **state)
     for (int i = 0; i < 4; i++)
         assert_mp(MP_ECHILD, rc[i]);
     mp_result_free(&r);
+    end_pool(&second);
     end_pool(&global_pool);
 }
 
@@ -628,7 +656,7 @@ static int count_shared_anon_maps(void)
     char line[512];
     int n = 0;
     while (f && fgets(line, sizeof line, f))
-        if (strstr(line, "/dev/zero") || strstr(line, "SYSV")) n++;
+        if (strstr(line, "/dev/zero") || strstr(line, "SYSV") || strstr(line, "memfd:mproc")) n++;
     if (f) fclose(f);
     return n;
 }
@@ -715,9 +743,14 @@ static int count_maps_of(pid_t pid)
     FILE *f = fopen(path, "re");
     int n = 0;
     while (f && fgets(line, sizeof line, f))
-        if (strstr(line, "/dev/zero")) n++;
+        if (strstr(line, "/dev/zero") || strstr(line, "memfd:mproc-pool")) n++;
     if (f) fclose(f);
     return n;
+}
+
+static int two_maps(void *arg)
+{
+    return count_maps_of(*(pid_t *)arg) >= 2;
 }
 
 static void test_workers_hold_only_their_own_rings(void **state)
@@ -726,9 +759,13 @@ static void test_workers_hold_only_their_own_rings(void **state)
     mp_pool *a = new_pool(2);
     mp_pool *b = new_pool(1);
     pid_t pids[2];
+    /* a new worker maps its ring (a memfd it receives) itself: wait until it did */
     assert_int_equal(mp_pool_worker_pids(b, pids, 1), 1);
+    assert_true(mp_test_eventually(two_maps, &pids[0], mp_test_timeout(5)));
     assert_int_equal(count_maps_of(pids[0]), 2);
     assert_int_equal(mp_pool_worker_pids(a, pids, 2), 2);
+    assert_true(mp_test_eventually(two_maps, &pids[0], mp_test_timeout(5)));
+    assert_true(mp_test_eventually(two_maps, &pids[1], mp_test_timeout(5)));
     assert_int_equal(count_maps_of(pids[0]), 2);
     assert_int_equal(count_maps_of(pids[1]), 2);
     end_pool(&b);

@@ -32,11 +32,17 @@
  * send it a task record, receive its result records, learn that it died) so that an MPI backend can
  * be added without rewriting the pool.
  *
- * Supervisor. The pool runs one thread in the parent, the supervisor: it forks every worker (so
- * PR_SET_PDEATHSIG, which follows the forking thread, ties the workers to a thread that lives as
- * long as the pool), watches their pidfds, replaces dead workers, enforces per-task timeouts and
- * runs the callbacks. Waiting callers do not hop through it: a thread blocked in a get/wait/map
- * drains the result rings itself, so an apply round trip is caller -> worker -> caller.
+ * Supervisor and factory. The pool runs one thread in the parent, the supervisor, and one small
+ * single-threaded process, the worker factory, which the supervisor forks once while mp_pool_new
+ * waits. Every worker is forked by the factory, never by a thread of the program: a fork copies
+ * only the forking thread, so a worker forked while another thread refilled stdout or held an
+ * allocator lock would print that output again or hang. Workers are therefore copies of the
+ * program as it was at mp_pool_new (also the ones that replace dead workers later). The factory
+ * reaps the workers and reports their exit statuses; the supervisor replaces dead workers,
+ * enforces per-task timeouts and runs the callbacks. PR_SET_PDEATHSIG ties the workers to the
+ * factory and the factory to the supervisor thread, which lives as long as the pool. Waiting
+ * callers do not hop through it: a thread blocked in a get/wait/map drains the result rings itself,
+ * so an apply round trip is caller -> worker -> caller.
  *
  * Failures (see docs/pool.md):
  *   - A task that calls mp_task_fail (or returns non-zero): its result carries MP_ETASKFAILED, the
@@ -44,13 +50,13 @@
  *   - A worker that dies while running a task (segfault, abort, exit, SIGKILL): that task
  *     fails with MP_EWORKERDIED; mp_result_error gives the worker's exit code as Python's
  *     Process.exitcode (the exit status, or minus the signal number) and a message saying how it
- *     died. Tasks queued behind it are re-dispatched, the worker is replaced, the pool goes on.
- *     With map chunks the undelivered items of the running chunk fail together (chunksize 1
- *     isolates items).
+ *     died (MP_EREAPED, never 0, when the status is unknown: the factory was killed). Tasks queued
+ * behind it are re-dispatched, the worker is replaced, the pool goes on. With map chunks the
+ * undelivered items of the running chunk fail together (chunksize 1 isolates items).
  *   - A task running longer than the pool's task_timeout: its worker is killed and replaced, the
  *     task fails with -ETIMEDOUT (mp_result_ready() tells it apart from a get() that timed out).
  *   - The process holding the pool dies (even by SIGKILL): the kernel SIGKILLs every worker.
- *   - A task that uses its (forked copy of the) pool gets MP_ECHILD. A callback that makes a
+ *   - A task that uses a forked copy of a pool (or result) gets MP_ECHILD. A callback that makes a
  *     blocking call on its pool gets -EDEADLK; non-blocking calls (apply_async, map_async, ready,
  *     get/wait with timeout 0, free) work from callbacks.
  *   - After close+join or terminate no process, fd or shared memory of the pool remains.
@@ -95,11 +101,12 @@ typedef struct mp_buf {
  * succeeds with an empty result. */
 typedef int (*mp_task_fn)(const void *arg, size_t len, mp_task_result *res);
 
-/* Registers fn under name (at most 127 bytes; copied). Register before creating pools: a worker
- * has the registry as it was when it was forked. Registering the same name with the same fn again
- * is a no-op. *out (may be NULL) gets the function's handle, valid for the program's life.
- * Errors: -EINVAL (NULL name or fn, empty or too long name), -EEXIST (name taken by another fn, or
- * a different name with the same 64-bit id), -ENOMEM. Thread-safe; not async-signal-safe. */
+/* Registers fn under name (at most 127 bytes; copied). Register before creating pools: a pool's
+ * workers have the registry as it was at mp_pool_new, and submitting a function registered later
+ * fails with MP_ENOFUNC. Registering the same name with the same fn again is a no-op. *out (may be
+ * NULL) gets the function's handle, valid for the program's life. Errors: -EINVAL (NULL name or fn,
+ * empty or too long name), -EEXIST (name taken by another fn, or a different name with the same
+ * 64-bit id), -ENOMEM. Thread-safe; not async-signal-safe. */
 MP_API int mp_func_register(const char *name, mp_task_fn fn, mp_func **out);
 
 /* Looks a function up by name. Errors: -EINVAL, MP_ENOFUNC. Thread-safe. */
@@ -111,12 +118,22 @@ MP_API const char *mp_func_name(const mp_func *f);
 MP_API uint64_t mp_func_id(const mp_func *f);
 
 /* Registers fn under name when the program (or shared library) is loaded, before main: in a
- * constructor, so every process running this binary, forked or not, has the same table. */
+ * constructor, so every process running this binary, forked or not, has the same table.
+ * A constructor cannot return an error, so a clash (one name given to two functions, or two names
+ * with one id) is made impossible to miss: it is printed to stderr at load with both places
+ * (file:line), and from then on every mp_pool_new fails with -EEXIST (mp_pool_last_error gives
+ * the same text). */
 #define MP_FUNC_REGISTER(name, fn)                                                                 \
     __attribute__((constructor)) static void mp__func_register_##fn(void)                          \
     {                                                                                              \
-        mp_func_register(name, fn, NULL);                                                          \
+        mp__func_register_static(name, fn, __FILE__, __LINE__);                                    \
     }
+MP_API void mp__func_register_static(const char *name, mp_task_fn fn, const char *file, int line);
+
+/* A human-readable detail of the last registry or pool error of the calling thread: which name
+ * was not found (MP_ENOFUNC), which two places registered one name (-EEXIST), ... "" before any.
+ * Set by the failing call, not cleared by successful ones; the string belongs to the thread. */
+MP_API const char *mp_pool_last_error(void);
 
 /* ---- inside a task ----------------------------------------------------------------------------
  */
@@ -194,10 +211,12 @@ typedef struct mp_pool_options {
         .processes = MP_POOL_CPUS                                                                  \
     }
 
-/* Creates a pool and starts its workers (forked by the pool's supervisor thread). opts NULL means
- * MP_POOL_OPTIONS_INIT; the options are copied (initarg too). The caller owns *out until
- * mp_pool_free. Errors: -EINVAL (out NULL, processes 0 or < -1 or > 1024, bad max_message, ncpus
- * < 0), MP_ENOFUNC (unknown initializer), MP_ETOOBIG (initarg), -ENOMEM, -EAGAIN (fork or thread).
+/* Creates a pool and starts its workers (forked by the pool's worker factory, itself forked once
+ * by the pool's supervisor thread). opts NULL means MP_POOL_OPTIONS_INIT; the options are copied
+ * (initarg too). The caller owns *out until mp_pool_free. Errors: -EINVAL (out NULL, processes 0
+ * or < -1 or > 1024, bad max_message, ncpus < 0), MP_ENOFUNC (unknown initializer), MP_ETOOBIG
+ * (initarg), -EEXIST (two MP_FUNC_REGISTERs gave one name to two functions: every pool is
+ * refused, mp_pool_last_error says which), -ENOMEM, -EAGAIN (fork or thread).
  * A task may create a pool of its own inside its worker; a callback may create one too. */
 MP_API int mp_pool_new(mp_pool **out, const mp_pool_options *opts);
 
@@ -234,9 +253,11 @@ typedef struct mp_task_options {
 /* Submits func(arg) and returns at once. The argument is copied. *out gets a result handle the
  * caller owns and must free (also after the pool is freed). opts may be NULL.
  * Errors (nothing submitted, *out untouched): -EINVAL (NULL pool/func/out, arg NULL with len > 0),
- * MP_ENOFUNC (func not registered), MP_ETOOBIG (len > max_message - 64), MP_ECLOSED (after close),
- * MP_ETERMINATED (after terminate), MP_ETASKFAILED (the pool's initializer failed), -ENOMEM,
- * MP_ECHILD (called in a worker). */
+ * MP_ENOFUNC (func not registered, or registered after the pool was created; mp_pool_last_error
+ * names it), MP_ETOOBIG (len > max_message - 64), MP_ECLOSED (after close, also once joined),
+ * MP_ETERMINATED (after terminate), MP_ETASKFAILED (the pool's initializer failed),
+ * MP_EWORKERDIED (the pool's worker factory was killed), -ENOMEM, MP_ECHILD (called in a worker).
+ */
 MP_API int mp_pool_apply_async(mp_pool *pool, const char *func, const void *arg, size_t len,
                                const mp_task_options *opts, mp_result **out);
 
@@ -250,7 +271,8 @@ MP_API int mp_pool_apply(mp_pool *pool, const char *func, const void *arg, size_
 /* map: func on every item, results in input order (mp_result_item). items[] and the bytes they
  * point at are BORROWED until the result is ready (not copied: the zero-copy map path). Items are
  * grouped into task records of opts->chunksize (0: automatic). n == 0 gives a ready, successful
- * result with no items. Errors as apply_async. */
+ * result with no items. Errors as apply_async (MP_ETOOBIG: an item over max_message - 64, as apply;
+ * nothing is submitted then). */
 MP_API int mp_pool_map_async(mp_pool *pool, const char *func, const mp_buf *items, size_t n,
                              const mp_task_options *opts, mp_result **out);
 
@@ -370,8 +392,9 @@ MP_API int mp_pool_join(mp_pool *pool, double timeout);
 MP_API int mp_pool_terminate(mp_pool *pool);
 
 /* Terminates the pool if it was not joined (as Python's Pool.__del__), releases it and sets *pp
- * to NULL. Results and imaps stay valid (they own their data). NULL-safe. Returns 0, -EDEADLK
- * (from a callback: nothing done), MP_ECHILD (in a worker: nothing done). */
+ * to NULL. Results and imaps stay valid (they own their data), also while other threads wait on
+ * them: they hold references on the pool's structure, which goes with the last of them. NULL-safe.
+ * Returns 0, -EDEADLK (from a callback: nothing done), MP_ECHILD (in a worker: nothing done). */
 MP_API int mp_pool_free(mp_pool **pp);
 
 #ifdef __cplusplus
