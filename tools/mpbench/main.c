@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mpbench - measures every mproc mechanism side by side and fills the IPC comparison table.
  *
  *   mpbench --quick                 the comparison table and the key figures (< 30 s)
@@ -42,55 +43,55 @@ static const struct bench {
 #ifdef MPB_HAVE_PIPE
      NULL},
 #else
-     "built without src/pipe.c"},
+     "built without mproc/pipe.h"},
 #endif
     {"queue", "mp_queue: round trips and streams", mpb_bench_queue,
 #ifdef MPB_HAVE_QUEUE
      NULL},
 #else
-     "built without src/queue.c"},
+     "built without mproc/queue.h"},
 #endif
     {"array", "shared Array bulk transfer, handed over with an atomic Value", mpb_bench_array,
 #ifdef MPB_HAVE_SHARED
      NULL},
 #else
-     "built without src/shared.c"},
+     "built without mproc/shared.h"},
 #endif
     {"value", "shared Value incremented under its lock by two processes", mpb_bench_value,
 #if defined(MPB_HAVE_SHARED) && defined(MPB_HAVE_SYNC)
      NULL},
 #else
-     "built without src/shared.c or src/sync.c"},
+     "built without mproc/shared.h or mproc/sync.h"},
 #endif
     {"atomic", "atomic Value: atomic add by two processes", mpb_bench_atomic,
 #ifdef MPB_HAVE_SHARED
      NULL},
 #else
-     "built without src/shared.c"},
+     "built without mproc/shared.h"},
 #endif
     {"lock", "mp_lock acquire+release, uncontended", mpb_bench_lock,
 #ifdef MPB_HAVE_SYNC
      NULL},
 #else
-     "built without src/sync.c"},
+     "built without mproc/sync.h"},
 #endif
     {"signal", "signal round trip: mp_signal_send + mp_sigwaiter", mpb_bench_signal,
 #ifdef MPB_HAVE_SIGNALS
      NULL},
 #else
-     "built without src/signals.c"},
+     "built without mproc/signals.h"},
 #endif
     {"process", "process start: mp_process_new+start+join+free", mpb_bench_process,
 #ifdef MPB_HAVE_PROCESS
      NULL},
 #else
-     "built without src/process.c"},
+     "built without mproc/process.h"},
 #endif
     {"pool", "process pool: apply round trip, map", mpb_bench_pool,
 #ifdef MPB_HAVE_POOL
      NULL},
 #else
-     "built without src/pool.c"},
+     "built without mproc/pool.h"},
 #endif
     /* Only with --compare peers or --only peers: other libraries, not mproc. */
     {"peers", "other IPC beside mproc: POSIX mq, ZeroMQ ipc PUSH/PULL and REQ/REP", mpb_bench_peers,
