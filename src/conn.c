@@ -63,6 +63,12 @@ int mp_conn_from_fd(mp_conn **out, int fd, bool readable, bool writable)
     socklen_t tl = sizeof type;
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0) return -errno;
     if (type != SOCK_STREAM) return -EINVAL;
+    /* An unconnected socket would fail every send (ENOTCONN, or EPIPE) and read end of file at
+     * once: say so now, while the caller still has the fd. A socket whose peer has left keeps its
+     * peer address and is accepted (it reads end of file, as it should). */
+    struct sockaddr_storage peer;
+    socklen_t pl = sizeof peer;
+    if (getpeername(fd, (struct sockaddr *)&peer, &pl) < 0) return -errno;
     int fl = fcntl(fd, F_GETFD);
     if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0) return -errno;
     return mp__conn_new_fds(out, readable ? fd : -1, writable ? fd : -1, -1, true, true);
@@ -110,14 +116,19 @@ int mp_conn_fileno(const mp_conn *c)
     return c->rfd >= 0 ? c->rfd : c->wfd >= 0 ? c->wfd : c->bfd;
 }
 
-bool mp_conn_readable(const mp_conn *c)
+int mp_conn_is_readable(const mp_conn *c)
 {
-    return c && c->readable;
+    return c ? c->readable : -EINVAL;
 }
 
-bool mp_conn_writable(const mp_conn *c)
+int mp_conn_is_writable(const mp_conn *c)
 {
-    return c && c->writable;
+    return c ? c->writable : -EINVAL;
+}
+
+int mp_conn_is_closed(const mp_conn *c)
+{
+    return c ? c->closed : -EINVAL;
 }
 
 int mp_conn_set_max_message(mp_conn *c, uint64_t max)
@@ -540,7 +551,7 @@ static int read_payload(mp_conn *c, unsigned char *dst, const mp__deadline *dl)
     return 0;
 }
 
-static int check_recv(mp_conn *c)
+static int check_recv(const mp_conn *c)
 {
     if (!c) return -EINVAL;
     if (c->closed) return MP_ECLOSED;
@@ -749,10 +760,14 @@ out:
     return rc;
 }
 
-int mp_conn_poll(mp_conn *c, double timeout)
+int mp_conn_poll(const mp_conn *c, double timeout)
 {
     int rc = check_recv(c);
     if (rc < 0) return rc;
-    mp_wait_item it = {.conn = c, .fd = -1};
-    return mp_wait(&it, 1, timeout);
+    int fd = -1;
+    if (conn_ready_now(c, &fd)) return 1;
+    mp__deadline dl = mp__deadline_in(timeout);
+    struct pollfd u = {.fd = fd, .events = POLLIN};
+    rc = wait_fds(&u, 1, &dl);
+    return rc < 0 ? rc : rc > 0;
 }
