@@ -13,7 +13,6 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -630,69 +629,6 @@ static int cmp_wait_fd(const void *x, const void *y)
     return a->fd < b->fd ? -1 : a->fd > b->fd;
 }
 
-/* poll() with more fds than RLIMIT_NOFILE's soft limit fails with EINVAL: epoll has no such
- * limit (it needs one free fd of its own). Its answers go into u[].revents like poll's: fds that
- * are not open are POLLNVAL, fds epoll refuses (regular files, which poll reports always
- * readable) POLLIN, both ready at once. Returns how many are ready, or -errno. */
-static int wait_epoll(struct pollfd *u, size_t nu, const mp__deadline *dl)
-{
-    int ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0) return -errno;
-    struct epoll_event *evs = malloc(nu * sizeof *evs);
-    int rc = 0, pre = 0;
-    if (!evs) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    for (size_t k = 0; k < nu; k++) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = k};
-        u[k].revents = 0;
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, u[k].fd, &ev) == 0) continue;
-        if (errno == EBADF) {
-            u[k].revents = POLLNVAL;
-        } else if (errno == EPERM) {
-            u[k].revents = POLLIN;
-        } else {
-            rc = -errno;
-            goto out;
-        }
-        pre++;
-    }
-    for (;;) {
-        int r = epoll_wait(ep, evs, (int)nu, pre ? 0 : mp__deadline_poll_ms(dl));
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            rc = -errno;
-            goto out;
-        }
-        for (int i = 0; i < r; i++)
-            u[evs[i].data.u64].revents = (short)(evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR));
-        if (r > 0 || pre || mp__deadline_left_ns(dl) == 0) {
-            rc = r + pre;
-            break;
-        }
-    }
-out:
-    free(evs);
-    close(ep);
-    return rc;
-}
-
-/* Waits on the distinct fds u[0..nu): poll(), or epoll when there are more than poll accepts. */
-static int wait_fds(struct pollfd *u, size_t nu, const mp__deadline *dl)
-{
-    for (;;) {
-        int r = poll(u, nu, mp__deadline_poll_ms(dl));
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EINVAL && nu > 1) return wait_epoll(u, nu, dl);
-            return -errno;
-        }
-        if (r == 0 && mp__deadline_left_ns(dl) > 0) continue;
-        return r;
-    }
-}
-
 /* Each distinct fd is waited for once, whatever the number of items that name it (items without
  * one cost nothing), so n items never exceed poll's limit of RLIMIT_NOFILE fds when the fds are
  * ordinary open ones; more distinct fds than that (opened before the soft limit was lowered) go
@@ -744,7 +680,7 @@ int mp_wait(mp_wait_item *items, size_t n, double timeout)
     }
     mp__deadline dl = mp__deadline_in(ready ? 0 : timeout);
     if (nu > 0 || !ready) {
-        rc = wait_fds(u, nu, &dl);
+        rc = mp__poll_fds(u, nu, &dl);
         if (rc < 0) goto out;
     }
     for (size_t i = 0; i < n; i++) {
@@ -768,6 +704,6 @@ int mp_conn_poll(const mp_conn *c, double timeout)
     if (conn_ready_now(c, &fd)) return 1;
     mp__deadline dl = mp__deadline_in(timeout);
     struct pollfd u = {.fd = fd, .events = POLLIN};
-    rc = wait_fds(&u, 1, &dl);
+    rc = mp__poll_fds(&u, 1, &dl);
     return rc < 0 ? rc : rc > 0;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* hangup.c - the peer hang-up watch of platform.h: is the other end of a socket gone, asked at
- * every send and answered without a system call while nothing happened.
+/* hangup.c - watching fds, the Linux way: the peer hang-up watch of platform.h (is the other end
+ * of a socket gone, asked at every send and answered without a system call while nothing
+ * happened), and mp__poll_fds (poll() that does not stop at RLIMIT_NOFILE fds).
  *
  * Asking the kernel costs a system call per send (epoll_wait on a ready list, ~200 ns of the
  * sender's CPU; it made a 64-byte pipe send two system calls where a raw pipe makes one). So a
@@ -256,4 +257,68 @@ void mp__hangup_watch_free(mp__hangup_watch **pw)
     if (w->efd >= 0) close(w->efd);
     free(w);
     *pw = NULL;
+}
+
+/* ---- waiting on many fds ------------------------------------------------------------------ */
+
+/* poll() with more fds than RLIMIT_NOFILE's soft limit fails with EINVAL: epoll has no such
+ * limit (it needs one free fd of its own). Its answers go into u[].revents like poll's: fds that
+ * are not open are POLLNVAL, fds epoll refuses (regular files, which poll reports always
+ * readable) POLLIN, both ready at once. Returns how many are ready, or -errno. */
+static int wait_epoll(struct pollfd *u, size_t nu, const mp__deadline *dl)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) return -errno;
+    struct epoll_event *evs = malloc(nu * sizeof *evs);
+    int rc = 0, pre = 0;
+    if (!evs) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t k = 0; k < nu; k++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = k};
+        u[k].revents = 0;
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, u[k].fd, &ev) == 0) continue;
+        if (errno == EBADF) {
+            u[k].revents = POLLNVAL;
+        } else if (errno == EPERM) {
+            u[k].revents = POLLIN;
+        } else {
+            rc = -errno;
+            goto out;
+        }
+        pre++;
+    }
+    for (;;) {
+        int r = epoll_wait(ep, evs, (int)nu, pre ? 0 : mp__deadline_poll_ms(dl));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            rc = -errno;
+            goto out;
+        }
+        for (int i = 0; i < r; i++)
+            u[evs[i].data.u64].revents = (short)(evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR));
+        if (r > 0 || pre || mp__deadline_left_ns(dl) == 0) {
+            rc = r + pre;
+            break;
+        }
+    }
+out:
+    free(evs);
+    close(ep);
+    return rc;
+}
+
+int mp__poll_fds(struct pollfd *u, size_t nu, const mp__deadline *dl)
+{
+    for (;;) {
+        int r = poll(u, nu, mp__deadline_poll_ms(dl));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EINVAL && nu > 1) return wait_epoll(u, nu, dl);
+            return -errno;
+        }
+        if (r == 0 && mp__deadline_left_ns(dl) > 0) continue;
+        return r;
+    }
 }

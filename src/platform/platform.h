@@ -184,4 +184,14 @@ void mp__hangup_watch_free(mp__hangup_watch **pw);
 /* One-off check without a watch: poll() for POLLHUP/POLLERR on sock. */
 bool mp__hangup_now(int sock);
 
+/* ---- waiting on many fds (hangup.c) ---------------------------------------------------------
+ *
+ * poll() on u[0..nu) (distinct fds) until the deadline, EINTR retried against it. poll() refuses
+ * more fds than RLIMIT_NOFILE's soft limit (EINVAL); then an epoll instance of the call's own does
+ * the waiting (it needs one free fd: else -EMFILE), with answers in u[].revents as poll gives
+ * them: POLLIN, POLLHUP, POLLERR, and POLLNVAL for an fd that is not open. Returns how many fds are
+ * ready (0: the deadline passed) or -errno. */
+struct pollfd;
+int mp__poll_fds(struct pollfd *u, size_t nu, const mp__deadline *dl);
+
 #endif
