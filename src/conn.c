@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* conn.c - message connections: framing, batched receive, send without SIGPIPE, mp_wait.
  *
  * The receive side reads in chunks of up to 64 KiB into a per-connection buffer, so a burst of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* conn.h - private: the message connection shared by pipes (pipe.c) and local sockets (socket.c).
  *
  * A connection has up to three fds:

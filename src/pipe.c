@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pipe.c - mp_pipe_new: Python's Pipe(duplex) over pipe2() plus a bulk socketpair.
  *
  * Each direction is a pipe (small messages: a pipe write costs about half a Unix-socket send

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=90 */
 /* test_pipe.c - pipes: duplex and one-way, message sizes, too-small buffers, timeouts, poll,
  * mp_wait with process sentinels, end of file, broken pipe without SIGPIPE, close, bad input,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=60 */
 /* test_socket.c - local sockets: path and abstract listeners, a client that is a separate
  * program, peer credentials, a different-uid peer rejected, stale and live socket files, the file

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mproc/pipe.h - message connections: Python's Pipe() and Connection, in C.
  *
  *     mp_conn *a, *b;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mproc/socket.h - local sockets: Python's multiprocessing.connection Listener and Client, in C.
  *
  *     // server                                       // any process of the same user
