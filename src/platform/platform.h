@@ -171,8 +171,9 @@ void mp__fd_close_internal(const int *keep, int n);
  * it enters the kernel, and flags it in the ring until then); other threads and forked children
  * (the watch notices a fork) ask the socket each time. One thread at a time may check a watch.
  * Checks retry EINTR; the watch owns only its own fds (close-on-exec, not in the internal-fd
- * registry) and must be freed before sock and arm are closed. The arming thread's blocking
- * system calls may end once with EINTR when the peer goes (kernels before 5.19). */
+ * registry) and must be freed before sock and arm are closed. When the peer goes, a blocking
+ * epoll_wait() of the arming thread may end once with EINTR, as after a signal (docs/pipe.md);
+ * calls that restart after signals are not affected. */
 typedef struct mp__hangup_watch mp__hangup_watch;
 
 /* A watch over sock (armed on arm at its first check). Returns 0, or -ENOMEM. */
