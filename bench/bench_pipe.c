@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_pipe.c - mproc pipes against raw pipe2() and Python's multiprocessing Pipe, same run.
  *
  * Figures (medians of >= 5 runs):

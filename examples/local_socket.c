@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* local_socket.c - a Listener and a Client in two unrelated programs (the client is exec'd). */
 #include <errno.h>
 #include <stdio.h>

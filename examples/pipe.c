@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pipe.c - Pipe(duplex) and Pipe(one-way) between processes: send, recv, poll, EOF, broken pipe. */
 #include <errno.h>
 #include <stdio.h>

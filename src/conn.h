@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* conn.h - private: the message connection shared by pipes (pipe.c) and local sockets (socket.c).
  *
  * A connection has up to three fds:
@@ -26,11 +27,10 @@
 struct mp_conn {
     int rfd, wfd, bfd;
     int kfd; /* pipes: a read end of the pipe this end writes, kept so writes never SIGPIPE */
-    int efd; /* pipes without io_uring: an epoll instance watching bfd (created at the first send)
-              */
-    struct mp__hup_ring *hup; /* pipes: an io_uring poll on bfd, see peer_gone in conn.c */
-    bool hup_off;             /* io_uring unavailable or unsuitable here: use efd */
-    bool rd_sock, wr_sock;    /* rfd / wfd are sockets (recv/send with flags) rather than pipes */
+    /* sending pipe ends: whether the peer is gone, asked before each send (peer_gone in conn.c);
+     * made at the first send */
+    struct mp__hangup_watch *hup;
+    bool rd_sock, wr_sock; /* rfd / wfd are sockets (recv/send with flags) rather than pipes */
     bool readable, writable;
     bool closed;
     bool wr_shut;  /* sending side shut down after a torn send */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* conn_frame.h - the wire format of a message connection, as pure functions (no I/O), so that a
  * fuzzer can feed the decoder arbitrary bytes (tests/fuzz/fuzz_conn_frame.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pipe.c - mp_pipe_new: Python's Pipe(duplex) over pipe2() plus a bulk socketpair.
  *
  * Each direction is a pipe (small messages: a pipe write costs about half a Unix-socket send
@@ -59,8 +60,8 @@ int mp_pipe_new(mp_conn **a, mp_conn **b, bool duplex)
         if (fl >= 0 && fcntl(fd[i], F_SETFL, fl | O_NONBLOCK) == 0)
             (i == 1 ? cb : ca)->wr_nb = true;
     }
-    /* the writing ends learn of the peer's hang-up from the bulk socket, with an io_uring poll or
-     * an epoll instance set up at their first send (peer_gone in conn.c) */
+    /* the writing ends learn of the peer's hang-up from the bulk socket, through a platform
+     * hang-up watch set up at their first send (peer_gone in conn.c) */
     *a = ca;
     *b = cb;
     return 0;

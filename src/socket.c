@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* socket.c - local sockets: listeners at a path or an abstract name, clients, peer checks.
  *
  * Connections are AF_UNIX SOCK_STREAM sockets wrapped in an mp_conn with one fd for both

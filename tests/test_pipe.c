@@ -1,9 +1,11 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=90 */
 /* test_pipe.c - pipes: duplex and one-way, message sizes, too-small buffers, timeouts, poll,
  * mp_wait with process sentinels, end of file, broken pipe without SIGPIPE, close, bad input,
  * partial receives, torn sends, corrupt headers, and a SIGALRM storm during traffic. */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -45,8 +47,10 @@ static void duplex_both_ways(void **state)
 {
     mp_conn *a, *b;
     assert_mp_ok(mp_pipe_new(&a, &b, true));
-    assert_true(mp_conn_readable(a) && mp_conn_writable(a));
-    assert_true(mp_conn_readable(b) && mp_conn_writable(b));
+    assert_int_equal(mp_conn_is_readable(a), 1);
+    assert_int_equal(mp_conn_is_writable(a), 1);
+    assert_int_equal(mp_conn_is_readable(b), 1);
+    assert_int_equal(mp_conn_is_writable(b), 1);
     pid_t pid = mp_test_fork();
     if (pid == 0) {
         mp_conn_free(&a);
@@ -78,8 +82,10 @@ static void one_way_and_wrong_direction(void **state)
 {
     mp_conn *r, *w;
     assert_mp_ok(mp_pipe_new(&r, &w, false));
-    assert_true(mp_conn_readable(r) && !mp_conn_writable(r));
-    assert_true(!mp_conn_readable(w) && mp_conn_writable(w));
+    assert_int_equal(mp_conn_is_readable(r), 1);
+    assert_int_equal(mp_conn_is_writable(r), 0);
+    assert_int_equal(mp_conn_is_readable(w), 0);
+    assert_int_equal(mp_conn_is_writable(w), 1);
     char buf[16];
     size_t n;
     void *p = (void *)1;
@@ -534,8 +540,9 @@ static void bad_input(void **state)
     assert_mp(-EINVAL, mp_conn_set_max_message(NULL, 10));
     assert_mp(-EINVAL, mp_conn_set_max_message(a, 0));
     assert_mp(-EINVAL, mp_conn_set_max_message(a, MP_CONN_MAX_MESSAGE + 1));
-    assert_false(mp_conn_readable(NULL));
-    assert_false(mp_conn_writable(NULL));
+    assert_mp(-EINVAL, mp_conn_is_readable(NULL));
+    assert_mp(-EINVAL, mp_conn_is_writable(NULL));
+    assert_mp(-EINVAL, mp_conn_is_closed(NULL));
     assert_mp(-EINVAL, mp_wait(NULL, 1, 0));
     assert_int_equal(mp_wait(NULL, 0, 0), 0);
     static mp_wait_item many[5000];
@@ -558,6 +565,13 @@ static void bad_input(void **state)
     assert_mp(-EINVAL, mp_conn_from_fd(&c, dg[0], true, true));
     close(dg[0]);
     close(dg[1]);
+    /* a stream socket that is not connected (issue 11): refused, and still the caller's, as it
+     * was (not made close-on-exec) */
+    int lone = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_true(lone >= 0);
+    assert_mp(-ENOTCONN, mp_conn_from_fd(&c, lone, true, true));
+    assert_int_equal(fcntl(lone, F_GETFD), 0);
+    close(lone);
     /* the empty message sent above arrives */
     assert_mp_ok(mp_conn_recv(b, NULL, 0, &n, 1));
     assert_int_equal(n, 0);
@@ -567,6 +581,63 @@ static void bad_input(void **state)
     assert_mp_ok(mp_conn_peer(a, &pid, &uid));
     assert_int_equal(pid, getpid());
     assert_int_equal(uid, geteuid());
+    mp_conn_free(&a);
+    mp_conn_free(&b);
+}
+
+/* Python's Connection.closed (issue 11): 1 after this end's own close, whatever the peer does;
+ * the directions stay what they were. */
+static void closed_query(void **state)
+{
+    for (int duplex = 0; duplex < 2; duplex++) {
+        mp_conn *a, *b;
+        assert_mp_ok(mp_pipe_new(&a, &b, duplex));
+        assert_int_equal(mp_conn_is_closed(a), 0);
+        assert_int_equal(mp_conn_is_closed(b), 0);
+        mp_conn_close(a);
+        assert_int_equal(mp_conn_is_closed(a), 1);
+        assert_int_equal(mp_conn_is_closed(b), 0); /* the peer's close is not ours */
+        assert_int_equal(mp_conn_is_readable(a), 1);
+        assert_int_equal(mp_conn_is_writable(a), duplex);
+        mp_conn_close(a);
+        assert_int_equal(mp_conn_is_closed(a), 1);
+        mp_conn_free(&a);
+        mp_conn_free(&b);
+    }
+}
+
+/* Only MP_FOREVER waits without limit (docs/conventions.md): any other negative timeout is a
+ * deadline that already passed, so every call here acts as with 0 and returns at once, with the
+ * one "would block" code -ETIMEDOUT (poll and wait count what is ready: 0). */
+static void negative_timeout_is_expired(void **state)
+{
+    mp_conn *a, *b;
+    assert_mp_ok(mp_pipe_new(&a, &b, true));
+    char buf[16];
+    size_t n;
+    void *p;
+    const double negs[] = {-2.0, -0.5, -1e-9, -1e12, NAN};
+    for (size_t i = 0; i < sizeof negs / sizeof negs[0]; i++) {
+        assert_mp(-ETIMEDOUT, mp_conn_recv(a, buf, sizeof buf, &n, negs[i]));
+        assert_mp(-ETIMEDOUT, mp_conn_recv_alloc(a, &p, &n, negs[i]));
+        assert_null(p);
+        assert_int_equal(mp_conn_poll(a, negs[i]), 0);
+        mp_wait_item it = {.conn = a, .fd = -1};
+        assert_int_equal(mp_wait(&it, 1, negs[i]), 0);
+    }
+    /* fill b's pipe with small messages, then a send "would block" */
+    int sent = 0;
+    while (mp_conn_send(b, "0123456789", 10, 0) == 0)
+        sent++;
+    assert_true(sent > 0);
+    for (size_t i = 0; i < sizeof negs / sizeof negs[0]; i++)
+        assert_mp(-ETIMEDOUT, mp_conn_send(b, "0123456789", 10, negs[i]));
+    /* nothing was torn: every message arrives whole, then nothing more */
+    for (int i = 0; i < sent; i++) {
+        assert_mp_ok(mp_conn_recv(a, buf, sizeof buf, &n, 0));
+        assert_int_equal(n, 10);
+    }
+    assert_mp(-ETIMEDOUT, mp_conn_recv(a, buf, sizeof buf, &n, -3.0));
     mp_conn_free(&a);
     mp_conn_free(&b);
 }
@@ -916,6 +987,8 @@ int main(void)
         MP_TEST(eof_after_drain),
         MP_TEST(broken_pipe_no_sigpipe),
         MP_TEST(close_is_idempotent),
+        MP_TEST(closed_query),
+        MP_TEST(negative_timeout_is_expired),
         MP_TEST(bad_input),
         MP_TEST(wait_beyond_fd_soft_limit),
         MP_TEST(recv_timeout_mid_message_loses_nothing),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=120 labels=slow */
 /* test_pipe_big.c - one message larger than 4 GiB through a pipe: no 32-bit length anywhere.
  *

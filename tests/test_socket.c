@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=60 */
 /* test_socket.c - local sockets: path and abstract listeners, a client that is a separate
  * program, peer credentials, a different-uid peer rejected, stale and live socket files, the file
@@ -367,6 +368,10 @@ static void accept_timeout_and_wait(void **state)
     assert_mp(-ETIMEDOUT, mp_listener_accept(l, &c, 0.1));
     assert_true(now_s() - t >= 0.1);
     assert_mp(-ETIMEDOUT, mp_listener_accept(l, &c, 0));
+    t = now_s();
+    assert_mp(-ETIMEDOUT, mp_listener_accept(l, &c, -2.0)); /* not MP_FOREVER: expired */
+    assert_true(now_s() - t < 1.0);
+    assert_null(c);
     mp_wait_item it = {.conn = NULL, .fd = mp_listener_fileno(l)};
     assert_int_equal(mp_wait(&it, 1, 0.05), 0);
     pid_t pid = mp_test_fork();
@@ -392,6 +397,40 @@ static void accept_timeout_and_wait(void **state)
     assert_child_ok(pid);
     mp_conn_free(&c);
     mp_listener_free(&l);
+}
+
+/* mp_conn_from_fd wraps connected stream sockets only (issue 11): a socket never connected and a
+ * listening one are refused with -ENOTCONN and stay the caller's; one whose peer already left is
+ * connected still, and reads end of file. */
+static void from_fd_needs_a_connected_socket(void **state)
+{
+    mp_conn *c = NULL;
+    int lone = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(lone >= 0);
+    assert_mp(-ENOTCONN, mp_conn_from_fd(&c, lone, true, true));
+    assert_null(c);
+    assert_true(fcntl(lone, F_GETFD) >= 0); /* still open: the caller owns it */
+    close(lone);
+
+    mp_listener *l;
+    assert_mp_ok(mp_listener_new(&l, abstract_name("fromfd"), 4));
+    int lfd = mp_listener_fileno(l);
+    assert_mp(-ENOTCONN, mp_conn_from_fd(&c, lfd, true, true));
+    assert_null(c);
+    assert_int_equal(mp_listener_fileno(l), lfd);
+    mp_listener_free(&l);
+
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    close(sv[1]);
+    assert_mp_ok(mp_conn_from_fd(&c, sv[0], true, true));
+    assert_int_equal(mp_conn_is_closed(c), 0);
+    char buf[4];
+    size_t n;
+    assert_mp(MP_EEOF, mp_conn_recv(c, buf, sizeof buf, &n, mp_test_timeout(5)));
+    mp_conn_close(c);
+    assert_int_equal(mp_conn_is_closed(c), 1);
+    mp_conn_free(&c);
 }
 
 static void eof_and_broken_pipe(void **state)
@@ -506,6 +545,7 @@ int main(void)
         MP_TEST(file_removed_only_by_owner),
         MP_TEST(concurrent_creators_one_winner),
         MP_TEST(accept_timeout_and_wait),
+        MP_TEST(from_fd_needs_a_connected_socket),
         MP_TEST(eof_and_broken_pipe),
         MP_TEST(connect_errors),
         MP_TEST(listener_bad_input_and_close),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mproc/pipe.h - message connections: Python's Pipe() and Connection, in C.
  *
  *     mp_conn *a, *b;
@@ -21,8 +22,8 @@
  * about one read for many messages; the payload of a large message is read straight into the
  * caller's buffer. A duplex pipe end holds 5 fds, a one-way pipe's ends 2 (receiving) and 4
  * (sending; 3 before its first send). A receiver that finds nothing to read spins for up to 50 us
- * before sleeping, but only when the sender runs on another CPU (the header says which CPU it sent from):
- * waking a halted vCPU costs more.
+ * before sleeping, but only when the sender runs on another CPU (the header says which CPU it sent
+ * from): waking a halted vCPU costs more.
  *
  * No SIGPIPE, ever: socket writes use MSG_NOSIGNAL, and each writing pipe end keeps a read end
  * of its own pipe open, so the kernel never sees a pipe without a reader. Whether the real peer
@@ -31,8 +32,11 @@
  * send after the peer closed its end, or died, returns -EPIPE. As with any socket, a message sent
  * just before the peer closes is lost with the peer. See docs/pipe.md, "How it works".
  *
- * Timeouts: seconds as a double on CLOCK_MONOTONIC (MP_FOREVER waits without limit, 0 polls).
- * Signals never surface as EINTR: waits resume against the same deadline.
+ * Timeouts: seconds as a double on CLOCK_MONOTONIC. MP_FOREVER (or +INFINITY) waits without
+ * limit; 0, any other negative value and NaN do not wait. "Not within the time given" is
+ * -ETIMEDOUT, also the "would block" of a zero timeout (mp_conn_poll and mp_wait return 0
+ * instead: they count what is ready). Signals never surface as EINTR: waits resume against the
+ * same deadline.
  *   - A receive that times out part-way through a message loses nothing: the part read so far is
  *     kept inside the connection and the next receive continues with it.
  *   - A send that times out before its first byte was written has done nothing. A send that times
@@ -81,10 +85,12 @@ MP_API int mp_pipe_new(mp_conn **a, mp_conn **b, bool duplex);
 
 /* Wraps a connected AF_UNIX SOCK_STREAM socket fd (one inherited across exec, or made by hand) in
  * a connection that may receive (readable) and/or send (writable). Takes ownership of fd on
- * success only (the connection closes it); on error the caller still owns it. The fd is made
- * close-on-exec. The peer must speak mproc's framing (another mp_conn).
- * Errors: -EINVAL (out NULL, fd < 0, neither readable nor writable), -ENOTSOCK (fd is not a
- * socket), -ENOMEM. */
+ * success only (the connection closes it); on error the caller still owns it, unchanged. The fd
+ * is made close-on-exec. The peer must speak mproc's framing (another mp_conn). A socket whose
+ * peer has already closed is accepted (its first receive gives MP_EEOF).
+ * Errors: -EINVAL (out NULL, fd < 0, neither readable nor writable, not a SOCK_STREAM socket),
+ * -ENOTSOCK (fd is not a socket), -ENOTCONN (a stream socket that is not connected: never
+ * connected, or a listening socket), -ENOMEM. */
 MP_API int mp_conn_from_fd(mp_conn **out, int fd, bool readable, bool writable);
 
 /* Sends one message of len bytes (0 allowed; buf may be NULL only when len is 0). Returns when the
@@ -107,15 +113,15 @@ MP_API int mp_conn_sendv(mp_conn *c, const struct iovec *iov, int iovcnt, double
  * When the message is larger than cap, returns MP_ETOOSMALL, stores the size needed in *len, and
  * keeps the message: the next receive (with a big enough buffer, or mp_conn_recv_alloc) gets it.
  * Errors: -EINVAL (c or len NULL, buf NULL with cap > 0), MP_EWRONGDIR (send-only end),
- * MP_ECLOSED (closed, or the receiving side broke, see -ENOMEM), MP_EEOF (the peer closed its end and every message it sent has been
- * received; a message cut short by the peer's exit is dropped and also gives MP_EEOF),
- * MP_ETOOSMALL, -ETIMEDOUT, MP_ECORRUPT (the peer sent a length above the connection's limit:
- * the stream cannot be resynchronised, so every later receive returns MP_ECORRUPT too),
- * -ENOMEM (the receive buffer could not be allocated; or a receive that stopped part-way through
- * a message, by timeout or error, could not allocate the copy that keeps the part read so far:
- * those bytes are lost, so the receiving side breaks and every later receive returns MP_ECLOSED).
- * A peer that reset the connection (it closed with our messages unread) counts as end of file:
- * MP_EEOF. */
+ * MP_ECLOSED (closed, or the receiving side broke, see -ENOMEM), MP_EEOF (the peer closed its end
+ * and every message it sent has been received; a message cut short by the peer's exit is dropped
+ * and also gives MP_EEOF), MP_ETOOSMALL, -ETIMEDOUT, MP_ECORRUPT (the peer sent a length above the
+ * connection's limit: the stream cannot be resynchronised, so every later receive returns
+ * MP_ECORRUPT too), -ENOMEM (the receive buffer could not be allocated; or a receive that stopped
+ * part-way through a message, by timeout or error, could not allocate the copy that keeps the part
+ * read so far: those bytes are lost, so the receiving side breaks and every later receive returns
+ * MP_ECLOSED). A peer that reset the connection (it closed with our messages unread) counts as end
+ * of file: MP_EEOF. */
 MP_API int mp_conn_recv(mp_conn *c, void *buf, size_t cap, size_t *len, double timeout);
 
 /* Receives one message into a buffer the library allocates with malloc(): on success *buf owns
@@ -128,8 +134,9 @@ MP_API int mp_conn_recv_alloc(mp_conn *c, void **buf, size_t *len, double timeou
 
 /* Waits until a receive would not block: a message (or part of one) is buffered or readable, or
  * the peer closed (a receive then returns MP_EEOF). Returns 1 when ready, 0 when the timeout
- * expired (timeout 0: just checks). Errors: -EINVAL, MP_EWRONGDIR (send-only end), MP_ECLOSED. */
-MP_API int mp_conn_poll(mp_conn *c, double timeout);
+ * expired (timeout 0, or any negative timeout but MP_FOREVER: just checks; Python's poll() returns
+ * False). Errors: -EINVAL, MP_EWRONGDIR (send-only end), MP_ECLOSED. */
+MP_API int mp_conn_poll(const mp_conn *c, double timeout);
 
 /* Closes the connection's fd and releases its buffers; the object stays allocated (free it with
  * mp_conn_free). Idempotent: returns 0 every time (also for NULL). Afterwards every other call on
@@ -147,9 +154,15 @@ MP_API int mp_conn_free(mp_conn **pp);
  * Returns the fd, or -EINVAL (NULL) / MP_ECLOSED. Async-signal-safe. */
 MP_API int mp_conn_fileno(const mp_conn *c);
 
-/* Whether the end may receive / send (Python's readable and writable). false for NULL. */
-MP_API bool mp_conn_readable(const mp_conn *c);
-MP_API bool mp_conn_writable(const mp_conn *c);
+/* Whether the end may receive / send (Python's readable and writable): 1 or 0, fixed when the
+ * end was made (also after close), or -EINVAL for NULL. */
+MP_API int mp_conn_is_readable(const mp_conn *c);
+MP_API int mp_conn_is_writable(const mp_conn *c);
+
+/* Whether mp_conn_close was called on this end (Python's closed): 1 or 0, or -EINVAL for NULL.
+ * Only this process's own close counts: a peer that closed its end shows as MP_EEOF on receive
+ * and -EPIPE on send, not here. */
+MP_API int mp_conn_is_closed(const mp_conn *c);
 
 /* Sets the largest message this connection sends or accepts (default and maximum
  * MP_CONN_MAX_MESSAGE). Use a small limit on connections from untrusted peers.

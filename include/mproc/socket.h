@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mproc/socket.h - local sockets: Python's multiprocessing.connection Listener and Client, in C.
  *
  *     // server                                       // any process of the same user
@@ -33,6 +34,9 @@
  * to wait for the next client). mp_listener_allow_any_uid() lifts the check. The client side does
  * not check the server; use mp_conn_peer on the connected end when that matters.
  *
+ * Timeouts follow mproc/pipe.h: only MP_FOREVER (or +INFINITY) waits without limit; 0 and any
+ * other negative value do not wait, and "not within the time given" is -ETIMEDOUT.
+ *
  * Threads: a listener must not be used by two threads at once. None of these calls is
  * async-signal-safe except mp_listener_fileno.
  */
@@ -60,8 +64,10 @@ MP_API int mp_listener_new(mp_listener **out, const char *address, int backlog);
 MP_API int mp_listener_allow_any_uid(mp_listener *l, bool allow);
 
 /* Waits for a client for up to timeout seconds and returns its connection in *conn (owned by the
- * caller). Errors: -EINVAL (l or conn NULL), MP_ECLOSED, -ETIMEDOUT, MP_EPEERCRED (the client
- * runs as another user: it was disconnected; *conn is untouched), -EMFILE/-ENFILE, -ENOMEM. */
+ * caller). Timeout 0 (or negative, but MP_FOREVER) takes a waiting client without waiting:
+ * -ETIMEDOUT when there is none. Errors: -EINVAL (l or conn NULL), MP_ECLOSED, -ETIMEDOUT,
+ * MP_EPEERCRED (the client runs as another user: it was disconnected; *conn is untouched),
+ * -EMFILE/-ENFILE, -ENOMEM. */
 MP_API int mp_listener_accept(mp_listener *l, mp_conn **conn, double timeout);
 
 /* The listener's address as given to mp_listener_new (borrowed, valid until free; "" for NULL). */

@@ -149,4 +149,50 @@ bool mp__fd_is_internal(int fd);
 /* In a freshly forked child: close every marked fd but the n in `keep`, and unmark them. */
 void mp__fd_close_internal(const int *keep, int n);
 
+/* ---- peer hang-up watch (hangup.c) ---------------------------------------------------------
+ *
+ * Whether the other end of a connected socket is gone (every copy of the peer's end closed, by
+ * a close or by the death of its process), asked before each send of a pipe end, whose pipe
+ * writes cannot say so themselves (conn.c). The authoritative answer is POLLHUP or POLLERR on
+ * the socket, a system call; a watch makes the usual answer free: its first check arms a
+ * one-shot kernel poll on `arm` (io_uring), and later checks read the completion ring in shared
+ * memory, entering the kernel only when something fired (and then ask the socket before they
+ * believe it). Without io_uring (or allow_ring false, or when the ring cannot be set up or the
+ * armed fd fires for a reason that is not a hang-up) every check is the system call.
+ *
+ *   sock  the socket whose hang-up means the peer is gone.
+ *   arm   the fd the kernel poll is armed on: sock, or an fd that hangs up no later than sock
+ *         does. A pending poll holds a reference to its file until the ring is torn down (for a
+ *         dying process, later, from a kernel worker), so never arm on a file whose release the
+ *         peer waits for.
+ *
+ * Guarantees: for the thread that made the first check, a hang-up that happened before a check
+ * began is always reported by it (the kernel delivers the completion to that thread the next time
+ * it enters the kernel, and flags it in the ring until then); other threads and forked children
+ * (the watch notices a fork) ask the socket each time. One thread at a time may check a watch.
+ * Checks retry EINTR; the watch owns only its own fds (close-on-exec, not in the internal-fd
+ * registry) and must be freed before sock and arm are closed. When the peer goes, a blocking
+ * epoll_wait() of the arming thread may end once with EINTR, as after a signal (docs/pipe.md);
+ * calls that restart after signals are not affected. */
+typedef struct mp__hangup_watch mp__hangup_watch;
+
+/* A watch over sock (armed on arm at its first check). Returns 0, or -ENOMEM. */
+int mp__hangup_watch_new(mp__hangup_watch **out, int sock, int arm, bool allow_ring);
+/* true when the peer is gone. No system call in the usual case (see above). */
+bool mp__hangup_watch_gone(mp__hangup_watch *w);
+/* Releases the watch and its kernel poll; sets *pw to NULL. NULL-safe. */
+void mp__hangup_watch_free(mp__hangup_watch **pw);
+/* One-off check without a watch: poll() for POLLHUP/POLLERR on sock. */
+bool mp__hangup_now(int sock);
+
+/* ---- waiting on many fds (hangup.c) ---------------------------------------------------------
+ *
+ * poll() on u[0..nu) (distinct fds) until the deadline, EINTR retried against it. poll() refuses
+ * more fds than RLIMIT_NOFILE's soft limit (EINVAL); then an epoll instance of the call's own does
+ * the waiting (it needs one free fd: else -EMFILE), with answers in u[].revents as poll gives
+ * them: POLLIN, POLLHUP, POLLERR, and POLLNVAL for an fd that is not open. Returns how many fds are
+ * ready (0: the deadline passed) or -errno. */
+struct pollfd;
+int mp__poll_fds(struct pollfd *u, size_t nu, const mp__deadline *dl);
+
 #endif

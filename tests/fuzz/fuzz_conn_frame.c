@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_conn_frame.c - libFuzzer target for the message-connection framing (src/conn_frame.h) and
  * for the real receive path that decodes bytes arriving from another process (src/conn.c).
  *
