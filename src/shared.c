@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomics.h"
 #include "mproc/error.h"
 #include "mproc/shared.h"
 #include "platform/platform.h"
@@ -81,13 +82,13 @@ static uint64_t raw_load(const void *p, int size)
 {
     switch (size) {
     case 1:
-        return __atomic_load_n((const uint8_t *)p, __ATOMIC_RELAXED);
+        return mp__load_relaxed(mp__as_atomic(uint8_t, p));
     case 2:
-        return __atomic_load_n((const uint16_t *)p, __ATOMIC_RELAXED);
+        return mp__load_relaxed(mp__as_atomic(uint16_t, p));
     case 4:
-        return __atomic_load_n((const uint32_t *)p, __ATOMIC_RELAXED);
+        return mp__load_relaxed(mp__as_atomic(uint32_t, p));
     default:
-        return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
+        return mp__load_relaxed(mp__as_atomic(uint64_t, p));
     }
 }
 
@@ -95,16 +96,16 @@ static void raw_store(void *p, int size, uint64_t bits)
 {
     switch (size) {
     case 1:
-        __atomic_store_n((uint8_t *)p, (uint8_t)bits, __ATOMIC_RELAXED);
+        mp__store_relaxed(mp__as_atomic(uint8_t, p), (uint8_t)bits);
         break;
     case 2:
-        __atomic_store_n((uint16_t *)p, (uint16_t)bits, __ATOMIC_RELAXED);
+        mp__store_relaxed(mp__as_atomic(uint16_t, p), (uint16_t)bits);
         break;
     case 4:
-        __atomic_store_n((uint32_t *)p, (uint32_t)bits, __ATOMIC_RELAXED);
+        mp__store_relaxed(mp__as_atomic(uint32_t, p), (uint32_t)bits);
         break;
     default:
-        __atomic_store_n((uint64_t *)p, bits, __ATOMIC_RELAXED);
+        mp__store_relaxed(mp__as_atomic(uint64_t, p), bits);
     }
 }
 
@@ -408,16 +409,16 @@ static int obj_add(struct mp_array *a, size_t i, int64_t delta, int64_t *old)
     uint64_t prev;
     switch (t->size) {
     case 1:
-        prev = __atomic_fetch_add((uint8_t *)p, (uint8_t)delta, __ATOMIC_SEQ_CST);
+        prev = mp__fetch_add(mp__as_atomic(uint8_t, p), (uint8_t)delta);
         break;
     case 2:
-        prev = __atomic_fetch_add((uint16_t *)p, (uint16_t)delta, __ATOMIC_SEQ_CST);
+        prev = mp__fetch_add(mp__as_atomic(uint16_t, p), (uint16_t)delta);
         break;
     case 4:
-        prev = __atomic_fetch_add((uint32_t *)p, (uint32_t)delta, __ATOMIC_SEQ_CST);
+        prev = mp__fetch_add(mp__as_atomic(uint32_t, p), (uint32_t)delta);
         break;
     default:
-        prev = __atomic_fetch_add((uint64_t *)p, (uint64_t)delta, __ATOMIC_SEQ_CST);
+        prev = mp__fetch_add(mp__as_atomic(uint64_t, p), (uint64_t)delta);
     }
     if (old) *old = t->family == F_SIGNED ? sign_extend(prev, t->size) : (int64_t)prev;
     return 0;
@@ -447,26 +448,22 @@ static int obj_cas(struct mp_array *a, size_t i, int64_t expected, int64_t desir
     switch (t->size) {
     case 1: {
         uint8_t x = (uint8_t)e;
-        ok = __atomic_compare_exchange_n((uint8_t *)p, &x, (uint8_t)d, false, __ATOMIC_SEQ_CST,
-                                         __ATOMIC_SEQ_CST);
+        ok = mp__cas(mp__as_atomic(uint8_t, p), &x, (uint8_t)d);
         break;
     }
     case 2: {
         uint16_t x = (uint16_t)e;
-        ok = __atomic_compare_exchange_n((uint16_t *)p, &x, (uint16_t)d, false, __ATOMIC_SEQ_CST,
-                                         __ATOMIC_SEQ_CST);
+        ok = mp__cas(mp__as_atomic(uint16_t, p), &x, (uint16_t)d);
         break;
     }
     case 4: {
         uint32_t x = (uint32_t)e;
-        ok = __atomic_compare_exchange_n((uint32_t *)p, &x, (uint32_t)d, false, __ATOMIC_SEQ_CST,
-                                         __ATOMIC_SEQ_CST);
+        ok = mp__cas(mp__as_atomic(uint32_t, p), &x, (uint32_t)d);
         break;
     }
     default: {
         uint64_t x = e;
-        ok = __atomic_compare_exchange_n((uint64_t *)p, &x, d, false, __ATOMIC_SEQ_CST,
-                                         __ATOMIC_SEQ_CST);
+        ok = mp__cas(mp__as_atomic(uint64_t, p), &x, d);
     }
     }
     if (swapped) *swapped = ok;

@@ -121,7 +121,7 @@ static void test_barrier_n_waiting_under_mutex(void **state)
     assert_mp_ok(mp_barrier_new(&b, 3));
     pthread_mutex_t *m = mp__barrier_mutex(b);
     assert_int_equal(pthread_mutex_lock(m), 0);
-    mp__barrier_state *s = b->s;
+    mp__barrier_state *s = mp__barrier_state_of(b);
     s->count = 5; /* a value the count only has while the mutex is held */
     pid_t pid = mp_test_fork();
     if (pid == 0) mp_test_child_exit(mp_barrier_n_waiting(b) == 0 ? 0 : 1);
@@ -171,7 +171,7 @@ static void test_lock_unrecoverable_reported(void **state)
     (void)state;
     mp_lock *l;
     assert_mp_ok(mp_lock_new(&l));
-    make_unrecoverable(&l->s->m);
+    make_unrecoverable(mp__lock_mutex(l));
     for (int i = 0; i < 3; i++) {
         assert_mp(-ENOTRECOVERABLE, mp_lock_acquire(l, MP_FOREVER));
         assert_mp(-ENOTRECOVERABLE, mp_lock_acquire(l, 0.01));

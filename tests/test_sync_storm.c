@@ -179,7 +179,7 @@ static void test_storm_barrier(void **state)
         }
     }
     wait_all(pids, 3);
-    assert_int_equal(mp_barrier_broken(b), 0);
+    assert_int_equal(mp_barrier_is_broken(b), 0);
     munmap(s, 4096);
     mp_barrier_free(&b);
 }
