@@ -270,17 +270,19 @@ enum { OBJ_NOTHING = 0, OBJ_TAKEN = 1, OBJ_TAKEN_DEAD = 2 };
  * OBJ_TAKEN, OBJ_NOTHING (nothing to take), OBJ_TAKEN_DEAD (taken from a dead holder), or a
  * negative error when the lock could not be taken (-ENOTRECOVERABLE, ...): the caller must then
  * leave the data alone and return the error. */
-static int obj_lock(struct mp_array *a)
+static int obj_lock(const struct mp_array *a)
 {
     if (!a->sync || mp__lock_owned(&a->lock)) return OBJ_NOTHING;
-    int r = mp_lock_acquire(&a->lock, MP_FOREVER);
+    /* The handle is private and unchanged by acquire/release: only the shared lock changes, so
+     * a read through a const object may take it. */
+    int r = mp_lock_acquire((mp_lock *)&a->lock, MP_FOREVER);
     if (r == 0) return OBJ_TAKEN;
     return r == -EOWNERDEAD ? OBJ_TAKEN_DEAD : r;
 }
 
-static void obj_unlock(struct mp_array *a, int taken)
+static void obj_unlock(const struct mp_array *a, int taken)
 {
-    if (taken > 0) mp_lock_release(&a->lock);
+    if (taken > 0) mp_lock_release((mp_lock *)&a->lock);
 }
 
 /* obj_lock's result as the caller's return value: 0, -EOWNERDEAD (done, after taking the lock
@@ -296,7 +298,7 @@ static bool done(int r)
     return r == 0 || r == -EOWNERDEAD;
 }
 
-static int obj_get_bits(struct mp_array *a, size_t i, uint64_t *bits)
+static int obj_get_bits(const struct mp_array *a, size_t i, uint64_t *bits)
 {
     int taken = obj_lock(a);
     if (taken < 0) return taken;
@@ -314,13 +316,13 @@ static int obj_set_bits(struct mp_array *a, size_t i, uint64_t bits)
     return dead_of(taken);
 }
 
-static int obj_check(struct mp_array *a, size_t i)
+static int obj_check(const struct mp_array *a, size_t i)
 {
     if (!obj_ok(a)) return -EINVAL;
     return i < a->count ? 0 : MP_ERANGE;
 }
 
-static int obj_get_i64(struct mp_array *a, size_t i, int64_t *out)
+static int obj_get_i64(const struct mp_array *a, size_t i, int64_t *out)
 {
     int r = obj_check(a, i);
     if (r || !out) return r ? r : -EINVAL;
@@ -332,7 +334,7 @@ static int obj_get_i64(struct mp_array *a, size_t i, int64_t *out)
     return r ? r : dead;
 }
 
-static int obj_get_u64(struct mp_array *a, size_t i, uint64_t *out)
+static int obj_get_u64(const struct mp_array *a, size_t i, uint64_t *out)
 {
     int r = obj_check(a, i);
     if (r || !out) return r ? r : -EINVAL;
@@ -362,7 +364,7 @@ static int obj_set_u64(struct mp_array *a, size_t i, uint64_t x)
     return obj_set_bits(a, i, bits);
 }
 
-static int obj_get_f64(struct mp_array *a, size_t i, double *out)
+static int obj_get_f64(const struct mp_array *a, size_t i, double *out)
 {
     int r = obj_check(a, i);
     if (r || !out) return r ? r : -EINVAL;
@@ -513,7 +515,7 @@ void *mp_value_ptr(const mp_value *v)
 
 #define VA(v) ((v) ? &(v)->a : NULL)
 
-int mp_value_get_i64(mp_value *v, int64_t *out)
+int mp_value_get_i64(const mp_value *v, int64_t *out)
 {
     return obj_get_i64(VA(v), 0, out);
 }
@@ -523,7 +525,7 @@ int mp_value_set_i64(mp_value *v, int64_t x)
     return obj_set_i64(VA(v), 0, x);
 }
 
-int mp_value_get_u64(mp_value *v, uint64_t *out)
+int mp_value_get_u64(const mp_value *v, uint64_t *out)
 {
     return obj_get_u64(VA(v), 0, out);
 }
@@ -533,7 +535,7 @@ int mp_value_set_u64(mp_value *v, uint64_t x)
     return obj_set_u64(VA(v), 0, x);
 }
 
-int mp_value_get_f64(mp_value *v, double *out)
+int mp_value_get_f64(const mp_value *v, double *out)
 {
     return obj_get_f64(VA(v), 0, out);
 }
@@ -599,7 +601,7 @@ void *mp_array_ptr(const mp_array *a)
     return obj_ok(a) ? a->data : NULL;
 }
 
-int mp_array_get_i64(mp_array *a, size_t index, int64_t *out)
+int mp_array_get_i64(const mp_array *a, size_t index, int64_t *out)
 {
     return obj_get_i64(a, index, out);
 }
@@ -609,7 +611,7 @@ int mp_array_set_i64(mp_array *a, size_t index, int64_t x)
     return obj_set_i64(a, index, x);
 }
 
-int mp_array_get_u64(mp_array *a, size_t index, uint64_t *out)
+int mp_array_get_u64(const mp_array *a, size_t index, uint64_t *out)
 {
     return obj_get_u64(a, index, out);
 }
@@ -619,7 +621,7 @@ int mp_array_set_u64(mp_array *a, size_t index, uint64_t x)
     return obj_set_u64(a, index, x);
 }
 
-int mp_array_get_f64(mp_array *a, size_t index, double *out)
+int mp_array_get_f64(const mp_array *a, size_t index, double *out)
 {
     return obj_get_f64(a, index, out);
 }
@@ -636,7 +638,7 @@ static int range_check(const mp_array *a, size_t start, const void *buf, size_t 
     return 0;
 }
 
-int mp_array_read(mp_array *a, size_t start, void *dst, size_t n)
+int mp_array_read(const mp_array *a, size_t start, void *dst, size_t n)
 {
     int r = range_check(a, start, dst, n);
     if (r || n == 0) return r;
@@ -672,7 +674,7 @@ int mp_array_cas(mp_array *a, size_t index, int64_t expected, int64_t desired, b
 }
 
 /* Untyped Value access goes through the same lock as the typed calls. */
-int mp_value_read(mp_value *v, void *out, size_t size)
+int mp_value_read(const mp_value *v, void *out, size_t size)
 {
     if (!v || !obj_ok(&v->a) || !out) return -EINVAL;
     if (size != v->a.t->size) return MP_ETYPE;
