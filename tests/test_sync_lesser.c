@@ -180,6 +180,25 @@ static void test_lock_unrecoverable_reported(void **state)
     mp_lock_free(&l);
 }
 
+/* The platform's mp__robust_mutex_lock undoes glibc 2.36's stuck trylock itself, so every user
+ * (the queue's locks too, not only sync.c) gets ENOTRECOVERABLE each time instead of a mutex
+ * that times out or hangs from the second call on. */
+static void test_robust_mutex_lock_unsticks(void **state)
+{
+    (void)state;
+    pthread_mutex_t *m =
+        mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(m != MAP_FAILED);
+    assert_int_equal(mp__robust_mutex_init(m, PTHREAD_MUTEX_NORMAL), 0);
+    make_unrecoverable(m);
+    for (int i = 0; i < 3; i++) {
+        mp__deadline dl = mp__deadline_in(mp_test_timeout(1));
+        assert_int_equal(mp__robust_mutex_lock(m, &dl), ENOTRECOVERABLE);
+        assert_int_equal(mp__robust_mutex_trylock(m), ENOTRECOVERABLE);
+    }
+    munmap(m, sizeof *m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -188,6 +207,7 @@ int main(void)
         MP_TEST(test_barrier_n_waiting_under_mutex),
         MP_TEST(test_barrier_unrecoverable_mutex_reported),
         MP_TEST(test_lock_unrecoverable_reported),
+        MP_TEST(test_robust_mutex_lock_unsticks),
     };
     return mp_test_main(__FILE__, tests, sizeof tests / sizeof tests[0]);
 }
