@@ -56,13 +56,10 @@ static void test_negative_timeout_polls(void **state)
     mp_sem_free(&s);
 }
 
-/* Lock held by another process: a poll and a short wait both give -ETIMEDOUT. Own Lock: poll
- * -ETIMEDOUT, a wait with time left -EDEADLK. */
-static void test_would_block_code(void **state)
+/* A child that takes l and holds it until killed; returns once it holds it. */
+static pid_t fork_holder(mp_lock *l)
 {
-    mp_lock *l;
     mp_event *ready;
-    assert_mp_ok(mp_lock_new(&l));
     assert_mp_ok(mp_event_new(&ready));
     pid_t pid = mp_test_fork();
     if (pid == 0) {
@@ -72,6 +69,17 @@ static void test_would_block_code(void **state)
             pause();
     }
     assert_mp_ok(mp_event_wait(ready, mp_test_timeout(10)));
+    mp_event_free(&ready);
+    return pid;
+}
+
+/* Lock held by another process: a poll and a short wait both give -ETIMEDOUT. Own Lock: poll
+ * -ETIMEDOUT, a wait with time left -EDEADLK. */
+static void test_would_block_code(void **state)
+{
+    mp_lock *l;
+    assert_mp_ok(mp_lock_new(&l));
+    pid_t pid = fork_holder(l);
     assert_mp(-ETIMEDOUT, mp_lock_acquire(l, 0));
     assert_mp(-ETIMEDOUT, mp_lock_acquire(l, 0.02));
     kill(pid, SIGKILL);
@@ -80,15 +88,12 @@ static void test_would_block_code(void **state)
     assert_mp(-ETIMEDOUT, mp_lock_acquire(l, 0));
     assert_mp(-EDEADLK, mp_lock_acquire(l, 0.02));
     assert_mp_ok(mp_lock_release(l));
-    mp_event_free(&ready);
     mp_lock_free(&l);
 }
 
 /* mp_lock_is_locked: held by anyone (another process too), not held, a dead holder's lock. */
 static void check_is_locked(mp_lock *l)
 {
-    mp_event *ready;
-    assert_mp_ok(mp_event_new(&ready));
     assert_int_equal(mp_lock_is_locked(l), 0);
     assert_mp_ok(mp_lock_acquire(l, 0));
     assert_int_equal(mp_lock_is_locked(l), 1);
@@ -105,14 +110,7 @@ static void check_is_locked(mp_lock *l)
     assert_child_ok(pid);
     assert_mp_ok(mp_lock_release(l));
     assert_int_equal(mp_lock_is_locked(l), 0);
-    pid = mp_test_fork();
-    if (pid == 0) {
-        MP_CHILD_CHECK(mp_lock_acquire(l, 0) == 0);
-        mp_event_set(ready);
-        for (;;)
-            pause();
-    }
-    assert_mp_ok(mp_event_wait(ready, mp_test_timeout(10)));
+    pid = fork_holder(l);
     assert_int_equal(mp_lock_is_locked(l), 1);
     assert_int_equal(mp_lock_is_owned(l), 0);
     kill(pid, SIGKILL);
@@ -121,7 +119,6 @@ static void check_is_locked(mp_lock *l)
     assert_mp(-EOWNERDEAD, mp_lock_acquire(l, 0));
     assert_int_equal(mp_lock_is_locked(l), 1);
     assert_mp_ok(mp_lock_release(l));
-    mp_event_free(&ready);
 }
 
 static void test_lock_is_locked(void **state)
