@@ -11,6 +11,11 @@
  * process killed while waiting leaves the count too high, which costs an occasional needless
  * syscall and nothing else. Store/load ordering between "waiters++ then sleep if word == x" and
  * "change word then read waiters" is seq_cst on both sides (Dekker), so no wake-up is lost.
+ *
+ * Every handle starts with mp__sync_handle (sync_internal.h) and is made by one constructor,
+ * sync_open, from a per-kind table (sync_kind); sync_free is the one destructor. Atomics are
+ * written with src/atomics.h. What a pthread mutex does not say through POSIX (its holder, the
+ * glibc 2.36 trylock quirk) comes from the platform layer (src/platform/mutex.c).
  */
 #include <errno.h>
 #include <fcntl.h>
