@@ -70,10 +70,3 @@ void mp__mutex_unstick(pthread_mutex_t *m)
     if ((v & TID_MASK) == (uint32_t)mp__tid() && atomic_compare_exchange_strong(w, &v, 0))
         mp__futex_wake(w, INT32_MAX);
 }
-
-int mp__robust_mutex_trylock(pthread_mutex_t *m)
-{
-    int r = pthread_mutex_trylock(m);
-    if (__builtin_expect(r == ENOTRECOVERABLE, 0)) mp__mutex_unstick(m);
-    return r;
-}
