@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include "atomics.h"
 #include "platform/platform.h"
 
 /* The owner's thread id in the lock word of a robust mutex (linux/futex.h FUTEX_TID_MASK); the
@@ -54,7 +55,7 @@ bool mp__mutex_is_locked(const pthread_mutex_t *m)
 {
     /* A robust mutex's lock word names its holder; the kernel clears the id (leaving
      * FUTEX_OWNER_DIED) when the holder dies, so a dead holder's mutex reads as unlocked. */
-    return (atomic_load_explicit(lock_word(m), memory_order_acquire) & TID_MASK) != 0;
+    return (mp__load_acq(lock_word(m)) & TID_MASK) != 0;
 }
 
 /* glibc 2.36's pthread_mutex_trylock, on a robust mutex left unrecoverable (unlocked by a
@@ -66,7 +67,7 @@ bool mp__mutex_is_locked(const pthread_mutex_t *m)
 void mp__mutex_unstick(pthread_mutex_t *m)
 {
     _Atomic uint32_t *w = lock_word(m);
-    uint32_t v = atomic_load(w);
-    if ((v & TID_MASK) == (uint32_t)mp__tid() && atomic_compare_exchange_strong(w, &v, 0))
+    uint32_t v = mp__load(w);
+    if ((v & TID_MASK) == (uint32_t)mp__tid() && mp__cas(w, &v, 0))
         mp__futex_wake(w, INT32_MAX);
 }
