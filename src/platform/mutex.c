@@ -48,7 +48,7 @@ bool mp__mutex_owner_is_self(const pthread_mutex_t *m)
 {
     /* glibc keeps the holder's tid in __owner for every mutex type (robust ones also in the lock
      * word). Relaxed is enough: only this thread writes its own id there. */
-    return __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) == mp__tid();
+    return mp__load_relaxed(mp__as_atomic(int, &m->__data.__owner)) == mp__tid();
 }
 
 bool mp__mutex_is_locked(const pthread_mutex_t *m)
