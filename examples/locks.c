@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* locks.c - Lock, RLock, Semaphore, Event, Condition, Barrier between processes; a dead holder. */
 #include <errno.h>
 #include <signal.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shared.c - Value, Array and named shared memory blocks (mproc/shared.h).
  *
  * A Value is an Array of one element. Both live in one anonymous MAP_SHARED mapping laid out as

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sync.c - process-shared Lock, RLock, Semaphore, Event, Condition, Barrier (mproc/sync.h).
  *
  * Lock and RLock are thin wrappers over robust, process-shared pthread mutexes: the uncontended

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sync_internal.h - the shared-memory layouts behind mproc/sync.h, for shared.c and the tests.
  *
  * Every object's shared state starts with {magic, kind}. The magic is stored last (release) by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=90 */
 /* test_sync.c - Lock, RLock, Semaphore, BoundedSemaphore, Event, Condition, Barrier: behaviour
  * across fork, timeouts, holders and participants SIGKILLed inside, in-place (init_at/attach_at)

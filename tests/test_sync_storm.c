@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=90 */
 /* test_sync_storm.c - lock, condition, barrier, semaphore and event traffic between processes
  * while a timer delivers SIGALRM every 100 us to each of them (handler without SA_RESTART, so

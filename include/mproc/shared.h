@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mproc/shared.h - shared memory: Python's Value, Array and shared_memory, in C.
  *
  *     mp_value *n;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mproc/sync.h - process-shared Lock, RLock, Semaphore, BoundedSemaphore, Event, Condition,
  * Barrier: Python's multiprocessing synchronisation primitives, in C.
  *
