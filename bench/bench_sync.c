@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_sync.c - Lock, Value and Array against a raw robust mutex and Python, in one run.
  *
  * Figures (medians of >= 5 runs):

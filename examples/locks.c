@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* locks.c - Lock, RLock, Semaphore, Event, Condition, Barrier between processes; a dead holder. */
 #include <errno.h>
 #include <signal.h>
@@ -94,7 +95,15 @@ static int consume(void *arg)
     return r ? 1 : 0;
 }
 
-/* Barrier(3): three phases, nobody starts phase k+1 before all finished phase k. */
+/* Barrier(3, action): three phases, nobody starts phase k+1 before all finished phase k; the
+ * action runs once per phase, in the last party to arrive, before anyone goes on. */
+static int phase_done(void *arg)
+{
+    (void)arg;
+    bd->items++; /* under the barrier: no other party runs now */
+    return 0;
+}
+
 static int phases(void *arg)
 {
     (void)arg;
@@ -158,10 +167,16 @@ int main(void)
     printf("Condition: 3 consumers each took one item, %d left\n", bd->items);
     CHECK(bd->items == 0);
 
-    CHECK(mp_barrier_new(&barrier, 3) == 0);
+    mp_barrier_options bo;
+    mp_barrier_options_init(&bo);
+    bo.action = phase_done; /* Python: Barrier(3, action=phase_done, timeout=0.05) */
+    bo.timeout = 0.05;      /* the default of mp_barrier_wait_default */
+    CHECK(mp_barrier_new_opts(&barrier, 3, &bo) == 0);
     CHECK(start(ps, 3, phases) == 0 && join_all(ps, 3) == 0);
-    printf("Barrier(3): 3 processes went through 3 phases together\n");
-    CHECK(mp_barrier_wait(barrier, 0.05) == -ETIMEDOUT); /* alone: times out, breaks it */
+    printf("Barrier(3): 3 processes went through 3 phases together; the action ran %d times\n",
+           bd->items);
+    CHECK(bd->items == 3);
+    CHECK(mp_barrier_wait_default(barrier) == -ETIMEDOUT); /* alone: times out, breaks it */
     CHECK(mp_barrier_wait(barrier, 0) == MP_EBROKEN);
     printf("Barrier: a timeout broke it; waits now return %s until reset\n",
            mp_err_name(MP_EBROKEN));
@@ -177,7 +192,9 @@ int main(void)
     CHECK(rc == -EOWNERDEAD);
     bd->counter = 0;
     printf("%ld\n", bd->counter);
+    CHECK(mp_lock_is_locked(lock) == 1);
     mp_lock_release(lock);
+    CHECK(mp_lock_is_locked(lock) == 0);
     CHECK(mp_lock_acquire(lock, 1) == 0 && mp_lock_release(lock) == 0);
 
     mp_barrier_free(&barrier);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* named_shm.c - named shared memory between unrelated processes: the peer attaches by name. */
 /* mp-test: lock=shm */
 /*

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* value_array.c - shared Value and Array (the seed's examples): deposit/withdraw, a shared list.
  *
  * Python:                                  C:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shared.c - Value, Array and named shared memory blocks (mproc/shared.h).
  *
  * A Value is an Array of one element. Both live in one anonymous MAP_SHARED mapping laid out as
@@ -23,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomics.h"
 #include "mproc/error.h"
 #include "mproc/shared.h"
 #include "platform/platform.h"
@@ -81,13 +83,13 @@ static uint64_t raw_load(const void *p, int size)
 {
     switch (size) {
     case 1:
-        return __atomic_load_n((const uint8_t *)p, __ATOMIC_RELAXED);
+        return mp__load_relaxed(mp__as_atomic(uint8_t, p));
     case 2:
-        return __atomic_load_n((const uint16_t *)p, __ATOMIC_RELAXED);
+        return mp__load_relaxed(mp__as_atomic(uint16_t, p));
     case 4:
-        return __atomic_load_n((const uint32_t *)p, __ATOMIC_RELAXED);
+        return mp__load_relaxed(mp__as_atomic(uint32_t, p));
     default:
-        return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
+        return mp__load_relaxed(mp__as_atomic(uint64_t, p));
     }
 }
 
@@ -95,16 +97,16 @@ static void raw_store(void *p, int size, uint64_t bits)
 {
     switch (size) {
     case 1:
-        __atomic_store_n((uint8_t *)p, (uint8_t)bits, __ATOMIC_RELAXED);
+        mp__store_relaxed(mp__as_atomic(uint8_t, p), (uint8_t)bits);
         break;
     case 2:
-        __atomic_store_n((uint16_t *)p, (uint16_t)bits, __ATOMIC_RELAXED);
+        mp__store_relaxed(mp__as_atomic(uint16_t, p), (uint16_t)bits);
         break;
     case 4:
-        __atomic_store_n((uint32_t *)p, (uint32_t)bits, __ATOMIC_RELAXED);
+        mp__store_relaxed(mp__as_atomic(uint32_t, p), (uint32_t)bits);
         break;
     default:
-        __atomic_store_n((uint64_t *)p, bits, __ATOMIC_RELAXED);
+        mp__store_relaxed(mp__as_atomic(uint64_t, p), bits);
     }
 }
 
@@ -269,17 +271,19 @@ enum { OBJ_NOTHING = 0, OBJ_TAKEN = 1, OBJ_TAKEN_DEAD = 2 };
  * OBJ_TAKEN, OBJ_NOTHING (nothing to take), OBJ_TAKEN_DEAD (taken from a dead holder), or a
  * negative error when the lock could not be taken (-ENOTRECOVERABLE, ...): the caller must then
  * leave the data alone and return the error. */
-static int obj_lock(struct mp_array *a)
+static int obj_lock(const struct mp_array *a)
 {
     if (!a->sync || mp__lock_owned(&a->lock)) return OBJ_NOTHING;
-    int r = mp_lock_acquire(&a->lock, MP_FOREVER);
+    /* The handle is private and unchanged by acquire/release: only the shared lock changes, so
+     * a read through a const object may take it. */
+    int r = mp_lock_acquire((mp_lock *)&a->lock, MP_FOREVER);
     if (r == 0) return OBJ_TAKEN;
     return r == -EOWNERDEAD ? OBJ_TAKEN_DEAD : r;
 }
 
-static void obj_unlock(struct mp_array *a, int taken)
+static void obj_unlock(const struct mp_array *a, int taken)
 {
-    if (taken > 0) mp_lock_release(&a->lock);
+    if (taken > 0) mp_lock_release((mp_lock *)&a->lock);
 }
 
 /* obj_lock's result as the caller's return value: 0, -EOWNERDEAD (done, after taking the lock
@@ -295,7 +299,7 @@ static bool done(int r)
     return r == 0 || r == -EOWNERDEAD;
 }
 
-static int obj_get_bits(struct mp_array *a, size_t i, uint64_t *bits)
+static int obj_get_bits(const struct mp_array *a, size_t i, uint64_t *bits)
 {
     int taken = obj_lock(a);
     if (taken < 0) return taken;
@@ -313,13 +317,13 @@ static int obj_set_bits(struct mp_array *a, size_t i, uint64_t bits)
     return dead_of(taken);
 }
 
-static int obj_check(struct mp_array *a, size_t i)
+static int obj_check(const struct mp_array *a, size_t i)
 {
     if (!obj_ok(a)) return -EINVAL;
     return i < a->count ? 0 : MP_ERANGE;
 }
 
-static int obj_get_i64(struct mp_array *a, size_t i, int64_t *out)
+static int obj_get_i64(const struct mp_array *a, size_t i, int64_t *out)
 {
     int r = obj_check(a, i);
     if (r || !out) return r ? r : -EINVAL;
@@ -331,7 +335,7 @@ static int obj_get_i64(struct mp_array *a, size_t i, int64_t *out)
     return r ? r : dead;
 }
 
-static int obj_get_u64(struct mp_array *a, size_t i, uint64_t *out)
+static int obj_get_u64(const struct mp_array *a, size_t i, uint64_t *out)
 {
     int r = obj_check(a, i);
     if (r || !out) return r ? r : -EINVAL;
@@ -361,7 +365,7 @@ static int obj_set_u64(struct mp_array *a, size_t i, uint64_t x)
     return obj_set_bits(a, i, bits);
 }
 
-static int obj_get_f64(struct mp_array *a, size_t i, double *out)
+static int obj_get_f64(const struct mp_array *a, size_t i, double *out)
 {
     int r = obj_check(a, i);
     if (r || !out) return r ? r : -EINVAL;
@@ -408,16 +412,16 @@ static int obj_add(struct mp_array *a, size_t i, int64_t delta, int64_t *old)
     uint64_t prev;
     switch (t->size) {
     case 1:
-        prev = __atomic_fetch_add((uint8_t *)p, (uint8_t)delta, __ATOMIC_SEQ_CST);
+        prev = mp__fetch_add(mp__as_atomic(uint8_t, p), (uint8_t)delta);
         break;
     case 2:
-        prev = __atomic_fetch_add((uint16_t *)p, (uint16_t)delta, __ATOMIC_SEQ_CST);
+        prev = mp__fetch_add(mp__as_atomic(uint16_t, p), (uint16_t)delta);
         break;
     case 4:
-        prev = __atomic_fetch_add((uint32_t *)p, (uint32_t)delta, __ATOMIC_SEQ_CST);
+        prev = mp__fetch_add(mp__as_atomic(uint32_t, p), (uint32_t)delta);
         break;
     default:
-        prev = __atomic_fetch_add((uint64_t *)p, (uint64_t)delta, __ATOMIC_SEQ_CST);
+        prev = mp__fetch_add(mp__as_atomic(uint64_t, p), (uint64_t)delta);
     }
     if (old) *old = t->family == F_SIGNED ? sign_extend(prev, t->size) : (int64_t)prev;
     return 0;
@@ -447,26 +451,22 @@ static int obj_cas(struct mp_array *a, size_t i, int64_t expected, int64_t desir
     switch (t->size) {
     case 1: {
         uint8_t x = (uint8_t)e;
-        ok = __atomic_compare_exchange_n((uint8_t *)p, &x, (uint8_t)d, false, __ATOMIC_SEQ_CST,
-                                         __ATOMIC_SEQ_CST);
+        ok = mp__cas(mp__as_atomic(uint8_t, p), &x, (uint8_t)d);
         break;
     }
     case 2: {
         uint16_t x = (uint16_t)e;
-        ok = __atomic_compare_exchange_n((uint16_t *)p, &x, (uint16_t)d, false, __ATOMIC_SEQ_CST,
-                                         __ATOMIC_SEQ_CST);
+        ok = mp__cas(mp__as_atomic(uint16_t, p), &x, (uint16_t)d);
         break;
     }
     case 4: {
         uint32_t x = (uint32_t)e;
-        ok = __atomic_compare_exchange_n((uint32_t *)p, &x, (uint32_t)d, false, __ATOMIC_SEQ_CST,
-                                         __ATOMIC_SEQ_CST);
+        ok = mp__cas(mp__as_atomic(uint32_t, p), &x, (uint32_t)d);
         break;
     }
     default: {
         uint64_t x = e;
-        ok = __atomic_compare_exchange_n((uint64_t *)p, &x, d, false, __ATOMIC_SEQ_CST,
-                                         __ATOMIC_SEQ_CST);
+        ok = mp__cas(mp__as_atomic(uint64_t, p), &x, d);
     }
     }
     if (swapped) *swapped = ok;
@@ -516,7 +516,7 @@ void *mp_value_ptr(const mp_value *v)
 
 #define VA(v) ((v) ? &(v)->a : NULL)
 
-int mp_value_get_i64(mp_value *v, int64_t *out)
+int mp_value_get_i64(const mp_value *v, int64_t *out)
 {
     return obj_get_i64(VA(v), 0, out);
 }
@@ -526,7 +526,7 @@ int mp_value_set_i64(mp_value *v, int64_t x)
     return obj_set_i64(VA(v), 0, x);
 }
 
-int mp_value_get_u64(mp_value *v, uint64_t *out)
+int mp_value_get_u64(const mp_value *v, uint64_t *out)
 {
     return obj_get_u64(VA(v), 0, out);
 }
@@ -536,7 +536,7 @@ int mp_value_set_u64(mp_value *v, uint64_t x)
     return obj_set_u64(VA(v), 0, x);
 }
 
-int mp_value_get_f64(mp_value *v, double *out)
+int mp_value_get_f64(const mp_value *v, double *out)
 {
     return obj_get_f64(VA(v), 0, out);
 }
@@ -602,7 +602,7 @@ void *mp_array_ptr(const mp_array *a)
     return obj_ok(a) ? a->data : NULL;
 }
 
-int mp_array_get_i64(mp_array *a, size_t index, int64_t *out)
+int mp_array_get_i64(const mp_array *a, size_t index, int64_t *out)
 {
     return obj_get_i64(a, index, out);
 }
@@ -612,7 +612,7 @@ int mp_array_set_i64(mp_array *a, size_t index, int64_t x)
     return obj_set_i64(a, index, x);
 }
 
-int mp_array_get_u64(mp_array *a, size_t index, uint64_t *out)
+int mp_array_get_u64(const mp_array *a, size_t index, uint64_t *out)
 {
     return obj_get_u64(a, index, out);
 }
@@ -622,7 +622,7 @@ int mp_array_set_u64(mp_array *a, size_t index, uint64_t x)
     return obj_set_u64(a, index, x);
 }
 
-int mp_array_get_f64(mp_array *a, size_t index, double *out)
+int mp_array_get_f64(const mp_array *a, size_t index, double *out)
 {
     return obj_get_f64(a, index, out);
 }
@@ -639,7 +639,7 @@ static int range_check(const mp_array *a, size_t start, const void *buf, size_t 
     return 0;
 }
 
-int mp_array_read(mp_array *a, size_t start, void *dst, size_t n)
+int mp_array_read(const mp_array *a, size_t start, void *dst, size_t n)
 {
     int r = range_check(a, start, dst, n);
     if (r || n == 0) return r;
@@ -675,7 +675,7 @@ int mp_array_cas(mp_array *a, size_t index, int64_t expected, int64_t desired, b
 }
 
 /* Untyped Value access goes through the same lock as the typed calls. */
-int mp_value_read(mp_value *v, void *out, size_t size)
+int mp_value_read(const mp_value *v, void *out, size_t size)
 {
     if (!v || !obj_ok(&v->a) || !out) return -EINVAL;
     if (size != v->a.t->size) return MP_ETYPE;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shared_internal.h - hooks of shared.c for the rest of the library. */
 #ifndef MP_SHARED_INTERNAL_H
 #define MP_SHARED_INTERNAL_H

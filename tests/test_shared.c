@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=60 lock=shm */
 /* test_shared.c - Value, Array and named shared memory blocks: every type, ranges, atomics, the
  * lock and its dead holder, sharing across fork and with an exec'd program, /dev/shm hygiene,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=120 */
 /* test_shared_contention.c - 4 processes x 1,000,000 increments of one shared Value, under its
  * lock and with atomic add: the total must be exact. */

@@ -15,7 +15,7 @@
 /* The lock's holder dies; the next locker releases it without repair: unrecoverable. */
 static void make_unrecoverable(mp_lock *l)
 {
-    pthread_mutex_t *m = &l->s->m;
+    pthread_mutex_t *m = mp__lock_mutex(l);
     pid_t pid = mp_test_fork();
     if (pid == 0) {
         pthread_mutex_lock(m);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mproc/shared.h - shared memory: Python's Value, Array and shared_memory, in C.
  *
  *     mp_value *n;
@@ -112,16 +113,16 @@ MP_API void *mp_value_ptr(const mp_value *v);
  * but the lock was taken over from a dead holder; see above), -ENOTRECOVERABLE (not done). Not
  * async-signal-safe when synchronized (a handler interrupting the holder would deadlock on the
  * lock's owner check). */
-MP_API int mp_value_get_i64(mp_value *v, int64_t *out);
+MP_API int mp_value_get_i64(const mp_value *v, int64_t *out);
 MP_API int mp_value_set_i64(mp_value *v, int64_t x);
-MP_API int mp_value_get_u64(mp_value *v, uint64_t *out);
+MP_API int mp_value_get_u64(const mp_value *v, uint64_t *out);
 MP_API int mp_value_set_u64(mp_value *v, uint64_t x);
-MP_API int mp_value_get_f64(mp_value *v, double *out);
+MP_API int mp_value_get_f64(const mp_value *v, double *out);
 MP_API int mp_value_set_f64(mp_value *v, double x);
 
 /* Untyped access: copy the element to/from a C object of exactly the element's size.
  * Errors: -EINVAL (NULL), MP_ETYPE (size differs from the element size), -EOWNERDEAD as above. */
-MP_API int mp_value_read(mp_value *v, void *out, size_t size);
+MP_API int mp_value_read(const mp_value *v, void *out, size_t size);
 MP_API int mp_value_write(mp_value *v, const void *in, size_t size);
 
 /* Atomically adds delta (wrapping in the element's width) and stores the previous value in *old
@@ -158,18 +159,18 @@ MP_API mp_lock *mp_array_lock(const mp_array *a);
 MP_API void *mp_array_ptr(const mp_array *a);
 
 /* Element access by index, as the Value calls, plus MP_ERANGE for index >= length. */
-MP_API int mp_array_get_i64(mp_array *a, size_t index, int64_t *out);
+MP_API int mp_array_get_i64(const mp_array *a, size_t index, int64_t *out);
 MP_API int mp_array_set_i64(mp_array *a, size_t index, int64_t x);
-MP_API int mp_array_get_u64(mp_array *a, size_t index, uint64_t *out);
+MP_API int mp_array_get_u64(const mp_array *a, size_t index, uint64_t *out);
 MP_API int mp_array_set_u64(mp_array *a, size_t index, uint64_t x);
-MP_API int mp_array_get_f64(mp_array *a, size_t index, double *out);
+MP_API int mp_array_get_f64(const mp_array *a, size_t index, double *out);
 MP_API int mp_array_set_f64(mp_array *a, size_t index, double x);
 
 /* Bulk copies of n elements starting at index `start`, under the lock once (Python's slices).
  * dst/src are C arrays of the element type. n == 0 is a no-op.
  * Errors: -EINVAL (NULL a, or NULL buffer with n > 0), MP_ERANGE (start + n > length),
  * -EOWNERDEAD as for Value. */
-MP_API int mp_array_read(mp_array *a, size_t start, void *dst, size_t n);
+MP_API int mp_array_read(const mp_array *a, size_t start, void *dst, size_t n);
 MP_API int mp_array_write(mp_array *a, size_t start, const void *src, size_t n);
 
 /* Atomic add and compare-and-swap on one element, as mp_value_add / mp_value_cas, plus MP_ERANGE

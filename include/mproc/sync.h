@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mproc/sync.h - process-shared Lock, RLock, Semaphore, BoundedSemaphore, Event, Condition,
  * Barrier: Python's multiprocessing synchronisation primitives, in C.
  *
@@ -23,8 +24,10 @@
  *     is the caller's and is left alone. Never free while another thread of the same process
  *     uses the handle.
  *
- * Timeouts: seconds as a double, on CLOCK_MONOTONIC; MP_FOREVER (< 0) waits without limit, 0
- * polls. Signals never surface: a wait interrupted by a handler resumes against the same deadline.
+ * Timeouts: seconds as a double, on CLOCK_MONOTONIC; only MP_FOREVER (or +INFINITY) waits without
+ * limit; 0 polls, and so does any other negative value or NaN (an expired deadline). "Not within
+ * the time given" is -ETIMEDOUT, also for a poll. Signals never surface: a wait interrupted by a
+ * handler resumes against the same deadline.
  *
  * A holder that dies. Lock and RLock are robust (pthread robust mutexes, LMDB's model): when the
  * process or thread holding one dies, the next acquirer gets the lock *and* -EOWNERDEAD. It now
@@ -76,10 +79,12 @@ MP_API int mp_lock_init_at(mp_lock **out, void *mem, size_t size, bool recursive
 MP_API int mp_lock_attach_at(mp_lock **out, void *mem, size_t size);
 
 /* Acquire, waiting at most timeout seconds.
- * Returns 0; -ETIMEDOUT (not acquired); -EOWNERDEAD (acquired: the previous holder died holding
- * it, repair the data; for an RLock the recursion count restarts at 1); -EDEADLK (a Lock, not
- * RLock, already held by the calling thread: it would wait for itself forever); -EINVAL (NULL);
- * -EAGAIN (RLock recursion count overflow). */
+ * Returns 0; -ETIMEDOUT (not acquired; also a poll of a Lock the calling thread holds itself:
+ * busy like any held lock); -EOWNERDEAD (acquired: the previous holder died holding it, repair
+ * the data; for an RLock the recursion count restarts at 1); -EDEADLK (a wait with time left, or
+ * MP_FOREVER, on a Lock, not RLock, the calling thread already holds: it would wait for itself
+ * until the deadline); -EINVAL (NULL); -EAGAIN (RLock recursion count overflow);
+ * -ENOTRECOVERABLE (a holder died and its successor released it without repair). */
 MP_API int mp_lock_acquire(mp_lock *l, double timeout);
 
 /* Release one level. Errors: -EINVAL, MP_ENOTOWNER (the calling thread does not hold it). */
@@ -87,6 +92,9 @@ MP_API int mp_lock_release(mp_lock *l);
 
 /* 1 when the calling thread holds the lock, 0 when not, -EINVAL for NULL. */
 MP_API int mp_lock_is_owned(const mp_lock *l);
+/* 1 when any thread of any process holds the lock (Python's locked()), 0 when none does (a
+ * holder that died no longer counts), -EINVAL for NULL. Only a snapshot: it may change at once. */
+MP_API int mp_lock_is_locked(const mp_lock *l);
 /* 1 for an RLock, 0 for a Lock, -EINVAL for NULL. */
 MP_API int mp_lock_is_recursive(const mp_lock *l);
 
@@ -197,27 +205,66 @@ MP_API int mp_cond_free(mp_cond **pp);
 
 typedef struct mp_barrier mp_barrier;
 
+/* What Python's Barrier(parties, action, timeout) takes besides parties. Fill it with
+ * mp_barrier_options_init (or MP_BARRIER_OPTIONS_INIT), then set what you need. */
+typedef struct mp_barrier_options {
+    /* The default timeout, used by mp_barrier_wait_default (Python's wait() without a timeout).
+     * MP_FOREVER (the default): no limit. Shared by every handle on the barrier. NaN: -EINVAL. */
+    double timeout;
+    /* Run by exactly one party, the last to arrive, once per generation, before any party is
+     * released; NULL (the default): none. It returns 0, or non-zero to fail: the barrier is then
+     * broken (Python: the action raised), the others get MP_EBROKEN and the party that ran it
+     * gets the action's value when negative, MP_EBROKEN when positive. It runs holding the
+     * barrier's internal mutex: it must not call functions on the same barrier. A party that
+     * dies inside it breaks the barrier (the others get MP_EBROKEN within 20 ms). A function
+     * pointer is private to a process: handles inherited over fork carry it; every handle on a
+     * barrier made with an action must have one (mp_barrier_attach_at_opts). */
+    int (*action)(void *arg);
+    void *action_arg;
+} mp_barrier_options;
+
+#define MP_BARRIER_OPTIONS_INIT                                                                    \
+    {                                                                                              \
+        .timeout = MP_FOREVER, .action = NULL, .action_arg = NULL                                  \
+    }
+
+/* Fill *o with the defaults (no limit, no action). NULL-safe. */
+MP_API void mp_barrier_options_init(mp_barrier_options *o);
+
 /* A Barrier for `parties` (>= 1) processes/threads. Errors: -EINVAL, -ENOMEM. */
 MP_API int mp_barrier_new(mp_barrier **out, unsigned parties);
 MP_API int mp_barrier_init_at(mp_barrier **out, void *mem, size_t size, unsigned parties);
+/* Attach to a barrier made without an action (-EINVAL for one made with an action). */
 MP_API int mp_barrier_attach_at(mp_barrier **out, void *mem, size_t size);
+/* The same with options (opts NULL: the defaults). Errors as above, -EINVAL for a NaN timeout.
+ * attach: opts->action is this handle's action (required when the barrier was made with one;
+ * opts->timeout is ignored: the default timeout is the creator's). */
+MP_API int mp_barrier_new_opts(mp_barrier **out, unsigned parties, const mp_barrier_options *opts);
+MP_API int mp_barrier_init_at_opts(mp_barrier **out, void *mem, size_t size, unsigned parties,
+                                   const mp_barrier_options *opts);
+MP_API int mp_barrier_attach_at_opts(mp_barrier **out, void *mem, size_t size,
+                                     const mp_barrier_options *opts);
 
 /* Wait until `parties` callers have called wait, then all return together. Returns the arrival
  * index, 0 for the first arrival to parties-1 for the last (each caller gets a different one);
  * MP_EBROKEN when the barrier is or becomes broken (abort, another party's timeout, a party that
  * died inside its internal state, or reset while waiting); -ETIMEDOUT when this caller's timeout
  * expired first: it breaks the barrier for everyone (Python's rule), the others get MP_EBROKEN;
- * -EINVAL. A broken barrier stays broken until mp_barrier_reset. */
+ * -EINVAL; a failed action's code (see mp_barrier_options) in the party that ran it. A broken
+ * barrier stays broken until mp_barrier_reset. */
 MP_API int mp_barrier_wait(mp_barrier *b, double timeout);
+/* mp_barrier_wait with the default timeout given at creation (mp_barrier_options.timeout). */
+MP_API int mp_barrier_wait_default(mp_barrier *b);
 /* Put the barrier into the broken state, waking every waiter with MP_EBROKEN. Errors: -EINVAL. */
 MP_API int mp_barrier_abort(mp_barrier *b);
 /* Back to the empty, unbroken state; callers waiting now get MP_EBROKEN. Errors: -EINVAL. */
 MP_API int mp_barrier_reset(mp_barrier *b);
-/* parties; callers waiting now (read under the internal mutex; may also return
- * -ENOTRECOVERABLE); 1 when broken else 0. -EINVAL for NULL. */
+/* parties; callers waiting now (read under the internal mutex, so it waits while an action
+ * runs; may also return -ENOTRECOVERABLE). -EINVAL for NULL. */
 MP_API int mp_barrier_parties(const mp_barrier *b);
 MP_API int mp_barrier_n_waiting(const mp_barrier *b);
-MP_API int mp_barrier_broken(const mp_barrier *b);
+/* 1 when broken, 0 when not, -EINVAL for NULL. */
+MP_API int mp_barrier_is_broken(const mp_barrier *b);
 MP_API int mp_barrier_free(mp_barrier **pp);
 
 #ifdef __cplusplus

@@ -79,7 +79,8 @@ int mp__robust_mutex_init(pthread_mutex_t *m, int type)
 
 int mp__robust_mutex_lock(pthread_mutex_t *m, const mp__deadline *dl)
 {
-    int r = pthread_mutex_trylock(m);
+    /* The trylock that glibc 2.36 can leave stuck on an unrecoverable mutex: undone inside. */
+    int r = mp__robust_mutex_trylock(m);
     if (r != EBUSY) return r;
     for (;;) {
         if (dl && !mp__deadline_forever(dl) && mp__deadline_left_ns(dl) == 0) return ETIMEDOUT;

@@ -195,4 +195,28 @@ bool mp__hangup_now(int sock);
 struct pollfd;
 int mp__poll_fds(struct pollfd *u, size_t nu, const mp__deadline *dl);
 
+/* ---- robust mutexes: holder and glibc quirks (mutex.c) -------------------------------------- */
+
+#include <errno.h> /* ENOTRECOVERABLE, for the inline below */
+
+/* The calling thread's id, cached per thread (forgotten in fork children: pthread_atfork, so
+ * children must be made with fork(), not a raw clone()). */
+pid_t mp__tid(void);
+/* Whether the calling thread holds m (any mutex type). */
+bool mp__mutex_owner_is_self(const pthread_mutex_t *m);
+/* Whether any live thread holds the robust mutex m (a dead holder's mutex reads as unlocked). */
+bool mp__mutex_is_locked(const pthread_mutex_t *m);
+/* Undo glibc's stuck word after an ENOTRECOVERABLE (no-op unless the word names the caller). */
+void mp__mutex_unstick(pthread_mutex_t *m);
+/* pthread_mutex_trylock that never leaves an unrecoverable robust mutex stuck (glibc 2.36
+ * leaves the word naming the caller after ENOTRECOVERABLE; see mutex.c). Same results as
+ * pthread_mutex_trylock. mp__robust_mutex_lock starts with it. Inline: it is every Lock's
+ * uncontended path. */
+static inline int mp__robust_mutex_trylock(pthread_mutex_t *m)
+{
+    int r = pthread_mutex_trylock(m);
+    if (__builtin_expect(r == ENOTRECOVERABLE, 0)) mp__mutex_unstick(m);
+    return r;
+}
+
 #endif
