@@ -3,6 +3,7 @@
 /* test_pool.c - the pool's core: apply, apply_async, results, callbacks, map, starmap, close/join/
  * terminate, task errors, bad input. */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -715,6 +716,91 @@ static void test_registered_too_late(void **state)
     end_pool(&p);
 }
 
+/* ---- conventions (docs/conventions.md) ------------------------------------------------------ */
+
+static mp_result *conv_slow;
+static int conv_rc_neg, conv_rc_nan, conv_rc_pos;
+
+static void conv_cb(mp_result *r, void *user)
+{
+    /* Only MP_FOREVER (or a positive timeout) waits: a negative or NaN timeout is "do not wait",
+     * so from a callback it is an ordinary not-yet (-ETIMEDOUT), not a deadlock (-EDEADLK). */
+    conv_rc_neg = mp_result_wait(conv_slow, -0.5);
+    conv_rc_nan = mp_result_wait(conv_slow, NAN);
+    conv_rc_pos = mp_result_wait(conv_slow, 0.5);
+}
+
+static void test_conventions(void **state)
+{
+    mp_pool_options o;
+    memset(&o, 0x5a, sizeof o);
+    mp_pool_options_init(&o);
+    assert_int_equal(o.processes, MP_POOL_CPUS);
+    assert_null(o.initializer);
+    assert_int_equal(o.initarg_len, 0);
+    assert_int_equal(o.maxtasksperchild, 0);
+    assert_true(o.task_timeout == 0);
+    assert_null(o.cpus);
+    assert_int_equal(o.max_message, 0);
+    assert_int_equal(o.pipeline, 0);
+    mp_task_options t;
+    memset(&t, 0x5a, sizeof t);
+    mp_task_options_init(&t);
+    assert_null(t.callback);
+    assert_null(t.error_callback);
+    assert_null(t.user);
+    assert_int_equal(t.chunksize, 0);
+    assert_int_equal(t.window, 0);
+    mp_pool_options_init(NULL);
+    mp_task_options_init(NULL);
+
+    /* destructors: NULL and &NULL are no-ops returning 0 */
+    mp_result *none = NULL;
+    mp_imap *inone = NULL;
+    assert_mp_ok(mp_result_free(NULL));
+    assert_mp_ok(mp_result_free(&none));
+    assert_mp_ok(mp_imap_free(NULL));
+    assert_mp_ok(mp_imap_free(&inone));
+
+    mp_pool *p = new_pool(2);
+    int ms = 100000;
+    assert_mp_ok(mp_pool_apply_async(p, "t.sleep_ms", &ms, sizeof ms, NULL, &conv_slow));
+    /* negative (not MP_FOREVER) and NaN timeouts act as 0 */
+    assert_mp(-ETIMEDOUT, mp_result_get(conv_slow, NULL, NULL, -0.5));
+    assert_mp(-ETIMEDOUT, mp_result_wait(conv_slow, NAN));
+    assert_mp(-ETIMEDOUT, mp_result_wait(conv_slow, -INFINITY));
+    assert_int_equal(mp_result_is_ready(conv_slow), 0);
+
+    int x = 3;
+    mp_result *r;
+    mp_task_options_init(&t);
+    t.callback = conv_cb;
+    assert_mp_ok(mp_pool_apply_async(p, "t.square", &x, sizeof x, &t, &r));
+    assert_mp_ok(mp_result_wait(r, mp_test_timeout(10)));
+    assert_mp(-ETIMEDOUT, conv_rc_neg);
+    assert_mp(-ETIMEDOUT, conv_rc_nan);
+    assert_mp(-EDEADLK, conv_rc_pos);
+    assert_mp_ok(mp_result_free(&r));
+
+    /* a forked copy of a result cannot be freed there: MP_ECHILD, the handle kept */
+    pid_t child = mp_test_fork();
+    if (child == 0) {
+        mp_result *copy = conv_slow;
+        MP_CHILD_CHECK(mp_result_free(&copy) == MP_ECHILD);
+        MP_CHILD_CHECK(copy == conv_slow);
+        mp_test_child_exit(0);
+    }
+    assert_child_ok(child);
+
+    assert_mp_ok(mp_pool_close(p));
+    assert_mp(-ETIMEDOUT, mp_pool_join(p, -2.0)); /* the slow task still runs */
+    assert_mp_ok(mp_pool_terminate(p));
+    assert_mp(MP_ETERMINATED, mp_result_get(conv_slow, NULL, NULL, 0));
+    assert_mp_ok(mp_result_free(&conv_slow));
+    assert_null(conv_slow);
+    assert_mp_ok(mp_pool_free(&p));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -731,6 +817,7 @@ int main(void)
         MP_TEST(test_bad_input),
         MP_TEST(test_pinning),
         MP_TEST(test_registered_too_late),
+        MP_TEST(test_conventions),
     };
     return mp_test_main(__FILE__, tests, sizeof tests / sizeof tests[0]);
 }
