@@ -719,7 +719,8 @@ static void test_registered_too_late(void **state)
 /* ---- conventions (docs/conventions.md) ------------------------------------------------------ */
 
 static mp_result *conv_slow;
-static int conv_rc_neg, conv_rc_nan, conv_rc_pos;
+static int conv_rc_neg, conv_rc_nan, conv_rc_pos, conv_rc_other, conv_other_val;
+static mp_pool *conv_other;
 
 static void conv_cb(mp_result *r, void *user)
 {
@@ -728,6 +729,15 @@ static void conv_cb(mp_result *r, void *user)
     conv_rc_neg = mp_result_wait(conv_slow, -0.5);
     conv_rc_nan = mp_result_wait(conv_slow, NAN);
     conv_rc_pos = mp_result_wait(conv_slow, 0.5);
+    /* -EDEADLK is about its own pool: another pool's blocking calls work from a callback */
+    int x = 5;
+    mp_result *o = NULL;
+    conv_rc_other = mp_pool_apply(conv_other, "t.square", &x, sizeof x, &o, mp_test_timeout(10));
+    const void *d;
+    size_t len;
+    if (conv_rc_other == 0 && mp_result_get(o, &d, &len, 0) == 0 && len == sizeof x)
+        memcpy(&conv_other_val, d, sizeof x);
+    mp_result_free(&o);
 }
 
 static void test_conventions(void **state)
@@ -771,6 +781,7 @@ static void test_conventions(void **state)
     assert_mp(-ETIMEDOUT, mp_result_wait(conv_slow, -INFINITY));
     assert_int_equal(mp_result_is_ready(conv_slow), 0);
 
+    conv_other = new_pool(1);
     int x = 3;
     mp_result *r;
     mp_task_options_init(&t);
@@ -780,6 +791,9 @@ static void test_conventions(void **state)
     assert_mp(-ETIMEDOUT, conv_rc_neg);
     assert_mp(-ETIMEDOUT, conv_rc_nan);
     assert_mp(-EDEADLK, conv_rc_pos);
+    assert_mp_ok(conv_rc_other);
+    assert_int_equal(conv_other_val, 25);
+    end_pool(&conv_other);
     assert_mp_ok(mp_result_free(&r));
 
     /* a forked copy of a result cannot be freed there: MP_ECHILD, the handle kept */

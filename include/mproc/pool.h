@@ -58,8 +58,8 @@
  *     task fails with -ETIMEDOUT (mp_result_is_ready() tells it apart from a get() that timed out).
  *   - The process holding the pool dies (even by SIGKILL): the kernel SIGKILLs every worker.
  *   - A task that uses a forked copy of a pool (or result) gets MP_ECHILD. A callback that makes a
- *     blocking call on its pool gets -EDEADLK; non-blocking calls (apply_async, map_async, ready,
- *     get/wait with timeout 0, free) work from callbacks.
+ *     blocking call on its pool gets -EDEADLK; non-blocking calls (apply_async, map_async,
+ *     is_ready, get/wait with timeout 0 or another expired timeout, free) work from callbacks.
  *   - After close+join or terminate no process, fd or shared memory of the pool remains.
  *
  * Limits. An argument or result record larger than the pool's max_message (default 256 KiB,
@@ -242,9 +242,9 @@ MP_API int mp_pool_worker_pids(const mp_pool *pool, pid_t *pids, int max);
  * outcome, including MP_EWORKERDIED, -ETIMEDOUT and MP_ETERMINATED). They run on the pool's
  * supervisor thread in the parent, one at a time, before the result is marked ready: when get()
  * returns, the callback has run. r is borrowed (valid during the call; do not free it). A callback
- * must not block for long (it delays every other callback and worker replacement); blocking pool
- * calls from it fail with -EDEADLK. Callbacks of results still pending at terminate/free run on
- * the thread calling terminate/free. */
+ * must not block for long (it delays every other callback and worker replacement); blocking calls
+ * on its own pool fail with -EDEADLK (a blocking call on another pool is allowed). Callbacks of
+ * results still pending at terminate/free run on the thread calling terminate/free. */
 typedef void (*mp_result_cb)(mp_result *r, void *user);
 
 typedef struct mp_task_options {
