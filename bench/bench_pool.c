@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_pool.c - the process pool against Python's multiprocessing.Pool, measured in the same run.
  *
  * Figures (stdout, name<TAB>value<TAB>unit):
@@ -58,7 +59,8 @@ static void die(const char *what, int rc)
 
 static mp_pool *make_pool(int procs, const int *cpus, int ncpus)
 {
-    mp_pool_options o = MP_POOL_OPTIONS_INIT;
+    mp_pool_options o;
+    mp_pool_options_init(&o);
     o.processes = procs;
     o.cpus = cpus;
     o.ncpus = ncpus;
@@ -93,7 +95,7 @@ static void bench_private(void)
     mp_pool *p = make_pool(1, NULL, 0);
     int x = 1;
     mp_result *r;
-    mp_pool_apply(p, "bench.ident", &x, sizeof x, 10, &r);
+    mp_pool_apply(p, "bench.ident", &x, sizeof x, &r, 10);
     mp_result_free(&r);
     usleep(100000);
     pid_t pid;
@@ -137,14 +139,16 @@ static double bench_map(size_t n, size_t chunksize, int fixed, int reps)
         xs[i] = (int)i;
         items[i] = (mp_buf){&xs[i], sizeof xs[i]};
     }
-    mp_task_options o = {.chunksize = chunksize};
+    mp_task_options o;
+    mp_task_options_init(&o);
+    o.chunksize = chunksize;
     double *v = calloc((size_t)reps, sizeof *v);
     for (int rep = -1; rep < reps; rep++) {
         mp_result *r;
         double t0 = bench_now();
         int rc = fixed ? mp_pool_map_fixed(p, "bench.ident", xs, n, sizeof *xs, out, sizeof *out,
-                                           &o, 120, &r)
-                       : mp_pool_map(p, "bench.ident", items, n, &o, 120, &r);
+                                           &o, &r, 120)
+                       : mp_pool_map(p, "bench.ident", items, n, &o, &r, 120);
         double t = bench_now() - t0;
         if (rc) die("map", rc);
         mp_result_free(&r);
@@ -161,11 +165,13 @@ static double bench_map(size_t n, size_t chunksize, int fixed, int reps)
 
 static double cpu_map_once(mp_pool *p, const int *in, int *out, int ntasks)
 {
-    mp_task_options o = {.chunksize = 1};
+    mp_task_options o;
+    mp_task_options_init(&o);
+    o.chunksize = 1;
     mp_result *r;
     double t0 = bench_now();
     int rc = mp_pool_map_fixed(p, "bench.primes", in, (size_t)ntasks, sizeof *in, out, sizeof *out,
-                               &o, 120, &r);
+                               &o, &r, 120);
     double t = bench_now() - t0;
     if (rc) die("cpu map", rc);
     mp_result_free(&r);
@@ -224,7 +230,9 @@ static void bench_imap_rss(long n)
     const char *keys[] = {"VmHWM:"};
     long before = kib_field("/proc/self/status", keys, 1);
     struct counter c = {0, n, 0};
-    mp_task_options o = {.chunksize = 64};
+    mp_task_options o;
+    mp_task_options_init(&o);
+    o.chunksize = 64;
     mp_imap *it;
     int rc = mp_pool_imap(p, "bench.ident", count_iter, &c, &o, &it);
     if (rc) die("imap", rc);

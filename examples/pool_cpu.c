@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pool_cpu.c - a CPU-bound map on 1 worker and on N workers: the speed-up of a process pool */
 #include <stdio.h>
 #include <string.h>
@@ -34,17 +35,20 @@ static double now(void)
 /* Runs the map on a pool of `procs` workers; returns seconds, or -1. Fills total. */
 static double run(int procs, const int *bounds, int n, long *total)
 {
-    mp_pool_options o = MP_POOL_OPTIONS_INIT;
+    mp_pool_options o;
+    mp_pool_options_init(&o);
     o.processes = procs;
     mp_pool *pool;
     if (mp_pool_new(&pool, &o) != 0) return -1;
     /* the fixed-size path: an array of ints in, an array of ints out */
     int out[64];
-    mp_task_options to = {.chunksize = 1};
+    mp_task_options to;
+    mp_task_options_init(&to);
+    to.chunksize = 1;
     double t0 = now();
     mp_result *r;
     int rc = mp_pool_map_fixed(pool, "cpu.count_primes", bounds, (size_t)n, sizeof bounds[0], out,
-                               sizeof out[0], &to, 60.0, &r);
+                               sizeof out[0], &to, &r, 60.0);
     double t = now() - t0;
     mp_result_free(&r);
     mp_pool_close(pool);

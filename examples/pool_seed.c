@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pool_seed.c - the seed's process pool step by step: create, apply_async + get, apply, map, close,
  * join */
 #include <stdio.h>
@@ -34,7 +35,8 @@ int main(void)
     int failures = 0;
 
     /* 1. Create the pool with a suitable number of processes. */
-    mp_pool_options opts = MP_POOL_OPTIONS_INIT;
+    mp_pool_options opts;
+    mp_pool_options_init(&opts);
     opts.processes = 3;
     mp_pool *pool;
     if (check(mp_pool_new(&pool, &opts), "mp_pool_new")) return 1;
@@ -65,7 +67,7 @@ int main(void)
     /* apply: the same, but it blocks until its event is handled. */
     int x = 12;
     mp_result *r;
-    if (!check(mp_pool_apply(pool, "seed.square", &x, sizeof x, 10.0, &r), "apply")) {
+    if (!check(mp_pool_apply(pool, "seed.square", &x, sizeof x, &r, 10.0), "apply")) {
         const void *data;
         mp_result_get(r, &data, NULL, 0);
         struct answer a;
@@ -85,7 +87,7 @@ int main(void)
         items[i] = (mp_buf){&xs[i], sizeof xs[i]};
     }
     mp_result *m;
-    if (!check(mp_pool_map(pool, "seed.square", items, 10, NULL, 10.0, &m), "map")) {
+    if (!check(mp_pool_map(pool, "seed.square", items, 10, NULL, &m, 10.0), "map")) {
         printf("map:");
         for (size_t i = 0; i < mp_result_count(m); i++) {
             const void *data;

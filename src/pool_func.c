@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pool_func.c - the pool's function registry, the task-side result API, argument tuples.
  *
  * Functions are found by a 64-bit id, the FNV-1a hash of their name, so that a task record names

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pool_internal.h - what the pool's parts share: record formats, the task-side result, the
  * registry's private calls, and the worker configuration every transport passes to its workers.
  *

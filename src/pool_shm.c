@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pool_shm.c - the pool's shared-memory transport: per-worker rings, futex wake-ups, spinning.
  *
  * Each worker has one mapping (a memfd the parent creates and the worker factory hands to the new

@@ -1,16 +1,34 @@
-/* pool_transport.h - how pool.c talks to its workers.
+/* SPDX-License-Identifier: MIT */
+/* pool_transport.h - how the pool talks to its workers.
  *
- * pool.c knows tasks, results, jobs, callbacks and policy; a transport knows how to set up a
- * worker and move records (pool_internal.h) to and from it. The only transport today is shared
- * memory (pool_shm.c: per-worker SPSC rings + futex wake-ups + spinning); its workers are forked
- * by the pool's worker factory (pool_factory.c), never by a thread of the program. An MPI backend
- * would implement the same operations over MPI ranks: start = claim a rank (the rank runs the same
- * binary, so MP_FUNC_REGISTER gave it the same function table), task_reserve/commit/flush = pack
- * and MPI_Isend, result_peek = MPI_Iprobe/MPI_Recv, death_fd = a descriptor that becomes readable
- * when the rank is lost, running = what the rank last said it runs.
+ * The pool (pool_sched.c, pool_super.c) knows tasks, results, jobs, callbacks and policy; a
+ * transport knows how to set up a worker and move records (pool_internal.h) to and from it. The
+ * only transport today is shared memory (pool_shm.c: per-worker SPSC rings + futex wake-ups +
+ * spinning); its workers are forked by the pool's worker factory (pool_factory.c), never by a
+ * thread of the program, and the factory, not the transport, reports their deaths.
  *
- * Threading: pool.c calls every operation on one worker with the pool lock held. A transport must
- * never block in these calls.
+ * The contract, operation by operation (what an MPI backend would implement over ranks):
+ *   prepare      parent side of a new worker, before it exists; hands back ONE descriptor that
+ *                carries the worker's state to it (shm: the memfd of its rings); always a valid
+ *                one, since the factory passes it on. The descriptor is registered as internal
+ *                (mp__fd_internal_add) so no other child inherits it; the pool passes it to the
+ *                factory, then unregisters and closes it. Nothing else of the parent is given to
+ *                a worker: what it must not keep (other workers' state) is never mapped into it
+ *                (shm: MADV_DONTFORK on every mapping, the worker maps its own memfd).
+ *   worker_run   in the new worker: takes over that descriptor and the pool's eventfd, runs the
+ *                worker loop (mp__worker_exec per task record), never returns.
+ *   task_*       reserve/commit/flush: pack task records, publish them in batches.
+ *   result_*     peek/release the worker's result records, in order.
+ *   running      which task the worker runs and since when (task timeouts, deaths).
+ *   init_failed  after a death: did the initializer fail, and with what.
+ *   release      after the worker was reaped (or never started).
+ * MPI: start = claim a rank (the rank runs the same binary, so MP_FUNC_REGISTER gave it the same
+ * function table), task_* = pack and MPI_Isend, result_peek = MPI_Iprobe/MPI_Recv, a lost rank
+ * reported like a factory's DIED.
+ *
+ * Threading: the pool calls every per-worker operation, and want_notify, with the pool lock held;
+ * result_seq and result_wait are called without it (waiting threads sleep there). A transport
+ * must never block in these calls, except result_wait.
  */
 #ifndef MP_POOL_TRANSPORT_H
 #define MP_POOL_TRANSPORT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pool_worker.c - the transport-independent half of a worker: run the initializer, run a task
  * record item by item and pack the outcomes into result records.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pool_util.h - what the pool tests share: a pool of n workers, and a strict shutdown. */
 #ifndef MP_TEST_POOL_UTIL_H
 #define MP_TEST_POOL_UTIL_H
@@ -7,7 +8,8 @@
 
 static inline mp_pool *new_pool(int n)
 {
-    mp_pool_options o = MP_POOL_OPTIONS_INIT;
+    mp_pool_options o;
+    mp_pool_options_init(&o);
     o.processes = n;
     mp_pool *p = NULL;
     assert_mp_ok(mp_pool_new(&p, &o));

@@ -54,9 +54,11 @@ static void worker_fds(mp_pool *p, int *counts, int n)
     mp_buf items[64];
     for (int i = 0; i < 64; i++)
         items[i] = (mp_buf){NULL, 0};
-    mp_task_options o = {.chunksize = 1};
+    mp_task_options o;
+    mp_task_options_init(&o);
+    o.chunksize = 1;
     mp_result *r;
-    assert_mp_ok(mp_pool_map(p, "fi.count", items, 64, &o, mp_test_timeout(10), &r));
+    assert_mp_ok(mp_pool_map(p, "fi.count", items, 64, &o, &r, mp_test_timeout(10)));
     for (int i = 0; i < n && i < 64; i++) {
         const void *d;
         size_t l;
@@ -68,7 +70,8 @@ static void worker_fds(mp_pool *p, int *counts, int n)
 
 static int baseline_worker(void)
 {
-    mp_pool_options o = MP_POOL_OPTIONS_INIT;
+    mp_pool_options o;
+    mp_pool_options_init(&o);
     o.processes = 1;
     mp_pool *p;
     assert_mp_ok(mp_pool_new(&p, &o));
@@ -102,7 +105,8 @@ enum { NPOOLS = 11 };
 
 static void new_pools(mp_pool **pools, int n)
 {
-    mp_pool_options o = MP_POOL_OPTIONS_INIT;
+    mp_pool_options o;
+    mp_pool_options_init(&o);
     o.processes = 3;
     for (int i = 0; i < n; i++)
         assert_mp_ok(mp_pool_new(&pools[i], &o));
@@ -132,7 +136,8 @@ static void test_worker_fds_with_pools(void **state)
                 fail_msg("pool %d, worker %d holds %d fds, baseline %d", k, i, c[i], base);
     }
     /* replacements, forked after all the pools exist */
-    mp_pool_options o = MP_POOL_OPTIONS_INIT;
+    mp_pool_options o;
+    mp_pool_options_init(&o);
     o.processes = 2;
     o.maxtasksperchild = 1;
     mp_pool *churn;
@@ -167,7 +172,8 @@ static void test_worker_fds_with_everything(void **state)
     mp_process *s;
     assert_mp_ok(mp_process_new(&s, NULL, sleeper, NULL));
     assert_mp_ok(mp_process_start(s));
-    mp_pool_options o = MP_POOL_OPTIONS_INIT;
+    mp_pool_options o;
+    mp_pool_options_init(&o);
     o.processes = 2;
     mp_pool *p;
     assert_mp_ok(mp_pool_new(&p, &o));

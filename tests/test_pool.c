@@ -1,7 +1,9 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=60 */
 /* test_pool.c - the pool's core: apply, apply_async, results, callbacks, map, starmap, close/join/
  * terminate, task errors, bad input. */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -96,7 +98,7 @@ static void test_apply(void **state)
     assert_int_equal(mp_pool_processes(p), 2);
     for (int i = 0; i < 50; i++) {
         mp_result *r = NULL;
-        assert_mp_ok(mp_pool_apply(p, "t.square", &i, sizeof i, mp_test_timeout(10), &r));
+        assert_mp_ok(mp_pool_apply(p, "t.square", &i, sizeof i, &r, mp_test_timeout(10)));
         assert_int_equal(get_int(r), i * i);
         mp_result_free(&r);
         assert_null(r);
@@ -113,8 +115,8 @@ static void test_apply_async(void **state)
         assert_mp_ok(mp_pool_apply_async(p, "t.square", &i, sizeof i, NULL, &r[i]));
     for (int i = N - 1; i >= 0; i--) {
         assert_mp_ok(mp_result_wait(r[i], mp_test_timeout(10)));
-        assert_int_equal(mp_result_ready(r[i]), 1);
-        assert_int_equal(mp_result_successful(r[i]), 1);
+        assert_int_equal(mp_result_is_ready(r[i]), 1);
+        assert_int_equal(mp_result_is_successful(r[i]), 1);
         assert_int_equal(get_int(r[i]), i * i);
         int code = -1;
         const char *msg = NULL;
@@ -129,8 +131,8 @@ static void test_apply_async(void **state)
     mp_result *s;
     assert_mp_ok(mp_pool_apply_async(p, "t.sleep_ms", &ms, sizeof ms, NULL, &s));
     assert_mp(-ETIMEDOUT, mp_result_get(s, NULL, NULL, 0.01));
-    assert_int_equal(mp_result_ready(s), 0);
-    assert_mp(MP_ESTATE, mp_result_successful(s));
+    assert_int_equal(mp_result_is_ready(s), 0);
+    assert_mp(MP_ESTATE, mp_result_is_successful(s));
     assert_mp(MP_ESTATE, mp_result_error(s, NULL, NULL));
     assert_mp(MP_ESTATE, mp_result_item(s, 0, NULL, NULL));
     assert_mp(-ETIMEDOUT, mp_result_wait(s, 0));
@@ -186,7 +188,7 @@ static void test_task_error(void **state)
             assert_int_equal(get_int(r[i]), i * i);
         } else {
             assert_mp(MP_ETASKFAILED, mp_result_get(r[i], NULL, NULL, mp_test_timeout(10)));
-            assert_int_equal(mp_result_successful(r[i]), 0);
+            assert_int_equal(mp_result_is_successful(r[i]), 0);
             int code;
             const char *msg;
             assert_mp(MP_ETASKFAILED, mp_result_error(r[i], &code, &msg));
@@ -198,7 +200,7 @@ static void test_task_error(void **state)
         mp_result_free(&r[i]);
     }
     mp_result *s;
-    assert_mp(MP_ETASKFAILED, mp_pool_apply(p, "t.ret5", NULL, 0, mp_test_timeout(10), &s));
+    assert_mp(MP_ETASKFAILED, mp_pool_apply(p, "t.ret5", NULL, 0, &s, mp_test_timeout(10)));
     int code;
     const char *msg;
     assert_mp(MP_ETASKFAILED, mp_result_error(s, &code, &msg));
@@ -241,7 +243,11 @@ static void test_callbacks(void **state)
     atomic_store(&cb_err, 0);
     atomic_store(&cb_saw_value, 0);
     int user_count = 0;
-    mp_task_options o = {.callback = on_ok, .error_callback = on_err, .user = &user_count};
+    mp_task_options o;
+    mp_task_options_init(&o);
+    o.callback = on_ok;
+    o.error_callback = on_err;
+    o.user = &user_count;
     mp_result *r[10];
     int sum = 0;
     for (int i = 0; i < 10; i++) {
@@ -281,9 +287,11 @@ static void check_map(mp_pool *p, size_t n, size_t chunksize)
         xs[i] = (int)(i % 30000); /* squares fit in an int */
         items[i] = (mp_buf){&xs[i], sizeof xs[i]};
     }
-    mp_task_options o = {.chunksize = chunksize};
+    mp_task_options o;
+    mp_task_options_init(&o);
+    o.chunksize = chunksize;
     mp_result *r = NULL;
-    assert_mp_ok(mp_pool_map(p, "t.square", items, n, &o, mp_test_timeout(20), &r));
+    assert_mp_ok(mp_pool_map(p, "t.square", items, n, &o, &r, mp_test_timeout(20)));
     assert_int_equal(mp_result_count(r), n);
     for (size_t i = 0; i < n; i++) {
         const void *d;
@@ -319,7 +327,7 @@ static void test_map(void **state)
         items[i] = (mp_buf){&xs[i], i == 3 || i == 8 ? 1 : sizeof xs[i]};
     }
     mp_result *r;
-    assert_mp(MP_ETASKFAILED, mp_pool_map(p, "t.square", items, 10, NULL, mp_test_timeout(10), &r));
+    assert_mp(MP_ETASKFAILED, mp_pool_map(p, "t.square", items, 10, NULL, &r, mp_test_timeout(10)));
     int code;
     const char *msg;
     assert_mp(MP_ETASKFAILED, mp_result_error(r, &code, &msg));
@@ -343,7 +351,9 @@ static void test_map_async(void **state)
         items[i] = (mp_buf){&xs[i], sizeof xs[i]};
     }
     mp_result *a, *b;
-    mp_task_options o1 = {.chunksize = 3};
+    mp_task_options o1;
+    mp_task_options_init(&o1);
+    o1.chunksize = 3;
     assert_mp_ok(mp_pool_map_async(p, "t.square", items, N, &o1, &a));
     assert_mp_ok(mp_pool_map_async(p, "t.echo", items, N, NULL, &b));
     assert_mp_ok(mp_result_get(b, NULL, NULL, mp_test_timeout(10)));
@@ -394,8 +404,8 @@ static void test_map_fixed(void **state)
     for (int i = 0; i < N; i++)
         in[i] = (struct pt){i, i + 1};
     mp_result *r;
-    assert_mp_ok(mp_pool_map_fixed(p, "t.dist2", in, N, sizeof *in, out, sizeof *out, NULL,
-                                   mp_test_timeout(10), &r));
+    assert_mp_ok(mp_pool_map_fixed(p, "t.dist2", in, N, sizeof *in, out, sizeof *out, NULL, &r,
+                                   mp_test_timeout(10)));
     const void *d;
     size_t l;
     assert_mp_ok(mp_result_get(r, &d, &l, 0));
@@ -408,9 +418,11 @@ static void test_map_fixed(void **state)
     in[10].x = -1;
     in[20].x = -2;
     memset(out, 0, N * sizeof *out);
-    mp_task_options o = {.chunksize = 1};
+    mp_task_options o;
+    mp_task_options_init(&o);
+    o.chunksize = 1;
     assert_mp(MP_ETASKFAILED, mp_pool_map_fixed(p, "t.dist2", in, 100, sizeof *in, out, sizeof *out,
-                                                &o, mp_test_timeout(10), &r));
+                                                &o, &r, mp_test_timeout(10)));
     int code;
     const char *msg;
     assert_mp(MP_ETASKFAILED, mp_result_error(r, &code, &msg));
@@ -461,7 +473,7 @@ static void test_starmap(void **state)
         items[i] = (mp_args){args[i], 2};
     }
     mp_result *r;
-    assert_mp_ok(mp_pool_starmap(p, "t.mul", items, N, NULL, mp_test_timeout(10), &r));
+    assert_mp_ok(mp_pool_starmap(p, "t.mul", items, N, NULL, &r, mp_test_timeout(10)));
     for (int i = 0; i < N; i++) {
         const void *d;
         size_t l;
@@ -527,7 +539,7 @@ static void test_close_join_terminate(void **state)
     p = new_pool(1);
     int v = 9;
     mp_result *t;
-    assert_mp_ok(mp_pool_apply(p, "t.square", &v, sizeof v, mp_test_timeout(10), &t));
+    assert_mp_ok(mp_pool_apply(p, "t.square", &v, sizeof v, &t, mp_test_timeout(10)));
     assert_mp_ok(mp_pool_free(&p));
     assert_int_equal(get_int(t), 81);
     mp_result_free(&t);
@@ -536,7 +548,8 @@ static void test_close_join_terminate(void **state)
 static void test_bad_input(void **state)
 {
     mp_pool *p = NULL;
-    mp_pool_options o = MP_POOL_OPTIONS_INIT;
+    mp_pool_options o;
+    mp_pool_options_init(&o);
     assert_mp(-EINVAL, mp_pool_new(NULL, NULL));
     o.processes = 0;
     assert_mp(-EINVAL, mp_pool_new(&p, &o));
@@ -574,11 +587,11 @@ static void test_bad_input(void **state)
     mp_result *r = NULL;
     int x = 1;
     assert_mp(-EINVAL, mp_pool_apply_async(NULL, "t.echo", &x, 1, NULL, &r));
-    assert_mp(-EINVAL, mp_pool_apply(NULL, "t.echo", &x, 1, 1, &r));
-    assert_mp(-EINVAL, mp_pool_map(NULL, "t.echo", NULL, 0, NULL, 1, &r));
+    assert_mp(-EINVAL, mp_pool_apply(NULL, "t.echo", &x, 1, &r, 1));
+    assert_mp(-EINVAL, mp_pool_map(NULL, "t.echo", NULL, 0, NULL, &r, 1));
     assert_mp(-EINVAL, mp_pool_map_async(NULL, "t.echo", NULL, 0, NULL, &r));
-    assert_mp(-EINVAL, mp_pool_map_fixed(NULL, "t.echo", &x, 1, 4, &x, 4, NULL, 1, &r));
-    assert_mp(-EINVAL, mp_pool_starmap(NULL, "t.echo", NULL, 0, NULL, 1, &r));
+    assert_mp(-EINVAL, mp_pool_map_fixed(NULL, "t.echo", &x, 1, 4, &x, 4, NULL, &r, 1));
+    assert_mp(-EINVAL, mp_pool_starmap(NULL, "t.echo", NULL, 0, NULL, &r, 1));
     assert_mp(-EINVAL, mp_pool_imap(NULL, "t.echo", NULL, NULL, NULL, NULL));
     assert_mp(-EINVAL, mp_pool_close(NULL));
     assert_mp(-EINVAL, mp_pool_join(NULL, 0));
@@ -589,8 +602,8 @@ static void test_bad_input(void **state)
     assert_mp_ok(mp_pool_free(&p));
     assert_mp(-EINVAL, mp_result_get(NULL, NULL, NULL, 0));
     assert_mp(-EINVAL, mp_result_wait(NULL, 0));
-    assert_mp(-EINVAL, mp_result_ready(NULL));
-    assert_mp(-EINVAL, mp_result_successful(NULL));
+    assert_mp(-EINVAL, mp_result_is_ready(NULL));
+    assert_mp(-EINVAL, mp_result_is_successful(NULL));
     assert_mp(-EINVAL, mp_result_error(NULL, NULL, NULL));
     assert_mp(-EINVAL, mp_result_item(NULL, 0, NULL, NULL));
     assert_int_equal(mp_result_count(NULL), 0);
@@ -626,8 +639,8 @@ static void test_bad_input(void **state)
     assert_mp(-EINVAL, mp_pool_starmap_async(p, "t.mul", NULL, 2, NULL, &r));
     assert_mp(-EINVAL, mp_pool_map_fixed_async(p, "t.echo", &x, 1, 4, NULL, 4, NULL, &r));
     assert_mp(-EINVAL, mp_pool_worker_pids(p, NULL, 3));
-    assert_mp(-EINVAL, mp_pool_apply(p, "t.echo", &x, 1, 1, NULL));
-    assert_mp(-EINVAL, mp_pool_map(p, "t.echo", NULL, 0, NULL, 1, NULL));
+    assert_mp(-EINVAL, mp_pool_apply(p, "t.echo", &x, 1, NULL, 1));
+    assert_mp(-EINVAL, mp_pool_map(p, "t.echo", NULL, 0, NULL, NULL, 1));
     mp_args one_bad = {&bad, 1};
     assert_mp(-EINVAL, mp_pool_starmap_async(p, "t.mul", &one_bad, 1, NULL, &r));
     assert_null(r);
@@ -651,16 +664,19 @@ MP_FUNC_REGISTER("t.affinity", t_affinity)
 static void test_pinning(void **state)
 {
     int cpus[1] = {0};
-    mp_pool_options o = MP_POOL_OPTIONS_INIT;
+    mp_pool_options o;
+    mp_pool_options_init(&o);
     o.processes = 2;
     o.cpus = cpus;
     o.ncpus = 1;
     mp_pool *p;
     assert_mp_ok(mp_pool_new(&p, &o));
     mp_buf items[8] = {{NULL, 0}};
-    mp_task_options to = {.chunksize = 1};
+    mp_task_options to;
+    mp_task_options_init(&to);
+    to.chunksize = 1;
     mp_result *r;
-    assert_mp_ok(mp_pool_map(p, "t.affinity", items, 8, &to, mp_test_timeout(10), &r));
+    assert_mp_ok(mp_pool_map(p, "t.affinity", items, 8, &to, &r, mp_test_timeout(10)));
     for (int i = 0; i < 8; i++) {
         const void *d;
         size_t l;
@@ -686,7 +702,7 @@ static void test_registered_too_late(void **state)
     mp_pool *p = new_pool(1);
     assert_mp_ok(mp_func_register("t.late", t_late, NULL));
     mp_result *r = NULL;
-    assert_mp(MP_ENOFUNC, mp_pool_apply(p, "t.late", NULL, 0, mp_test_timeout(10), &r));
+    assert_mp(MP_ENOFUNC, mp_pool_apply(p, "t.late", NULL, 0, &r, mp_test_timeout(10)));
     assert_null(r);
     assert_non_null(strstr(mp_pool_last_error(), "\"t.late\" was registered after the pool"));
     mp_buf item = {NULL, 0};
@@ -694,10 +710,109 @@ static void test_registered_too_late(void **state)
     assert_null(r);
     /* a pool created after the registration knows it */
     mp_pool *q = new_pool(1);
-    assert_mp_ok(mp_pool_apply(q, "t.late", NULL, 0, mp_test_timeout(10), &r));
+    assert_mp_ok(mp_pool_apply(q, "t.late", NULL, 0, &r, mp_test_timeout(10)));
     mp_result_free(&r);
     end_pool(&q);
     end_pool(&p);
+}
+
+/* ---- conventions (docs/conventions.md) ------------------------------------------------------ */
+
+static mp_result *conv_slow;
+static int conv_rc_neg, conv_rc_nan, conv_rc_pos, conv_rc_other, conv_other_val;
+static mp_pool *conv_other;
+
+static void conv_cb(mp_result *r, void *user)
+{
+    /* Only MP_FOREVER (or a positive timeout) waits: a negative or NaN timeout is "do not wait",
+     * so from a callback it is an ordinary not-yet (-ETIMEDOUT), not a deadlock (-EDEADLK). */
+    conv_rc_neg = mp_result_wait(conv_slow, -0.5);
+    conv_rc_nan = mp_result_wait(conv_slow, NAN);
+    conv_rc_pos = mp_result_wait(conv_slow, 0.5);
+    /* -EDEADLK is about its own pool: another pool's blocking calls work from a callback */
+    int x = 5;
+    mp_result *o = NULL;
+    conv_rc_other = mp_pool_apply(conv_other, "t.square", &x, sizeof x, &o, mp_test_timeout(10));
+    const void *d;
+    size_t len;
+    if (conv_rc_other == 0 && mp_result_get(o, &d, &len, 0) == 0 && len == sizeof x)
+        memcpy(&conv_other_val, d, sizeof x);
+    mp_result_free(&o);
+}
+
+static void test_conventions(void **state)
+{
+    mp_pool_options o;
+    memset(&o, 0x5a, sizeof o);
+    mp_pool_options_init(&o);
+    assert_int_equal(o.processes, MP_POOL_CPUS);
+    assert_null(o.initializer);
+    assert_int_equal(o.initarg_len, 0);
+    assert_int_equal(o.maxtasksperchild, 0);
+    assert_true(o.task_timeout == 0);
+    assert_null(o.cpus);
+    assert_int_equal(o.max_message, 0);
+    assert_int_equal(o.pipeline, 0);
+    mp_task_options t;
+    memset(&t, 0x5a, sizeof t);
+    mp_task_options_init(&t);
+    assert_null(t.callback);
+    assert_null(t.error_callback);
+    assert_null(t.user);
+    assert_int_equal(t.chunksize, 0);
+    assert_int_equal(t.window, 0);
+    mp_pool_options_init(NULL);
+    mp_task_options_init(NULL);
+
+    /* destructors: NULL and &NULL are no-ops returning 0 */
+    mp_result *none = NULL;
+    mp_imap *inone = NULL;
+    assert_mp_ok(mp_result_free(NULL));
+    assert_mp_ok(mp_result_free(&none));
+    assert_mp_ok(mp_imap_free(NULL));
+    assert_mp_ok(mp_imap_free(&inone));
+
+    mp_pool *p = new_pool(2);
+    int ms = 100000;
+    assert_mp_ok(mp_pool_apply_async(p, "t.sleep_ms", &ms, sizeof ms, NULL, &conv_slow));
+    /* negative (not MP_FOREVER) and NaN timeouts act as 0 */
+    assert_mp(-ETIMEDOUT, mp_result_get(conv_slow, NULL, NULL, -0.5));
+    assert_mp(-ETIMEDOUT, mp_result_wait(conv_slow, NAN));
+    assert_mp(-ETIMEDOUT, mp_result_wait(conv_slow, -INFINITY));
+    assert_int_equal(mp_result_is_ready(conv_slow), 0);
+
+    conv_other = new_pool(1);
+    int x = 3;
+    mp_result *r;
+    mp_task_options_init(&t);
+    t.callback = conv_cb;
+    assert_mp_ok(mp_pool_apply_async(p, "t.square", &x, sizeof x, &t, &r));
+    assert_mp_ok(mp_result_wait(r, mp_test_timeout(10)));
+    assert_mp(-ETIMEDOUT, conv_rc_neg);
+    assert_mp(-ETIMEDOUT, conv_rc_nan);
+    assert_mp(-EDEADLK, conv_rc_pos);
+    assert_mp_ok(conv_rc_other);
+    assert_int_equal(conv_other_val, 25);
+    end_pool(&conv_other);
+    assert_mp_ok(mp_result_free(&r));
+
+    /* a forked copy of a result cannot be freed there: MP_ECHILD, the handle kept */
+    pid_t child = mp_test_fork();
+    if (child == 0) {
+        mp_result *copy = conv_slow;
+        MP_CHILD_CHECK(mp_result_free(&copy) == MP_ECHILD);
+        MP_CHILD_CHECK(copy == conv_slow);
+        mp_test_child_exit(0);
+    }
+    assert_child_ok(child);
+
+    assert_mp_ok(mp_pool_close(p));
+    assert_mp(-ETIMEDOUT, mp_pool_join(p, -2.0)); /* the slow task still runs */
+    assert_mp_ok(mp_pool_terminate(p));
+    assert_mp(MP_ETERMINATED, mp_result_get(conv_slow, NULL, NULL, 0));
+    assert_mp_ok(mp_result_free(&conv_slow));
+    assert_null(conv_slow);
+    assert_mp_ok(mp_pool_free(&p));
 }
 
 int main(void)
@@ -716,6 +831,7 @@ int main(void)
         MP_TEST(test_bad_input),
         MP_TEST(test_pinning),
         MP_TEST(test_registered_too_late),
+        MP_TEST(test_conventions),
     };
     return mp_test_main(__FILE__, tests, sizeof tests / sizeof tests[0]);
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=90 */
 /* test_pool_fail.c - what the pool does when things go wrong: workers that segfault, abort, exit or
  * are SIGKILLed mid-task, random kills across many tasks, task timeouts, the pool's owner killed,
@@ -171,7 +172,7 @@ static void check_death(int how, int want_code, const char *want_msg)
     for (int i = 0; i < 10; i++) {
         mp_result *s;
         int y;
-        assert_mp_ok(mp_pool_apply(p, "f.square", &i, sizeof i, mp_test_timeout(10), &s));
+        assert_mp_ok(mp_pool_apply(p, "f.square", &i, sizeof i, &s, mp_test_timeout(10)));
         assert_mp_ok(get_int(s, &y));
         assert_int_equal(y, i * i);
         mp_result_free(&s);
@@ -207,7 +208,7 @@ static void test_sigkill_mid_task(void **state)
     pid_t pid;
     assert_int_equal(mp_pool_worker_pids(p, &pid, 1), 1);
     sleep_ms(100);
-    assert_int_equal(mp_result_ready(stuck), 0);
+    assert_int_equal(mp_result_is_ready(stuck), 0);
     assert_int_equal(kill_worker(pid), 0);
     assert_mp(MP_EWORKERDIED, mp_result_get(stuck, NULL, NULL, mp_test_timeout(10)));
     int code;
@@ -240,9 +241,11 @@ static void test_death_in_chunk(void **state)
         xs[i] = i == 42 ? 1 : 9; /* 1: abort, 9: unknown "how" -> returns 0 */
         items[i] = (mp_buf){&xs[i], sizeof xs[i]};
     }
-    mp_task_options o = {.chunksize = 10};
+    mp_task_options o;
+    mp_task_options_init(&o);
+    o.chunksize = 10;
     mp_result *r;
-    assert_mp(MP_EWORKERDIED, mp_pool_map(p, "f.die", items, N, &o, mp_test_timeout(10), &r));
+    assert_mp(MP_EWORKERDIED, mp_pool_map(p, "f.die", items, N, &o, &r, mp_test_timeout(10)));
     int failed = 0;
     for (int i = 0; i < N; i++) {
         int rc = mp_result_item(r, i, NULL, NULL);
@@ -301,7 +304,9 @@ static void test_random_kills(void **state)
         mx[i][1] = 30;
         items[i] = (mp_buf){mx[i], sizeof mx[i]};
     }
-    mp_task_options o = {.chunksize = 1};
+    mp_task_options o;
+    mp_task_options_init(&o);
+    o.chunksize = 1;
     mp_result *m;
     assert_mp_ok(mp_pool_map_async(p, "f.spin_square", items, N, &o, &m));
     int ok = 0, died = 0;
@@ -347,7 +352,7 @@ static void test_random_kills(void **state)
     /* still usable */
     int x = 12, y;
     mp_result *s;
-    assert_mp_ok(mp_pool_apply(p, "f.square", &x, sizeof x, mp_test_timeout(10), &s));
+    assert_mp_ok(mp_pool_apply(p, "f.square", &x, sizeof x, &s, mp_test_timeout(10)));
     assert_mp_ok(get_int(s, &y));
     assert_int_equal(y, 144);
     mp_result_free(&s);
@@ -358,7 +363,8 @@ static void test_random_kills(void **state)
 
 static void test_task_timeout(void **state)
 {
-    mp_pool_options o = MP_POOL_OPTIONS_INIT;
+    mp_pool_options o;
+    mp_pool_options_init(&o);
     o.processes = 1;
     o.task_timeout = 0.3;
     mp_pool *p;
@@ -369,7 +375,7 @@ static void test_task_timeout(void **state)
     for (int i = 0; i < 3; i++)
         assert_mp_ok(mp_pool_apply_async(p, "f.square", &i, sizeof i, NULL, &after[i]));
     assert_mp(-ETIMEDOUT, mp_result_get(stuck, NULL, NULL, mp_test_timeout(10)));
-    assert_int_equal(mp_result_ready(stuck), 1); /* the task timed out, not the get */
+    assert_int_equal(mp_result_is_ready(stuck), 1); /* the task timed out, not the get */
     const char *msg;
     mp_result_error(stuck, NULL, &msg);
     assert_non_null(strstr(msg, "task_timeout"));
@@ -394,7 +400,8 @@ static void test_killed_parent(void **state)
     if (child == 0) {
         close(fds[0]);
         mp_pool *p = NULL;
-        mp_pool_options o = MP_POOL_OPTIONS_INIT;
+        mp_pool_options o;
+        mp_pool_options_init(&o);
         o.processes = 3;
         MP_CHILD_CHECK(mp_pool_new(&p, &o) == 0);
         int hang = 3;
@@ -463,7 +470,7 @@ static int t_use_pool(const void *arg, size_t len, mp_task_result *res)
     mp_result *r = NULL;
     int rc[4];
     rc[0] = mp_pool_apply_async(global_pool, "f.square", &x, sizeof x, NULL, &r);
-    rc[1] = mp_pool_apply(global_pool, "f.square", &x, sizeof x, 1.0, &r);
+    rc[1] = mp_pool_apply(global_pool, "f.square", &x, sizeof x, &r, 1.0);
     rc[2] = mp_pool_close(global_pool);
     rc[3] = mp_pool_free(&global_pool);
     return mp_task_result_set(res, rc, sizeof rc);
@@ -475,16 +482,17 @@ static void test_pool_from_task(void **state)
     /* Workers are copies of the program as it was when their pool was created (they are forked
      * by the pool's factory): the workers of a second pool hold a fork copy of the first pool's
      * object, and maxtasksperchild 1 makes the task run in a replacement worker too. */
-    mp_pool_options o = MP_POOL_OPTIONS_INIT;
+    mp_pool_options o;
+    mp_pool_options_init(&o);
     o.processes = 1;
     o.maxtasksperchild = 1;
     assert_mp_ok(mp_pool_new(&global_pool, &o));
     mp_pool *second;
     assert_mp_ok(mp_pool_new(&second, &o));
     mp_result *r;
-    assert_mp_ok(mp_pool_apply(second, "f.pid", NULL, 0, mp_test_timeout(10), &r));
+    assert_mp_ok(mp_pool_apply(second, "f.pid", NULL, 0, &r, mp_test_timeout(10)));
     mp_result_free(&r);
-    assert_mp_ok(mp_pool_apply(second, "f.use_pool", NULL, 0, mp_test_timeout(10), &r));
+    assert_mp_ok(mp_pool_apply(second, "f.use_pool", NULL, 0, &r, mp_test_timeout(10)));
     const void *d;
     size_t l;
     assert_mp_ok(mp_result_get(r, &d, &l, 0));
@@ -506,9 +514,9 @@ static void cb_uses_pool(mp_result *r, void *user)
     mp_pool *p = user;
     int x = 3;
     mp_result *s = NULL;
-    cb_rc_apply = mp_pool_apply(p, "f.square", &x, sizeof x, 1.0, &s);
+    cb_rc_apply = mp_pool_apply(p, "f.square", &x, sizeof x, &s, 1.0);
     mp_result_free(&s);
-    cb_rc_map = mp_pool_map(p, "f.square", NULL, 0, NULL, 1.0, &s);
+    cb_rc_map = mp_pool_map(p, "f.square", NULL, 0, NULL, &s, 1.0);
     mp_result_free(&s);
     cb_rc_join = mp_pool_join(p, 1.0);
     int ms = 200; /* still running when waited for below */
@@ -519,7 +527,10 @@ static void cb_uses_pool(mp_result *r, void *user)
 static void test_pool_from_callback(void **state)
 {
     mp_pool *p = new_pool(2);
-    mp_task_options o = {.callback = cb_uses_pool, .user = p};
+    mp_task_options o;
+    mp_task_options_init(&o);
+    o.callback = cb_uses_pool;
+    o.user = p;
     int x = 2;
     mp_result *r;
     assert_mp_ok(mp_pool_apply_async(p, "f.square", &x, sizeof x, &o, &r));
@@ -560,7 +571,8 @@ MP_FUNC_REGISTER("f.init_state", t_init_state)
 
 static void test_initializer(void **state)
 {
-    mp_pool_options o = MP_POOL_OPTIONS_INIT;
+    mp_pool_options o;
+    mp_pool_options_init(&o);
     o.processes = 2;
     o.initializer = "f.init";
     int v = 77;
@@ -573,9 +585,11 @@ static void test_initializer(void **state)
     mp_buf items[N];
     for (int i = 0; i < N; i++)
         items[i] = (mp_buf){NULL, 0};
-    mp_task_options to = {.chunksize = 1};
+    mp_task_options to;
+    mp_task_options_init(&to);
+    to.chunksize = 1;
     mp_result *r;
-    assert_mp_ok(mp_pool_map(p, "f.init_state", items, N, &to, mp_test_timeout(10), &r));
+    assert_mp_ok(mp_pool_map(p, "f.init_state", items, N, &to, &r, mp_test_timeout(10)));
     for (int i = 0; i < N; i++) {
         const void *d;
         size_t l;
@@ -596,7 +610,7 @@ static void test_initializer(void **state)
     assert_mp_ok(mp_pool_new(&p, &o));
     mp_result *s;
     /* submitted before the failure is known: the task fails; after: submission is refused */
-    int rc = mp_pool_apply(p, "f.init_state", NULL, 0, mp_test_timeout(10), &s);
+    int rc = mp_pool_apply(p, "f.init_state", NULL, 0, &s, mp_test_timeout(10));
     assert_mp(MP_ETASKFAILED, rc);
     if (s) {
         int code;
@@ -612,7 +626,8 @@ static void test_initializer(void **state)
 
 static void test_maxtasksperchild(void **state)
 {
-    mp_pool_options o = MP_POOL_OPTIONS_INIT;
+    mp_pool_options o;
+    mp_pool_options_init(&o);
     o.processes = 2;
     o.maxtasksperchild = 3;
     mp_pool *p;
@@ -623,9 +638,11 @@ static void test_maxtasksperchild(void **state)
     mp_buf items[N];
     for (int i = 0; i < N; i++)
         items[i] = (mp_buf){NULL, 0};
-    mp_task_options to = {.chunksize = 1};
+    mp_task_options to;
+    mp_task_options_init(&to);
+    to.chunksize = 1;
     mp_result *r;
-    assert_mp_ok(mp_pool_map(p, "f.pid", items, N, &to, mp_test_timeout(20), &r));
+    assert_mp_ok(mp_pool_map(p, "f.pid", items, N, &to, &r, mp_test_timeout(20)));
     pid_t seen[N];
     int nseen = 0;
     int count[N] = {0};
@@ -697,7 +714,9 @@ static void test_terminate_under_waiters(void **state)
     mp_pool *p = new_pool(2);
     int hang = 3;
     struct waiter w = {.p = p};
-    mp_task_options o = {.error_callback = on_error};
+    mp_task_options o;
+    mp_task_options_init(&o);
+    o.error_callback = on_error;
     atomic_store(&ecb_count, 0);
     assert_mp_ok(mp_pool_apply_async(p, "f.die", &hang, sizeof hang, &o, &w.r));
     pthread_t a, b;
@@ -724,7 +743,9 @@ static void test_terminate_under_waiters(void **state)
 static void test_error_callback_on_death(void **state)
 {
     mp_pool *p = new_pool(1);
-    mp_task_options o = {.error_callback = on_error};
+    mp_task_options o;
+    mp_task_options_init(&o);
+    o.error_callback = on_error;
     atomic_store(&ecb_count, 0);
     int how = 1;
     mp_result *r;
@@ -779,7 +800,7 @@ static void test_no_leftovers(void **state)
     mp_pool *p = new_pool(3);
     int x = 5;
     mp_result *r;
-    assert_mp_ok(mp_pool_apply(p, "f.square", &x, sizeof x, mp_test_timeout(10), &r));
+    assert_mp_ok(mp_pool_apply(p, "f.square", &x, sizeof x, &r, mp_test_timeout(10)));
     mp_result_free(&r);
     assert_true(count_shared_anon_maps() > before);
     assert_mp_ok(mp_pool_close(p));

@@ -58,7 +58,7 @@ static void *poll_result(void *arg)
     struct user *u = arg;
     atomic_store(&u->started, 1);
     while (!atomic_load(&u->stop)) {
-        mp_result_ready(u->r);
+        mp_result_is_ready(u->r);
         u->last = mp_result_wait(u->r, 0.0);
     }
     return NULL;
@@ -94,7 +94,9 @@ static void test_free_while_results_are_used(void **state)
         int ms = 2000;
         struct user a = {0}, b = {0};
         assert_mp_ok(mp_pool_apply_async(p, "h.sleep", &ms, sizeof ms, NULL, &a.r));
-        mp_task_options o = {.window = 4};
+        mp_task_options o;
+        mp_task_options_init(&o);
+        o.window = 4;
         assert_mp_ok(mp_pool_imap(p, "h.sleep", endless, NULL, &o, &b.it));
         pthread_t ta, tb;
         assert_int_equal(pthread_create(&ta, NULL, poll_result, &a), 0);
@@ -133,10 +135,12 @@ static void *churn_workers(void *arg)
     mp_buf items[32];
     for (int i = 0; i < 32; i++)
         items[i] = (mp_buf){NULL, 0};
-    mp_task_options o = {.chunksize = 1};
+    mp_task_options o;
+    mp_task_options_init(&o);
+    o.chunksize = 1;
     while (!atomic_load(&c->stop) && c->rc == 0) {
         mp_result *r = NULL;
-        c->rc = mp_pool_map(c->p, "h.nothing", items, 32, &o, mp_test_timeout(30), &r);
+        c->rc = mp_pool_map(c->p, "h.nothing", items, 32, &o, &r, mp_test_timeout(30));
         mp_result_free(&r);
     }
     return NULL;
@@ -180,7 +184,8 @@ static void test_no_output_printed_twice(void **state)
         static char buf[8192];
         setvbuf(stdout, buf, _IOFBF, sizeof buf);
 
-        mp_pool_options o = MP_POOL_OPTIONS_INIT;
+        mp_pool_options o;
+        mp_pool_options_init(&o);
         o.processes = 2;
         o.maxtasksperchild = 1;
         struct churn c = {0};
@@ -252,7 +257,7 @@ static void test_registered_after_the_pool(void **state)
     assert_null(it);
     assert_null(r);
     mp_pool *q = new_pool(1);
-    assert_mp_ok(mp_pool_apply(q, "h.after", NULL, 0, mp_test_timeout(10), &r));
+    assert_mp_ok(mp_pool_apply(q, "h.after", NULL, 0, &r, mp_test_timeout(10)));
     mp_result_free(&r);
     end_pool(&q);
     end_pool(&p);
@@ -290,7 +295,8 @@ static int next_big(void *user, const void **data, size_t *len)
 
 static void test_map_refuses_what_apply_refuses(void **state)
 {
-    mp_pool_options o = MP_POOL_OPTIONS_INIT;
+    mp_pool_options o;
+    mp_pool_options_init(&o);
     o.processes = 1;
     o.max_message = 4096;
     mp_pool *p;
@@ -305,7 +311,7 @@ static void test_map_refuses_what_apply_refuses(void **state)
     assert_non_null(strstr(mp_pool_last_error(), "map item 1"));
     /* exactly at the limit: fine, as apply */
     items[1].len = limit;
-    assert_mp_ok(mp_pool_map(p, "h.echo", items, 3, NULL, mp_test_timeout(10), &r));
+    assert_mp_ok(mp_pool_map(p, "h.echo", items, 3, NULL, &r, mp_test_timeout(10)));
     mp_result_free(&r);
     /* imap's items come later: the oversized one fails with MP_ETOOBIG */
     int left = 1;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=60 */
 /* test_pool_imap.c - imap and imap_unordered: order, laziness (bounded window over an endless
  * input), completeness, chunks, iterator errors, item errors, worker deaths, close/terminate. */
@@ -56,7 +57,10 @@ static int count_iter(void *user, const void **data, size_t *len)
 static void check_ordered(mp_pool *p, long n, size_t chunksize, size_t window)
 {
     struct counter c = {0, n, 0, -1, -1, 0, 0};
-    mp_task_options o = {.chunksize = chunksize, .window = window};
+    mp_task_options o;
+    mp_task_options_init(&o);
+    o.chunksize = chunksize;
+    o.window = window;
     mp_imap *it;
     assert_mp_ok(mp_pool_imap(p, "i.square", count_iter, &c, &o, &it));
     for (long i = 0; i < n; i++) {
@@ -91,7 +95,9 @@ static void test_imap_lazy(void **state)
 {
     mp_pool *p = new_pool(2);
     struct counter c = {0, -1, 0, -1, -1, 0, 0};
-    mp_task_options o = {.window = 32};
+    mp_task_options o;
+    mp_task_options_init(&o);
+    o.window = 32;
     mp_imap *it;
     assert_mp_ok(mp_pool_imap(p, "i.square", count_iter, &c, &o, &it));
     /* imap pulls nothing before it is asked for a result */
@@ -118,7 +124,9 @@ static void test_imap_unordered(void **state)
     c.shuffle = 1;
     static char seen[N];
     memset(seen, 0, sizeof seen);
-    mp_task_options o = {.window = 64};
+    mp_task_options o;
+    mp_task_options_init(&o);
+    o.window = 64;
     mp_imap *it;
     assert_mp_ok(mp_pool_imap_unordered(p, "i.square", count_iter, &c, &o, &it));
     long got = 0, out_of_order = 0;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mproc/pool.h - a pool of worker processes: Python's multiprocessing.Pool, in C.
  *
  *     static int square(const void *arg, size_t len, mp_task_result *res) {
@@ -54,11 +55,11 @@
  * behind it are re-dispatched, the worker is replaced, the pool goes on. With map chunks the
  * undelivered items of the running chunk fail together (chunksize 1 isolates items).
  *   - A task running longer than the pool's task_timeout: its worker is killed and replaced, the
- *     task fails with -ETIMEDOUT (mp_result_ready() tells it apart from a get() that timed out).
+ *     task fails with -ETIMEDOUT (mp_result_is_ready() tells it apart from a get() that timed out).
  *   - The process holding the pool dies (even by SIGKILL): the kernel SIGKILLs every worker.
  *   - A task that uses a forked copy of a pool (or result) gets MP_ECHILD. A callback that makes a
- *     blocking call on its pool gets -EDEADLK; non-blocking calls (apply_async, map_async, ready,
- *     get/wait with timeout 0, free) work from callbacks.
+ *     blocking call on its pool gets -EDEADLK; non-blocking calls (apply_async, map_async,
+ *     is_ready, get/wait with timeout 0 or another expired timeout, free) work from callbacks.
  *   - After close+join or terminate no process, fd or shared memory of the pool remains.
  *
  * Limits. An argument or result record larger than the pool's max_message (default 256 KiB,
@@ -206,13 +207,21 @@ typedef struct mp_pool_options {
 } mp_pool_options;
 
 #define MP_POOL_CPUS (-1)
+/* The defaults, for C code that prefers an initializer; mp_pool_options_init does the same and
+ * keeps working when fields are added (and from C++, which has no designated initializers). */
 #define MP_POOL_OPTIONS_INIT                                                                       \
     {                                                                                              \
         .processes = MP_POOL_CPUS                                                                  \
     }
 
+/* Fills *o with the defaults (every field 0 except processes = MP_POOL_CPUS): call it, then set
+ * the fields you need. Later versions may add fields; code that starts from this call keeps
+ * compiling and keeps its meaning. NULL: nothing. */
+MP_API void mp_pool_options_init(mp_pool_options *o);
+
 /* Creates a pool and starts its workers (forked by the pool's worker factory, itself forked once
- * by the pool's supervisor thread). opts NULL means MP_POOL_OPTIONS_INIT; the options are copied
+ * by the pool's supervisor thread). opts NULL means the defaults (mp_pool_options_init); the
+ * options are copied
  * (initarg too). The caller owns *out until mp_pool_free. Errors: -EINVAL (out NULL, processes 0
  * or < -1 or > 1024, bad max_message, ncpus < 0), MP_ENOFUNC (unknown initializer), MP_ETOOBIG
  * (initarg), -EEXIST (two MP_FUNC_REGISTERs gave one name to two functions: every pool is
@@ -225,7 +234,7 @@ MP_API int mp_pool_processes(const mp_pool *pool);
 
 /* Fills pids[0..max) with the pids of the live workers and returns how many there are (may exceed
  * max). For tests and monitoring. Errors: -EINVAL, MP_ECHILD. */
-MP_API int mp_pool_worker_pids(mp_pool *pool, pid_t *pids, int max);
+MP_API int mp_pool_worker_pids(const mp_pool *pool, pid_t *pids, int max);
 
 /* ---- submitting tasks ------------------------------------------------------------------------ */
 
@@ -233,9 +242,9 @@ MP_API int mp_pool_worker_pids(mp_pool *pool, pid_t *pids, int max);
  * outcome, including MP_EWORKERDIED, -ETIMEDOUT and MP_ETERMINATED). They run on the pool's
  * supervisor thread in the parent, one at a time, before the result is marked ready: when get()
  * returns, the callback has run. r is borrowed (valid during the call; do not free it). A callback
- * must not block for long (it delays every other callback and worker replacement); blocking pool
- * calls from it fail with -EDEADLK. Callbacks of results still pending at terminate/free run on
- * the thread calling terminate/free. */
+ * must not block for long (it delays every other callback and worker replacement); blocking calls
+ * on its own pool fail with -EDEADLK (a blocking call on another pool is allowed). Callbacks of
+ * results still pending at terminate/free run on the thread calling terminate/free. */
 typedef void (*mp_result_cb)(mp_result *r, void *user);
 
 typedef struct mp_task_options {
@@ -249,6 +258,10 @@ typedef struct mp_task_options {
      * processes x chunksize, at least 1024. Bounds imap's memory however long the input. */
     size_t window;
 } mp_task_options;
+
+/* Fills *o with the defaults (no callbacks, automatic chunksize and window): call it, then set
+ * the fields you need (see mp_pool_options_init). NULL: nothing. */
+MP_API void mp_task_options_init(mp_task_options *o);
 
 /* Submits func(arg) and returns at once. The argument is copied. *out gets a result handle the
  * caller owns and must free (also after the pool is freed). opts may be NULL.
@@ -266,7 +279,7 @@ MP_API int mp_pool_apply_async(mp_pool *pool, const char *func, const void *arg,
  * -ETIMEDOUT (the task still runs: wait again or free it). Errors as apply_async, plus -EDEADLK
  * (called from a callback). */
 MP_API int mp_pool_apply(mp_pool *pool, const char *func, const void *arg, size_t len,
-                         double timeout, mp_result **out);
+                         mp_result **out, double timeout);
 
 /* map: func on every item, results in input order (mp_result_item). items[] and the bytes they
  * point at are BORROWED until the result is ready (not copied: the zero-copy map path). Items are
@@ -280,7 +293,7 @@ MP_API int mp_pool_map_async(mp_pool *pool, const char *func, const mp_buf *item
  * item in input order (*out is filled: inspect every item), or -ETIMEDOUT (the map goes on; *out
  * filled), or a submission error (*out NULL). -EDEADLK from a callback. */
 MP_API int mp_pool_map(mp_pool *pool, const char *func, const mp_buf *items, size_t n,
-                       const mp_task_options *opts, double timeout, mp_result **out);
+                       const mp_task_options *opts, mp_result **out, double timeout);
 
 /* The fixed-size direct path: n items of in_size bytes each, contiguous at `in`; item i's result
  * must be exactly out_size bytes and is written to out + i * out_size by the pool (no per-item
@@ -293,7 +306,7 @@ MP_API int mp_pool_map_fixed_async(mp_pool *pool, const char *func, const void *
                                    const mp_task_options *opts, mp_result **out_result);
 MP_API int mp_pool_map_fixed(mp_pool *pool, const char *func, const void *in, size_t n,
                              size_t in_size, void *out, size_t out_size,
-                             const mp_task_options *opts, double timeout, mp_result **out_result);
+                             const mp_task_options *opts, mp_result **out_result, double timeout);
 
 /* starmap: item i's arguments items[i].v[0..items[i].n) are packed (mp_args_pack; copied, not
  * borrowed) and func receives the packed tuple (decode it with mp_args_unpack). Otherwise as map.
@@ -301,7 +314,7 @@ MP_API int mp_pool_map_fixed(mp_pool *pool, const char *func, const void *in, si
 MP_API int mp_pool_starmap_async(mp_pool *pool, const char *func, const mp_args *items, size_t n,
                                  const mp_task_options *opts, mp_result **out);
 MP_API int mp_pool_starmap(mp_pool *pool, const char *func, const mp_args *items, size_t n,
-                           const mp_task_options *opts, double timeout, mp_result **out);
+                           const mp_task_options *opts, mp_result **out, double timeout);
 
 /* ---- results ------------------------------------------------------------------------------- */
 
@@ -310,7 +323,7 @@ MP_API int mp_pool_starmap(mp_pool *pool, const char *func, const mp_args *items
  * error (MP_ETASKFAILED, MP_EWORKERDIED, -ETIMEDOUT for a task killed by the pool's task_timeout,
  * MP_ETERMINATED, MP_ENOFUNC, MP_ETOOBIG: details from mp_result_error). For a map result: 0 or
  * the first failed item's error; *data and *len give the out array for map_fixed, NULL/0 otherwise.
- * Other errors: -EINVAL (NULL r), -ETIMEDOUT (not ready yet: mp_result_ready() is 0), -EDEADLK
+ * Other errors: -EINVAL (NULL r), -ETIMEDOUT (not ready yet: mp_result_is_ready() is 0), -EDEADLK
  * (blocking wait from a callback), MP_ECHILD. The result's bytes are aligned for any type. */
 MP_API int mp_result_get(mp_result *r, const void **data, size_t *len, double timeout);
 
@@ -318,31 +331,34 @@ MP_API int mp_result_get(mp_result *r, const void **data, size_t *len, double ti
  * MP_ECHILD. */
 MP_API int mp_result_wait(mp_result *r, double timeout);
 
-/* 1 when ready, 0 when not, -EINVAL for NULL, MP_ECHILD. Never blocks. */
-MP_API int mp_result_ready(mp_result *r);
+/* 1 when ready, 0 when not, -EINVAL for NULL, MP_ECHILD. Never blocks (it may take results the
+ * workers posted meanwhile, when the pool is not busy). */
+MP_API int mp_result_is_ready(const mp_result *r);
 
 /* 1 when ready and successful (every item, for a map), 0 when ready and failed, MP_ESTATE when
  * not ready yet (Python raises ValueError), -EINVAL, MP_ECHILD. */
-MP_API int mp_result_successful(mp_result *r);
+MP_API int mp_result_is_successful(const mp_result *r);
 
 /* The error of a ready result: returns its status (0 on success) and sets *code (may be NULL) and
  * *msg (may be NULL; borrowed from r, never NULL: "" on success). For MP_ETASKFAILED code is the
  * task's code; for MP_EWORKERDIED the worker's exit code (status, or -signal); otherwise 0. For a
  * map, the first failed item's. MP_ESTATE when not ready, -EINVAL, MP_ECHILD. */
-MP_API int mp_result_error(mp_result *r, int *code, const char **msg);
+MP_API int mp_result_error(const mp_result *r, int *code, const char **msg);
 
 /* Number of items of a result: 1 for a single task, n for a map; 0 for NULL. */
 MP_API size_t mp_result_count(const mp_result *r);
 
 /* Item i of a ready result: returns its status and sets *data and *len (borrowed from r; may be
  * NULL) on success. Errors: MP_ESTATE (not ready), MP_ERANGE (i >= count), -EINVAL, MP_ECHILD. */
-MP_API int mp_result_item(mp_result *r, size_t i, const void **data, size_t *len);
+MP_API int mp_result_item(const mp_result *r, size_t i, const void **data, size_t *len);
 /* Item i's error as mp_result_error. */
-MP_API int mp_result_item_error(mp_result *r, size_t i, int *code, const char **msg);
+MP_API int mp_result_item_error(const mp_result *r, size_t i, int *code, const char **msg);
 
 /* Releases the caller's handle and sets *rp to NULL. A result still running is not cancelled: the
- * pool finishes it and releases it then (its callbacks still run). NULL-safe. */
-MP_API void mp_result_free(mp_result **rp);
+ * pool finishes it and releases it then (its callbacks still run). Returns 0 (also for NULL or
+ * &NULL), MP_ECHILD (a copy in a forked child: nothing done, *rp kept). Never from inside its own
+ * callback (the result is borrowed there). */
+MP_API int mp_result_free(mp_result **rp);
 
 /* ---- imap: lazy, bounded --------------------------------------------------------------------- */
 
@@ -369,11 +385,12 @@ MP_API int mp_pool_imap_unordered(mp_pool *pool, const char *func, mp_iter_fn ne
 MP_API int mp_imap_next(mp_imap *it, const void **data, size_t *len, size_t *index, double timeout);
 
 /* The last item's error as mp_result_error. */
-MP_API int mp_imap_error(mp_imap *it, int *code, const char **msg);
+MP_API int mp_imap_error(const mp_imap *it, int *code, const char **msg);
 
 /* Stops the imap: items already submitted still run but their results are dropped. Sets *itp to
- * NULL; NULL-safe. */
-MP_API void mp_imap_free(mp_imap **itp);
+ * NULL. Returns 0 (also for NULL or &NULL), MP_ECHILD (a copy in a forked child: nothing done,
+ * *itp kept). */
+MP_API int mp_imap_free(mp_imap **itp);
 
 /* ---- shutting down -------------------------------------------------------------------------- */
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mech_pool.c - the process pool: apply round trip (one worker pinned beside or across from the
  * caller) and map throughput of a trivial function (automatic chunks, chunk size 1). */
 #include <pthread.h>
@@ -25,7 +26,7 @@ static int apply_once(void *arg)
 {
     mp_result *r = NULL;
     long x = 42;
-    int rc = mp_pool_apply(arg, "mpbench.echo", &x, sizeof x, TIMEOUT, &r);
+    int rc = mp_pool_apply(arg, "mpbench.echo", &x, sizeof x, &r, TIMEOUT);
     mp_result_free(&r);
     return rc;
 }
@@ -42,12 +43,13 @@ struct mapper {
 static int map_items(void *arg, long n)
 {
     struct mapper *m = arg;
-    mp_task_options o = {0};
+    mp_task_options o;
+    mp_task_options_init(&o);
     o.chunksize = m->chunksize;
     for (long done = 0; done < n;) {
         size_t k = (size_t)(n - done) < m->batch ? (size_t)(n - done) : m->batch;
         mp_result *r = NULL;
-        int rc = mp_pool_map(m->pool, "mpbench.echo", m->items, k, &o, TIMEOUT, &r);
+        int rc = mp_pool_map(m->pool, "mpbench.echo", m->items, k, &o, &r, TIMEOUT);
         mp_result_free(&r);
         if (rc < 0) return rc;
         done += (long)k;
@@ -76,7 +78,8 @@ static void set_live(mp_pool *p)
 
 static mp_pool *make_pool(const char *name, int processes, const int *cpus, int ncpus)
 {
-    mp_pool_options o = MP_POOL_OPTIONS_INIT;
+    mp_pool_options o;
+    mp_pool_options_init(&o);
     o.processes = processes;
     o.cpus = cpus;
     o.ncpus = ncpus;
