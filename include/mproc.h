@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mproc.h - Python's multiprocessing, in C. Include this one header to get every module.
  *
  * Modules (one header each under mproc/; one source each under src/):

@@ -14,19 +14,32 @@
  *      writes the old values and the new index, arms the journal, changes counters and index,
  *      disarms. Whoever takes a lock with EOWNERDEAD rolls the journal back (producer: the record
  *      was not published) or forward (consumer: the head moved) before pthread_mutex_consistent.
- *   3. A stream (a message bigger than a chunk) that its producer leaves unfinished gets an ABORT
- *      record: written by the producer itself on timeout/close, or by whoever repairs the
- *      producer side after it died. Room for that record is always kept free while a stream is
- *      open, so writing it never waits. Consumers discard the partial message.
- * Every wait sleeps in slices (SLICE_NS) and re-checks, so a process killed between publishing
- * and waking its peer costs the peer at most one slice, never a hang.
+ *   3. A stream (a message bigger than a chunk) that its producer leaves unfinished is taken
+ *      back: when no consumer has taken a chunk of it, the producer (holding both sides for an
+ *      instant) moves the tail back to where the stream began, as if it had never been put;
+ *      otherwise it gets an ABORT record, written by the producer itself on timeout/close, or by
+ *      whoever repairs the producer side after it died. Room for that record is always kept free
+ *      while a stream is open, so writing it never waits. Either way the message is uncounted in
+ *      the same commit (msgs_put - 1), and consumers skip an aborted stream without counting it.
+ * Every wait, the side locks' included, sleeps in slices (MP__WAIT_SLICE_NS) and re-checks, so a
+ * process killed between publishing and waking its peer, or woken and killed before it acted on
+ * the wake-up, costs the others at most one slice, never a hang.
+ *
+ * JoinableQueue: a table of taker slots (one per process that got items) counts, per process,
+ * the items it took (in the consumer's journal) and marked done. A slot whose process is gone
+ * (dead, a zombie, or its pid reused) is marked dead by whoever joins: its items all count as
+ * finished, and those it had not marked done are added to tasks_lost.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "mproc/error.h"
 #include "mproc/queue.h"
 #include "platform/platform.h"
@@ -35,7 +48,7 @@
 
 #define HANDLE_MAGIC 0x51554555u /* "QUEU" */
 #define SHM_MAGIC    0x6d70717565756531ull
-#define SLICE_NS     (20 * 1000 * 1000) /* re-check a sleeping wait this often */
+#define JSLOTS       256 /* taker processes a JoinableQueue tracks at once */
 #define CHUNK_MAX    ((uint64_t)64 << 10)
 #define IOV_MAX_MP   1024
 
@@ -57,6 +70,8 @@ struct pjournal {
 
 struct cjournal {
     _Atomic uint32_t armed;
+    int32_t slot; /* a JoinableQueue's taker slot whose `taken` follows, or -1 */
+    uint64_t new_taken;
     uint64_t new_got;
     uint64_t new_disc;
     uint64_t new_head;
@@ -77,6 +92,7 @@ struct qshm {
     alignas(128) pthread_mutex_t plock;
     _Atomic uint64_t msgs_put;
     _Atomic uint32_t stream_open;
+    uint64_t stream_begin; /* tail where the open stream's BEGIN record was written */
     uint64_t cached_head, cached_got;
     struct pjournal pj;
     alignas(128) _Atomic uint64_t tail; /* the producer's commit index, alone: consumers poll it */
@@ -99,16 +115,34 @@ struct qshm {
     alignas(128) _Atomic uint32_t closed;
     _Atomic uint32_t join_seq;
     _Atomic uint32_t join_waiters;
-    _Atomic uint64_t tasks_done;
+    _Atomic uint64_t foreign_done; /* task_done calls credited to no taker slot */
+    _Atomic uint64_t tasks_lost;   /* items whose taker died before task_done */
+    _Atomic uint32_t slots_hw;     /* slots in use are below this */
     _Atomic uint64_t prod_repairs, cons_repairs, aborts;
+};
+
+/* A JoinableQueue's taker slot. `state` is the pid, with SLOT_DEAD set while the slot is free or
+ * its process is known to be gone. `taken` is written by the owner (under the consumer journal,
+ * which a repairer rolls forward), `done` by task_done (CAS). While the owner lives its slot
+ * counts `done` items finished; once dead, all `taken` ones. A new owner claims a dead slot by
+ * setting done = taken before clearing SLOT_DEAD, so the count never jumps. */
+#define SLOT_DEAD ((uint64_t)1 << 32)
+struct jslot {
+    alignas(64) _Atomic uint64_t state;
+    uint64_t start; /* the owner's start time (/proc/<pid>/stat field 22): tells a reused pid */
+    _Atomic uint64_t taken;
+    _Atomic uint64_t done;
 };
 
 struct mp_queue {
     uint32_t magic;
     struct qshm *s;
+    struct jslot *slots; /* JoinableQueue only */
     unsigned char *ring;
     size_t map_len;
     uint64_t cap;
+    pid_t slot_pid; /* the process that claimed `slot` (a forked child must claim its own) */
+    int slot;
 };
 
 /* A caller's time limit, turned into a deadline only when the call first has to wait: the fast
@@ -133,23 +167,17 @@ static bool valid(const mp_queue *q)
     return q && q->magic == HANDLE_MAGIC && q->s;
 }
 
-static size_t ctl_size(void)
+static size_t ctl_size(bool joinable)
 {
-    return (sizeof(struct qshm) + 4095) & ~(size_t)4095;
+    size_t n = sizeof(struct qshm) + (joinable ? JSLOTS * sizeof(struct jslot) : 0);
+    return (n + 4095) & ~(size_t)4095;
 }
 
 /* ---- creation --------------------------------------------------------------------------- */
 
 static int init_mutex(pthread_mutex_t *m)
 {
-    pthread_mutexattr_t a;
-    int rc = pthread_mutexattr_init(&a);
-    if (rc) return -rc;
-    rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    if (!rc) rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    if (!rc) rc = pthread_mutex_init(m, &a);
-    pthread_mutexattr_destroy(&a);
-    return -rc;
+    return mp__robust_mutex_init(m, PTHREAD_MUTEX_NORMAL);
 }
 
 static int queue_new(mp_queue **out, size_t maxsize, size_t capacity, bool joinable)
@@ -166,7 +194,7 @@ static int queue_new(mp_queue **out, size_t maxsize, size_t capacity, bool joina
 
     mp_queue *q = calloc(1, sizeof *q);
     if (!q) return -ENOMEM;
-    q->map_len = ctl_size() + cap;
+    q->map_len = ctl_size(joinable) + cap;
     void *base;
     int rc = mp__shm_map_anon(q->map_len, &base);
     if (rc < 0) {
@@ -182,6 +210,7 @@ static int queue_new(mp_queue **out, size_t maxsize, size_t capacity, bool joina
     uint64_t chunk = (cap / 4) & ~(uint64_t)15;
     s->chunk_max = chunk < CHUNK_MAX ? chunk : CHUNK_MAX;
     s->joinable = joinable;
+    s->cj.slot = -1;
     ST(&s->prod_cpu, -1);
     ST(&s->cons_cpu, -1);
     if ((rc = init_mutex(&s->plock)) < 0 || (rc = init_mutex(&s->clock)) < 0) {
@@ -191,7 +220,13 @@ static int queue_new(mp_queue **out, size_t maxsize, size_t capacity, bool joina
     }
     s->magic = SHM_MAGIC;
     q->s = s;
-    q->ring = (unsigned char *)base + ctl_size();
+    q->ring = (unsigned char *)base + ctl_size(joinable);
+    if (joinable) {
+        q->slots = (struct jslot *)(void *)((unsigned char *)base + sizeof(struct qshm));
+        for (int i = 0; i < JSLOTS; i++)
+            ST(&q->slots[i].state, SLOT_DEAD);
+    }
+    q->slot = -1;
     q->cap = cap;
     q->magic = HANDLE_MAGIC;
     *out = q;
@@ -271,21 +306,61 @@ static uint64_t pfree_now(mp_queue *q)
     return q->cap - (LD(&s->tail) - s->cached_head);
 }
 
-/* Closes an open stream with an ABORT record. The room was reserved when the last chunk was
- * published, so this does not wait (if the reserve is somehow missing it waits for consumers). */
+/* Closes an open stream with an ABORT record and uncounts its message in the same commit
+ * (consumers skip an aborted stream without counting it). The room was reserved when the last
+ * chunk was published, so this does not wait (if the reserve is somehow missing it waits for
+ * consumers, in slices). */
 static void write_abort(mp_queue *q)
 {
     struct qshm *s = q->s;
     while (pfree_now(q) < MP__QREC_HDR) {
-        mp__deadline dl = mp__deadline_in(0.001);
+        mp__deadline dl = mp__deadline_slice(NULL);
         mp__futex_wait(&s->space_seq, LD(&s->space_seq), &dl);
     }
     uint64_t t = LD(&s->tail);
     mp__qrec h = mp__qrec_make(MP__QREC_ABORT, 0, 0);
     memcpy(q->ring + t % q->cap, &h, sizeof h);
-    pcommit(s, t + MP__QREC_HDR, LD(&s->msgs_put), 0);
+    pcommit(s, t + MP__QREC_HDR, LD(&s->msgs_put) - 1, 0);
     atomic_fetch_add(&s->aborts, 1);
     wake_data(s);
+}
+
+static void repair_consumer(mp_queue *q);
+
+/* Takes back the open stream (the caller holds plock): when no consumer has taken a chunk of it,
+ * moves the tail back to its BEGIN, uncounted, as if it had never been put; that needs the
+ * consumer side for an instant (no consumer may be reading the records being withdrawn), waited
+ * for up to two slices when may_wait, else only tried. Otherwise (or when the consumer side
+ * stays busy) writes an ABORT record. */
+static void fail_stream(mp_queue *q, bool may_wait)
+{
+    struct qshm *s = q->s;
+    if (LDA(&s->head) <= s->stream_begin) {
+        int rc;
+        if (may_wait) {
+            mp__deadline dl = mp__deadline_in(2 * MP__WAIT_SLICE_NS / 1e9);
+            rc = mp__robust_mutex_lock(&s->clock, &dl);
+        } else {
+            rc = pthread_mutex_trylock(&s->clock);
+        }
+        if (rc == EOWNERDEAD) {
+            repair_consumer(q);
+            pthread_mutex_consistent(&s->clock);
+            rc = 0;
+        }
+        if (rc == 0) {
+            bool untouched = LD(&s->head) <= s->stream_begin;
+            if (untouched) {
+                pcommit(s, s->stream_begin, LD(&s->msgs_put) - 1, 0);
+                /* the consumer side's cache may hold the withdrawn tail (repair does the same
+                 * if we die before this line) */
+                s->cached_tail = LD(&s->head);
+            }
+            pthread_mutex_unlock(&s->clock);
+            if (untouched) return;
+        }
+    }
+    write_abort(q);
 }
 
 /* The producer side's owner died while holding plock: undo an unpublished commit, close its
@@ -304,13 +379,16 @@ static void repair_producer(mp_queue *q)
     ST(&s->space_waiting, 0);
     s->cached_head = LDA(&s->head);
     s->cached_got = LDA(&s->msgs_got);
-    if (LD(&s->stream_open)) write_abort(q);
+    /* Only tried: the repairer may be a consumer that holds the consumer side itself. */
+    if (LD(&s->stream_open)) fail_stream(q, false);
     atomic_fetch_add(&s->prod_repairs, 1);
 }
 
-/* Consumes records up to new_head; the counters follow the head (rolled forward on repair). */
-static void ccommit(struct qshm *s, uint64_t new_head, uint64_t add_got, uint64_t add_disc)
+/* Consumes records up to new_head; the counters follow the head (rolled forward on repair), and
+ * so does the taker slot's count of a JoinableQueue's delivered message (slot >= 0). */
+static void ccommit(mp_queue *q, uint64_t new_head, uint64_t add_got, uint64_t add_disc, int slot)
 {
+    struct qshm *s = q->s;
     if (!add_got && !add_disc) {
         STR(&s->head, new_head);
         return;
@@ -318,11 +396,14 @@ static void ccommit(struct qshm *s, uint64_t new_head, uint64_t add_got, uint64_
     s->cj.new_got = LD(&s->msgs_got) + add_got;
     s->cj.new_disc = LD(&s->discarded) + add_disc;
     s->cj.new_head = new_head;
+    s->cj.slot = slot;
+    if (slot >= 0) s->cj.new_taken = LD(&q->slots[slot].taken) + 1;
     STR(&s->cj.armed, 1);
     STR(&s->head, new_head);
     HOOK(MP__QH_GET_JOURNAL);
     STR(&s->msgs_got, s->cj.new_got);
     STR(&s->discarded, s->cj.new_disc);
+    if (slot >= 0) STR(&q->slots[slot].taken, s->cj.new_taken);
     STR(&s->cj.armed, 0);
 }
 
@@ -333,6 +414,15 @@ static void repair_consumer(mp_queue *q)
         if (LD(&s->head) == s->cj.new_head) {
             ST(&s->msgs_got, s->cj.new_got);
             ST(&s->discarded, s->cj.new_disc);
+            int slot = s->cj.slot;
+            if (slot >= 0 && slot < JSLOTS && q->slots) {
+                /* The slot cannot have been claimed again meanwhile (taker_slot skips the slot of
+                 * an armed journal); if a joiner already reaped it, this item is lost too. */
+                struct jslot *js = &q->slots[slot];
+                if ((LDA(&js->state) & SLOT_DEAD) && LD(&js->taken) != s->cj.new_taken)
+                    atomic_fetch_add(&s->tasks_lost, 1);
+                STR(&js->taken, s->cj.new_taken);
+            }
         }
         STR(&s->cj.armed, 0);
     }
@@ -359,19 +449,14 @@ static int after_lock(mp_queue *q, pthread_mutex_t *m, enum side side, int rc)
     return -rc;
 }
 
+/* The wait for a busy side is cut into slices (mp__robust_mutex_lock): glibc's unlock wakes one
+ * waiter, and when that one is killed before it takes the mutex while another process takes it
+ * on the uncontended path, nobody else would ever wake the rest. */
 static int side_lock(mp_queue *q, enum side side, struct limit *lim)
 {
     pthread_mutex_t *m = side == PROD ? &q->s->plock : &q->s->clock;
     int rc = pthread_mutex_trylock(m); /* the common case: nobody holds it */
-    const mp__deadline *dl = rc == EBUSY ? deadline(lim) : NULL;
-    if (rc == EBUSY && mp__deadline_left_ns(dl) > 0) {
-        if (mp__deadline_forever(dl)) {
-            rc = pthread_mutex_lock(m);
-        } else {
-            struct timespec ts = mp__deadline_abs(dl);
-            rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
-        }
-    }
+    if (rc == EBUSY) rc = mp__robust_mutex_lock(m, deadline(lim));
     return after_lock(q, m, side, rc);
 }
 
@@ -435,8 +520,7 @@ static int sleep_on(struct qshm *s, _Atomic uint32_t *seq, _Atomic uint32_t *wai
         ST(waiting, 0);
         return 0;
     }
-    mp__deadline slice = mp__deadline_in(SLICE_NS / 1e9);
-    if (!ignore_dl && !mp__deadline_forever(dl) && dl->at_ns < slice.at_ns) slice = *dl;
+    mp__deadline slice = mp__deadline_slice(ignore_dl ? NULL : dl);
     int rc = mp__futex_wait(seq, sv, &slice);
     ST(waiting, 0);
     if (rc == -ETIMEDOUT && !ignore_dl && mp__deadline_left_ns(dl) == 0) return -ETIMEDOUT;
@@ -582,12 +666,13 @@ static int put_stream(mp_queue *q, const struct iovec *iov, int iovcnt, uint64_t
         if (chunk == 0) {
             rc = LDA(&s->closed) ? MP_ECLOSED : wait_space(q, false, dl);
             if (rc < 0) {
-                if (off > 0) write_abort(q);
+                if (off > 0) fail_stream(q, true);
                 return rc;
             }
             continue;
         }
         uint64_t t = LD(&s->tail);
+        if (off == 0) s->stream_begin = t; /* read only while stream_open says so */
         uint32_t type = off == 0 ? MP__QREC_BEGIN : end ? MP__QREC_END : MP__QREC_CONT;
         mp__qrec h = mp__qrec_make(type, (uint32_t)chunk, off == 0 ? len : off);
         memcpy(q->ring + t % q->cap, &h, sizeof h);
@@ -599,7 +684,7 @@ static int put_stream(mp_queue *q, const struct iovec *iov, int iovcnt, uint64_t
         if (!end) {
             HOOK(MP__QH_PUT_CHUNK);
             if (LDA(&s->closed)) {
-                write_abort(q);
+                fail_stream(q, true);
                 return MP_ECLOSED;
             }
         }
@@ -624,7 +709,10 @@ static int put_impl(mp_queue *q, const struct iovec *iov, int iovcnt, double tim
     int rc = side_lock(q, PROD, &dl);
     if (rc == 0) {
         note_cpu(&s->prod_cpu);
-        if (len <= s->whole_max) {
+        /* Up to half the ring a message goes whole. Up to the ring it also goes whole when the
+         * ring has room for it now: streaming it would need a consumer to take chunks. */
+        if (len <= s->whole_max ||
+            (mp__qrec_size(len) <= q->cap && pfree_now(q) >= mp__qrec_size(len))) {
             rc = put_whole(q, iov, iovcnt, len, &dl);
             pthread_mutex_unlock(&s->plock);
             if (rc == 0) wake_data(s);
@@ -681,9 +769,42 @@ static int dest_prepare(struct dest *d, uint64_t total, size_t *len)
     return 0;
 }
 
+/* A consumer (holding clock) at the BEGIN record at hd, with a buffer too small for it: has the
+ * stream been aborted (its producer gave up, or died: checked once), so that no such message
+ * will ever arrive? Then 1, with *end the position after its ABORT record. 0 when the stream is
+ * complete or still being written by a live producer; MP_ECORRUPT. */
+static int stream_aborted(mp_queue *q, uint64_t hd, uint64_t *end)
+{
+    struct qshm *s = q->s;
+    for (int pass = 0; pass < 2; pass++) {
+        uint64_t t = LDA(&s->tail), pos = hd;
+        s->cached_tail = t;
+        while (pos < t) {
+            mp__qrec h;
+            memcpy(&h, q->ring + pos % q->cap, sizeof h);
+            int64_t size = t - pos > q->cap ? MP_ECORRUPT : mp__qrec_validate(&h, t - pos);
+            if (size < 0) return MP_ECORRUPT;
+            uint32_t type = mp__qrec_type(&h);
+            if (pos != hd && (type == MP__QREC_MSG || type == MP__QREC_BEGIN)) return MP_ECORRUPT;
+            if (type == MP__QREC_END) return 0;
+            pos += (uint64_t)size;
+            if (type == MP__QREC_ABORT) {
+                *end = pos;
+                return 1;
+            }
+        }
+        /* Still open: a dead producer's stream is closed by whoever repairs its side. */
+        if (pass == 0) check_producer_alive(q);
+    }
+    return 0;
+}
+
+static int taker_slot(mp_queue *q);
+
 static int get_impl(mp_queue *q, struct dest *d, size_t *len, double timeout, bool nowait)
 {
     struct qshm *s = q->s;
+    int slot = s->joinable ? taker_slot(q) : -1;
     struct limit dl = {nowait ? 0.0 : timeout, false, {0}};
     int rc = side_lock(q, CONS, &dl);
     if (rc < 0) return rc == -ETIMEDOUT && nowait ? MP_EEMPTY : rc;
@@ -712,8 +833,19 @@ static int get_impl(mp_queue *q, struct dest *d, size_t *len, double timeout, bo
         }
         uint32_t type = mp__qrec_type(&h);
         if (st.mode == MP__QRD_IDLE && (type == MP__QREC_MSG || type == MP__QREC_BEGIN) &&
-            (rc = dest_prepare(d, h.aux, len)) < 0)
-            break;
+            (rc = dest_prepare(d, h.aux, len)) < 0) {
+            uint64_t end;
+            int ab = rc == MP_ETOOSMALL && type == MP__QREC_BEGIN ? stream_aborted(q, hd, &end) : 0;
+            if (ab == 0) break;
+            if (ab < 0) {
+                rc = MP_ECORRUPT;
+                break;
+            }
+            /* a message that will never arrive: skip it whole, uncounted (its producer did) */
+            ccommit(q, end, 0, 0, -1);
+            wake_space(s);
+            continue;
+        }
         int act = mp__qrd_step(&st, &h);
         if (act < 0) {
             rc = MP_ECORRUPT;
@@ -724,9 +856,14 @@ static int get_impl(mp_queue *q, struct dest *d, size_t *len, double timeout, bo
             act == MP__QACT_FINISH)
             mp__ring_read(q->ring, q->cap, hd + MP__QREC_HDR, d->buf + at, h.chunk);
         HOOK(MP__QH_GET_READ);
-        ccommit(s, hd + (uint64_t)size, mp__qrd_terminal(act), mp__qrd_discards(act));
+        /* An ABORT ends a message its producer has uncounted already. */
+        bool counted = type != MP__QREC_ABORT;
+        bool delivered = act == MP__QACT_MSG || act == MP__QACT_FINISH;
+        bool disc = counted && mp__qrd_discards(act);
+        ccommit(q, hd + (uint64_t)size, counted && mp__qrd_terminal(act), disc,
+                delivered ? slot : -1);
         wake_space(s);
-        if (mp__qrd_discards(act) && s->joinable) wake_join(s);
+        if (disc && s->joinable) wake_join(s);
         if (act == MP__QACT_MSG || act == MP__QACT_FINISH) {
             *len = act == MP__QACT_MSG ? h.chunk : st.total;
             rc = 0;
@@ -768,8 +905,16 @@ int mp_queue_get_alloc(mp_queue *q, void **out, size_t *len, double timeout)
 
 /* ---- state --------------------------------------------------------------------------------- */
 
-static uint64_t count(struct qshm *s)
+static void check_stream_producer(mp_queue *q)
 {
+    /* An open stream counts in msgs_put until it ends; a dead producer's is ended by a repair. */
+    if (LDA(&q->s->stream_open)) check_producer_alive(q);
+}
+
+static uint64_t count(mp_queue *q)
+{
+    struct qshm *s = q->s;
+    check_stream_producer(q);
     uint64_t got = LDA(&s->msgs_got);
     uint64_t put = LDA(&s->msgs_put);
     return put > got ? put - got : 0;
@@ -778,19 +923,19 @@ static uint64_t count(struct qshm *s)
 ssize_t mp_queue_qsize(mp_queue *q)
 {
     if (!valid(q)) return -EINVAL;
-    return (ssize_t)count(q->s);
+    return (ssize_t)count(q);
 }
 
 int mp_queue_empty(mp_queue *q)
 {
     if (!valid(q)) return -EINVAL;
-    return count(q->s) == 0;
+    return count(q) == 0;
 }
 
 int mp_queue_full(mp_queue *q)
 {
     if (!valid(q)) return -EINVAL;
-    return q->s->maxsize && count(q->s) >= q->s->maxsize;
+    return q->s->maxsize && count(q) >= q->s->maxsize;
 }
 
 size_t mp_queue_capacity(const mp_queue *q)
@@ -824,10 +969,149 @@ int mp_queue_closed(mp_queue *q)
 
 /* ---- JoinableQueue --------------------------------------------------------------------------- */
 
-static uint64_t unfinished(struct qshm *s)
+/* getpid() is a system call in current glibc and a joinable get asks for it: cache it, forget it
+ * in every child (pthread_atfork runs for any fork). */
+static _Atomic pid_t cached_pid;
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+
+static void forget_pid(void)
 {
-    uint64_t done = LDA(&s->tasks_done) + LDA(&s->discarded);
-    uint64_t put = LDA(&s->msgs_put);
+    atomic_store_explicit(&cached_pid, 0, memory_order_relaxed);
+}
+
+static void register_forget_pid(void)
+{
+    pthread_atfork(NULL, NULL, forget_pid);
+}
+
+static pid_t self_pid(void)
+{
+    pid_t pid = atomic_load_explicit(&cached_pid, memory_order_relaxed);
+    if (pid) return pid;
+    pthread_once(&pid_once, register_forget_pid);
+    pid = getpid();
+    atomic_store_explicit(&cached_pid, pid, memory_order_relaxed);
+    return pid;
+}
+
+/* The state letter and the start time (field 22) of /proc/<pid>/stat; false when unreadable. */
+static bool proc_stat(pid_t pid, char *state, uint64_t *start)
+{
+    char path[48], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n;
+    do {
+        n = read(fd, buf, sizeof buf - 1);
+    } while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* the command name may hold anything, ')' included */
+    if (!p || p[1] != ' ' || !p[2]) return false;
+    p += 2;
+    *state = *p;
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p, ' ');
+        if (!p) return false;
+        p++;
+    }
+    *start = strtoull(p, NULL, 10);
+    return true;
+}
+
+/* True when the process that claimed a slot is gone: dead (a zombie too: its parent has not
+ * reaped it yet, but it will never call task_done), or its pid now names another process. */
+static bool taker_gone(pid_t pid, uint64_t start)
+{
+    if (pid <= 0) return true;
+    if (kill(pid, 0) < 0 && errno == ESRCH) return true;
+    char st;
+    uint64_t t;
+    if (!proc_stat(pid, &st, &t)) return kill(pid, 0) < 0 && errno == ESRCH;
+    return st == 'Z' || st == 'X' || (start && t != start);
+}
+
+/* Marks the slots of gone takers dead: their items count as finished from now on, the ones not
+ * marked done as lost. all: also slots without unfinished items (to free them for reuse). */
+static void reap_takers(mp_queue *q, bool all)
+{
+    struct qshm *s = q->s;
+    uint32_t hw = LDA(&s->slots_hw);
+    for (uint32_t i = 0; i < hw && i < JSLOTS; i++) {
+        struct jslot *js = &q->slots[i];
+        uint64_t v = LDA(&js->state);
+        if (v & SLOT_DEAD) continue;
+        if (!all && LDA(&js->taken) == LDA(&js->done)) continue;
+        if (!taker_gone((pid_t)(uint32_t)v, js->start)) continue;
+        if (!atomic_compare_exchange_strong(&js->state, &v, v | SLOT_DEAD)) continue;
+        uint64_t taken = LDA(&js->taken), done = LDA(&js->done);
+        if (taken > done) {
+            atomic_fetch_add(&s->tasks_lost, taken - done);
+            wake_join(s);
+        }
+    }
+}
+
+/* The calling process's taker slot on this handle, claimed on its first joinable get (a forked
+ * child claims its own), or -1 when all JSLOTS are taken by live processes (its items are then
+ * not tracked: a join waits for them as Python's does). */
+static int taker_slot(mp_queue *q)
+{
+    pid_t me = self_pid();
+    if (q->slot_pid == me) return q->slot;
+    struct qshm *s = q->s;
+    q->slot_pid = me;
+    q->slot = -1;
+    char st;
+    uint64_t start = 0;
+    if (!proc_stat(me, &st, &start)) start = 0;
+    for (int pass = 0; pass < 2 && q->slot < 0; pass++) {
+        if (pass) reap_takers(q, true);
+        for (uint32_t i = 0; i < JSLOTS; i++) {
+            struct jslot *js = &q->slots[i];
+            uint64_t v = LD(&js->state);
+            if (!(v & SLOT_DEAD)) continue;
+            /* A taker killed in the middle of a consumer commit: its slot's count is rolled
+             * forward by whoever repairs the consumer side; leave the slot to it until then
+             * (only a dead owner's journal can name a dead slot, so this cannot change under
+             * us). */
+            if (LDA(&s->cj.armed) && s->cj.slot == (int32_t)i) continue;
+            if (!atomic_compare_exchange_strong(&js->state, &v, SLOT_DEAD | (uint32_t)me)) continue;
+            /* Still dead (its `taken` counts as finished): take over the counts, then go live
+             * with done = taken, so the slot's share of the finished count does not move. */
+            js->start = start;
+            STR(&js->done, LDA(&js->taken));
+            uint32_t hw = LD(&s->slots_hw);
+            while (hw < i + 1 && !atomic_compare_exchange_weak(&s->slots_hw, &hw, i + 1)) {
+            }
+            atomic_store(&js->state, (uint64_t)(uint32_t)me);
+            q->slot = (int)i;
+            break;
+        }
+    }
+    return q->slot;
+}
+
+/* Items finished: marked done by a live taker, taken by a gone one, discarded with a consumer that
+ * died mid-stream, or task_done calls no taker was there to be credited with. */
+static uint64_t finished(mp_queue *q)
+{
+    struct qshm *s = q->s;
+    uint64_t n = LDA(&s->foreign_done) + LDA(&s->discarded);
+    uint32_t hw = LDA(&s->slots_hw);
+    for (uint32_t i = 0; i < hw && i < JSLOTS; i++) {
+        struct jslot *js = &q->slots[i];
+        n += (LDA(&js->state) & SLOT_DEAD) ? LDA(&js->taken) : LDA(&js->done);
+    }
+    return n;
+}
+
+static uint64_t unfinished(mp_queue *q)
+{
+    uint64_t done = finished(q);
+    uint64_t put = LDA(&q->s->msgs_put);
     return put > done ? put - done : 0;
 }
 
@@ -835,7 +1119,25 @@ ssize_t mp_queue_unfinished(mp_queue *q)
 {
     if (!valid(q)) return -EINVAL;
     if (!q->s->joinable) return MP_ETYPE;
-    return (ssize_t)unfinished(q->s);
+    check_stream_producer(q);
+    return (ssize_t)unfinished(q);
+}
+
+ssize_t mp_queue_tasks_lost(mp_queue *q)
+{
+    if (!valid(q)) return -EINVAL;
+    if (!q->s->joinable) return MP_ETYPE;
+    return (ssize_t)LDA(&q->s->tasks_lost);
+}
+
+/* Credits one item of slot i as done, if it has one taken and not done. */
+static bool credit(mp_queue *q, int i)
+{
+    struct jslot *js = &q->slots[i];
+    uint64_t d = LDA(&js->done);
+    while (!(LDA(&js->state) & SLOT_DEAD) && d < LDA(&js->taken))
+        if (atomic_compare_exchange_weak(&js->done, &d, d + 1)) return true;
+    return false;
 }
 
 int mp_queue_task_done(mp_queue *q)
@@ -843,12 +1145,20 @@ int mp_queue_task_done(mp_queue *q)
     if (!valid(q)) return -EINVAL;
     struct qshm *s = q->s;
     if (!s->joinable) return MP_ETYPE;
-    uint64_t td = LDA(&s->tasks_done);
-    for (;;) {
-        if (td + LDA(&s->discarded) >= LDA(&s->msgs_put)) return MP_EOVERRELEASE;
-        if (atomic_compare_exchange_weak(&s->tasks_done, &td, td + 1)) break;
+    /* The caller's own items first; then any live taker's (the getter handed the item on). */
+    int own = q->slot_pid == self_pid() ? q->slot : -1;
+    bool ok = own >= 0 && credit(q, own);
+    uint32_t hw = LDA(&s->slots_hw);
+    for (uint32_t i = 0; !ok && i < hw && i < JSLOTS; i++)
+        ok = (int)i != own && credit(q, (int)i);
+    if (!ok) {
+        uint64_t fd = LDA(&s->foreign_done);
+        for (;;) {
+            if (finished(q) >= LDA(&s->msgs_put)) return MP_EOVERRELEASE;
+            if (atomic_compare_exchange_weak(&s->foreign_done, &fd, fd + 1)) break;
+        }
     }
-    if (unfinished(s) == 0) wake_join(s);
+    if (unfinished(q) == 0) wake_join(s);
     return 0;
 }
 
@@ -858,20 +1168,23 @@ int mp_queue_join(mp_queue *q, double timeout)
     struct qshm *s = q->s;
     if (!s->joinable) return MP_ETYPE;
     mp__deadline dl = mp__deadline_in(timeout);
+    bool check = true;
     for (;;) {
-        uint32_t seq = LDA(&s->join_seq);
-        if (unfinished(s) == 0) return 0;
-        if (mp__deadline_left_ns(&dl) == 0) return -ETIMEDOUT;
-        atomic_fetch_add(&s->join_waiters, 1);
-        mp__deadline slice = mp__deadline_in(SLICE_NS / 1e9);
-        if (!mp__deadline_forever(&dl) && dl.at_ns < slice.at_ns) slice = dl;
-        int rc = unfinished(s) ? mp__futex_wait(&s->join_seq, seq, &slice) : 0;
-        atomic_fetch_sub(&s->join_waiters, 1);
-        if (rc == -ETIMEDOUT) {
-            /* A side whose owner died mid-commit holds counters that only its repair fixes. */
+        if (check) {
+            /* A side whose owner died mid-commit holds counters that only its repair fixes; a
+             * taker that died holds items that only reap_takers counts finished. */
             check_producer_alive(q);
             check_consumer_alive(q);
+            reap_takers(q, false);
         }
+        uint32_t seq = LDA(&s->join_seq);
+        if (unfinished(q) == 0) return 0;
+        if (mp__deadline_left_ns(&dl) == 0) return -ETIMEDOUT;
+        atomic_fetch_add(&s->join_waiters, 1);
+        mp__deadline slice = mp__deadline_slice(&dl);
+        int rc = unfinished(q) ? mp__futex_wait(&s->join_seq, seq, &slice) : 0;
+        atomic_fetch_sub(&s->join_waiters, 1);
+        check = rc == -ETIMEDOUT;
     }
 }
 

@@ -1,4 +1,6 @@
+# SPDX-License-Identifier: MIT
 # mp-test: timeout=120
+# shellcheck shell=bash
 # The README's example compiles against the built library and prints what it promises.
 set -eu
 build=$1; src=$2
@@ -8,6 +10,7 @@ awk '/^```c$/{on=1; next} /^```$/{if(on){exit}} on{print}' "$src/README.md" > "$
 # A sanitizer build's library needs the same runtime in the program that links it.
 san=$(sed -n 's/^MPROC_SANITIZE:STRING=//p' "$build/CMakeCache.txt")
 sanflags=${san:+-fsanitize=$san}
+# shellcheck disable=SC2086
 cc -std=gnu11 -Wall -Wextra -Werror $sanflags -I"$src/include" "$tmp/demo.c" -o "$tmp/demo" \
    "$build/libmproc.a" -lpthread -lrt
 "$tmp/demo" > "$tmp/out"

@@ -20,18 +20,24 @@
  *
  * Messages are byte strings of 0 to MP_QUEUE_MSG_MAX bytes. Messages are delivered whole, once,
  * in the order they were put (FIFO across the queue, hence also per producer). A message larger
- * than the ring is streamed through it in chunks: its producer keeps the producer side until the
- * last chunk is in, and its consumer keeps the consumer side until it has taken the last chunk,
- * so big messages never interleave with others.
+ * than half the ring goes whole when the ring has room for it at that moment (so a message up to
+ * the ring's size goes into an empty queue with no consumer running); otherwise it is streamed
+ * through the ring in chunks: its producer keeps the producer side until the last chunk is in, and
+ * its consumer keeps the consumer side until it has taken the last chunk, so big messages never
+ * interleave with others.
  *
  * Crash safety: a process killed at any instant (SIGKILL included) inside any call leaves the
  * queue usable and consistent for the others: no hang, and no torn, duplicated or reordered
  * message. The message in flight in the killed process is lost or delivered whole, never both and
  * never in part: a put killed before its message was committed is never received (a partly
- * streamed big message is discarded by consumers); a get killed before it took the message leaves
+ * streamed big message is withdrawn or skipped, as for a put that fails); a get killed before it
+ * took the message leaves
  * it for the next consumer; a get killed after it took the message (or part of a streamed one)
  * loses that message. Sides are protected by process-shared robust mutexes; the next process that
- * enters a side whose owner died repairs it first (see docs/queue.md).
+ * enters a side whose owner died repairs it first (see docs/queue.md). Every wait, for a side's
+ * mutex too, sleeps in 20 ms slices and re-checks, so a wake-up lost with a process killed right
+ * after it was woken costs the others at most one slice: a put never stays blocked while the
+ * queue has room, nor a get while it has messages.
  *
  * Timeouts are seconds as a double on CLOCK_MONOTONIC (MP_FOREVER: no limit, 0: do not wait);
  * signals never interrupt a call (EINTR is retried against the same deadline).
@@ -76,8 +82,11 @@ MP_API int mp_queue_new_joinable(mp_queue **out, size_t maxsize_msgs, size_t cap
 
 /* Puts a copy of buf[0..len) at the tail, waiting up to timeout for room (a slot under maxsize
  * and bytes in the ring). Returns 0 once the whole message is in the queue; the caller keeps buf.
- * On any error nothing of the message will be received (a big message partly streamed is
- * discarded by the consumer).
+ * A put that fails, for any reason, leaves the queue as it was: qsize, full, the maxsize slot and
+ * a JoinableQueue's unfinished count do not count it, and no consumer receives any of it or gets
+ * MP_ETOOSMALL for it. A big message partly streamed when the put fails is withdrawn from the ring
+ * when no consumer has taken a chunk of it yet (this may take the consumer side for an instant,
+ * waiting up to 40 ms beyond the timeout for it), otherwise consumers skip what is left of it.
  * Errors: -EINVAL (q NULL or freed, buf NULL with len > 0), MP_ETOOBIG (len > MP_QUEUE_MSG_MAX),
  * MP_ECLOSED (the queue is closed, also when it gets closed during the wait), -ETIMEDOUT. */
 MP_API int mp_queue_put(mp_queue *q, const void *buf, size_t len, double timeout);
@@ -94,12 +103,11 @@ MP_API int mp_queue_putv(mp_queue *q, const struct iovec *iov, int iovcnt, doubl
 /* Takes the message at the head into buf[0..cap), waiting up to timeout for one, and stores its
  * length in *len. When cap is too small, returns MP_ETOOSMALL, stores the size needed in *len and
  * leaves the message in the queue (buf may be NULL with cap 0 to ask for the size).
- * Once the first chunk of a message larger than the ring has been taken, the call waits for the
- * rest beyond its timeout as long as the producer lives (that producer is bounded by its own
- * timeout; if it gives up or dies, the message is discarded and the call goes on to the next).
- * A streamed message whose producer died mid-way still announces its full size: with a buffer
- * too small for it the call reports MP_ETOOSMALL; with one big enough (or mp_queue_get_alloc) it
- * is discarded and the call returns the next message.
+ * Once the first chunk of a streamed message has been taken, the call waits for the rest beyond
+ * its timeout as long as the producer lives (that producer is bounded by its own timeout; if it
+ * gives up or dies, the message is discarded and the call goes on to the next). MP_ETOOSMALL is
+ * reported only for a message that is complete or still being streamed by a live producer; one
+ * whose producer gave up or died is skipped.
  * Errors: -EINVAL (q or len NULL, buf NULL with cap > 0), MP_ETOOSMALL, -ETIMEDOUT,
  * MP_ECLOSED (closed and nothing left), MP_ECORRUPT (the shared memory was overwritten by
  * someone outside this library; the queue is unusable). */
@@ -145,15 +153,27 @@ MP_API void mp_queue_free(mp_queue **qp);
  * ValueError). Works after close. */
 MP_API int mp_queue_task_done(mp_queue *q);
 
-/* JoinableQueue: waits up to timeout until every message put has been marked with task_done (or
- * discarded because its producer or consumer died while it was being streamed). A message that a
- * killed consumer had taken is never marked, and join then waits until its timeout, as Python's.
- * Returns 0 when no task is unfinished. Errors: -EINVAL, MP_ETYPE, -ETIMEDOUT. */
+/* JoinableQueue: waits up to timeout until every message put has been finished: marked with
+ * task_done, discarded because its consumer died while it was being streamed, or lost with its
+ * taker. Unlike Python's, join does not wait forever for a message whose taker died: the queue
+ * records which process took each message (got and not yet task_done), and when that process is
+ * gone (killed, exited, even while still a zombie) its messages count as finished and are added to
+ * mp_queue_tasks_lost; join notices within 20 ms. Compare mp_queue_tasks_lost before and after
+ * to know whether work was lost. Up to 256 taker processes are tracked at once (the slot of a
+ * gone one is reused); messages got by further ones are waited for as in Python.
+ * task_done is credited to the caller's own messages first, then to another live taker's (an item
+ * handed on to another process for processing).
+ * Returns 0 when no task is unfinished. Errors: -EINVAL, MP_ETYPE, -ETIMEDOUT (at the deadline). */
 MP_API int mp_queue_join(mp_queue *q, double timeout);
 
-/* JoinableQueue: the number of unfinished tasks (put and not yet task_done), >= 0, or -EINVAL,
- * MP_ETYPE. */
+/* JoinableQueue: the number of unfinished tasks (put and not yet finished, see mp_queue_join),
+ * >= 0, or -EINVAL, MP_ETYPE. Items of a taker that died count until a join notices its death. */
 MP_API ssize_t mp_queue_unfinished(mp_queue *q);
+
+/* JoinableQueue: how many messages were taken by a process that died before marking them with
+ * task_done (counted finished for join), since the queue was created; >= 0, or -EINVAL,
+ * MP_ETYPE. */
+MP_API ssize_t mp_queue_tasks_lost(mp_queue *q);
 
 #ifdef __cplusplus
 }

@@ -89,22 +89,6 @@ static inline void mp__cpu_relax(void)
     __builtin_ia32_pause();
 #elif defined(__aarch64__)
     __asm__ __volatile__("yield");
-/* ---- internal fds: what children must not inherit ------------------------------------------
- *
- * Every fd that mproc opens for its own bookkeeping (pidfds, eventfds, a pool's sockets, ...) is
- * marked here. Close-on-exec does not help a child that is forked without exec, so every child
- * mproc forks calls mp__fd_close_internal() first thing, keeping only the fds it needs. The set is
- * a bitmap of atomic words: marking is lock-free, and the child's walk is async-signal-safe even
- * when another thread of the parent was marking at the instant of the fork. Fds at or above
- * MP__FD_INTERNAL_MAX are not tracked (they stay close-on-exec only). */
-#define MP__FD_INTERNAL_MAX 65536
-    void mp__fd_internal_add(int fd);
-    /* Call before closing a marked fd (the number may be reused for a user's fd). */
-    void mp__fd_internal_del(int fd);
-    bool mp__fd_is_internal(int fd);
-    /* In a freshly forked child: close every marked fd but the n in `keep`, and unmark them. */
-    void mp__fd_close_internal(const int *keep, int n);
-
 #endif
 }
 
