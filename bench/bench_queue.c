@@ -8,6 +8,9 @@
  *   queue.tput64.ring.msgs_per_s     the same over a plain lock-free SPSC ring of 64-byte slots in
  *                                    shared memory (spinning both ends): the hardware's reference
  *   queue.tput64.ratio_ring          mproc / ring, median of per-pair ratios (target >= 0.6)
+ *   queue.tput64.batch.msgs_per_s    the same as queue.tput64 with mp_queue_put_many and
+ *                                    mp_queue_get_many, batches of 64 messages
+ *   queue.tput64.batch.ratio_ring    batch / ring, median of per-pair ratios
  *   queue.tput64.mpmc4.msgs_per_s    4 producers and 4 consumers on one queue (unpinned)
  *   queue.tput64.mpmc4.python.msgs_per_s, queue.tput64.mpmc4.ratio_python   the same with Python
  *   queue.rtt64.{same,cross}.us      ping-pong of 64 bytes over two queues, one CPU / two CPUs
@@ -75,6 +78,46 @@ static double tput(size_t size, long count)
     free(buf);
     mp_queue_free(&q);
     return (double)(count - 1) / t;
+}
+
+/* tput with batches: the producer puts BATCH messages per mp_queue_put_many, the consumer takes
+ * up to BATCH per mp_queue_get_many. Same pinning and clock as tput. */
+#define BATCH 64
+static double tput_batch(long count)
+{
+    mp_queue *q;
+    int rc = mp_queue_new(&q, 0, 0);
+    if (rc < 0) die("mp_queue_new", rc);
+    static unsigned char buf[BATCH][64];
+    struct iovec v[BATCH];
+    size_t lens[BATCH];
+    for (int i = 0; i < BATCH; i++)
+        v[i] = (struct iovec){buf[i], 64};
+    memset(buf, 7, sizeof buf);
+    pid_t pid = fork();
+    if (pid == 0) {
+        bench_pin(other_cpu());
+        for (long i = 0; i < count;) {
+            long want = count - i < BATCH ? count - i : BATCH;
+            ssize_t k = mp_queue_put_many(q, v, (size_t)want, 30);
+            if (k <= 0) _exit(2);
+            i += k;
+        }
+        _exit(0);
+    }
+    bench_pin(0);
+    ssize_t k = mp_queue_get_many(q, v, lens, BATCH, 30);
+    if (k < 0) die("get_many", (int)k);
+    long got = k, first = k;
+    double t = bench_now();
+    while (got < count) {
+        if ((k = mp_queue_get_many(q, v, lens, BATCH, 30)) < 0) die("get_many", (int)k);
+        got += k;
+    }
+    t = bench_now() - t;
+    if (bench_reap(pid) != 0) die("producer", -EIO);
+    mp_queue_free(&q);
+    return (double)(count - first) / t;
 }
 
 /* The reference for queue.tput64.ratio_ring: the plainest lock-free single-producer
@@ -302,19 +345,23 @@ int main(void)
     /* mproc and the ring alternate, run by run; the ratio is the median of the per-pair ratios
      * (the load of a shared machine drifts too much between two separate series). */
     long n64 = quick ? 200000 : 2000000;
-    bench_note("bench_queue: 64-byte throughput, %ld messages, mproc and a plain SPSC ring "
-               "alternating x %d",
+    bench_note("bench_queue: 64-byte throughput, %ld messages, mproc, a plain SPSC ring and mproc "
+               "in batches alternating x %d",
                n64, reps);
-    double vr[64], vratio[64];
+    double vr[64], vratio[64], vb[64], vbratio[64];
     for (int r = 0; r < reps; r++) {
         v[r] = tput(64, n64);
         vr[r] = ring_tput(n64);
+        vb[r] = tput_batch(n64);
         vratio[r] = v[r] / vr[r];
+        vbratio[r] = vb[r] / vr[r];
     }
     double q64 = bench_median(v, reps);
     bench_emit("queue.tput64.msgs_per_s", q64, "msgs/s");
     bench_emit("queue.tput64.ring.msgs_per_s", bench_median(vr, reps), "msgs/s");
     bench_emit("queue.tput64.ratio_ring", bench_median(vratio, reps), "x");
+    bench_emit("queue.tput64.batch.msgs_per_s", bench_median(vb, reps), "msgs/s");
+    bench_emit("queue.tput64.batch.ratio_ring", bench_median(vbratio, reps), "x");
 
     long nmp = quick ? 200000 : 2000000;
     bench_note("bench_queue: 64-byte throughput, %d producers and %d consumers, %ld messages x %d",
