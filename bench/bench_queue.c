@@ -4,7 +4,7 @@
  * Figures (medians of >= 5 runs):
  *   queue.tput64.msgs_per_s          64-byte messages, producer on cpu 1, consumer on cpu 0
  *   queue.tput64.python.msgs_per_s   the same with Python's multiprocessing.Queue
- *   queue.tput64.ratio_python        mproc / Python (target >= 50)
+ *   queue.tput64.ratio_python        mproc / Python, median of per-pair ratios (target >= 50)
  *   queue.tput64.ring.msgs_per_s     the same over a plain lock-free SPSC ring of 64-byte slots in
  *                                    shared memory (spinning both ends): the hardware's reference
  *   queue.tput64.ratio_ring          mproc / ring, median of per-pair ratios (target >= 0.6)
@@ -19,6 +19,7 @@
  *   queue.tput1m.gb_per_s            1 MiB messages through the default 1 MiB ring (streamed)
  *   memcpy.64m.gb_per_s              memcpy of 64 MiB, this run
  *   queue.tput1m.ratio_memcpy        (target >= 0.4)
+ * Every throughput series alternates with its reference run by run (see main).
  * BENCH_QUICK shrinks every loop.
  */
 #include <errno.h>
@@ -342,55 +343,55 @@ int main(void)
     double v[64], w[64];
     if (reps > 64) reps = 64;
 
-    /* mproc and the ring alternate, run by run; the ratio is the median of the per-pair ratios
-     * (the load of a shared machine drifts too much between two separate series). */
-    long n64 = quick ? 200000 : 2000000;
-    bench_note("bench_queue: 64-byte throughput, %ld messages, mproc, a plain SPSC ring and mproc "
-               "in batches alternating x %d",
-               n64, reps);
-    double vr[64], vratio[64], vb[64], vbratio[64];
+    /* Every series alternates with its reference, run by run, and each ratio is the median of
+     * the per-pair ratios: the load of a shared machine drifts too much between two separate
+     * series (a quiet minute for one and a busy one for the other can halve a ratio). One rep:
+     * mproc one-way, the ring, mproc in batches, Python's Queue (one-way, then 4+4), mproc 4+4. */
+    long n64 = quick ? 200000 : 2000000, nmp = quick ? 200000 : 2000000;
+    bench_note("bench_queue: 64-byte throughput, %ld messages: mproc, a plain SPSC ring, mproc in "
+               "batches, Python's Queue, then %d producers and %d consumers (mproc %ld messages), "
+               "alternating x %d",
+               n64, NPROD, NCONS, nmp, reps);
+    double vr[64], vratio[64], vb[64], vbratio[64], vpy[64], vpyr[64], vpm[64], vpmr[64];
+    int npy = 0, npm = 0;
+    char args[64];
+    snprintf(args, sizeof args, "%ld 1 %ld", quick ? 20000L : 100000L, quick ? 20000L : 100000L);
     for (int r = 0; r < reps; r++) {
         v[r] = tput(64, n64);
         vr[r] = ring_tput(n64);
         vb[r] = tput_batch(n64);
         vratio[r] = v[r] / vr[r];
         vbratio[r] = vb[r] / vr[r];
+        char keys[8][64];
+        double vals[8];
+        int np = bench_python("queue_peer.py", args, keys, vals, 8);
+        w[r] = mpmc_tput(nmp);
+        for (int i = 0; i < np; i++) {
+            if (strcmp(keys[i], "tput64_msgs_per_s") == 0 && vals[i] > 0) {
+                vpy[npy] = vals[i];
+                vpyr[npy++] = v[r] / vals[i];
+            }
+            if (strcmp(keys[i], "mpmc4_msgs_per_s") == 0 && vals[i] > 0) {
+                vpm[npm] = vals[i];
+                vpmr[npm++] = w[r] / vals[i];
+            }
+        }
     }
-    double q64 = bench_median(v, reps);
-    bench_emit("queue.tput64.msgs_per_s", q64, "msgs/s");
+    bench_emit("queue.tput64.msgs_per_s", bench_median(v, reps), "msgs/s");
     bench_emit("queue.tput64.ring.msgs_per_s", bench_median(vr, reps), "msgs/s");
     bench_emit("queue.tput64.ratio_ring", bench_median(vratio, reps), "x");
     bench_emit("queue.tput64.batch.msgs_per_s", bench_median(vb, reps), "msgs/s");
     bench_emit("queue.tput64.batch.ratio_ring", bench_median(vbratio, reps), "x");
-
-    long nmp = quick ? 200000 : 2000000;
-    bench_note("bench_queue: 64-byte throughput, %d producers and %d consumers, %ld messages x %d",
-               NPROD, NCONS, nmp, reps);
-    for (int r = 0; r < reps; r++)
-        w[r] = mpmc_tput(nmp);
-    double qmp = bench_median(w, reps);
-    bench_emit("queue.tput64.mpmc4.msgs_per_s", qmp, "msgs/s");
-
-    char keys[8][64];
-    double vals[8];
-    char args[64];
-    snprintf(args, sizeof args, "%ld %d %ld", quick ? 20000L : 100000L, reps,
-             quick ? 20000L : 100000L);
-    int np = bench_python("queue_peer.py", args, keys, vals, 8);
-    double py = 0, pymp = 0;
-    for (int i = 0; i < np; i++) {
-        if (strcmp(keys[i], "tput64_msgs_per_s") == 0) py = vals[i];
-        if (strcmp(keys[i], "mpmc4_msgs_per_s") == 0) pymp = vals[i];
-    }
-    if (py > 0) {
-        bench_emit("queue.tput64.python.msgs_per_s", py, "msgs/s");
-        bench_emit("queue.tput64.ratio_python", q64 / py, "x");
+    bench_emit("queue.tput64.mpmc4.msgs_per_s", bench_median(w, reps), "msgs/s");
+    if (npy > 0) {
+        bench_emit("queue.tput64.python.msgs_per_s", bench_median(vpy, npy), "msgs/s");
+        bench_emit("queue.tput64.ratio_python", bench_median(vpyr, npy), "x");
     } else {
         bench_note("bench_queue: python3 peer failed; no Python figures");
     }
-    if (pymp > 0) {
-        bench_emit("queue.tput64.mpmc4.python.msgs_per_s", pymp, "msgs/s");
-        bench_emit("queue.tput64.mpmc4.ratio_python", qmp / pymp, "x");
+    if (npm > 0) {
+        bench_emit("queue.tput64.mpmc4.python.msgs_per_s", bench_median(vpm, npm), "msgs/s");
+        bench_emit("queue.tput64.mpmc4.ratio_python", bench_median(vpmr, npm), "x");
     }
 
     long rs = quick ? 2000 : 20000, rc = quick ? 300 : 2000, rq = quick ? 20000 : 100000;
