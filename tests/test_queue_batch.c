@@ -291,6 +291,11 @@ static void close_and_joinable_counting(void **state)
     mp_queue_free(&q);
 }
 
+static int two_queued(void *q)
+{
+    return mp_queue_qsize(q) == 2;
+}
+
 /* A batch blocked for room wakes with its count when the queue is closed. */
 static void close_stops_a_waiting_batch(void **state)
 {
@@ -304,7 +309,9 @@ static void close_stops_a_waiting_batch(void **state)
         MP_CHILD_CHECK(mp_queue_put_many(q, msgs, 4, MP_FOREVER) == MP_ECLOSED);
         mp_test_child_exit(0);
     }
-    struct timespec ts = {0, 50 * 1000 * 1000};
+    /* once two are in, the child is inside its batch, waiting for a slot (or about to) */
+    assert_true(mp_test_eventually(two_queued, q, mp_test_timeout(10)));
+    struct timespec ts = {0, 20 * 1000 * 1000};
     nanosleep(&ts, NULL);
     assert_mp_ok(mp_queue_close(q));
     assert_child_ok(pid);
@@ -607,7 +614,7 @@ static void batch_calls_killed_at_random_moments(void **state)
     mp_queue *q;
     assert_mp_ok(mp_queue_new(&q, 0, RING));
     uint64_t rng = 777;
-    int kills = 0, inflight_kills = 0, nvict = 0;
+    int kills = 0, inflight_kills = 0, nvict = 0, mid_batch = 0;
     static uint64_t victims_taking[ROUNDS * KB];
     static uint8_t prod_killed[MAX_PROD];
     for (int round = 0; round < ROUNDS; round++) {
@@ -640,9 +647,12 @@ static void batch_calls_killed_at_random_moments(void **state)
         prod_killed[round * PROD_PER_ROUND + vp] = 1;
         kills += 2;
         inflight_kills += atomic_load(&vcs->inflight) != 0;
-        if (atomic_load(&vcs->inflight))
-            for (uint32_t i = 0; i < atomic_load(&vcs->ntaking) && i < KB; i++)
+        if (atomic_load(&vcs->inflight)) {
+            uint32_t nt = atomic_load(&vcs->ntaking);
+            for (uint32_t i = 0; i < nt && i < KB; i++)
                 victims_taking[nvict++] = atomic_load(&vcs->taking[i]);
+            mid_batch += nt >= 2; /* killed inside get_many after taking some of its batch */
+        }
         atomic_store(&sh->stop, 1);
         for (int i = 0; i < PROD_PER_ROUND; i++)
             if (i != vp) assert_int_equal(mp_test_wait_code(pp[i], mp_test_timeout(10)), 0);
@@ -693,13 +703,14 @@ static void batch_calls_killed_at_random_moments(void **state)
     struct mp__queue_stats st;
     assert_mp_ok(mp__queue_stats(q, &st));
     fprintf(stderr,
-            "kills %d (consumers in flight %d), received %ld, missing %ld; repairs: producer %llu "
-            "consumer %llu, aborts %llu, discarded %llu\n",
-            kills, inflight_kills, received, missing, (unsigned long long)st.prod_repairs,
-            (unsigned long long)st.cons_repairs, (unsigned long long)st.aborts,
-            (unsigned long long)st.discarded);
+            "kills %d (consumers in flight %d, %d of them mid-batch), received %ld, missing %ld; "
+            "repairs: producer %llu consumer %llu, aborts %llu, discarded %llu\n",
+            kills, inflight_kills, mid_batch, received, missing,
+            (unsigned long long)st.prod_repairs, (unsigned long long)st.cons_repairs,
+            (unsigned long long)st.aborts, (unsigned long long)st.discarded);
     assert_int_equal(unexplained, 0);
     assert_true(missing <= nvict);
+    assert_true(mid_batch > 0); /* the kills did hit the batch path, not only its first message */
     assert_true(received > 10000);
     assert_true(st.prod_repairs + st.cons_repairs > 0);
     mp_queue_free(&q);
