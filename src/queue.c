@@ -29,6 +29,11 @@
  * the items it took (in the consumer's journal) and marked done. A slot whose process is gone
  * (dead, a zombie, or its pid reused) is marked dead by whoever joins: its items all count as
  * finished, and those it had not marked done are added to tasks_lost.
+ *
+ * Batches (put_many, get_many) use the same rules with the side lock taken once per call: a
+ * producer publishes up to GROUP_MAX whole records with one journalled commit (the journal rolls
+ * back any number of records), a consumer commits each message on its own; so a kill anywhere
+ * leaves a published prefix, or a taken prefix, and nothing torn.
  */
 #include <errno.h>
 #include <fcntl.h>
