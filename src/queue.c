@@ -29,9 +29,15 @@
  * the items it took (in the consumer's journal) and marked done. A slot whose process is gone
  * (dead, a zombie, or its pid reused) is marked dead by whoever joins: its items all count as
  * finished, and those it had not marked done are added to tasks_lost.
+ *
+ * Batches (put_many, get_many) use the same rules with the side lock taken once per call: a
+ * producer publishes up to GROUP_MAX whole records with one journalled commit (the journal rolls
+ * back any number of records), a consumer commits each message on its own; so a kill anywhere
+ * leaves a published prefix, or a taken prefix, and nothing torn.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -725,6 +731,88 @@ static int put_impl(mp_queue *q, const struct iovec *iov, int iovcnt, double tim
     return rc;
 }
 
+/* A batch publishes its whole messages in groups of up to this many records: one commit (and one
+ * store to the tail's cache line, which the consumer polls) per group instead of per message,
+ * while a consumer running alongside still gets the first messages without waiting for the
+ * last ones. */
+#define GROUP_MAX 64
+
+/* Writes the whole messages msgs[0..n) from the tail on, as many as the ring (and maxsize) take
+ * at once, at most GROUP_MAX, and publishes them with one commit (the caller holds plock). Only
+ * the first may wait for room; the others go only when they fit without waiting, and only when
+ * they are small enough to go whole anyway (a bigger one is for the caller to stream). Returns
+ * how many were published (>= 1), or an error when none was. */
+static ssize_t put_group(mp_queue *q, const struct iovec *msgs, size_t n, struct limit *dl)
+{
+    struct qshm *s = q->s;
+    int rc = wait_room(q, mp__qrec_size(msgs[0].iov_len), true, dl);
+    if (rc < 0) return rc;
+    const uint64_t t0 = LD(&s->tail), np = LD(&s->msgs_put);
+    uint64_t t = t0;
+    size_t k = 0;
+    bool fresh = false; /* the caches were refreshed for this group */
+    while (k < n && k < GROUP_MAX) {
+        uint64_t len = msgs[k].iov_len, rec = mp__qrec_size(len);
+        if (k > 0 && len > s->whole_max) break;
+        bool fits = q->cap - (t - s->cached_head) >= rec &&
+                    (!s->maxsize || np + k - s->cached_got < s->maxsize);
+        if (!fits && k > 0 && !fresh) {
+            s->cached_head = LDA(&s->head);
+            s->cached_got = LDA(&s->msgs_got);
+            fresh = true;
+            fits = q->cap - (t - s->cached_head) >= rec &&
+                   (!s->maxsize || np + k - s->cached_got < s->maxsize);
+        }
+        if (!fits && k > 0) break; /* (the first one fits: wait_room said so) */
+        mp__qrec h = mp__qrec_make(MP__QREC_MSG, (uint32_t)len, len);
+        memcpy(q->ring + t % q->cap, &h, sizeof h);
+        copy_in(q, t + MP__QREC_HDR, &msgs[k], 1, 0, len);
+        t += rec;
+        k++;
+    }
+    HOOK(MP__QH_PUT_WRITTEN);
+    pcommit(s, t, np + k, 0);
+    uint64_t next = t % q->cap;
+    __builtin_prefetch(q->ring + next, 1);
+    if (next + 64 < q->cap) __builtin_prefetch(q->ring + next + 64, 1);
+    return (ssize_t)k;
+}
+
+ssize_t mp_queue_put_many(mp_queue *q, const struct iovec *msgs, size_t n, double timeout)
+{
+    if (!valid(q) || (!msgs && n) || n > (size_t)SSIZE_MAX) return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (!msgs[i].iov_base && msgs[i].iov_len) return -EINVAL;
+        if (msgs[i].iov_len > MP_QUEUE_MSG_MAX) return MP_ETOOBIG;
+    }
+    if (n == 0) return 0;
+    struct qshm *s = q->s;
+    if (LDA(&s->closed)) return MP_ECLOSED;
+    struct limit dl = {timeout, false, {0}};
+    int rc = side_lock(q, PROD, &dl);
+    if (rc < 0) return rc;
+    note_cpu(&s->prod_cpu);
+    size_t done = 0;
+    ssize_t k = 0;
+    while (done < n) {
+        uint64_t len = msgs[done].iov_len;
+        /* the same rule as put: whole up to half the ring, or up to the ring when it has room */
+        if (len <= s->whole_max ||
+            (mp__qrec_size(len) <= q->cap && pfree_now(q) >= mp__qrec_size(len))) {
+            k = put_group(q, msgs + done, n - done, &dl);
+        } else {
+            k = put_stream(q, &msgs[done], 1, len, &dl);
+            if (k == 0) k = 1;
+        }
+        if (k < 0) break;
+        done += (size_t)k;
+        /* a consumer may sleep on the data we published while we wait for room for the rest */
+        wake_data(s);
+    }
+    pthread_mutex_unlock(&s->plock);
+    return done > 0 ? (ssize_t)done : k;
+}
+
 int mp_queue_put(mp_queue *q, const void *buf, size_t len, double timeout)
 {
     if (!buf && len) return -EINVAL;
@@ -801,8 +889,19 @@ static int stream_aborted(mp_queue *q, uint64_t hd, uint64_t *end)
 
 static int taker_slot(mp_queue *q);
 
-static int get_impl(mp_queue *q, struct dest *d, size_t *len, double timeout, bool nowait)
+/* Takes the message at the head into d[0] (waiting as the call allows), then, when nd > 1, the
+ * whole messages already published behind it into d[1..], without waiting, as long as each fits
+ * its buffer: lens[i] gets each length. Returns how many were taken (>= 1), or an error (then
+ * lens[0] may hold the size MP_ETOOSMALL asks for). Each message is committed on its own, so a
+ * consumer killed in the middle has taken (and lost) exactly the ones committed before. cont: the
+ * continuation of a batch, where even the first message is taken only under the batch rule
+ * (returns 0 when there is none). */
+static ssize_t get_impl(mp_queue *q, struct dest *d, size_t nd, size_t *lens, double timeout,
+                        bool nowait, bool cont)
 {
+    size_t *len = lens;
+    size_t got = 0;
+    bool wake_after = false;
     struct qshm *s = q->s;
     int slot = s->joinable ? taker_slot(q) : -1;
     struct limit dl = {nowait ? 0.0 : timeout, false, {0}};
@@ -813,6 +912,13 @@ static int get_impl(mp_queue *q, struct dest *d, size_t *len, double timeout, bo
     for (;;) {
         uint64_t hd = LD(&s->head);
         if (s->cached_tail <= hd) s->cached_tail = LDA(&s->tail);
+        if (got > 0 || cont) {
+            /* Batch: only whole messages that are there already and fit their buffer. */
+            if (s->cached_tail <= hd) break;
+            mp__qrec h;
+            memcpy(&h, q->ring + hd % q->cap, sizeof h);
+            if (mp__qrec_type(&h) != MP__QREC_MSG || h.aux > d[got].cap) break;
+        }
         if (s->cached_tail <= hd) {
             if (st.mode == MP__QRD_IDLE && LDA(&s->closed)) {
                 rc = MP_ECLOSED;
@@ -833,7 +939,7 @@ static int get_impl(mp_queue *q, struct dest *d, size_t *len, double timeout, bo
         }
         uint32_t type = mp__qrec_type(&h);
         if (st.mode == MP__QRD_IDLE && (type == MP__QREC_MSG || type == MP__QREC_BEGIN) &&
-            (rc = dest_prepare(d, h.aux, len)) < 0) {
+            (rc = dest_prepare(&d[got], h.aux, len)) < 0) {
             uint64_t end;
             int ab = rc == MP_ETOOSMALL && type == MP__QREC_BEGIN ? stream_aborted(q, hd, &end) : 0;
             if (ab == 0) break;
@@ -854,7 +960,7 @@ static int get_impl(mp_queue *q, struct dest *d, size_t *len, double timeout, bo
         uint64_t at = act == MP__QACT_MSG || act == MP__QACT_BEGIN ? 0 : h.aux;
         if (act == MP__QACT_MSG || act == MP__QACT_BEGIN || act == MP__QACT_APPEND ||
             act == MP__QACT_FINISH)
-            mp__ring_read(q->ring, q->cap, hd + MP__QREC_HDR, d->buf + at, h.chunk);
+            mp__ring_read(q->ring, q->cap, hd + MP__QREC_HDR, d[got].buf + at, h.chunk);
         HOOK(MP__QH_GET_READ);
         /* An ABORT ends a message its producer has uncounted already. */
         bool counted = type != MP__QREC_ABORT;
@@ -862,31 +968,40 @@ static int get_impl(mp_queue *q, struct dest *d, size_t *len, double timeout, bo
         bool disc = counted && mp__qrd_discards(act);
         ccommit(q, hd + (uint64_t)size, counted && mp__qrd_terminal(act), disc,
                 delivered ? slot : -1);
-        wake_space(s);
         if (disc && s->joinable) wake_join(s);
-        if (act == MP__QACT_MSG || act == MP__QACT_FINISH) {
-            *len = act == MP__QACT_MSG ? h.chunk : st.total;
+        if (delivered) {
+            /* The wake-up for a producer waiting for room comes after the unlock: the unlock's
+             * atomic exchange has drained our stores, so wake_space's fence is then cheap, and
+             * a batch pays it once. */
+            wake_after = true;
+            lens[got++] = act == MP__QACT_MSG ? h.chunk : st.total;
             rc = 0;
-            break;
+            if (got == nd || act == MP__QACT_FINISH) break;
+            st = (mp__qrd){MP__QRD_IDLE, 0, 0};
+            continue;
         }
+        wake_space(s); /* a streaming producer may be waiting for this chunk's room */
         if (act == MP__QACT_BEGIN || act == MP__QACT_APPEND) HOOK(MP__QH_GET_CHUNK);
     }
     pthread_mutex_unlock(&s->clock);
-    return rc;
+    if (wake_after) wake_space(s);
+    return got > 0 || (cont && rc == 0) ? (ssize_t)got : rc;
 }
 
 int mp_queue_get(mp_queue *q, void *buf, size_t cap, size_t *len, double timeout)
 {
     if (!valid(q) || !len || (!buf && cap)) return -EINVAL;
     struct dest d = {buf, cap, false};
-    return get_impl(q, &d, len, timeout, false);
+    ssize_t k = get_impl(q, &d, 1, len, timeout, false, false);
+    return k > 0 ? 0 : (int)k;
 }
 
 int mp_queue_get_nowait(mp_queue *q, void *buf, size_t cap, size_t *len)
 {
     if (!valid(q) || !len || (!buf && cap)) return -EINVAL;
     struct dest d = {buf, cap, false};
-    return get_impl(q, &d, len, 0, true);
+    ssize_t k = get_impl(q, &d, 1, len, 0, true, false);
+    return k > 0 ? 0 : (int)k;
 }
 
 int mp_queue_get_alloc(mp_queue *q, void **out, size_t *len, double timeout)
@@ -894,13 +1009,40 @@ int mp_queue_get_alloc(mp_queue *q, void **out, size_t *len, double timeout)
     if (out) *out = NULL;
     if (!valid(q) || !out || !len) return -EINVAL;
     struct dest d = {NULL, 0, true};
-    int rc = get_impl(q, &d, len, timeout, false);
+    ssize_t k = get_impl(q, &d, 1, len, timeout, false, false);
+    int rc = k > 0 ? 0 : (int)k;
     if (rc < 0) {
         free(d.buf);
         return rc;
     }
     *out = d.buf;
     return 0;
+}
+
+/* Destinations of a get_many batch on the stack up to this many; beyond, in slices of it. */
+#define DEST_STACK 64
+
+ssize_t mp_queue_get_many(mp_queue *q, const struct iovec *bufs, size_t *lens, size_t n,
+                          double timeout)
+{
+    if (!valid(q) || !bufs || !lens || n == 0 || n > (size_t)SSIZE_MAX) return -EINVAL;
+    struct dest d[DEST_STACK];
+    size_t nd = n < DEST_STACK ? n : DEST_STACK;
+    for (size_t i = 0; i < n; i++)
+        if (!bufs[i].iov_base && bufs[i].iov_len) return -EINVAL;
+    for (size_t i = 0; i < nd; i++)
+        d[i] = (struct dest){bufs[i].iov_base, bufs[i].iov_len, false};
+    ssize_t k = get_impl(q, d, nd, lens, timeout, false, false);
+    /* More than DEST_STACK: further slices take only what is there already. */
+    size_t done = k > 0 ? (size_t)k : 0;
+    while (k == (ssize_t)nd && done < n) {
+        nd = n - done < DEST_STACK ? n - done : DEST_STACK;
+        for (size_t i = 0; i < nd; i++)
+            d[i] = (struct dest){bufs[done + i].iov_base, bufs[done + i].iov_len, false};
+        k = get_impl(q, d, nd, lens + done, 0, true, true);
+        if (k > 0) done += (size_t)k;
+    }
+    return done > 0 ? (ssize_t)done : k;
 }
 
 /* ---- state --------------------------------------------------------------------------------- */

@@ -100,6 +100,21 @@ MP_API int mp_queue_put_nowait(mp_queue *q, const void *buf, size_t len);
  * entry with a NULL base and a non-zero length. */
 MP_API int mp_queue_putv(mp_queue *q, const struct iovec *iov, int iovcnt, double timeout);
 
+/* Puts the messages msgs[0..n) at the tail in order, one message per iovec (iov_base, iov_len),
+ * as one batch: the producer side is taken once for all of them and whole messages are published
+ * in groups with one commit each, so small messages cost a fraction of one mp_queue_put each.
+ * No other producer's message comes between them. Waits up to timeout (for the whole call) for
+ * room as needed; timeout 0 puts what fits at once. Returns n once all are in the queue. When the
+ * wait ends first (timeout, or the queue closed meanwhile) after some were put, returns how many
+ * (the first k; the others are not in the queue and will never be received, as for a failed put:
+ * a big message partly streamed is withdrawn or skipped). Messages bigger than half the ring are
+ * streamed as by mp_queue_put (timeout 0 never starts a stream it cannot finish at once).
+ * Crash: a producer killed inside the call has put a prefix of the batch; the rest is never
+ * received. Returns 0 for n == 0. Errors, only when none was put: -EINVAL (q NULL or freed, msgs
+ * NULL with n > 0, an entry with a NULL base and a non-zero length: then nothing is put),
+ * MP_ETOOBIG (an entry over MP_QUEUE_MSG_MAX: nothing is put), MP_ECLOSED, -ETIMEDOUT. */
+MP_API ssize_t mp_queue_put_many(mp_queue *q, const struct iovec *msgs, size_t n, double timeout);
+
 /* Takes the message at the head into buf[0..cap), waiting up to timeout for one, and stores its
  * length in *len. When cap is too small, returns MP_ETOOSMALL, stores the size needed in *len and
  * leaves the message in the queue (buf may be NULL with cap 0 to ask for the size).
@@ -120,6 +135,21 @@ MP_API int mp_queue_get_nowait(mp_queue *q, void *buf, size_t cap, size_t *len);
  * free(); never NULL, also for a 0-byte message) and *len are set. On error *out is NULL.
  * Errors as mp_queue_get (never MP_ETOOSMALL), and -ENOMEM (the message stays in the queue). */
 MP_API int mp_queue_get_alloc(mp_queue *q, void **out, size_t *len, double timeout);
+
+/* Takes up to n messages from the head in order, message i into bufs[i] (iov_base, iov_len its
+ * capacity), and stores each one's length in lens[i]: the consumer side is taken once for all of
+ * them. Waits up to timeout for the first message exactly as mp_queue_get does (streamed
+ * messages and MP_ETOOSMALL included: then lens[0] holds the size needed); then takes, without
+ * waiting, the messages already in the queue behind it, as long as each is a whole message (not
+ * a streamed one) that fits its buffer. Returns how many were taken (1..n); what it stopped
+ * before stays at the head. A message that came streamed ends the batch.
+ * Crash: each message is taken on its own; a consumer killed inside the call loses the ones it
+ * had taken (at most all of this batch), and the others stay in the queue for other consumers.
+ * For a JoinableQueue every message taken counts one task for mp_queue_task_done.
+ * Errors: -EINVAL (q, bufs or lens NULL, n == 0, an entry with a NULL base and a non-zero
+ * length), MP_ETOOSMALL, -ETIMEDOUT, MP_ECLOSED (closed and nothing left), MP_ECORRUPT. */
+MP_API ssize_t mp_queue_get_many(mp_queue *q, const struct iovec *bufs, size_t *lens, size_t n,
+                                 double timeout);
 
 /* The approximate number of messages in the queue (exact when nobody else is putting or getting),
  * >= 0, or -EINVAL. As in Python, it may change before the caller looks at it. */
