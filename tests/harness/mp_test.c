@@ -197,6 +197,9 @@ int mp_test_main(const char *name, const struct CMUnitTest *tests, size_t n)
     /* Orphaned grandchildren come back to us, so the guard sees them and tests can reap them. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     const char *base = strrchr(name, '/');
+    /* MP_TEST_FILTER=pattern runs only the matching cases (cmocka's * and ? wildcards). */
+    const char *filter = getenv("MP_TEST_FILTER");
+    if (filter && *filter) cmocka_set_test_filter(filter);
     return _cmocka_run_group_tests(base ? base + 1 : name, tests, n, NULL, NULL);
 }
 
