@@ -309,6 +309,25 @@ int mp_process_start(mp_process *p)
         mp__child_exit(p->target(p->arg) & 0xff);
     }
     int fd = mp__pidfd_open(pid);
+    if (fd >= 0 && !mp__pidfd_is_child(fd)) {
+        /* The child ended and someone else reaped it before our pidfd_open (SIGCHLD set to
+         * SIG_IGN, a waitpid(-1) in another thread): the pid may name a stranger by now. */
+        mp__pidfd_close(fd);
+        fd = -ESRCH;
+    }
+    if (fd == -ESRCH) {
+        /* Started and ended, exit code unknown (as join would find it): a sentinel that is
+         * readable at once, and no pid to signal or reap ever again. */
+        fd = mp__dead_handle();
+        if (fd >= 0) {
+            p->pid = pid;
+            p->pidfd = fd;
+            p->state = ST_REAPED;
+            p->unknown = true;
+            reg_insert(p);
+            return 0;
+        }
+    }
     if (fd < 0) {
         /* Without a handle we could neither wait nor signal safely: undo the start. The pid is
          * still ours and unreaped, so kill() cannot hit a recycled pid here. */

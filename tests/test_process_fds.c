@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -518,11 +519,59 @@ static void fallback_signal_reap_race(void **state)
     in_helper(fallback_signal_reap_race_body, true);
 }
 
+/* ---- a child reaped by someone else before mproc watches it ---------------------------------- */
+
+/* The library's pthread_sigmask calls resolve here (static link). mp__fork restores the parent's
+ * mask right after fork and before the pidfd_open; a delay there lets a quick child end and, with
+ * SIGCHLD ignored, be reaped by the kernel first: the race of a loaded machine, made certain. */
+static atomic_bool delay_after_fork;
+static pid_t delaying_pid;
+int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+    if (atomic_load(&delay_after_fork) && getpid() == delaying_pid && how == SIG_SETMASK) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    long r = syscall(SYS_rt_sigprocmask, how, set, old, (size_t)(_NSIG / 8));
+    return r < 0 ? errno : 0;
+}
+
+static void reaped_before_watched_body(bool fallback)
+{
+    (void)fallback;
+    struct sigaction ign = {.sa_handler = SIG_IGN};
+    sigemptyset(&ign.sa_mask);
+    MP_CHILD_CHECK(sigaction(SIGCHLD, &ign, NULL) == 0);
+    delaying_pid = getpid();
+    atomic_store(&delay_after_fork, true);
+    mp_process *p;
+    MP_CHILD_CHECK(mp_process_new(&p, NULL, t_return0, NULL) == 0);
+    int started = mp_process_start(p);
+    atomic_store(&delay_after_fork, false);
+    if (started != 0) fprintf(stderr, "start: %d (%s)\n", started, mp_err_name(started));
+    MP_CHILD_CHECK(started == 0);
+    MP_CHILD_CHECK(mp_process_join(p, mp_test_timeout(10)) == 0);
+    int code = 77;
+    MP_CHILD_CHECK(mp_process_exitcode(p, &code) == -ECHILD && code == 77);
+    MP_CHILD_CHECK(mp_process_is_alive(p) == 0);
+    MP_CHILD_CHECK(mp_process_kill(p) == MP_EREAPED);
+    mp__deadline now = mp__deadline_in(0);
+    MP_CHILD_CHECK(mp__poll_one(mp_process_sentinel(p), POLLIN, &now) & POLLIN);
+    MP_CHILD_CHECK(mp_process_free(&p) == 0);
+}
+
+static void reaped_before_watched(void **state)
+{
+    (void)state;
+    in_helper(reaped_before_watched_body, false);
+    in_helper(reaped_before_watched_body, true);
+}
+
 static const struct CMUnitTest tests[] = {
     MP_TEST(fd_count_is_baseline),         MP_TEST(fd_count_is_baseline_fallback),
     MP_TEST(children_of_returning_target), MP_TEST(children_of_returning_target_fallback),
     MP_TEST(daemon_flag_inherited),        MP_TEST(broken_stdout_exits_1),
     MP_TEST(no_duplicated_output),         MP_TEST(fallback_contract),
-    MP_TEST(fallback_signal_reap_race),
+    MP_TEST(fallback_signal_reap_race),    MP_TEST(reaped_before_watched),
 };
 MP_TEST_MAIN(tests)

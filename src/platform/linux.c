@@ -316,6 +316,28 @@ int mp__pidfd_send_signal(int pidfd, int sig)
     return 0;
 }
 
+bool mp__pidfd_is_child(int pidfd)
+{
+    int32_t pid = fb_entry(pidfd) ? atomic_load(&fb_pid[pidfd]) : 0;
+    if (pid < 0) return false;
+    for (;;) {
+        siginfo_t si;
+        int r = pid > 0 ? waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT)
+                        : waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG | WNOWAIT);
+        if (r == 0) return true;
+        if (errno != EINTR) return errno != ECHILD;
+    }
+}
+
+int mp__dead_handle(void)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
+    close(sv[1]); /* the peer is gone: POLLIN (end of file) from now on, as an ended pidfd */
+    mp__fd_internal_add(sv[0]);
+    return sv[0];
+}
+
 void mp__pidfd_close(int pidfd)
 {
     if (pidfd < 0) return;

@@ -117,6 +117,12 @@ int mp__pidfd_send_signal(int pidfd, int sig);
  * Returns 1 when reaped (*si filled as by waitid), 0 while it runs, -ECHILD when it was reaped
  * already (by anyone), or another -errno. EINTR never surfaces. */
 int mp__pidfd_reap(int pidfd, const mp__deadline *dl, siginfo_t *si);
+/* Whether the handle's process is still our child, unreaped (false once it was reaped by
+ * anyone, so a pidfd_open that raced with someone else's reaping cannot be mistaken for ours). */
+bool mp__pidfd_is_child(int pidfd);
+/* A handle for a child that ended and was reaped before mproc could watch it: readable at once,
+ * internal, close-on-exec; release with mp__pidfd_close. Returns the fd or -errno. */
+int mp__dead_handle(void);
 /* Unmarks and closes a handle from mp__pidfd_open (does not reap). */
 void mp__pidfd_close(int pidfd);
 /* True when this process uses the death-socket fallback (decided once, at first use). */
