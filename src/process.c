@@ -189,6 +189,7 @@ static void bind_child_calls(void)
     (void)getppid();
     (void)__fpending(stdout);
     (void)syscall(SYS_getpid);
+    mp__stdio_bind();
 }
 
 pid_t mp__fork(unsigned flags)

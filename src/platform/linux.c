@@ -584,6 +584,16 @@ void mp__fd_close_internal(const int *keep, int n)
 
 /* ---- stdio -------------------------------------------------------------------------------- */
 
+void mp__stdio_bind(void)
+{
+    /* __fpurge on a throwaway stream: resolves its PLT slot without touching stdout. */
+    char buf[8];
+    FILE *f = fmemopen(buf, sizeof buf, "w");
+    if (!f) return;
+    __fpurge(f);
+    fclose(f);
+}
+
 void mp__stdio_purge(void)
 {
     /* __fpurge takes no lock: glibc's fork resets the stream locks in the child, and the buffer

@@ -146,6 +146,8 @@ void mp__death_parent(pid_t pid, const int death[2]);
  * parent flushed before fork, but another thread may have buffered more between that flush and
  * the fork; those bytes are the parent's to write. */
 void mp__stdio_purge(void);
+/* In the parent, once: binds what mp__stdio_purge calls, so no child pays a lazy PLT lookup. */
+void mp__stdio_bind(void);
 
 /* CPUs this process may run on (sched_getaffinity), at least 1. */
 int mp__cpu_count(void);
