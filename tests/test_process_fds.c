@@ -519,6 +519,65 @@ static void fallback_signal_reap_race(void **state)
     in_helper(fallback_signal_reap_race_body, true);
 }
 
+/* The death socket closes in the child's exit a moment before it becomes a zombie: a caller
+ * woken by the sentinel must still find it ended (free succeeds, is_alive says 0). Pinned to one
+ * CPU with a busy sibling thread and a SCHED_IDLE child, so that gap is stretched. */
+static atomic_bool spin_stop;
+static void *spin(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&spin_stop)) {
+    }
+    return NULL;
+}
+
+/* Ends at the lowest priority: on the CPU the busy thread holds, every step of its exit (the gap
+ * between closing its fds and becoming a zombie included) waits a long while for a turn. */
+static int t_idle_return(void *arg)
+{
+    (void)arg;
+    struct sched_param none = {0};
+    sched_setscheduler(0, SCHED_IDLE, &none);
+    return 0;
+}
+
+static void sentinel_then_free_body(bool fallback)
+{
+    (void)fallback;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    sched_setaffinity(0, sizeof one, &one);
+    atomic_store(&spin_stop, false);
+    pthread_t t;
+    MP_CHILD_CHECK(pthread_create(&t, NULL, spin, NULL) == 0);
+    int busy = 0;
+    for (int i = 0; i < 100; i++) {
+        mp_process *p;
+        MP_CHILD_CHECK(mp_process_new(&p, NULL, t_idle_return, NULL) == 0);
+        MP_CHILD_CHECK(mp_process_start(p) == 0);
+        mp__deadline dl = mp__deadline_in(mp_test_timeout(10));
+        MP_CHILD_CHECK(mp__poll_one(mp_process_sentinel(p), POLLIN, &dl) & POLLIN);
+        if (mp_process_is_alive(p) != 0) busy++;
+        if (mp_process_free(&p) != 0) {
+            busy++;
+            MP_CHILD_CHECK(mp_process_join(p, mp_test_timeout(10)) == 0);
+            mp_process_free(&p);
+        }
+    }
+    atomic_store(&spin_stop, true);
+    pthread_join(t, NULL);
+    if (busy) fprintf(stderr, "%d of 100 still running after their sentinel fired\n", busy);
+    MP_CHILD_CHECK(busy == 0);
+}
+
+static void sentinel_then_free(void **state)
+{
+    (void)state;
+    in_helper(sentinel_then_free_body, false);
+    in_helper(sentinel_then_free_body, true);
+}
+
 /* ---- a child reaped by someone else before mproc watches it ---------------------------------- */
 
 /* The library's pthread_sigmask calls resolve here (static link). mp__fork restores the parent's
@@ -573,5 +632,6 @@ static const struct CMUnitTest tests[] = {
     MP_TEST(daemon_flag_inherited),        MP_TEST(broken_stdout_exits_1),
     MP_TEST(no_duplicated_output),         MP_TEST(fallback_contract),
     MP_TEST(fallback_signal_reap_race),    MP_TEST(reaped_before_watched),
+    MP_TEST(sentinel_then_free),
 };
 MP_TEST_MAIN(tests)

@@ -371,14 +371,37 @@ static int fb_ended(pid_t pid, bool block)
     }
 }
 
+/* Is our unreaped child pid on its way out (PF_EXITING: past the point where its fds were
+ * closed) rather than alive after an exec or a close of its death socket? From
+ * /proc/PID/stat, whose ninth field is the task's flags. Rare: only when the socket reads as
+ * closed but the child is no zombie yet. */
+static bool fb_exiting(pid_t pid)
+{
+    char path[32], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    if (!p) return false;
+    char state;
+    unsigned long flags;
+    if (sscanf(p + 1, " %c %*d %*d %*d %*d %*d %lu", &state, &flags) != 2) return false;
+    return state == 'Z' || state == 'X' || (flags & 0x4 /* PF_EXITING */);
+}
+
 static int fb_reap(int fd, const mp__deadline *dl, siginfo_t *si)
 {
     int32_t pid = atomic_load(&fb_pid[fd]);
     if (pid < 0) return -ECHILD;
     bool forever = dl && mp__deadline_forever(dl);
-    int64_t nap_ns = 100000; /* between re-checks while the socket says "ended" early */
+    bool block = forever;
+    int64_t nap_ns = 1000000; /* between re-checks of a child that exec'd */
     for (;;) {
-        int r = fb_ended(pid, forever);
+        int r = fb_ended(pid, block);
         if (r == -ECHILD) {
             fb_claim_reap(fd, pid);
             return -ECHILD;
@@ -393,15 +416,18 @@ static int fb_reap(int fd, const mp__deadline *dl, siginfo_t *si)
             }
         }
         /* Still running. The socket closes in the child's exit a moment before it turns into a
-         * zombie, and early when it exec'd: while it reads as closed, nap and look again. */
+         * zombie (longer on a loaded machine), and early when it exec'd. */
         mp__deadline zero = {0};
         bool closed = mp__poll_one(fd, POLLIN, &zero) > 0;
-        if (!dl) {
-            if (!closed) return 0;
-            /* Not blocking, but the child is on its way out: give it a few ms to finish, so
-             * that a caller woken by POLLIN finds it reaped (and does not spin on it). */
-            if (nap_ns > 2000000) return 0;
-        } else if (!closed) {
+        if (closed && fb_exiting(pid)) {
+            /* Ending: it is a zombie within moments, so wait for that even when the caller
+             * does not block (a sentinel that reads as ended means join, free, is_alive see
+             * it ended). */
+            block = true;
+            continue;
+        }
+        if (!dl) return 0;
+        if (!closed) {
             /* Sleep on the socket, one slice at a time: an end it cannot report (its write end
              * leaked to another process) is still seen within a slice. */
             mp__deadline slice = mp__deadline_slice(dl);
@@ -410,10 +436,10 @@ static int fb_reap(int fd, const mp__deadline *dl, siginfo_t *si)
             if (p == 0 && mp__deadline_left_ns(dl) == 0) return 0;
             continue;
         }
-        if (dl && mp__deadline_left_ns(dl) == 0) return 0;
+        /* Exec'd (or closed the socket): look again now and then until the deadline. */
+        if (mp__deadline_left_ns(dl) == 0) return 0;
         struct timespec ts = {0, nap_ns};
-        if (dl && !forever && mp__deadline_left_ns(dl) < nap_ns)
-            ts.tv_nsec = mp__deadline_left_ns(dl);
+        if (!forever && mp__deadline_left_ns(dl) < nap_ns) ts.tv_nsec = mp__deadline_left_ns(dl);
         nanosleep(&ts, NULL);
         if (nap_ns < MP__WAIT_SLICE_NS) nap_ns *= 2;
     }
