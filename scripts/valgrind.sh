@@ -1,27 +1,62 @@
 #!/usr/bin/env bash
-# Runs the tests that valgrind can follow under memcheck (--trace-children=yes), one at a time:
-#   scripts/valgrind.sh [BUILD_DIR]
-# Left out, and why: valgrind 3.19 does not know pidfd_open (syscall 434), so every test that
-# starts an mp_process (process, pool, pipe's sentinel case, examples) fails there; the queue's
-# kill and stress tests need more speed than valgrind's 20-50x slow-down leaves them; and the signal
-# storms (a SIGALRM every 100 us) make valgrind's futex emulation hand glibc's robust mutex an
-# error code it does not expect ("The futex facility returned an unexpected error code", abort),
-# which native runs never see.
+# Runs the whole ctest suite under valgrind's memcheck (--trace-children=yes, so every process a
+# test forks or execs, mpcp and mpbench included, is checked too):
+#   scripts/valgrind.sh [BUILD_DIR]     (default build; the run uses BUILD_DIR-valgrind)
+# It configures and builds its own tree, BUILD_DIR-valgrind, because ctest passes each test the
+# MP_TEST_TIMEOUT_SCALE that was set when the tree was configured (10 here: valgrind slows
+# mproc's code 20-50x, but tests mostly wait on each other, not compute). Benchmarks are off.
+# Environment: JOBS (ctest -j, default nproc), VALGRIND (default valgrind), MP_TEST_TIMEOUT_SCALE.
+#
+# valgrind 3.19 (Debian 12) does not know pidfd_open: mproc sees ENOSYS at its first fork and
+# uses its pidfd-less fallback, so processes and pools run as on a kernel before 5.3 (valgrind
+# prints "unhandled amd64-linux syscall: 434" once per program; that is the probe).
+#
+# Left out (whole tests in SKIP_TESTS, single cases in MP_TEST_SKIP), each with its reason:
+#   test_pipe_big             one case sends a 4 GiB message: memcheck's shadow memory and its
+#                             20-50x slow-down make it run past 10 minutes (it failed at 620 s).
+#   test_queue_kill           asserts a throughput floor (> 10000 messages through 1000 random
+#                             kills); under valgrind 757 got through in 190 s.
+#   example_local_socket      execs /proc/self/exe, which under valgrind names valgrind's own
+#                             tool binary: loading it fails ("mmap(0x58000000) failed in UME").
+#                             (Example fix: exec the path readlink("/proc/self/exe") gives.)
+#   test_pipe:signal_storm    valgrind holds a SIGALRM of the 100 us storm and delivers it after
+#                             the test's stop_storm() has put SIG_DFL back: the program dies of
+#                             SIGALRM. (Test fix: block SIGALRM, stop the timer, drain it with
+#                             sigtimedwait, then restore, as test_signals does; then drop it here.)
+#   test_pool_fail:test_sigkill_mid_task, test_pool_fail:test_random_kills
+#                             the test kills workers with its own pidfd_open, which valgrind 3.19
+#                             lacks (ENOSYS), so nothing is killed. (Test fix: fall back to kill()
+#                             on ENOSYS: the worker is an unreaped child; then drop them here.)
 set -u
-build=${1:-build}
-tests="test_error test_leakguard test_sync test_shared test_shared_contention
-       test_socket test_queue"
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-build}-valgrind
+jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+vg=${VALGRIND:-valgrind}
+SKIP_TESTS='^(test_pipe_big|test_queue_kill|example_local_socket)$'
+export MP_TEST_SKIP=${MP_TEST_SKIP:-test_pipe:signal_storm,test_pool_fail:test_sigkill_mid_task,test_pool_fail:test_random_kills}
+
+command -v "$vg" >/dev/null || { echo "valgrind.sh: $vg not found" >&2; exit 2; }
 export MP_TEST_TIMEOUT_SCALE=${MP_TEST_TIMEOUT_SCALE:-10}
-export MP_TEST_SHM_GUARD=1 # one test at a time: the /dev/shm check is safe
-status=0
-for t in $tests; do
-  log=$(mktemp)
-  if valgrind -q --error-exitcode=42 --trace-children=yes --leak-check=no \
-       "$build/tests/$t" >"$log" 2>&1; then
-    echo "valgrind: $t ok"
-  else
-    echo "valgrind: $t FAILED"; tail -40 "$log"; status=1
-  fi
-  rm -f "$log"
-done
+cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DMPROC_BUILD_BENCH=OFF >/dev/null || exit 2
+cmake --build "$build" -j "$jobs" >/dev/null || exit 2
+
+# Errors make the checked process exit 42, which fails the test; --trace-children-skip leaves the
+# shell tests' system tools (sh, sed, cmp, ...) alone, so only mproc's programs pay for valgrind.
+opts="-q --error-exitcode=42 --trace-children=yes --trace-children-skip=/usr/*,/bin/*,/sbin/*"
+# No leak check (tests end with children killed mid-task), and no __libc_freeres at exit: it takes
+# glibc's atfork lock, which a thread still forking a worker may hold when main returns.
+opts="$opts --leak-check=no --run-libc-freeres=no --child-silent-after-fork=no"
+exclude=()
+[ -n "$SKIP_TESTS" ] && exclude=(-E "$SKIP_TESTS")
+start=$(date +%s)
+log=$(mktemp)
+(cd "$build" && ctest -T memcheck -j "$jobs" --output-on-failure "${exclude[@]}" \
+   --overwrite "MemoryCheckCommand=$(command -v "$vg")" \
+   --overwrite "MemoryCheckCommandOptions=$opts") 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+# A defect in a process whose exit status nobody checks still fails the run.
+if grep -q "Defects:" "$log"; then status=1; fi
+rm -f "$log"
+echo "valgrind.sh: whole suite under memcheck in $(($(date +%s) - start)) s, status $status"
+echo "valgrind.sh: logs in $build/Testing/Temporary/MemoryChecker.*.log"
 exit $status

@@ -5,7 +5,8 @@
  * util._exit_function), and lets a freshly forked child disown the objects it inherited.
  *
  * Children are watched through pidfds: signals go through pidfd_send_signal, which can never hit
- * a recycled pid, and reaping uses waitid(P_PIDFD) on our own child only.
+ * a recycled pid, and reaping uses waitid(P_PIDFD) on our own child only. Where the kernel has no
+ * pidfd the platform layer stands in with a death socket per child (see platform.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -99,15 +100,13 @@ static void reg_remove(struct mp_process *p)
     pthread_mutex_unlock(&G.lock);
 }
 
-/* In a new child: the objects in the registry belong to the parent. Close their pidfds (the
- * child must not keep handles on its siblings) and forget them, without writing to the objects
- * (copy-on-write faults); their owner field tells every call that they are not ours. Runs
- * single-threaded after fork with the lock taken by the forking thread before fork, so the list is
- * consistent. */
+/* In a new child: the objects in the registry belong to the parent. Forget them, without
+ * writing to the objects (copy-on-write faults); their owner field tells every call that they
+ * are not ours. Their pidfds are internal fds, which mp__fork has closed already (also those of
+ * objects another thread was starting, not yet in the list). Runs single-threaded after fork with
+ * the lock taken by the forking thread before fork, so the list is consistent. */
 static void reg_disown_after_fork(void)
 {
-    for (struct mp_process *p = G.head; p; p = p->next)
-        if (p->pidfd >= 0) close(p->pidfd); /* the object keeps the number: owner != us now */
     G.head = NULL;
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     memcpy(&G.lock, &fresh, sizeof fresh);
@@ -115,16 +114,38 @@ static void reg_disown_after_fork(void)
 
 /* ---- fork discipline ------------------------------------------------------------------------- */
 
+static void exit_handler(void);
+
+/* Flushes stream when it holds output, with SIGPIPE blocked: a reader that went away must not
+ * turn a child that succeeded into a death by signal (the pending SIGPIPE dies with us). */
+static bool flush_pending(FILE *stream)
+{
+    if (!__fpending(stream)) return true;
+    return fflush(stream) == 0;
+}
+
 void mp__child_exit(int code)
 {
+    /* As Python's process bootstrap (util._exit_function): terminate our daemon children, join
+     * the others. Without this they would die of PR_SET_PDEATHSIG as soon as we exit. */
+    if (G.head) exit_handler();
     /* Named shared-memory blocks this child created must not outlive it (shared.c's contract;
      * it unlinks only the calling process's own blocks, so the parent's stay). */
     mp__shm_exit_cleanup();
     /* stdout and stderr only, and only when they hold output, as Python's child does: every
      * stream was flushed before fork, and fflush(NULL) would lock (dirty) every FILE of the
-     * process, which costs a child that printed nothing ~4% of a fork. */
-    if (__fpending(stdout)) fflush(stdout);
-    if (__fpending(stderr)) fflush(stderr);
+     * process, which costs a child that printed nothing ~4% of a fork. A flush that fails
+     * (EPIPE: nobody reads the pipe; ENOSPC, EIO) makes the exit code 1, as CPython's child,
+     * whose flush raises out of its bootstrap, reports. */
+    if (__fpending(stdout) || __fpending(stderr)) {
+        sigset_t pipe_only;
+        sigemptyset(&pipe_only);
+        sigaddset(&pipe_only, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &pipe_only, NULL);
+        bool ok = flush_pending(stdout);
+        if (!flush_pending(stderr)) ok = false;
+        if (!ok) code = 1;
+    }
 #ifdef MP_COVERAGE
     __gcov_dump();
 #endif
@@ -168,12 +189,24 @@ static void bind_child_calls(void)
     (void)getppid();
     (void)__fpending(stdout);
     (void)syscall(SYS_getpid);
+    mp__stdio_bind();
 }
 
 pid_t mp__fork(unsigned flags)
 {
+    return mp__fork_keep(flags, NULL, 0);
+}
+
+pid_t mp__fork_keep(unsigned flags, const int *keep, int nkeep)
+{
+    if (nkeep < 0 || nkeep > MP__FORK_KEEP_MAX || (nkeep > 0 && !keep)) return -EINVAL;
     static pthread_once_t bound = PTHREAD_ONCE_INIT;
     pthread_once(&bound, bind_child_calls);
+    int death[2] = {-1, -1};
+    if (!(flags & (MP__FORK_DETACHED | MP__FORK_UNWATCHED))) {
+        int r = mp__death_open(death); /* the pidfd-less fallback's handle; nothing otherwise */
+        if (r < 0) return r;
+    }
     sigset_t all, old;
     sigfillset(&all);
     fflush(NULL);
@@ -183,6 +216,16 @@ pid_t mp__fork(unsigned flags)
     pthread_mutex_lock(&G.lock);
     pid_t pid = fork();
     if (pid == 0) {
+        /* Bytes another thread buffered after our fflush are the parent's to write. */
+        mp__stdio_purge();
+        /* mproc's own fds (pidfds, death sockets, signalfds, pools' fds) are not the child's. */
+        int kept[MP__FORK_KEEP_MAX + 1];
+        int nk = 0;
+        for (int i = 0; i < nkeep; i++)
+            kept[nk++] = keep[i];
+        if (death[1] >= 0) kept[nk++] = death[1];
+        mp__death_child(death);
+        mp__fd_close_internal(kept, nk);
         reg_disown_after_fork();
         G.current = &main_process;
         G.parent_pid = self;
@@ -197,32 +240,16 @@ pid_t mp__fork(unsigned flags)
     int err = errno;
     pthread_mutex_unlock(&G.lock);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    mp__death_parent(pid, death);
     return pid < 0 ? -err : pid;
 }
 
 int mp__reap_pidfd(int pidfd, const mp__deadline *dl, int *code)
 {
-    for (;;) {
-        if (dl && !mp__deadline_forever(dl)) {
-            int r = mp__poll_one(pidfd, POLLIN, dl);
-            if (r < 0) return r;
-            if (r == 0) return 0;
-        }
-        siginfo_t si;
-        memset(&si, 0, sizeof si);
-        int opts = WEXITED | ((dl && mp__deadline_forever(dl)) ? 0 : WNOHANG);
-        if (waitid(P_PIDFD, (id_t)pidfd, &si, opts) < 0) {
-            if (errno == EINTR) continue;
-            return -errno;
-        }
-        if (si.si_pid != 0) {
-            *code = mp__exitcode_from_siginfo(&si);
-            return 1;
-        }
-        /* WNOHANG and still running: done when polling; a readable pidfd with nothing to reap
-         * cannot last, so go round again. */
-        if (!dl || mp__deadline_left_ns(dl) == 0) return 0;
-    }
+    siginfo_t si;
+    int r = mp__pidfd_reap(pidfd, dl, &si);
+    if (r == 1) *code = mp__exitcode_from_siginfo(&si);
+    return r;
 }
 
 /* ---- process objects ------------------------------------------------------------------------- */
@@ -239,6 +266,8 @@ int mp_process_new(mp_process **out, const char *name, mp_target_fn target, void
     p->target = target;
     p->arg = arg;
     p->pidfd = -1;
+    /* As Python (the creator's daemon flag): a daemon's own children are daemons by default. */
+    p->daemon = G.current->daemon;
     *out = p;
     return 0;
 }
@@ -256,7 +285,6 @@ bool mp_process_daemon(const mp_process *p)
     return p && p->daemon;
 }
 
-static void exit_handler(void);
 static void register_exit_handler(void)
 {
     atexit(exit_handler);
@@ -282,6 +310,25 @@ int mp_process_start(mp_process *p)
         mp__child_exit(p->target(p->arg) & 0xff);
     }
     int fd = mp__pidfd_open(pid);
+    if (fd >= 0 && !mp__pidfd_is_child(fd)) {
+        /* The child ended and someone else reaped it before our pidfd_open (SIGCHLD set to
+         * SIG_IGN, a waitpid(-1) in another thread): the pid may name a stranger by now. */
+        mp__pidfd_close(fd);
+        fd = -ESRCH;
+    }
+    if (fd == -ESRCH) {
+        /* Started and ended, exit code unknown (as join would find it): a sentinel that is
+         * readable at once, and no pid to signal or reap ever again. */
+        fd = mp__dead_handle();
+        if (fd >= 0) {
+            p->pid = pid;
+            p->pidfd = fd;
+            p->state = ST_REAPED;
+            p->unknown = true;
+            reg_insert(p);
+            return 0;
+        }
+    }
     if (fd < 0) {
         /* Without a handle we could neither wait nor signal safely: undo the start. The pid is
          * still ours and unreaped, so kill() cannot hit a recycled pid here. */
@@ -411,7 +458,7 @@ int mp_process_free(mp_process **pp)
             int r = reap(p, NULL);
             if (r == 0) return -EBUSY;
             reg_remove(p);
-            if (p->pidfd >= 0) close(p->pidfd);
+            mp__pidfd_close(p->pidfd);
         }
         /* Else a copy inherited from the parent. In a child started by mproc, mp__fork closed
          * its pidfd already (the number may name another file by now), so only the memory is
@@ -508,25 +555,29 @@ int mp_process_run_detached(mp_target_fn target, void *arg, pid_t *pid_out)
     if (!target) return -EINVAL;
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) < 0) return -errno;
-    pid_t child = mp__fork(0);
+    /* Internal: a process another thread forks meanwhile must not hold the write end (our read
+     * would then wait for that process too). The grandchild's mp__fork closes it in turn. */
+    mp__fd_internal_add(fds[0]);
+    mp__fd_internal_add(fds[1]);
+    pid_t child = mp__fork_keep(MP__FORK_UNWATCHED, &fds[1], 1); /* reaped below by its pid */
     if (child < 0) {
+        mp__fd_internal_del(fds[0]);
+        mp__fd_internal_del(fds[1]);
         close(fds[0]);
         close(fds[1]);
         return child;
     }
     if (child == 0) {
-        close(fds[0]);
         pid_t grandchild = mp__fork(MP__FORK_DETACHED);
-        if (grandchild == 0) {
-            close(fds[1]);
-            mp__child_exit(target(arg) & 0xff);
-        }
+        if (grandchild == 0) mp__child_exit(target(arg) & 0xff);
         int32_t v = (int32_t)grandchild; /* the pid, or -errno */
         mp__child_exit(mp__write_full(fds[1], &v, sizeof v) == 0 ? 0 : 1);
     }
+    mp__fd_internal_del(fds[1]);
     close(fds[1]);
     int32_t v = 0;
     ssize_t n = mp__read_full(fds[0], &v, sizeof v);
+    mp__fd_internal_del(fds[0]);
     close(fds[0]);
     while (waitpid(child, NULL, 0) < 0 && errno == EINTR) {
     }

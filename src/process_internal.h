@@ -2,7 +2,12 @@
  *
  * Every child mproc creates (Process, pool workers, the double fork) goes through mp__fork(), so
  * they all get the same guarantees:
- *   - stdio is flushed before fork (buffered output is not written twice);
+ *   - stdio is flushed before fork, and the child purges (discards, never writes) what stdout's
+ *     and stderr's buffers hold: another thread may have buffered more after the flush, and a
+ *     child must never write bytes it did not produce;
+ *   - in the child, first: every fd marked internal (mp__fd_internal_add: pidfds, death sockets,
+ *     signalfds, pools' fds) is closed, except the ones the caller asks to keep
+ *     (mp__fork_keep) and the child's own death socket (the pidfd-less fallback, platform.h);
  *   - all signals are blocked around fork, so no handler of the parent runs in the child between
  *     fork and the reset below;
  *   - in the child: PR_SET_PDEATHSIG(SIGKILL) is set and getppid() compared with the pid saved
@@ -32,16 +37,28 @@
 #include <sys/wait.h>
 
 /* mp__fork flags. */
-#define MP__FORK_DETACHED 1u /* no PR_SET_PDEATHSIG: the child may outlive us (double fork) */
+#define MP__FORK_DETACHED  1u /* no PR_SET_PDEATHSIG: the child may outlive us (double fork) */
+#define MP__FORK_UNWATCHED 2u /* the caller reaps it by pid and never calls mp__pidfd_open */
 
 /* fork() with the discipline above. Returns the child's pid in the parent, 0 in the child,
- * -errno when fork failed (-EAGAIN, -ENOMEM). Not async-signal-safe (takes the registry lock). */
+ * -errno when fork failed (-EAGAIN, -ENOMEM, or the fallback's socket pair: -EMFILE, ...).
+ * Every child that will be watched through mp__pidfd_open(pid) must be forked here without
+ * DETACHED or UNWATCHED, by the thread that then opens the handle. Not async-signal-safe (takes
+ * the registry lock). */
 pid_t mp__fork(unsigned flags);
 
-/* Ends a child: unlinks the named shared-memory blocks the child itself created
- * (mp__shm_exit_cleanup, what the atexit handler would do), flushes stdout and stderr when they
- * hold output (as Python's child does; other FILE streams are the target's to flush or close),
- * dumps coverage counters in MP_COVERAGE builds, and _exit(code)s. */
+/* mp__fork, keeping the nkeep (at most MP__FORK_KEEP_MAX) internal fds in keep[] open in the
+ * child (the fds it needs: a worker's socket, ...). They stay marked internal there, so the
+ * child's own children do not inherit them. -EINVAL for a bad keep list. */
+#define MP__FORK_KEEP_MAX 16
+pid_t mp__fork_keep(unsigned flags, const int *keep, int nkeep);
+
+/* Ends a child: terminates its daemon children and joins the others (as Python's process
+ * bootstrap, and as the atexit handler does in the main program), unlinks the named
+ * shared-memory blocks the child itself created (mp__shm_exit_cleanup), flushes stdout and
+ * stderr when they hold output, with SIGPIPE blocked (as Python's child does; other FILE streams
+ * are the target's to flush or close; a failed flush makes the exit code 1, as in CPython), dumps
+ * coverage counters in MP_COVERAGE builds, and _exit(code)s. */
 __attribute__((noreturn)) void mp__child_exit(int code);
 
 /* A waitid() result as Python's exitcode: the exit status, or -signum when a signal killed it. */
@@ -50,9 +67,10 @@ static inline int mp__exitcode_from_siginfo(const siginfo_t *si)
     return si->si_code == CLD_EXITED ? si->si_status : -si->si_status;
 }
 
-/* Waits for an own child whose pidfd is `pidfd` until `dl` passes and reaps it (NULL dl: do not
- * block). Returns 1 when reaped (*code set as above), 0 while it still runs, -ECHILD when someone
- * else reaped it, or another -errno. EINTR never surfaces. */
+/* Waits for an own child whose handle (mp__pidfd_open: a pidfd or the fallback's death socket)
+ * is `pidfd` until `dl` passes and reaps it (NULL dl: do not block). Returns 1 when reaped (*code
+ * set as above), 0 while it still runs, -ECHILD when someone else reaped it, or another -errno.
+ * EINTR never surfaces. */
 struct mp__deadline;
 int mp__reap_pidfd(int pidfd, const struct mp__deadline *dl, int *code);
 

@@ -550,6 +550,7 @@ struct mp_sigwaiter {
     sigset_t set;           /* the signals waited for */
     sigset_t newly_blocked; /* the ones this waiter blocked (and will unblock) */
     int fd;                 /* signalfd on set */
+    pid_t owner;            /* the process that made it: only it closes fd */
 };
 
 int mp_sigwaiter_new(mp_sigwaiter **out, const int *sigs, int n)
@@ -567,6 +568,10 @@ int mp_sigwaiter_new(mp_sigwaiter **out, const int *sigs, int n)
         free(w);
         return rc;
     }
+    /* Internal: the children mproc forks do not inherit it (their signal mask is emptied, so it
+     * would not work there anyway). */
+    mp__fd_internal_add(w->fd);
+    w->owner = getpid();
     pthread_sigmask(SIG_BLOCK, NULL, &cur);
     sigemptyset(&w->newly_blocked);
     for (int i = 0; i < n; i++)
@@ -595,7 +600,11 @@ void mp_sigwaiter_free(mp_sigwaiter **pp)
     if (!pp || !*pp) return;
     mp_sigwaiter *w = *pp;
     *pp = NULL;
-    close(w->fd);
+    /* In a child mproc forked, the fd was closed at the fork (its number may be reused by now). */
+    if (w->owner == getpid()) {
+        mp__fd_internal_del(w->fd);
+        close(w->fd);
+    }
     pthread_sigmask(SIG_UNBLOCK, &w->newly_blocked, NULL);
     free(w);
 }

@@ -888,6 +888,38 @@ static void sigwaiter_works_in_forked_child(void **state)
     assert_signals_clean();
 }
 
+/* A child mproc starts does not inherit a waiter's signalfd (mproc's internal fds are closed
+ * there), and freeing the inherited waiter in it closes nothing that the child opened since. */
+static mp_sigwaiter *inherited_waiter;
+static int t_free_inherited_waiter(void *arg)
+{
+    (void)arg;
+    int fd = mp_sigwaiter_fd(inherited_waiter);
+    if (fcntl(fd, F_GETFD) != -1) return 1;             /* inherited: it leaked */
+    int mine = open("/dev/null", O_RDONLY | O_CLOEXEC); /* likely takes the same number */
+    if (mine < 0) return 2;
+    mp_sigwaiter_free(&inherited_waiter);
+    if (fcntl(mine, F_GETFD) == -1) return 3; /* free closed the child's own fd */
+    close(mine);
+    return 0;
+}
+
+static void sigwaiter_not_inherited_by_mproc_children(void **state)
+{
+    int sig = SIGUSR2;
+    assert_mp_ok(mp_sigwaiter_new(&inherited_waiter, &sig, 1));
+    mp_process *p;
+    assert_mp_ok(mp_process_new(&p, NULL, t_free_inherited_waiter, NULL));
+    assert_mp_ok(mp_process_start(p));
+    assert_mp_ok(mp_process_join(p, mp_test_timeout(10)));
+    int code = -1;
+    assert_mp_ok(mp_process_exitcode(p, &code));
+    mp_process_free(&p);
+    mp_sigwaiter_free(&inherited_waiter);
+    assert_int_equal(code, 0);
+    assert_signals_clean();
+}
+
 static void *thread_sends_usr1(void *arg)
 {
     (void)arg;
@@ -1108,6 +1140,7 @@ int main(void)
         SIG_TEST(sigwaiter_keeps_previously_blocked),
         SIG_TEST(sigwaiter_reports_child_exit),
         SIG_TEST(sigwaiter_works_in_forked_child),
+        SIG_TEST(sigwaiter_not_inherited_by_mproc_children),
         SIG_TEST(sigwaiter_with_threads),
         SIG_TEST(wait_survives_sigalrm_storm),
         SIG_TEST(bad_input_everywhere),

@@ -11,17 +11,22 @@
  *
  * Start method: fork. The child is a copy of the parent, so target and arg are plain C pointers
  * (the same addresses are valid in the child). The child runs target(arg); its return value
- * (masked to 0..255) is the exit status. Every stdio stream is flushed before fork (nothing is
- * written twice); when target returns, stdout and stderr are flushed and the child ends with
- * _exit(), so the parent's atexit handlers never run twice. Other FILE streams the target
- * writes are its own to fflush or fclose (as in Python, whose child ends with os._exit). A target
- * may also call exit(n): the exit code is then n, and atexit handlers run in the child.
+ * (masked to 0..255) is the exit status. Every stdio stream is flushed before fork, and the child
+ * discards what stdout and stderr still buffer (bytes another thread printed meanwhile are the
+ * parent's): nothing is written twice. When target returns, the child terminates its own daemon
+ * children and joins the others (as Python's bootstrap), flushes stdout and stderr with SIGPIPE
+ * blocked (a failed flush makes the exit code 1, as CPython reports, never a death by SIGPIPE)
+ * and ends with _exit(), so the parent's atexit handlers never run twice. Other FILE streams the
+ * target writes are its own to fflush or fclose (as in Python, whose child ends with os._exit). A
+ * target may also call exit(n): the exit code is then n, and atexit handlers run in the child.
  *
  * Fork discipline: all signals are blocked around fork; in the child, before target runs, the
  * handler of every caught standard signal (1..31) is reset to SIG_DFL (ignored signals stay
  * ignored, as across exec) and the signal mask is emptied. Real-time signals (SIGRTMIN..) keep
  * the parent's dispositions (checking each costs a system call in every child); reset them in
- * the target if you install handlers for them. Every fd mproc opens is close-on-exec.
+ * the target if you install handlers for them. Every fd mproc opens is close-on-exec, and none is
+ * inherited by the children mproc forks (pidfds, sigwaiters' signalfds, pools' fds: each child
+ * closes them first thing).
  *
  * Lifetimes: the caller owns a process object from mp_process_new() to mp_process_free().
  * Free refuses (-EBUSY) while the child runs; join or kill it first. Every child of mproc
@@ -35,6 +40,9 @@
  * else reaped it: the exit code is then unknown, reported as -ECHILD by exitcode), and signals only
  * through a pidfd, which can never reach a recycled pid. A program that sets SIGCHLD to SIG_IGN
  * makes the kernel reap children itself; mproc then reports -ECHILD for their exit codes.
+ * Without pidfds (Linux < 5.4, seccomp, valgrind 3.19, or MPROC_NO_PIDFD=1 in the environment) a
+ * "death socket" per child stands in: same calls, same promises (docs/process.md, "Without
+ * pidfds").
  *
  * Ownership across fork: only the process that started a child may join, signal or reap it. A
  * child inherits copies of its parent's process objects; calls on them return MP_ECHILD (the
@@ -71,7 +79,9 @@ typedef int (*mp_target_fn)(void *arg);
  * Errors: -EINVAL (out or target NULL), -ENOMEM. */
 MP_API int mp_process_new(mp_process **out, const char *name, mp_target_fn target, void *arg);
 
-/* Marks the process as a daemon (true) or not, before start. Errors: -EINVAL, MP_ESTARTED. */
+/* Marks the process as a daemon (true) or not, before start. The default is the creating
+ * process's flag (as Python): false in the main program, true inside a daemon child.
+ * Errors: -EINVAL, MP_ESTARTED. */
 MP_API int mp_process_set_daemon(mp_process *p, bool daemon);
 MP_API bool mp_process_daemon(const mp_process *p);
 

@@ -67,7 +67,9 @@
  * process-directed signal may go to another thread that does not block it.
  *
  * After fork: everything here is safe in a forked child. mp_process_start() resets handlers and
- * the mask in the children it starts; a sigwaiter's fd is close-on-exec.
+ * the mask in the children it starts; a sigwaiter's fd is close-on-exec and is not inherited by
+ * the children mproc forks (create a new waiter in the child; freeing an inherited one there
+ * releases only the memory).
  */
 #ifndef MPROC_SIGNALS_H
 #define MPROC_SIGNALS_H

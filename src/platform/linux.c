@@ -6,8 +6,14 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <stdio.h>
+#include <stdio_ext.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mproc/spin.h"
@@ -164,18 +170,307 @@ int mp__current_cpu(void)
 
 /* ---- processes ---------------------------------------------------------------------------- */
 
+/* The fallback's table, indexed by fd: fb_pid is 0 for an fd that is no death socket, the pid
+ * while that child is ours and unreaped, -pid once it was reaped (or found reaped by someone
+ * else). fb_busy counts senders between reading fb_pid and their kill(): the reaper marks the
+ * entry reaped first, then waits for the count to drop to zero before waitid() frees the pid,
+ * so no kill() can reach the pid once it may be recycled. Senders take no lock: they stay
+ * async-signal-safe. Untouched, the arrays cost no memory (zero pages of .bss). */
+static _Atomic int32_t fb_pid[MP__FD_INTERNAL_MAX];
+static _Atomic uint32_t fb_busy[MP__FD_INTERNAL_MAX];
+
+enum { PIDFD_UNKNOWN, PIDFD_YES, PIDFD_NO };
+static _Atomic int pidfd_mode;
+
+bool mp__pidfd_fallback(void)
+{
+    int m = atomic_load_explicit(&pidfd_mode, memory_order_relaxed);
+    if (m != PIDFD_UNKNOWN) return m == PIDFD_NO;
+    const char *env = getenv("MPROC_NO_PIDFD");
+    if (env && *env && strcmp(env, "0") != 0) {
+        m = PIDFD_NO;
+    } else {
+        long fd = syscall(SYS_pidfd_open, getpid(), 0);
+        if (fd < 0) {
+            /* Out of fds or memory says nothing about the kernel: decide on a later call. */
+            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM) return false;
+            m = PIDFD_NO; /* ENOSYS (kernel < 5.3, valgrind), EPERM/EACCES (seccomp), ... */
+        } else {
+            /* waitid(P_PIDFD) came one release later (5.4) than pidfd_open: on our own pidfd
+             * it says ECHILD (we are not our child) where it is known, EINVAL where not. */
+            siginfo_t si;
+            int r = waitid(P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG);
+            m = (r < 0 && errno == EINVAL) ? PIDFD_NO : PIDFD_YES;
+            close((int)fd);
+        }
+    }
+    atomic_store_explicit(&pidfd_mode, m, memory_order_relaxed);
+    return m == PIDFD_NO;
+}
+
+void mp__pidfd_force_fallback(void)
+{
+    atomic_store(&pidfd_mode, PIDFD_NO);
+}
+
+/* Death sockets forked by this thread and not yet claimed by mp__pidfd_open. Per thread, so no
+ * lock: mproc forks and opens the handle on the same thread (Process start; the pool's
+ * supervisor). A slot is reused oldest first; a socket nobody claimed is then closed. */
+#define FB_PENDING 4
+static _Thread_local struct {
+    pid_t pid;
+    int fd;
+} fb_pending[FB_PENDING];
+static _Thread_local unsigned fb_pending_next;
+
+static void fd_release(int fd)
+{
+    if (fd < 0) return;
+    mp__fd_internal_del(fd);
+    close(fd);
+}
+
+int mp__death_open(int death[2])
+{
+    death[0] = death[1] = -1;
+    if (!mp__pidfd_fallback()) return 0;
+    /* A stream socket rather than a pipe: when the peer closes, the reader's end reports POLLIN
+     * (with POLLHUP), as a pidfd does when its process ends, so callers poll the same way. */
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
+    mp__fd_internal_add(sv[0]);
+    mp__fd_internal_add(sv[1]);
+    if (sv[0] >= MP__FD_INTERNAL_MAX || sv[1] >= MP__FD_INTERNAL_MAX) {
+        fd_release(sv[0]);
+        fd_release(sv[1]);
+        return -EMFILE; /* the table could not hold it */
+    }
+    death[0] = sv[0];
+    death[1] = sv[1];
+    return 0;
+}
+
+void mp__death_child(const int death[2])
+{
+    fd_release(death[0]);
+    /* The forking thread's unclaimed sockets are the parent's (and mp__fd_close_internal closes
+     * them): forget them without closing anything twice. */
+    for (int i = 0; i < FB_PENDING; i++)
+        fb_pending[i].pid = 0;
+}
+
+void mp__death_parent(pid_t pid, const int death[2])
+{
+    fd_release(death[1]);
+    if (death[0] < 0) return;
+    if (pid <= 0) {
+        fd_release(death[0]);
+        return;
+    }
+    unsigned i = fb_pending_next++ % FB_PENDING;
+    if (fb_pending[i].pid > 0) { /* never claimed: nobody will */
+        atomic_store(&fb_pid[fb_pending[i].fd], 0);
+        fd_release(fb_pending[i].fd);
+    }
+    atomic_store(&fb_busy[death[0]], 0);
+    atomic_store(&fb_pid[death[0]], (int32_t)pid);
+    fb_pending[i].pid = pid;
+    fb_pending[i].fd = death[0];
+}
+
 int mp__pidfd_open(pid_t pid)
 {
+    if (pid <= 0) return -EINVAL;
+    if (mp__pidfd_fallback()) {
+        for (int i = 0; i < FB_PENDING; i++) {
+            if (fb_pending[i].pid == pid) {
+                fb_pending[i].pid = 0;
+                return fb_pending[i].fd;
+            }
+        }
+        return -ENOSYS; /* not a child this thread forked through mp__fork */
+    }
     long fd = syscall(SYS_pidfd_open, pid, 0);
     if (fd < 0) return -errno;
     /* pidfd_open sets O_CLOEXEC on its own. */
+    mp__fd_internal_add((int)fd);
     return (int)fd;
+}
+
+static bool fb_entry(int fd)
+{
+    return fd >= 0 && fd < MP__FD_INTERNAL_MAX && atomic_load(&fb_pid[fd]) != 0;
 }
 
 int mp__pidfd_send_signal(int pidfd, int sig)
 {
+    if (pidfd >= 0 && pidfd < MP__FD_INTERNAL_MAX) {
+        atomic_fetch_add(&fb_busy[pidfd], 1);
+        int32_t pid = atomic_load(&fb_pid[pidfd]);
+        if (pid != 0) {
+            int r = 0;
+            if (pid < 0)
+                r = -ESRCH; /* reaped: the pid may belong to another process by now */
+            else if (kill(pid, sig) < 0)
+                r = -errno;
+            atomic_fetch_sub(&fb_busy[pidfd], 1);
+            return r;
+        }
+        atomic_fetch_sub(&fb_busy[pidfd], 1);
+    }
     if (syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0) return -errno;
     return 0;
+}
+
+bool mp__pidfd_is_child(int pidfd)
+{
+    int32_t pid = fb_entry(pidfd) ? atomic_load(&fb_pid[pidfd]) : 0;
+    if (pid < 0) return false;
+    for (;;) {
+        siginfo_t si;
+        int r = pid > 0 ? waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT)
+                        : waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG | WNOWAIT);
+        if (r == 0) return true;
+        if (errno != EINTR) return errno != ECHILD;
+    }
+}
+
+int mp__dead_handle(void)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
+    close(sv[1]); /* the peer is gone: POLLIN (end of file) from now on, as an ended pidfd */
+    mp__fd_internal_add(sv[0]);
+    return sv[0];
+}
+
+void mp__pidfd_close(int pidfd)
+{
+    if (pidfd < 0) return;
+    if (pidfd < MP__FD_INTERNAL_MAX) atomic_store(&fb_pid[pidfd], 0);
+    fd_release(pidfd);
+}
+
+/* Marks the fallback entry reaped (when it still names pid) and waits until no sender is
+ * between its check and its kill(). False when another thread got there first. */
+static bool fb_claim_reap(int fd, int32_t pid)
+{
+    int32_t want = pid;
+    if (!atomic_compare_exchange_strong(&fb_pid[fd], &want, -pid)) return false;
+    while (atomic_load(&fb_busy[fd]) != 0)
+        sched_yield(); /* a sender is one kill() away from done */
+    return true;
+}
+
+/* Is the child behind the death socket `fd` (pid) gone? Looks without reaping (WNOWAIT).
+ * 1: ended (zombie), 0: runs, -ECHILD: not there (reaped by someone else). Blocks when `block`. */
+static int fb_ended(pid_t pid, bool block)
+{
+    for (;;) {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT | (block ? 0 : WNOHANG)) < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        return si.si_pid != 0;
+    }
+}
+
+/* Is our unreaped child pid on its way out (PF_EXITING: past the point where its fds were
+ * closed) rather than alive after an exec or a close of its death socket? From
+ * /proc/PID/stat, whose ninth field is the task's flags. Rare: only when the socket reads as
+ * closed but the child is no zombie yet. */
+static bool fb_exiting(pid_t pid)
+{
+    char path[32], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    if (!p) return false;
+    char state;
+    unsigned long flags;
+    if (sscanf(p + 1, " %c %*d %*d %*d %*d %*d %lu", &state, &flags) != 2) return false;
+    return state == 'Z' || state == 'X' || (flags & 0x4 /* PF_EXITING */);
+}
+
+static int fb_reap(int fd, const mp__deadline *dl, siginfo_t *si)
+{
+    int32_t pid = atomic_load(&fb_pid[fd]);
+    if (pid < 0) return -ECHILD;
+    bool forever = dl && mp__deadline_forever(dl);
+    bool block = forever;
+    int64_t nap_ns = 1000000; /* between re-checks of a child that exec'd */
+    for (;;) {
+        int r = fb_ended(pid, block);
+        if (r == -ECHILD) {
+            fb_claim_reap(fd, pid);
+            return -ECHILD;
+        }
+        if (r < 0) return r;
+        if (r == 1) {
+            if (!fb_claim_reap(fd, pid)) return -ECHILD; /* another thread reaps it */
+            for (;;) {
+                memset(si, 0, sizeof *si);
+                if (waitid(P_PID, (id_t)pid, si, WEXITED | WNOHANG) == 0) return 1;
+                if (errno != EINTR) return -errno;
+            }
+        }
+        /* Still running. The socket closes in the child's exit a moment before it turns into a
+         * zombie (longer on a loaded machine), and early when it exec'd. */
+        mp__deadline zero = {0};
+        bool closed = mp__poll_one(fd, POLLIN, &zero) > 0;
+        if (closed && fb_exiting(pid)) {
+            /* Ending: it is a zombie within moments, so wait for that even when the caller
+             * does not block (a sentinel that reads as ended means join, free, is_alive see
+             * it ended). */
+            block = true;
+            continue;
+        }
+        if (!dl) return 0;
+        if (!closed) {
+            /* Sleep on the socket, one slice at a time: an end it cannot report (its write end
+             * leaked to another process) is still seen within a slice. */
+            mp__deadline slice = mp__deadline_slice(dl);
+            int p = mp__poll_one(fd, POLLIN, &slice);
+            if (p < 0) return p;
+            if (p == 0 && mp__deadline_left_ns(dl) == 0) return 0;
+            continue;
+        }
+        /* Exec'd (or closed the socket): look again now and then until the deadline. */
+        if (mp__deadline_left_ns(dl) == 0) return 0;
+        struct timespec ts = {0, nap_ns};
+        if (!forever && mp__deadline_left_ns(dl) < nap_ns) ts.tv_nsec = mp__deadline_left_ns(dl);
+        nanosleep(&ts, NULL);
+        if (nap_ns < MP__WAIT_SLICE_NS) nap_ns *= 2;
+    }
+}
+
+int mp__pidfd_reap(int pidfd, const mp__deadline *dl, siginfo_t *si)
+{
+    if (fb_entry(pidfd)) return fb_reap(pidfd, dl, si);
+    for (;;) {
+        if (dl && !mp__deadline_forever(dl)) {
+            int r = mp__poll_one(pidfd, POLLIN, dl);
+            if (r < 0) return r;
+            if (r == 0) return 0;
+        }
+        memset(si, 0, sizeof *si);
+        int opts = WEXITED | ((dl && mp__deadline_forever(dl)) ? 0 : WNOHANG);
+        if (waitid(P_PIDFD, (id_t)pidfd, si, opts) < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        if (si->si_pid != 0) return 1;
+        /* WNOHANG and still running: done when polling; a readable pidfd with nothing to reap
+         * cannot last, so go round again. */
+        if (!dl || mp__deadline_left_ns(dl) == 0) return 0;
+    }
 }
 
 int mp__cpu_count(void)
@@ -313,7 +608,28 @@ void mp__fd_close_internal(const int *keep, int n)
                 kept = keep[i] == fd;
             if (kept) continue;
             atomic_fetch_and(&fd_internal[w], ~(UINT64_C(1) << b));
+            atomic_store_explicit(&fb_pid[fd], 0, memory_order_relaxed);
             close(fd);
         }
     }
+}
+
+/* ---- stdio -------------------------------------------------------------------------------- */
+
+void mp__stdio_bind(void)
+{
+    /* __fpurge on a throwaway stream: resolves its PLT slot without touching stdout. */
+    char buf[8];
+    FILE *f = fmemopen(buf, sizeof buf, "w");
+    if (!f) return;
+    __fpurge(f);
+    fclose(f);
+}
+
+void mp__stdio_purge(void)
+{
+    /* __fpurge takes no lock: glibc's fork resets the stream locks in the child, and the buffer
+     * pointers it rewinds are consistent enough to drop whatever was half written. */
+    __fpurge(stdout);
+    __fpurge(stderr);
 }

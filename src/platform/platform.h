@@ -9,6 +9,7 @@
 #define MP_PLATFORM_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -102,10 +103,59 @@ static inline void mp__cpu_relax(void)
 
 /* ---- processes ---------------------------------------------------------------------------- */
 
-/* A pollable, non-reusable handle on a child process (pidfd_open). */
+/* A pollable handle on a child process that can never name a recycled pid: a pidfd (pidfd_open,
+ * Linux 5.3; waitid(P_PIDFD) needs 5.4), or, where the kernel has none (older kernels, seccomp
+ * sandboxes, valgrind 3.19, or MPROC_NO_PIDFD=1 in the environment), a "death socket": mp__fork
+ * makes an AF_UNIX socket pair whose write end only the child holds (close-on-exec, closed in
+ * every process the child forks), so the parent's end turns readable (POLLIN, as a pidfd) when the
+ * child ends. A table fd -> pid lets the calls below use kill(pid) only while the pid is ours and
+ * not yet reaped (a zombie keeps its pid), and reap with waitid(P_PID, pid) only that pid.
+ *
+ * In the fallback mp__pidfd_open(pid) works only for the last children the calling thread forked
+ * with mp__fork (it hands over their death socket; -ENOSYS for any other pid). Both kinds of fd
+ * are close-on-exec and marked internal (mp__fd_internal_add); release them with
+ * mp__pidfd_close. Fallback limits: a child that execs, or closes the fd behind mproc's back,
+ * makes its handle readable while it still runs (waits then re-check every MP__WAIT_SLICE_NS, so
+ * joins stay right; only a user's poll on the sentinel sees it early); and a pid reaped by
+ * someone else (waitpid(-1), SIGCHLD ignored) can be signalled until mproc notices the ECHILD. */
 int mp__pidfd_open(pid_t pid);
-/* Send sig through a pidfd: can never hit a recycled pid. */
+/* Send sig through the handle: can never hit a recycled pid. -ESRCH once the child was reaped. */
 int mp__pidfd_send_signal(int pidfd, int sig);
+/* Waits until `dl` (NULL: do not block) for the child behind the handle to end, and reaps it.
+ * Returns 1 when reaped (*si filled as by waitid), 0 while it runs, -ECHILD when it was reaped
+ * already (by anyone), or another -errno. EINTR never surfaces. */
+int mp__pidfd_reap(int pidfd, const mp__deadline *dl, siginfo_t *si);
+/* Whether the handle's process is still our child, unreaped (false once it was reaped by
+ * anyone, so a pidfd_open that raced with someone else's reaping cannot be mistaken for ours). */
+bool mp__pidfd_is_child(int pidfd);
+/* A handle for a child that ended and was reaped before mproc could watch it: readable at once,
+ * internal, close-on-exec; release with mp__pidfd_close. Returns the fd or -errno. */
+int mp__dead_handle(void);
+/* Unmarks and closes a handle from mp__pidfd_open (does not reap). */
+void mp__pidfd_close(int pidfd);
+/* True when this process uses the death-socket fallback (decided once, at first use). */
+bool mp__pidfd_fallback(void);
+/* Tests: use the fallback from now on, whatever the kernel offers. */
+void mp__pidfd_force_fallback(void);
+
+/* The fork side of the fallback, for mp__fork. mp__death_open: before fork, the socket pair
+ * (both marked internal) when the fallback is in use, else {-1, -1}; returns 0 or -errno.
+ * mp__death_child: in the child, right after fork: drops the parent's end and forgets the
+ * calling thread's unclaimed sockets (death[1] stays open and marked: the caller keeps it from
+ * mp__fd_close_internal). mp__death_parent: after fork (pid < 0 when it failed): closes the
+ * child's end and keeps ours for mp__pidfd_open(pid). */
+int mp__death_open(int death[2]);
+void mp__death_child(const int death[2]);
+void mp__death_parent(pid_t pid, const int death[2]);
+
+/* ---- stdio ---------------------------------------------------------------------------------- */
+
+/* In a freshly forked child: discard (never write) what stdout's and stderr's buffers hold. The
+ * parent flushed before fork, but another thread may have buffered more between that flush and
+ * the fork; those bytes are the parent's to write. */
+void mp__stdio_purge(void);
+/* In the parent, once: binds what mp__stdio_purge calls, so no child pays a lazy PLT lookup. */
+void mp__stdio_bind(void);
 
 /* CPUs this process may run on (sched_getaffinity), at least 1. */
 int mp__cpu_count(void);

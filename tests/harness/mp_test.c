@@ -192,12 +192,54 @@ int mp_test_guard_teardown(void **state)
     return leaks > 0 ? -1 : 0;
 }
 
+/* Is "prog:case" an entry of the comma-separated list? */
+static int skip_listed(const char *list, const char *prog, size_t plen, const char *tcase)
+{
+    size_t clen = strlen(tcase);
+    for (const char *e = list; *e;) {
+        size_t len = strcspn(e, ",");
+        if (len == plen + 1 + clen && strncmp(e, prog, plen) == 0 && e[plen] == ':' &&
+            strncmp(e + plen + 1, tcase, clen) == 0)
+            return 1;
+        e += len;
+        if (*e == ',') e++;
+    }
+    return 0;
+}
+
 int mp_test_main(const char *name, const struct CMUnitTest *tests, size_t n)
 {
     /* Orphaned grandchildren come back to us, so the guard sees them and tests can reap them. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     const char *base = strrchr(name, '/');
-    return _cmocka_run_group_tests(base ? base + 1 : name, tests, n, NULL, NULL);
+    /* MP_TEST_FILTER=pattern runs only the matching cases (cmocka's * and ? wildcards). */
+    const char *filter = getenv("MP_TEST_FILTER");
+    if (filter && *filter) cmocka_set_test_filter(filter);
+    /* MP_TEST_SKIP=prog:case,prog:case,... leaves those cases out (scripts/valgrind.sh: cases
+     * that valgrind itself cannot run, each with its reason there). prog is the file name
+     * without .c, so one list serves the whole suite. */
+    const char *skip = getenv("MP_TEST_SKIP");
+    struct CMUnitTest *kept = NULL;
+    if (skip && *skip) {
+        kept = calloc(n ? n : 1, sizeof *kept);
+        if (kept) {
+            const char *prog = base ? base + 1 : name;
+            size_t plen = strcspn(prog, ".");
+            size_t nk = 0;
+            for (size_t i = 0; i < n; i++) {
+                if (skip_listed(skip, prog, plen, tests[i].name)) {
+                    fprintf(stderr, "[ SKIPPED  ] %s (MP_TEST_SKIP)\n", tests[i].name);
+                    continue;
+                }
+                kept[nk++] = tests[i];
+            }
+            tests = kept;
+            n = nk;
+        }
+    }
+    int r = _cmocka_run_group_tests(base ? base + 1 : name, tests, n, NULL, NULL);
+    free(kept);
+    return r;
 }
 
 /* ---- children ---------------------------------------------------------------------------- */
