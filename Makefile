@@ -5,7 +5,7 @@
 #   make bench     build and run every benchmark (name<TAB>value<TAB>unit lines on stdout)
 #   make sanitize  ASan+UBSan build, run the suite under it
 #   make tsan      ThreadSanitizer build, run the thread-based tests under it
-#   make valgrind  the tests valgrind can follow, under memcheck
+#   make valgrind  the whole suite under memcheck (its own tree, BUILD-valgrind)
 #   make install   PREFIX=/usr/local by default: library, headers, mproc.pc, CMake package, tools,
 #                  man pages (sections 1 and 3), guides in share/doc/mproc
 #   make deps      install missing Debian packages (as root) and name the optional ones
@@ -91,7 +91,7 @@ tsan: need-deps
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=die_after_fork=0:halt_on_error=1 \
 	  $(CTEST) --output-on-failure -j $(JOBS) -R $(TSAN_TESTS)
 
-valgrind: build
+valgrind: deps
 	scripts/valgrind.sh $(BUILD)
 
 install: build
@@ -101,7 +101,7 @@ install: build
 	@if [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null 2>&1; then ldconfig; fi
 
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD) $(TSAN_BUILD) build-fuzz
+	rm -rf $(BUILD) $(SAN_BUILD) $(TSAN_BUILD) $(BUILD)-valgrind build-fuzz
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i

@@ -52,7 +52,13 @@ static int serve(const char *address)
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
-        execl("/proc/self/exe", "local_socket", "client", address, (char *)NULL);
+        /* readlink gives this program's own path even under tools like valgrind, where exec of
+         * /proc/self/exe itself would start the tool's binary */
+        char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n <= 0) _exit(127);
+        self[n] = 0;
+        execl(self, "local_socket", "client", address, (char *)NULL);
         _exit(127);
     }
     mp_conn *c;

@@ -16,24 +16,13 @@
 #                             20-50x slow-down make it run past 10 minutes (it failed at 620 s).
 #   test_queue_kill           asserts a throughput floor (> 10000 messages through 1000 random
 #                             kills); under valgrind 757 got through in 190 s.
-#   example_local_socket      execs /proc/self/exe, which under valgrind names valgrind's own
-#                             tool binary: loading it fails ("mmap(0x58000000) failed in UME").
-#                             (Example fix: exec the path readlink("/proc/self/exe") gives.)
-#   test_pipe:signal_storm    valgrind holds a SIGALRM of the 100 us storm and delivers it after
-#                             the test's stop_storm() has put SIG_DFL back: the program dies of
-#                             SIGALRM. (Test fix: block SIGALRM, stop the timer, drain it with
-#                             sigtimedwait, then restore, as test_signals does; then drop it here.)
-#   test_pool_fail:test_sigkill_mid_task, test_pool_fail:test_random_kills
-#                             the test kills workers with its own pidfd_open, which valgrind 3.19
-#                             lacks (ENOSYS), so nothing is killed. (Test fix: fall back to kill()
-#                             on ENOSYS: the worker is an unreaped child; then drop them here.)
 set -u
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-build}-valgrind
 jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 vg=${VALGRIND:-valgrind}
-SKIP_TESTS='^(test_pipe_big|test_queue_kill|example_local_socket)$'
-export MP_TEST_SKIP=${MP_TEST_SKIP:-test_pipe:signal_storm,test_pool_fail:test_sigkill_mid_task,test_pool_fail:test_random_kills}
+SKIP_TESTS='^(test_pipe_big|test_queue_kill)$'
+export MP_TEST_SKIP=${MP_TEST_SKIP:-}
 
 command -v "$vg" >/dev/null || { echo "valgrind.sh: $vg not found" >&2; exit 2; }
 export MP_TEST_TIMEOUT_SCALE=${MP_TEST_TIMEOUT_SCALE:-10}

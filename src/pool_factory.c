@@ -250,7 +250,8 @@ __attribute__((noreturn)) static void factory_main(int sock, const mp__transport
         case MP__F_SPAWN: {
             mp__fmsg rep = {MP__F_SPAWNED, m.index, 0, 0};
             pid_t pid = -EINVAL;
-            if (fds[0] >= 0 && fds[1] >= 0 && nkids < FACTORY_MAX_KIDS) pid = mp__fork(0);
+            if (fds[0] >= 0 && fds[1] >= 0 && nkids < FACTORY_MAX_KIDS)
+                pid = mp__fork(MP__FORK_UNWATCHED);
             if (pid == 0) {
                 close(sock);
                 if (sfd >= 0) close(sfd);
@@ -289,7 +290,7 @@ int mp__factory_start(mp__factory *f, const mp__transport *tp, mp__tp_shared *ts
      * factory needs its end. The pool's end is marked right after the fork. */
     tp->fork_begin(ts);
     pid_t owner = getpid();
-    pid_t pid = mp__fork(0);
+    pid_t pid = mp__fork(MP__FORK_UNWATCHED); /* reaped by pid in mp__factory_stop */
     if (pid == 0) {
         close(sv[0]);
         factory_main(sv[1], tp, ts, conf, owner);

@@ -128,11 +128,18 @@ static pid_t parent_of(pid_t pid)
 static int kill_worker(pid_t pid)
 {
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (fd < 0) return -1;
+    if (fd < 0 && errno != ENOSYS) return -1;
+    /* Ours: a child of one of our children (the pool's worker factory). Checked after the pidfd
+     * is open, so the pid cannot be recycled in between; without pidfds (valgrind 3.19) a worker
+     * that is a live grandchild of ours cannot have been recycled either: the factory reaps it
+     * only after it died, and it is not dead until we kill it. */
     pid_t pp = parent_of(pid);
     int ours = pp > 0 && parent_of(pp) == getpid();
-    int rc = ours ? (int)syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0) : -1;
-    close(fd);
+    int rc = -1;
+    if (ours)
+        rc = fd >= 0 ? (int)syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0)
+                     : kill(pid, SIGKILL);
+    if (fd >= 0) close(fd);
     return rc;
 }
 

@@ -128,8 +128,10 @@ void run_round(int phase)
             map[np++] = w;
         }
         if (progress_on) progress_draw(label);
-        poll(pfd, (nfds_t)np, progress_on ? 200 : 1000); /* EINTR: re-check below */
-        for (int k = 0; k < np; k++) {
+        /* On EINTR (a signal) or another failure revents are not filled in: check nothing this
+         * round, and go round again after looking at got_signal. */
+        int ready = poll(pfd, (nfds_t)np, progress_on ? 200 : 1000);
+        for (int k = 0; k < np && ready > 0; k++) {
             if (!(pfd[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
             int w = map[k], code = 0;
             mp_process_join(procs[w], MP_FOREVER);
