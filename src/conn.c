@@ -263,7 +263,11 @@ static void iov_advance(struct iovec **iov, int *cnt, size_t n)
  * write end, or shut its side of the socket, fires that poll without being gone: the watch then
  * goes back to asking the socket at every send. */
 
+#ifdef MP_TEST_HOOKS
 bool mp__conn_no_uring;
+#else
+#define mp__conn_no_uring false
+#endif
 
 static bool peer_gone(mp_conn *c)
 {

@@ -62,8 +62,11 @@ int mp__conn_new_fds(mp_conn **out, int rfd, int wfd, int bfd, bool rd_sock, boo
 extern void *(*mp__conn_realloc)(void *p, size_t n);
 #endif
 
-/* Tests set it to run pipe ends as on a system without io_uring (the epoll check per send). */
+#ifdef MP_TEST_HOOKS
+/* Test builds only: set, pipe ends run as on a system without io_uring (the epoll check per
+ * send). */
 extern bool mp__conn_no_uring;
+#endif
 
 /* Socket buffer sizes for fast large messages; failures are ignored (limits are the admin's). */
 void mp__conn_tune_socket(int fd);
