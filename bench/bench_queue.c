@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_queue.c - mproc's queue against Python's multiprocessing.Queue, raw pipes and memcpy, in
  * the same run.
  *

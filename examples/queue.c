@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* queue.c - a Queue between processes: producers and consumers, blocking puts and gets, timeouts.
  */
 #include <errno.h>

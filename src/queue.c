@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* queue.c - MPMC message queue in anonymous shared memory (see mproc/queue.h, docs/queue.md).
  *
  * Layout: one MAP_SHARED mapping = control block + byte ring. The control block has one cache

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=60 */
 /* test_queue.c - Queue and JoinableQueue: FIFO, bounds, blocking and timeouts, close, big
  * messages, bad input, and the crash-repair paths driven by test hooks. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mproc/error.h - one error convention for the whole library.
  *
  * Every mproc call that can fail returns an int: 0 on success, or a negative code.

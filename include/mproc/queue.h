@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mproc/queue.h - multi-producer, multi-consumer message queues in shared memory: Python's
  * multiprocessing.Queue and JoinableQueue, in C.
  *
