@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_queue.c - mproc's queue against Python's multiprocessing.Queue, raw pipes and memcpy, in
  * the same run.
  *
@@ -107,12 +108,12 @@ static double tput_batch(long count)
         _exit(0);
     }
     bench_pin(0);
-    ssize_t k = mp_queue_get_many(q, v, lens, BATCH, 30);
+    ssize_t k = mp_queue_get_many(q, v, BATCH, lens, 30);
     if (k < 0) die("get_many", (int)k);
     long got = k, first = k;
     double t = bench_now();
     while (got < count) {
-        if ((k = mp_queue_get_many(q, v, lens, BATCH, 30)) < 0) die("get_many", (int)k);
+        if ((k = mp_queue_get_many(q, v, BATCH, lens, 30)) < 0) die("get_many", (int)k);
         got += k;
     }
     t = bench_now() - t;

@@ -34,6 +34,12 @@
 #define mp__fetch_sub(p, v) atomic_fetch_sub_explicit((p), (v), memory_order_seq_cst)
 #define mp__fetch_and(p, v) atomic_fetch_and_explicit((p), (v), memory_order_seq_cst)
 
+/* Swap in v and return the old value. */
+#define mp__exchange(p, v) atomic_exchange_explicit((p), (v), memory_order_seq_cst)
+
+/* A full fence: the Dekker pairs where the flag and the word are different objects. */
+#define mp__fence() atomic_thread_fence(memory_order_seq_cst)
+
 /* Compare-and-swap: *p == *expected ? (*p = desired, true) : (*expected = *p, false). _weak may
  * fail spuriously (use it in retry loops); _acq orders only a successful swap (failure relaxed). */
 #define mp__cas(p, expected, desired)                                                              \

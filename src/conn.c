@@ -263,7 +263,11 @@ static void iov_advance(struct iovec **iov, int *cnt, size_t n)
  * write end, or shut its side of the socket, fires that poll without being gone: the watch then
  * goes back to asking the socket at every send. */
 
+#ifdef MP_TEST_HOOKS
 bool mp__conn_no_uring;
+#else
+#define mp__conn_no_uring false
+#endif
 
 static bool peer_gone(mp_conn *c)
 {
@@ -486,7 +490,12 @@ static void end_message(mp_conn *c, const unsigned char *dst)
     c->in_msg = false;
 }
 
+#ifdef MP_TEST_HOOKS
 void *(*mp__conn_realloc)(void *p, size_t n) = realloc;
+#define conn_realloc mp__conn_realloc
+#else
+#define conn_realloc realloc
+#endif
 
 /* Keeps the payload read so far into dst (in_have bytes) inside the connection, for the next
  * receive to continue from. When that copy cannot be allocated, the bytes already taken from the
@@ -496,7 +505,7 @@ static int keep_partial(mp_conn *c, const unsigned char *dst)
 {
     if (c->in_have == 0 || c->in_data == dst) return 0;
     if (c->in_dcap < c->in_have) {
-        unsigned char *p = mp__conn_realloc(c->in_data, (size_t)c->in_have);
+        unsigned char *p = conn_realloc(c->in_data, (size_t)c->in_have);
         if (!p) {
             end_message(c, dst);
             c->rd_err = MP_ECLOSED;

@@ -56,12 +56,17 @@ struct mp_conn {
 /* A connection over fds the caller created (each may be -1). Takes ownership on success only. */
 int mp__conn_new_fds(mp_conn **out, int rfd, int wfd, int bfd, bool rd_sock, bool wr_sock);
 
-/* The allocator keep_partial (conn.c) uses for a receive cut short; realloc, swapped by tests to
- * inject an allocation failure. */
+#ifdef MP_TEST_HOOKS
+/* Test builds only: the allocator keep_partial (conn.c) uses for a receive cut short; realloc,
+ * swapped by tests to inject an allocation failure. */
 extern void *(*mp__conn_realloc)(void *p, size_t n);
+#endif
 
-/* Tests set it to run pipe ends as on a system without io_uring (the epoll check per send). */
+#ifdef MP_TEST_HOOKS
+/* Test builds only: set, pipe ends run as on a system without io_uring (the epoll check per
+ * send). */
 extern bool mp__conn_no_uring;
+#endif
 
 /* Socket buffer sizes for fast large messages; failures are ignored (limits are the admin's). */
 void mp__conn_tune_socket(int fd);

@@ -18,35 +18,10 @@
 
 /* ---- what every part asks ------------------------------------------------------------------ */
 
-/* getpid() is a system call in current glibc; the pool asks on every call, so cache it and
- * forget it in every child (pthread_atfork runs for any fork, mproc's or not). */
-static _Atomic pid_t cached_pid;
-static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
-
-static void forget_pid(void)
-{
-    atomic_store_explicit(&cached_pid, 0, memory_order_relaxed);
-}
-
-static void register_forget_pid(void)
-{
-    pthread_atfork(NULL, NULL, forget_pid);
-}
-
-pid_t mp__pool_self_pid(void)
-{
-    pid_t pid = atomic_load_explicit(&cached_pid, memory_order_relaxed);
-    if (pid) return pid;
-    pthread_once(&pid_once, register_forget_pid);
-    pid = getpid();
-    atomic_store_explicit(&cached_pid, pid, memory_order_relaxed);
-    return pid;
-}
-
 int mp__pool_check(const mp_pool *p)
 {
     if (!p) return -EINVAL;
-    if (p->owner != mp__pool_self_pid()) return MP_ECHILD;
+    if (p->owner != mp__getpid_cached()) return MP_ECHILD;
     return 0;
 }
 
@@ -334,7 +309,7 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
     if (rc) return rc;
     mp_pool *p = calloc(1, sizeof *p);
     if (!p) return -ENOMEM;
-    p->owner = mp__pool_self_pid();
+    p->owner = mp__getpid_cached();
     atomic_init(&p->refs, 1);
     p->func_gen = mp__func_gen(); /* before any worker (or their factory) is forked */
     p->efd = -1;
@@ -481,7 +456,7 @@ int mp_pool_free(mp_pool **pp)
 {
     if (!pp || !*pp) return 0;
     mp_pool *p = *pp;
-    if (p->owner != mp__pool_self_pid()) return MP_ECHILD;
+    if (p->owner != mp__getpid_cached()) return MP_ECHILD;
     if (mp__pool_in_callback(p)) return -EDEADLK;
     if (!p->joined) terminate_now(p);
     *pp = NULL;

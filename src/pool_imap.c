@@ -267,7 +267,7 @@ int mp_imap_next(mp_imap *it, const void **data, size_t *len, size_t *index, dou
 {
     if (!it) return -EINVAL;
     mp_result *j = it->job;
-    if (j->owner != mp__pool_self_pid()) return MP_ECHILD;
+    if (j->owner != mp__getpid_cached()) return MP_ECHILD;
     mp__deadline dl = mp__deadline_in(timeout);
     mp_pool *p = j->home; /* referenced by the imap's job: valid until mp_imap_free */
     for (;;) {
@@ -300,7 +300,7 @@ int mp_imap_next(mp_imap *it, const void **data, size_t *len, size_t *index, dou
 int mp_imap_error(const mp_imap *it, int *code, const char **msg)
 {
     if (!it) return -EINVAL;
-    if (it->job->owner != mp__pool_self_pid()) return MP_ECHILD;
+    if (it->job->owner != mp__getpid_cached()) return MP_ECHILD;
     if (code) *code = it->last_status ? it->last_code : 0;
     if (msg) *msg = it->last_status && it->last_msg ? it->last_msg : "";
     return it->last_status;
@@ -311,7 +311,7 @@ int mp_imap_free(mp_imap **itp)
     if (!itp || !*itp) return 0;
     struct mp_imap *it = *itp;
     mp_result *j = it->job;
-    if (j->owner != mp__pool_self_pid()) return MP_ECHILD;
+    if (j->owner != mp__getpid_cached()) return MP_ECHILD;
     *itp = NULL;
     mp_pool *p = j->home;
     pthread_mutex_lock(&p->lock);

@@ -201,8 +201,6 @@ struct mp_pool {
 };
 
 /* ---- pool.c --------------------------------------------------------------------------------- */
-/* getpid(), cached (forgotten in every child). */
-pid_t mp__pool_self_pid(void);
 /* -EINVAL (NULL), MP_ECHILD (a copy in a forked child), 0. */
 int mp__pool_check(const mp_pool *p);
 /* Wakes the supervisor thread (eventfd write). */

@@ -17,7 +17,7 @@ mp_result *mp__job_new(int kind, size_t extra)
     mp_result *j = calloc(1, sizeof *j + extra);
     if (!j) return NULL;
     j->kind = kind;
-    j->owner = mp__pool_self_pid();
+    j->owner = mp__getpid_cached();
     atomic_init(&j->refs, 2);
     j->err_index = SIZE_MAX;
     return j;
@@ -319,7 +319,7 @@ void mp__pool_run_callbacks(mp_pool *p, mp_result *list)
 static int result_check(const mp_result *r)
 {
     if (!r) return -EINVAL;
-    if (r->owner != mp__pool_self_pid()) return MP_ECHILD;
+    if (r->owner != mp__getpid_cached()) return MP_ECHILD;
     return 0;
 }
 
@@ -455,7 +455,7 @@ int mp_result_free(mp_result **rp)
 {
     if (!rp || !*rp) return 0;
     mp_result *r = *rp;
-    if (r->owner != mp__pool_self_pid()) return MP_ECHILD;
+    if (r->owner != mp__getpid_cached()) return MP_ECHILD;
     if (r->kind == MP__K_IMAP) return -EINVAL; /* belongs to its mp_imap */
     *rp = NULL;
     mp__job_unref(r);

@@ -20,12 +20,12 @@
  */
 #include <errno.h>
 #include <limits.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "atomics.h"
 #include "mproc/error.h"
 #include "platform/platform.h"
 #include "pool_transport.h"
@@ -109,21 +109,21 @@ static _Atomic uint32_t *shm_result_seq(mp__tp_shared *s)
 
 static void shm_result_kick(mp__tp_shared *s)
 {
-    atomic_fetch_add(&s->res_seq, 1);
-    if (atomic_load(&s->res_sleepers)) mp__futex_wake(&s->res_seq, INT32_MAX);
+    mp__fetch_add(&s->res_seq, 1);
+    if (mp__load(&s->res_sleepers)) mp__futex_wake(&s->res_seq, INT32_MAX);
 }
 
 static void shm_result_wait(mp__tp_shared *s, uint32_t seq, int64_t spin_ns, const mp__deadline *dl)
 {
     if (spin_ns > 0 && mp__spin_while_equal(&s->res_seq, seq, spin_ns)) return;
-    atomic_fetch_add(&s->res_sleepers, 1);
-    if (atomic_load(&s->res_seq) == seq) mp__futex_wait(&s->res_seq, seq, dl);
-    atomic_fetch_sub(&s->res_sleepers, 1);
+    mp__fetch_add(&s->res_sleepers, 1);
+    if (mp__load(&s->res_seq) == seq) mp__futex_wait(&s->res_seq, seq, dl);
+    mp__fetch_sub(&s->res_sleepers, 1);
 }
 
 static void shm_want_notify(mp__tp_shared *s, int on)
 {
-    atomic_store(&s->want_notify, on ? 1u : 0u);
+    mp__store(&s->want_notify, on ? 1u : 0u);
 }
 
 /* ---- ring primitives ---------------------------------------------------------------------- */
@@ -133,7 +133,7 @@ static void shm_want_notify(mp__tp_shared *s, int on)
 static void *ring_reserve_at(struct ring *r, uint32_t tail, char *buf, uint32_t cap, uint32_t size,
                              uint32_t *start)
 {
-    uint32_t head = atomic_load_explicit(&r->head, memory_order_acquire);
+    uint32_t head = mp__load_acq(&r->head);
     uint32_t used = tail - head, off = tail & (cap - 1), to_end = cap - off;
     /* Wrap early when the start of the ring is free: records then cycle through the first
      * RING_HOT bytes only, so a ring touches (and the parent's RSS counts) little more than
@@ -156,30 +156,29 @@ static void *ring_reserve_at(struct ring *r, uint32_t tail, char *buf, uint32_t 
 
 static void *ring_reserve(struct ring *r, char *buf, uint32_t cap, uint32_t size, uint32_t *start)
 {
-    return ring_reserve_at(r, atomic_load_explicit(&r->tail, memory_order_relaxed), buf, cap, size,
-                           start);
+    return ring_reserve_at(r, mp__load_relaxed(&r->tail), buf, cap, size, start);
 }
 
 /* The consumer's next record (PADs skipped), or NULL when empty. */
 static const void *ring_peek(struct ring *r, const char *buf, uint32_t cap)
 {
-    uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    uint32_t head = mp__load_relaxed(&r->head);
     for (;;) {
-        uint32_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+        uint32_t tail = mp__load_acq(&r->tail);
         if (head == tail) return NULL;
         const mp__trec *rec = (const void *)(buf + (head & (cap - 1)));
         if (rec->type != MP__T_PAD) return rec;
         head += rec->size;
-        atomic_store_explicit(&r->head, head, memory_order_release);
+        mp__store_rel(&r->head, head);
     }
 }
 
 static void ring_release(struct ring *r, uint32_t size)
 {
-    uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-    atomic_store(&r->head, head + size);
-    if (atomic_load(&r->prod_sleeping)) {
-        atomic_store(&r->prod_sleeping, 0);
+    uint32_t head = mp__load_relaxed(&r->head);
+    mp__store(&r->head, head + size);
+    if (mp__load(&r->prod_sleeping)) {
+        mp__store(&r->prod_sleeping, 0);
         mp__futex_wake(&r->head, 1);
     }
 }
@@ -201,12 +200,12 @@ static void shm_task_commit(mp__tp_worker *w, uint32_t size)
 static void shm_task_flush(mp__tp_worker *w)
 {
     struct ring *r = &w->shm->task;
-    if (atomic_load_explicit(&r->tail, memory_order_relaxed) == w->ptail) return;
-    atomic_store_explicit(&w->shm->parent_cpu, mp__current_cpu(), memory_order_relaxed);
-    atomic_store(&r->tail, w->ptail);
+    if (mp__load_relaxed(&r->tail) == w->ptail) return;
+    mp__store_relaxed(&w->shm->parent_cpu, mp__current_cpu());
+    mp__store(&r->tail, w->ptail);
     /* Clearing the flag here spares the next flushes a syscall: the worker sets it again
      * before every sleep. */
-    if (atomic_load(&r->cons_sleeping) && atomic_exchange(&r->cons_sleeping, 0))
+    if (mp__load(&r->cons_sleeping) && mp__exchange(&r->cons_sleeping, 0))
         mp__futex_wake(&r->tail, 1);
 }
 
@@ -223,19 +222,19 @@ static void shm_result_release(mp__tp_worker *w)
 
 static uint64_t shm_running(mp__tp_worker *w, int64_t *since)
 {
-    uint64_t id = atomic_load_explicit(&w->shm->running_id, memory_order_acquire);
-    if (since) *since = atomic_load_explicit(&w->shm->running_since, memory_order_relaxed);
+    uint64_t id = mp__load_acq(&w->shm->running_id);
+    if (since) *since = mp__load_relaxed(&w->shm->running_since);
     return id;
 }
 
 static int shm_cpu(mp__tp_worker *w)
 {
-    return atomic_load_explicit(&w->shm->worker_cpu, memory_order_relaxed);
+    return mp__load_relaxed(&w->shm->worker_cpu);
 }
 
 static bool shm_init_failed(mp__tp_worker *w, int *code, char *msg, size_t cap)
 {
-    if (!atomic_load(&w->shm->init_failed)) return false;
+    if (!mp__load(&w->shm->init_failed)) return false;
     *code = w->shm->init_code;
     if (cap) {
         size_t n = strnlen(w->shm->init_msg, sizeof w->shm->init_msg - 1);
@@ -258,9 +257,9 @@ static void shm_release(mp__tp_worker *w)
 static void notify_parent(mp__tp_worker *w)
 {
     mp__tp_shared *s = w->s;
-    atomic_fetch_add(&s->res_seq, 1);
-    if (atomic_load(&s->res_sleepers)) mp__futex_wake(&s->res_seq, INT32_MAX);
-    if (atomic_load(&s->want_notify) && atomic_exchange(&s->want_notify, 0)) {
+    mp__fetch_add(&s->res_seq, 1);
+    if (mp__load(&s->res_sleepers)) mp__futex_wake(&s->res_seq, INT32_MAX);
+    if (mp__load(&s->want_notify) && mp__exchange(&s->want_notify, 0)) {
         uint64_t one = 1;
         ssize_t n = write(w->efd, &one, sizeof one);
         (void)n;
@@ -279,10 +278,10 @@ static int worker_emit(void *ctx, const void *rec, size_t size)
             memcpy(dst, rec, size);
             break;
         }
-        uint32_t head = atomic_load(&r->head);
-        atomic_store(&r->prod_sleeping, 1);
+        uint32_t head = mp__load(&r->head);
+        mp__store(&r->prod_sleeping, 1);
         if (ring_reserve(r, w->rbuf, w->cap, (uint32_t)size, &start)) {
-            atomic_store(&r->prod_sleeping, 0);
+            mp__store(&r->prod_sleeping, 0);
             continue;
         }
         uint64_t one = 1;
@@ -290,7 +289,7 @@ static int worker_emit(void *ctx, const void *rec, size_t size)
         (void)n;
         mp__futex_wait(&r->head, head, NULL);
     }
-    atomic_store(&r->tail, start + (uint32_t)size);
+    mp__store(&r->tail, start + (uint32_t)size);
     notify_parent(w);
     return 0;
 }
@@ -302,29 +301,28 @@ static const mp__trec *worker_next(mp__tp_worker *w)
     for (;;) {
         /* Read the tail before looking: a record published after the look changes the tail
          * from this value, so the wait below cannot miss it. */
-        uint32_t tail = atomic_load(&r->tail);
+        uint32_t tail = mp__load(&r->tail);
         const mp__trec *t = ring_peek(r, w->tbuf, w->cap);
         if (t) return t;
-        int64_t spin =
-            mp__spin_budget(atomic_load_explicit(&w->shm->parent_cpu, memory_order_relaxed));
+        int64_t spin = mp__spin_budget(mp__load_relaxed(&w->shm->parent_cpu));
         if (spin > 0 && mp__spin_while_equal(&r->tail, tail, spin)) continue;
-        atomic_store(&r->cons_sleeping, 1);
-        if (atomic_load(&r->tail) == tail) mp__futex_wait(&r->tail, tail, NULL);
-        atomic_store(&r->cons_sleeping, 0);
+        mp__store(&r->cons_sleeping, 1);
+        if (mp__load(&r->tail) == tail) mp__futex_wait(&r->tail, tail, NULL);
+        mp__store(&r->cons_sleeping, 0);
     }
 }
 
 __attribute__((noreturn)) static void worker_main(mp__tp_worker *w, const mp__worker_conf *conf)
 {
     if (conf->pin_cpu >= 0) mp__pin_to_cpu(conf->pin_cpu);
-    atomic_store(&w->shm->worker_cpu, mp__current_cpu());
+    mp__store(&w->shm->worker_cpu, mp__current_cpu());
     mp_task_result res = {.max = conf->max_message - MP__REC_SLACK};
     if (mp__worker_init(conf, &res) != 0) {
         w->shm->init_code = res.code;
         size_t n = res.msglen < sizeof w->shm->init_msg ? res.msglen : sizeof w->shm->init_msg - 1;
         memcpy(w->shm->init_msg, res.msg, n);
         w->shm->init_msg[n] = 0;
-        atomic_store(&w->shm->init_failed, 1);
+        mp__store(&w->shm->init_failed, 1);
         mp__child_exit(70);
     }
     char *scratch = NULL;
@@ -333,13 +331,13 @@ __attribute__((noreturn)) static void worker_main(mp__tp_worker *w, const mp__wo
     for (;;) {
         const mp__trec *t = worker_next(w);
         if (t->type == MP__T_STOP) mp__child_exit(0);
-        atomic_store_explicit(&w->shm->running_since, mp__now_ns(), memory_order_relaxed);
-        atomic_store(&w->shm->running_id, t->id);
-        atomic_store_explicit(&w->shm->worker_cpu, mp__current_cpu(), memory_order_relaxed);
+        mp__store_relaxed(&w->shm->running_since, mp__now_ns());
+        mp__store(&w->shm->running_id, t->id);
+        mp__store_relaxed(&w->shm->worker_cpu, mp__current_cpu());
         uint32_t size = t->size;
         if (mp__worker_exec(t, conf, &res, &scratch, &scratch_cap, worker_emit, w) != 0)
             mp__child_exit(71);
-        atomic_store(&w->shm->running_id, 0);
+        mp__store(&w->shm->running_id, 0);
         ring_release(&w->shm->task, size);
         if (conf->maxtasks && ++done >= conf->maxtasks) mp__child_exit(0);
     }

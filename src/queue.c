@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* queue.c - MPMC message queue in anonymous shared memory (see mproc/queue.h, docs/queue.md).
  *
  * Layout: one MAP_SHARED mapping = control block + byte ring. The control block has one cache
@@ -36,16 +37,13 @@
  * leaves a published prefix, or a taken prefix, and nothing torn.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdio.h>
 #include <stdalign.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "atomics.h"
 #include "mproc/error.h"
 #include "mproc/queue.h"
 #include "platform/platform.h"
@@ -58,14 +56,13 @@
 #define CHUNK_MAX    ((uint64_t)64 << 10)
 #define IOV_MAX_MP   1024
 
-#define LD(p)       atomic_load_explicit((p), memory_order_relaxed)
-#define LDA(p)      atomic_load_explicit((p), memory_order_acquire)
-#define ST(p, v)    atomic_store_explicit((p), (v), memory_order_relaxed)
-#define STR(p, v)   atomic_store_explicit((p), (v), memory_order_release)
-#define LDSC(p)     atomic_load_explicit((p), memory_order_seq_cst)
+/* Crash points for tests (queue_internal.h): compiled into test builds only. */
+#ifdef MP_TEST_HOOKS
 #define HOOK(point) (__builtin_expect(mp__queue_hook != NULL, 0) ? mp__queue_hook(point) : (void)0)
-
 void (*mp__queue_hook)(int point);
+#else
+#define HOOK(point) ((void)0)
+#endif
 
 struct pjournal {
     _Atomic uint32_t armed;
@@ -135,7 +132,7 @@ struct qshm {
 #define SLOT_DEAD ((uint64_t)1 << 32)
 struct jslot {
     alignas(64) _Atomic uint64_t state;
-    uint64_t start; /* the owner's start time (/proc/<pid>/stat field 22): tells a reused pid */
+    uint64_t start; /* the owner's start time (mp__pid_start_time): tells a reused pid */
     _Atomic uint64_t taken;
     _Atomic uint64_t done;
 };
@@ -158,6 +155,12 @@ struct limit {
     bool armed;
     mp__deadline dl;
 };
+
+/* A limit that allows no wait: 0, and every negative value but MP_FOREVER (docs/conventions.md). */
+static bool no_wait(const struct limit *l)
+{
+    return !(l->timeout > 0) && !mp__timeout_is_forever(l->timeout);
+}
 
 static const mp__deadline *deadline(struct limit *l)
 {
@@ -217,8 +220,8 @@ static int queue_new(mp_queue **out, size_t maxsize, size_t capacity, bool joina
     s->chunk_max = chunk < CHUNK_MAX ? chunk : CHUNK_MAX;
     s->joinable = joinable;
     s->cj.slot = -1;
-    ST(&s->prod_cpu, -1);
-    ST(&s->cons_cpu, -1);
+    mp__store_relaxed(&s->prod_cpu, -1);
+    mp__store_relaxed(&s->cons_cpu, -1);
     if ((rc = init_mutex(&s->plock)) < 0 || (rc = init_mutex(&s->clock)) < 0) {
         mp__shm_unmap(base, q->map_len);
         free(q);
@@ -230,7 +233,7 @@ static int queue_new(mp_queue **out, size_t maxsize, size_t capacity, bool joina
     if (joinable) {
         q->slots = (struct jslot *)(void *)((unsigned char *)base + sizeof(struct qshm));
         for (int i = 0; i < JSLOTS; i++)
-            ST(&q->slots[i].state, SLOT_DEAD);
+            mp__store_relaxed(&q->slots[i].state, SLOT_DEAD);
     }
     q->slot = -1;
     q->cap = cap;
@@ -249,15 +252,16 @@ int mp_queue_new_joinable(mp_queue **out, size_t maxsize_msgs, size_t capacity_b
     return queue_new(out, maxsize_msgs, capacity_bytes, true);
 }
 
-void mp_queue_free(mp_queue **qp)
+int mp_queue_free(mp_queue **qp)
 {
-    if (!qp || !*qp) return;
+    if (!qp || !*qp) return 0;
     mp_queue *q = *qp;
     if (q->magic == HANDLE_MAGIC && q->s) mp__shm_unmap(q->s, q->map_len);
     q->magic = 0;
     q->s = NULL;
     free(q);
     *qp = NULL;
+    return 0;
 }
 
 /* ---- journals and repair ------------------------------------------------------------------ */
@@ -265,51 +269,52 @@ void mp_queue_free(mp_queue **qp)
 /* Publishes the producer's next record(s) up to new_tail together with the counters. */
 static void pcommit(struct qshm *s, uint64_t new_tail, uint64_t new_msgs, uint32_t new_open)
 {
-    s->pj.old_msgs = LD(&s->msgs_put);
-    s->pj.old_open = LD(&s->stream_open);
+    s->pj.old_msgs = mp__load_relaxed(&s->msgs_put);
+    s->pj.old_open = mp__load_relaxed(&s->stream_open);
     s->pj.new_tail = new_tail;
-    STR(&s->pj.armed, 1);
-    STR(&s->msgs_put, new_msgs); /* before the tail: a consumer's task_done must find it */
-    STR(&s->stream_open, new_open);
+    mp__store_rel(&s->pj.armed, 1);
+    mp__store_rel(&s->msgs_put,
+                  new_msgs); /* before the tail: a consumer's task_done must find it */
+    mp__store_rel(&s->stream_open, new_open);
     HOOK(MP__QH_PUT_JOURNAL);
-    STR(&s->tail, new_tail); /* the commit point */
-    STR(&s->pj.armed, 0);
+    mp__store_rel(&s->tail, new_tail); /* the commit point */
+    mp__store_rel(&s->pj.armed, 0);
 }
 
 /* The commit's stores, a full fence, then the peer's "sleeping" flag: paired with the fence in
  * sleep_on, either we see the flag or the sleeper sees our index (Dekker). */
 static void wake_data(struct qshm *s)
 {
-    atomic_thread_fence(memory_order_seq_cst);
+    mp__fence();
     /* The waker clears the flag (one sleeper at most: the consumer side's holder), so the puts
      * that follow while the sleeper is being scheduled make no system call. */
-    if (LD(&s->data_waiting) && atomic_exchange(&s->data_waiting, 0)) {
-        atomic_fetch_add(&s->data_seq, 1);
+    if (mp__load_relaxed(&s->data_waiting) && mp__exchange(&s->data_waiting, 0)) {
+        mp__fetch_add(&s->data_seq, 1);
         mp__futex_wake(&s->data_seq, INT32_MAX);
     }
 }
 
 static void wake_space(struct qshm *s)
 {
-    atomic_thread_fence(memory_order_seq_cst);
-    if (LD(&s->space_waiting) && atomic_exchange(&s->space_waiting, 0)) {
-        atomic_fetch_add(&s->space_seq, 1);
+    mp__fence();
+    if (mp__load_relaxed(&s->space_waiting) && mp__exchange(&s->space_waiting, 0)) {
+        mp__fetch_add(&s->space_seq, 1);
         mp__futex_wake(&s->space_seq, INT32_MAX);
     }
 }
 
 static void wake_join(struct qshm *s)
 {
-    atomic_fetch_add(&s->join_seq, 1);
-    if (LDSC(&s->join_waiters)) mp__futex_wake(&s->join_seq, INT32_MAX);
+    mp__fetch_add(&s->join_seq, 1);
+    if (mp__load(&s->join_waiters)) mp__futex_wake(&s->join_seq, INT32_MAX);
 }
 
 /* Free ring bytes as the producer sees them (exact: reads the head). */
 static uint64_t pfree_now(mp_queue *q)
 {
     struct qshm *s = q->s;
-    s->cached_head = LDA(&s->head);
-    return q->cap - (LD(&s->tail) - s->cached_head);
+    s->cached_head = mp__load_acq(&s->head);
+    return q->cap - (mp__load_relaxed(&s->tail) - s->cached_head);
 }
 
 /* Closes an open stream with an ABORT record and uncounts its message in the same commit
@@ -321,13 +326,13 @@ static void write_abort(mp_queue *q)
     struct qshm *s = q->s;
     while (pfree_now(q) < MP__QREC_HDR) {
         mp__deadline dl = mp__deadline_slice(NULL);
-        mp__futex_wait(&s->space_seq, LD(&s->space_seq), &dl);
+        mp__futex_wait(&s->space_seq, mp__load_relaxed(&s->space_seq), &dl);
     }
-    uint64_t t = LD(&s->tail);
+    uint64_t t = mp__load_relaxed(&s->tail);
     mp__qrec h = mp__qrec_make(MP__QREC_ABORT, 0, 0);
     memcpy(q->ring + t % q->cap, &h, sizeof h);
-    pcommit(s, t + MP__QREC_HDR, LD(&s->msgs_put) - 1, 0);
-    atomic_fetch_add(&s->aborts, 1);
+    pcommit(s, t + MP__QREC_HDR, mp__load_relaxed(&s->msgs_put) - 1, 0);
+    mp__fetch_add(&s->aborts, 1);
     wake_data(s);
 }
 
@@ -341,13 +346,13 @@ static void repair_consumer(mp_queue *q);
 static void fail_stream(mp_queue *q, bool may_wait)
 {
     struct qshm *s = q->s;
-    if (LDA(&s->head) <= s->stream_begin) {
+    if (mp__load_acq(&s->head) <= s->stream_begin) {
         int rc;
         if (may_wait) {
             mp__deadline dl = mp__deadline_in(2 * MP__WAIT_SLICE_NS / 1e9);
             rc = mp__robust_mutex_lock(&s->clock, &dl);
         } else {
-            rc = pthread_mutex_trylock(&s->clock);
+            rc = mp__robust_mutex_trylock(&s->clock);
         }
         if (rc == EOWNERDEAD) {
             repair_consumer(q);
@@ -355,12 +360,12 @@ static void fail_stream(mp_queue *q, bool may_wait)
             rc = 0;
         }
         if (rc == 0) {
-            bool untouched = LD(&s->head) <= s->stream_begin;
+            bool untouched = mp__load_relaxed(&s->head) <= s->stream_begin;
             if (untouched) {
-                pcommit(s, s->stream_begin, LD(&s->msgs_put) - 1, 0);
+                pcommit(s, s->stream_begin, mp__load_relaxed(&s->msgs_put) - 1, 0);
                 /* the consumer side's cache may hold the withdrawn tail (repair does the same
                  * if we die before this line) */
-                s->cached_tail = LD(&s->head);
+                s->cached_tail = mp__load_relaxed(&s->head);
             }
             pthread_mutex_unlock(&s->clock);
             if (untouched) return;
@@ -375,19 +380,19 @@ static void fail_stream(mp_queue *q, bool may_wait)
 static void repair_producer(mp_queue *q)
 {
     struct qshm *s = q->s;
-    if (LDA(&s->pj.armed)) {
-        if (LD(&s->tail) != s->pj.new_tail) {
-            ST(&s->msgs_put, s->pj.old_msgs);
-            ST(&s->stream_open, s->pj.old_open);
+    if (mp__load_acq(&s->pj.armed)) {
+        if (mp__load_relaxed(&s->tail) != s->pj.new_tail) {
+            mp__store_relaxed(&s->msgs_put, s->pj.old_msgs);
+            mp__store_relaxed(&s->stream_open, s->pj.old_open);
         }
-        STR(&s->pj.armed, 0);
+        mp__store_rel(&s->pj.armed, 0);
     }
-    ST(&s->space_waiting, 0);
-    s->cached_head = LDA(&s->head);
-    s->cached_got = LDA(&s->msgs_got);
+    mp__store_relaxed(&s->space_waiting, 0);
+    s->cached_head = mp__load_acq(&s->head);
+    s->cached_got = mp__load_acq(&s->msgs_got);
     /* Only tried: the repairer may be a consumer that holds the consumer side itself. */
-    if (LD(&s->stream_open)) fail_stream(q, false);
-    atomic_fetch_add(&s->prod_repairs, 1);
+    if (mp__load_relaxed(&s->stream_open)) fail_stream(q, false);
+    mp__fetch_add(&s->prod_repairs, 1);
 }
 
 /* Consumes records up to new_head; the counters follow the head (rolled forward on repair), and
@@ -396,45 +401,46 @@ static void ccommit(mp_queue *q, uint64_t new_head, uint64_t add_got, uint64_t a
 {
     struct qshm *s = q->s;
     if (!add_got && !add_disc) {
-        STR(&s->head, new_head);
+        mp__store_rel(&s->head, new_head);
         return;
     }
-    s->cj.new_got = LD(&s->msgs_got) + add_got;
-    s->cj.new_disc = LD(&s->discarded) + add_disc;
+    s->cj.new_got = mp__load_relaxed(&s->msgs_got) + add_got;
+    s->cj.new_disc = mp__load_relaxed(&s->discarded) + add_disc;
     s->cj.new_head = new_head;
     s->cj.slot = slot;
-    if (slot >= 0) s->cj.new_taken = LD(&q->slots[slot].taken) + 1;
-    STR(&s->cj.armed, 1);
-    STR(&s->head, new_head);
+    if (slot >= 0) s->cj.new_taken = mp__load_relaxed(&q->slots[slot].taken) + 1;
+    mp__store_rel(&s->cj.armed, 1);
+    mp__store_rel(&s->head, new_head);
     HOOK(MP__QH_GET_JOURNAL);
-    STR(&s->msgs_got, s->cj.new_got);
-    STR(&s->discarded, s->cj.new_disc);
-    if (slot >= 0) STR(&q->slots[slot].taken, s->cj.new_taken);
-    STR(&s->cj.armed, 0);
+    mp__store_rel(&s->msgs_got, s->cj.new_got);
+    mp__store_rel(&s->discarded, s->cj.new_disc);
+    if (slot >= 0) mp__store_rel(&q->slots[slot].taken, s->cj.new_taken);
+    mp__store_rel(&s->cj.armed, 0);
 }
 
 static void repair_consumer(mp_queue *q)
 {
     struct qshm *s = q->s;
-    if (LDA(&s->cj.armed)) {
-        if (LD(&s->head) == s->cj.new_head) {
-            ST(&s->msgs_got, s->cj.new_got);
-            ST(&s->discarded, s->cj.new_disc);
+    if (mp__load_acq(&s->cj.armed)) {
+        if (mp__load_relaxed(&s->head) == s->cj.new_head) {
+            mp__store_relaxed(&s->msgs_got, s->cj.new_got);
+            mp__store_relaxed(&s->discarded, s->cj.new_disc);
             int slot = s->cj.slot;
             if (slot >= 0 && slot < JSLOTS && q->slots) {
                 /* The slot cannot have been claimed again meanwhile (taker_slot skips the slot of
                  * an armed journal); if a joiner already reaped it, this item is lost too. */
                 struct jslot *js = &q->slots[slot];
-                if ((LDA(&js->state) & SLOT_DEAD) && LD(&js->taken) != s->cj.new_taken)
-                    atomic_fetch_add(&s->tasks_lost, 1);
-                STR(&js->taken, s->cj.new_taken);
+                if ((mp__load_acq(&js->state) & SLOT_DEAD) &&
+                    mp__load_relaxed(&js->taken) != s->cj.new_taken)
+                    mp__fetch_add(&s->tasks_lost, 1);
+                mp__store_rel(&js->taken, s->cj.new_taken);
             }
         }
-        STR(&s->cj.armed, 0);
+        mp__store_rel(&s->cj.armed, 0);
     }
-    ST(&s->data_waiting, 0);
-    s->cached_tail = LD(&s->head);
-    atomic_fetch_add(&s->cons_repairs, 1);
+    mp__store_relaxed(&s->data_waiting, 0);
+    s->cached_tail = mp__load_relaxed(&s->head);
+    mp__fetch_add(&s->cons_repairs, 1);
 }
 
 enum side { PROD, CONS };
@@ -461,7 +467,7 @@ static int after_lock(mp_queue *q, pthread_mutex_t *m, enum side side, int rc)
 static int side_lock(mp_queue *q, enum side side, struct limit *lim)
 {
     pthread_mutex_t *m = side == PROD ? &q->s->plock : &q->s->clock;
-    int rc = pthread_mutex_trylock(m); /* the common case: nobody holds it */
+    int rc = mp__robust_mutex_trylock(m); /* the common case: nobody holds it */
     if (rc == EBUSY) rc = mp__robust_mutex_lock(m, deadline(lim));
     return after_lock(q, m, side, rc);
 }
@@ -470,7 +476,7 @@ static int side_lock(mp_queue *q, enum side side, struct limit *lim)
  * joiner, calls this: nobody else may ever come to take plock). */
 static void check_producer_alive(mp_queue *q)
 {
-    int rc = pthread_mutex_trylock(&q->s->plock);
+    int rc = mp__robust_mutex_trylock(&q->s->plock);
     if (rc == 0 || rc == EOWNERDEAD) {
         after_lock(q, &q->s->plock, PROD, rc);
         pthread_mutex_unlock(&q->s->plock);
@@ -479,7 +485,7 @@ static void check_producer_alive(mp_queue *q)
 
 static void check_consumer_alive(mp_queue *q)
 {
-    int rc = pthread_mutex_trylock(&q->s->clock);
+    int rc = mp__robust_mutex_trylock(&q->s->clock);
     if (rc == 0 || rc == EOWNERDEAD) {
         after_lock(q, &q->s->clock, CONS, rc);
         pthread_mutex_unlock(&q->s->clock);
@@ -491,7 +497,7 @@ static void check_consumer_alive(mp_queue *q)
 static void note_cpu(_Atomic int32_t *slot)
 {
     int32_t c = mp__current_cpu();
-    if (LD(slot) != c) ST(slot, c);
+    if (mp__load_relaxed(slot) != c) mp__store_relaxed(slot, c);
 }
 
 /* Spin while *w == v for up to ns; true when it changed. */
@@ -502,7 +508,7 @@ static bool spin64(_Atomic uint64_t *w, uint64_t v, int64_t ns)
     for (;;) {
         /* a few pauses between reads: each read pulls the line away from its writer */
         for (int i = 0; i < 16; i++) {
-            if (LDA(w) != v) return true;
+            if (mp__load_acq(w) != v) return true;
             mp__cpu_relax();
             mp__cpu_relax();
             mp__cpu_relax();
@@ -519,16 +525,16 @@ static bool spin64(_Atomic uint64_t *w, uint64_t v, int64_t ns)
 static int sleep_on(struct qshm *s, _Atomic uint32_t *seq, _Atomic uint32_t *waiting,
                     _Atomic uint64_t *index, uint64_t seen, const mp__deadline *dl, bool ignore_dl)
 {
-    uint32_t sv = LDA(seq);
-    ST(waiting, 1);
-    atomic_thread_fence(memory_order_seq_cst);
-    if (LDA(index) != seen || LDA(&s->closed)) {
-        ST(waiting, 0);
+    uint32_t sv = mp__load_acq(seq);
+    mp__store_relaxed(waiting, 1);
+    mp__fence();
+    if (mp__load_acq(index) != seen || mp__load_acq(&s->closed)) {
+        mp__store_relaxed(waiting, 0);
         return 0;
     }
     mp__deadline slice = mp__deadline_slice(ignore_dl ? NULL : dl);
     int rc = mp__futex_wait(seq, sv, &slice);
-    ST(waiting, 0);
+    mp__store_relaxed(waiting, 0);
     if (rc == -ETIMEDOUT && !ignore_dl && mp__deadline_left_ns(dl) == 0) return -ETIMEDOUT;
     return 0;
 }
@@ -544,7 +550,7 @@ static int wait_space(mp_queue *q, bool for_slot, struct limit *lim)
     uint64_t seen = for_slot ? s->cached_got : s->cached_head;
     int64_t left = mp__deadline_left_ns(dl);
     if (left == 0) return -ETIMEDOUT;
-    int64_t spin = mp__spin_budget(LD(&s->cons_cpu));
+    int64_t spin = mp__spin_budget(mp__load_relaxed(&s->cons_cpu));
     if (spin > left) spin = left;
     if (spin64(index, seen, spin)) return 0;
     return sleep_on(s, &s->space_seq, &s->space_waiting, index, seen, dl, false);
@@ -562,11 +568,11 @@ static int wait_data(mp_queue *q, struct limit *lim, int mode)
     uint64_t t = s->cached_tail;
     int64_t left = own ? INT64_MAX : mp__deadline_left_ns(dl);
     if (left == 0) return -ETIMEDOUT;
-    int64_t spin = mp__spin_budget(LD(&s->prod_cpu));
+    int64_t spin = mp__spin_budget(mp__load_relaxed(&s->prod_cpu));
     if (spin > left) spin = left;
     if (spin64(&s->tail, t, spin)) return 0;
     int rc = sleep_on(s, &s->data_seq, &s->data_waiting, &s->tail, t, dl, own);
-    if (mode != MP__QRD_IDLE && LDA(&s->tail) == t) check_producer_alive(q);
+    if (mode != MP__QRD_IDLE && mp__load_acq(&s->tail) == t) check_producer_alive(q);
     return rc;
 }
 
@@ -577,13 +583,13 @@ static int wait_data(mp_queue *q, struct limit *lim, int mode)
 static bool room(mp_queue *q, uint64_t bytes, bool slot)
 {
     struct qshm *s = q->s;
-    uint64_t t = LD(&s->tail), n = LD(&s->msgs_put);
+    uint64_t t = mp__load_relaxed(&s->tail), n = mp__load_relaxed(&s->msgs_put);
     bool slot_ok = !slot || !s->maxsize || n - s->cached_got < s->maxsize;
     if (q->cap - (t - s->cached_head) >= bytes && slot_ok) return true;
     /* wait_space sleeps until the head moves from the value read here (a message taken moves
      * the head too, so this also covers waiting for a slot). */
-    s->cached_head = LDA(&s->head);
-    s->cached_got = LDA(&s->msgs_got);
+    s->cached_head = mp__load_acq(&s->head);
+    s->cached_got = mp__load_acq(&s->msgs_got);
     slot_ok = !slot || !s->maxsize || n - s->cached_got < s->maxsize;
     return q->cap - (t - s->cached_head) >= bytes && slot_ok;
 }
@@ -592,9 +598,10 @@ static int wait_room(mp_queue *q, uint64_t bytes, bool slot, struct limit *dl)
 {
     struct qshm *s = q->s;
     for (;;) {
-        if (LDA(&s->closed)) return MP_ECLOSED;
+        if (mp__load_acq(&s->closed)) return MP_ECLOSED;
         if (room(q, bytes, slot)) return 0;
-        bool for_slot = slot && s->maxsize && LD(&s->msgs_put) - s->cached_got >= s->maxsize;
+        bool for_slot =
+            slot && s->maxsize && mp__load_relaxed(&s->msgs_put) - s->cached_got >= s->maxsize;
         int rc = wait_space(q, for_slot, dl);
         if (rc < 0) return rc;
     }
@@ -625,12 +632,12 @@ static int put_whole(mp_queue *q, const struct iovec *iov, int iovcnt, uint64_t 
     uint64_t rec = mp__qrec_size(len);
     int rc = wait_room(q, rec, true, dl);
     if (rc < 0) return rc;
-    uint64_t t = LD(&s->tail);
+    uint64_t t = mp__load_relaxed(&s->tail);
     mp__qrec h = mp__qrec_make(MP__QREC_MSG, (uint32_t)len, len);
     memcpy(q->ring + t % q->cap, &h, sizeof h);
     copy_in(q, t + MP__QREC_HDR, iov, iovcnt, 0, len);
     HOOK(MP__QH_PUT_WRITTEN);
-    pcommit(s, t + rec, LD(&s->msgs_put) + 1, 0);
+    pcommit(s, t + rec, mp__load_relaxed(&s->msgs_put) + 1, 0);
     /* wake_data comes after the unlock (put_impl): the unlock's atomic exchange waits for the
      * record's stores anyway, and the fence in wake_data is then cheap. */
     /* Ask for the next record's lines now (the consumer has them): the next put's stores then
@@ -649,8 +656,7 @@ static int put_stream(mp_queue *q, const struct iovec *iov, int iovcnt, uint64_t
     struct qshm *s = q->s;
     const uint64_t cmax = s->chunk_max, reserve = MP__QREC_HDR;
     /* A caller that will not wait can only stream what fits now. */
-    if (dl->timeout == 0 && (len / cmax + 2) * MP__QREC_HDR + len + 16 > pfree_now(q))
-        return -ETIMEDOUT;
+    if (no_wait(dl) && (len / cmax + 2) * MP__QREC_HDR + len + 16 > pfree_now(q)) return -ETIMEDOUT;
     int rc = wait_room(q, mp__qrec_size(cmax) + reserve, true, dl);
     if (rc < 0) return rc;
     uint64_t off = 0;
@@ -670,26 +676,26 @@ static int put_stream(mp_queue *q, const struct iovec *iov, int iovcnt, uint64_t
             if (chunk < want) chunk = 0; /* tiny chunks cost more than waiting */
         }
         if (chunk == 0) {
-            rc = LDA(&s->closed) ? MP_ECLOSED : wait_space(q, false, dl);
+            rc = mp__load_acq(&s->closed) ? MP_ECLOSED : wait_space(q, false, dl);
             if (rc < 0) {
                 if (off > 0) fail_stream(q, true);
                 return rc;
             }
             continue;
         }
-        uint64_t t = LD(&s->tail);
+        uint64_t t = mp__load_relaxed(&s->tail);
         if (off == 0) s->stream_begin = t; /* read only while stream_open says so */
         uint32_t type = off == 0 ? MP__QREC_BEGIN : end ? MP__QREC_END : MP__QREC_CONT;
         mp__qrec h = mp__qrec_make(type, (uint32_t)chunk, off == 0 ? len : off);
         memcpy(q->ring + t % q->cap, &h, sizeof h);
         copy_in(q, t + MP__QREC_HDR, iov, iovcnt, off, chunk);
         HOOK(MP__QH_PUT_WRITTEN);
-        pcommit(s, t + mp__qrec_size(chunk), LD(&s->msgs_put) + (off == 0), !end);
+        pcommit(s, t + mp__qrec_size(chunk), mp__load_relaxed(&s->msgs_put) + (off == 0), !end);
         wake_data(s);
         off += chunk;
         if (!end) {
             HOOK(MP__QH_PUT_CHUNK);
-            if (LDA(&s->closed)) {
+            if (mp__load_acq(&s->closed)) {
                 fail_stream(q, true);
                 return MP_ECLOSED;
             }
@@ -698,7 +704,7 @@ static int put_stream(mp_queue *q, const struct iovec *iov, int iovcnt, uint64_t
     return 0;
 }
 
-static int put_impl(mp_queue *q, const struct iovec *iov, int iovcnt, double timeout, bool nowait)
+static int put_impl(mp_queue *q, const struct iovec *iov, int iovcnt, double timeout)
 {
     if (!valid(q)) return -EINVAL;
     if (iovcnt < 0 || iovcnt > IOV_MAX_MP || (!iov && iovcnt > 0)) return -EINVAL;
@@ -710,8 +716,8 @@ static int put_impl(mp_queue *q, const struct iovec *iov, int iovcnt, double tim
     }
     if (len > MP_QUEUE_MSG_MAX) return MP_ETOOBIG;
     struct qshm *s = q->s;
-    if (LDA(&s->closed)) return MP_ECLOSED;
-    struct limit dl = {nowait ? 0.0 : timeout, false, {0}};
+    if (mp__load_acq(&s->closed)) return MP_ECLOSED;
+    struct limit dl = {timeout, false, {0}};
     int rc = side_lock(q, PROD, &dl);
     if (rc == 0) {
         note_cpu(&s->prod_cpu);
@@ -727,7 +733,6 @@ static int put_impl(mp_queue *q, const struct iovec *iov, int iovcnt, double tim
             pthread_mutex_unlock(&s->plock);
         }
     }
-    if (rc == -ETIMEDOUT && nowait) rc = MP_EFULL;
     return rc;
 }
 
@@ -747,7 +752,7 @@ static ssize_t put_group(mp_queue *q, const struct iovec *msgs, size_t n, struct
     struct qshm *s = q->s;
     int rc = wait_room(q, mp__qrec_size(msgs[0].iov_len), true, dl);
     if (rc < 0) return rc;
-    const uint64_t t0 = LD(&s->tail), np = LD(&s->msgs_put);
+    const uint64_t t0 = mp__load_relaxed(&s->tail), np = mp__load_relaxed(&s->msgs_put);
     uint64_t t = t0;
     size_t k = 0;
     bool fresh = false; /* the caches were refreshed for this group */
@@ -757,8 +762,8 @@ static ssize_t put_group(mp_queue *q, const struct iovec *msgs, size_t n, struct
         bool fits = q->cap - (t - s->cached_head) >= rec &&
                     (!s->maxsize || np + k - s->cached_got < s->maxsize);
         if (!fits && k > 0 && !fresh) {
-            s->cached_head = LDA(&s->head);
-            s->cached_got = LDA(&s->msgs_got);
+            s->cached_head = mp__load_acq(&s->head);
+            s->cached_got = mp__load_acq(&s->msgs_got);
             fresh = true;
             fits = q->cap - (t - s->cached_head) >= rec &&
                    (!s->maxsize || np + k - s->cached_got < s->maxsize);
@@ -787,7 +792,7 @@ ssize_t mp_queue_put_many(mp_queue *q, const struct iovec *msgs, size_t n, doubl
     }
     if (n == 0) return 0;
     struct qshm *s = q->s;
-    if (LDA(&s->closed)) return MP_ECLOSED;
+    if (mp__load_acq(&s->closed)) return MP_ECLOSED;
     struct limit dl = {timeout, false, {0}};
     int rc = side_lock(q, PROD, &dl);
     if (rc < 0) return rc;
@@ -817,19 +822,19 @@ int mp_queue_put(mp_queue *q, const void *buf, size_t len, double timeout)
 {
     if (!buf && len) return -EINVAL;
     struct iovec v = {(void *)buf, len};
-    return put_impl(q, &v, 1, timeout, false);
+    return put_impl(q, &v, 1, timeout);
 }
 
 int mp_queue_put_nowait(mp_queue *q, const void *buf, size_t len)
 {
     if (!buf && len) return -EINVAL;
     struct iovec v = {(void *)buf, len};
-    return put_impl(q, &v, 1, 0, true);
+    return put_impl(q, &v, 1, 0);
 }
 
 int mp_queue_putv(mp_queue *q, const struct iovec *iov, int iovcnt, double timeout)
 {
-    return put_impl(q, iov, iovcnt, timeout, false);
+    return put_impl(q, iov, iovcnt, timeout);
 }
 
 /* ---- get ----------------------------------------------------------------------------------- */
@@ -865,7 +870,7 @@ static int stream_aborted(mp_queue *q, uint64_t hd, uint64_t *end)
 {
     struct qshm *s = q->s;
     for (int pass = 0; pass < 2; pass++) {
-        uint64_t t = LDA(&s->tail), pos = hd;
+        uint64_t t = mp__load_acq(&s->tail), pos = hd;
         s->cached_tail = t;
         while (pos < t) {
             mp__qrec h;
@@ -897,21 +902,21 @@ static int taker_slot(mp_queue *q);
  * continuation of a batch, where even the first message is taken only under the batch rule
  * (returns 0 when there is none). */
 static ssize_t get_impl(mp_queue *q, struct dest *d, size_t nd, size_t *lens, double timeout,
-                        bool nowait, bool cont)
+                        bool cont)
 {
     size_t *len = lens;
     size_t got = 0;
     bool wake_after = false;
     struct qshm *s = q->s;
     int slot = s->joinable ? taker_slot(q) : -1;
-    struct limit dl = {nowait ? 0.0 : timeout, false, {0}};
+    struct limit dl = {timeout, false, {0}};
     int rc = side_lock(q, CONS, &dl);
-    if (rc < 0) return rc == -ETIMEDOUT && nowait ? MP_EEMPTY : rc;
+    if (rc < 0) return rc;
     note_cpu(&s->cons_cpu);
     mp__qrd st = {MP__QRD_IDLE, 0, 0};
     for (;;) {
-        uint64_t hd = LD(&s->head);
-        if (s->cached_tail <= hd) s->cached_tail = LDA(&s->tail);
+        uint64_t hd = mp__load_relaxed(&s->head);
+        if (s->cached_tail <= hd) s->cached_tail = mp__load_acq(&s->tail);
         if (got > 0 || cont) {
             /* Batch: only whole messages that are there already and fit their buffer. */
             if (s->cached_tail <= hd) break;
@@ -920,13 +925,12 @@ static ssize_t get_impl(mp_queue *q, struct dest *d, size_t nd, size_t *lens, do
             if (mp__qrec_type(&h) != MP__QREC_MSG || h.aux > d[got].cap) break;
         }
         if (s->cached_tail <= hd) {
-            if (st.mode == MP__QRD_IDLE && LDA(&s->closed)) {
+            if (st.mode == MP__QRD_IDLE && mp__load_acq(&s->closed)) {
                 rc = MP_ECLOSED;
                 break;
             }
             rc = wait_data(q, &dl, st.mode);
             if (rc == 0) continue;
-            if (nowait) rc = MP_EEMPTY;
             break;
         }
         uint64_t avail = s->cached_tail - hd;
@@ -992,7 +996,7 @@ int mp_queue_get(mp_queue *q, void *buf, size_t cap, size_t *len, double timeout
 {
     if (!valid(q) || !len || (!buf && cap)) return -EINVAL;
     struct dest d = {buf, cap, false};
-    ssize_t k = get_impl(q, &d, 1, len, timeout, false, false);
+    ssize_t k = get_impl(q, &d, 1, len, timeout, false);
     return k > 0 ? 0 : (int)k;
 }
 
@@ -1000,7 +1004,7 @@ int mp_queue_get_nowait(mp_queue *q, void *buf, size_t cap, size_t *len)
 {
     if (!valid(q) || !len || (!buf && cap)) return -EINVAL;
     struct dest d = {buf, cap, false};
-    ssize_t k = get_impl(q, &d, 1, len, 0, true, false);
+    ssize_t k = get_impl(q, &d, 1, len, 0, false);
     return k > 0 ? 0 : (int)k;
 }
 
@@ -1009,7 +1013,7 @@ int mp_queue_get_alloc(mp_queue *q, void **out, size_t *len, double timeout)
     if (out) *out = NULL;
     if (!valid(q) || !out || !len) return -EINVAL;
     struct dest d = {NULL, 0, true};
-    ssize_t k = get_impl(q, &d, 1, len, timeout, false, false);
+    ssize_t k = get_impl(q, &d, 1, len, timeout, false);
     int rc = k > 0 ? 0 : (int)k;
     if (rc < 0) {
         free(d.buf);
@@ -1022,7 +1026,7 @@ int mp_queue_get_alloc(mp_queue *q, void **out, size_t *len, double timeout)
 /* Destinations of a get_many batch on the stack up to this many; beyond, in slices of it. */
 #define DEST_STACK 64
 
-ssize_t mp_queue_get_many(mp_queue *q, const struct iovec *bufs, size_t *lens, size_t n,
+ssize_t mp_queue_get_many(mp_queue *q, const struct iovec *bufs, size_t n, size_t *lens,
                           double timeout)
 {
     if (!valid(q) || !bufs || !lens || n == 0 || n > (size_t)SSIZE_MAX) return -EINVAL;
@@ -1032,14 +1036,14 @@ ssize_t mp_queue_get_many(mp_queue *q, const struct iovec *bufs, size_t *lens, s
         if (!bufs[i].iov_base && bufs[i].iov_len) return -EINVAL;
     for (size_t i = 0; i < nd; i++)
         d[i] = (struct dest){bufs[i].iov_base, bufs[i].iov_len, false};
-    ssize_t k = get_impl(q, d, nd, lens, timeout, false, false);
+    ssize_t k = get_impl(q, d, nd, lens, timeout, false);
     /* More than DEST_STACK: further slices take only what is there already. */
     size_t done = k > 0 ? (size_t)k : 0;
     while (k == (ssize_t)nd && done < n) {
         nd = n - done < DEST_STACK ? n - done : DEST_STACK;
         for (size_t i = 0; i < nd; i++)
             d[i] = (struct dest){bufs[done + i].iov_base, bufs[done + i].iov_len, false};
-        k = get_impl(q, d, nd, lens + done, 0, true, true);
+        k = get_impl(q, d, nd, lens + done, 0, true);
         if (k > 0) done += (size_t)k;
     }
     return done > 0 ? (ssize_t)done : k;
@@ -1050,34 +1054,36 @@ ssize_t mp_queue_get_many(mp_queue *q, const struct iovec *bufs, size_t *lens, s
 static void check_stream_producer(mp_queue *q)
 {
     /* An open stream counts in msgs_put until it ends; a dead producer's is ended by a repair. */
-    if (LDA(&q->s->stream_open)) check_producer_alive(q);
+    if (mp__load_acq(&q->s->stream_open)) check_producer_alive(q);
 }
 
 static uint64_t count(mp_queue *q)
 {
     struct qshm *s = q->s;
     check_stream_producer(q);
-    uint64_t got = LDA(&s->msgs_got);
-    uint64_t put = LDA(&s->msgs_put);
+    uint64_t got = mp__load_acq(&s->msgs_got);
+    uint64_t put = mp__load_acq(&s->msgs_put);
     return put > got ? put - got : 0;
 }
 
-ssize_t mp_queue_qsize(mp_queue *q)
+/* The queries take const handles; counting may first repair a side whose owner died (shared
+ * state reached through the handle's pointers, never the handle itself), hence the casts. */
+ssize_t mp_queue_qsize(const mp_queue *q)
 {
     if (!valid(q)) return -EINVAL;
-    return (ssize_t)count(q);
+    return (ssize_t)count((mp_queue *)q);
 }
 
-int mp_queue_empty(mp_queue *q)
+int mp_queue_is_empty(const mp_queue *q)
 {
     if (!valid(q)) return -EINVAL;
-    return count(q) == 0;
+    return count((mp_queue *)q) == 0;
 }
 
-int mp_queue_full(mp_queue *q)
+int mp_queue_is_full(const mp_queue *q)
 {
     if (!valid(q)) return -EINVAL;
-    return q->s->maxsize && count(q) >= q->s->maxsize;
+    return q->s->maxsize && count((mp_queue *)q) >= q->s->maxsize;
 }
 
 size_t mp_queue_capacity(const mp_queue *q)
@@ -1094,103 +1100,39 @@ int mp_queue_close(mp_queue *q)
 {
     if (!valid(q)) return -EINVAL;
     struct qshm *s = q->s;
-    if (atomic_exchange(&s->closed, 1)) return 0;
-    atomic_fetch_add(&s->data_seq, 1);
-    atomic_fetch_add(&s->space_seq, 1);
+    if (mp__exchange(&s->closed, 1)) return 0;
+    mp__fetch_add(&s->data_seq, 1);
+    mp__fetch_add(&s->space_seq, 1);
     mp__futex_wake(&s->data_seq, INT32_MAX);
     mp__futex_wake(&s->space_seq, INT32_MAX);
     wake_join(s);
     return 0;
 }
 
-int mp_queue_closed(mp_queue *q)
+int mp_queue_is_closed(const mp_queue *q)
 {
     if (!valid(q)) return -EINVAL;
-    return (int)LDA(&q->s->closed);
+    return (int)mp__load_acq(&q->s->closed);
 }
 
 /* ---- JoinableQueue --------------------------------------------------------------------------- */
-
-/* getpid() is a system call in current glibc and a joinable get asks for it: cache it, forget it
- * in every child (pthread_atfork runs for any fork). */
-static _Atomic pid_t cached_pid;
-static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
-
-static void forget_pid(void)
-{
-    atomic_store_explicit(&cached_pid, 0, memory_order_relaxed);
-}
-
-static void register_forget_pid(void)
-{
-    pthread_atfork(NULL, NULL, forget_pid);
-}
-
-static pid_t self_pid(void)
-{
-    pid_t pid = atomic_load_explicit(&cached_pid, memory_order_relaxed);
-    if (pid) return pid;
-    pthread_once(&pid_once, register_forget_pid);
-    pid = getpid();
-    atomic_store_explicit(&cached_pid, pid, memory_order_relaxed);
-    return pid;
-}
-
-/* The state letter and the start time (field 22) of /proc/<pid>/stat; false when unreadable. */
-static bool proc_stat(pid_t pid, char *state, uint64_t *start)
-{
-    char path[48], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    ssize_t n;
-    do {
-        n = read(fd, buf, sizeof buf - 1);
-    } while (n < 0 && errno == EINTR);
-    close(fd);
-    if (n <= 0) return false;
-    buf[n] = 0;
-    char *p = strrchr(buf, ')'); /* the command name may hold anything, ')' included */
-    if (!p || p[1] != ' ' || !p[2]) return false;
-    p += 2;
-    *state = *p;
-    for (int field = 3; field < 22; field++) {
-        p = strchr(p, ' ');
-        if (!p) return false;
-        p++;
-    }
-    *start = strtoull(p, NULL, 10);
-    return true;
-}
-
-/* True when the process that claimed a slot is gone: dead (a zombie too: its parent has not
- * reaped it yet, but it will never call task_done), or its pid now names another process. */
-static bool taker_gone(pid_t pid, uint64_t start)
-{
-    if (pid <= 0) return true;
-    if (kill(pid, 0) < 0 && errno == ESRCH) return true;
-    char st;
-    uint64_t t;
-    if (!proc_stat(pid, &st, &t)) return kill(pid, 0) < 0 && errno == ESRCH;
-    return st == 'Z' || st == 'X' || (start && t != start);
-}
 
 /* Marks the slots of gone takers dead: their items count as finished from now on, the ones not
  * marked done as lost. all: also slots without unfinished items (to free them for reuse). */
 static void reap_takers(mp_queue *q, bool all)
 {
     struct qshm *s = q->s;
-    uint32_t hw = LDA(&s->slots_hw);
+    uint32_t hw = mp__load_acq(&s->slots_hw);
     for (uint32_t i = 0; i < hw && i < JSLOTS; i++) {
         struct jslot *js = &q->slots[i];
-        uint64_t v = LDA(&js->state);
+        uint64_t v = mp__load_acq(&js->state);
         if (v & SLOT_DEAD) continue;
-        if (!all && LDA(&js->taken) == LDA(&js->done)) continue;
-        if (!taker_gone((pid_t)(uint32_t)v, js->start)) continue;
-        if (!atomic_compare_exchange_strong(&js->state, &v, v | SLOT_DEAD)) continue;
-        uint64_t taken = LDA(&js->taken), done = LDA(&js->done);
+        if (!all && mp__load_acq(&js->taken) == mp__load_acq(&js->done)) continue;
+        if (!mp__pid_gone((pid_t)(uint32_t)v, js->start)) continue;
+        if (!mp__cas(&js->state, &v, v | SLOT_DEAD)) continue;
+        uint64_t taken = mp__load_acq(&js->taken), done = mp__load_acq(&js->done);
         if (taken > done) {
-            atomic_fetch_add(&s->tasks_lost, taken - done);
+            mp__fetch_add(&s->tasks_lost, taken - done);
             wake_join(s);
         }
     }
@@ -1201,34 +1143,32 @@ static void reap_takers(mp_queue *q, bool all)
  * not tracked: a join waits for them as Python's does). */
 static int taker_slot(mp_queue *q)
 {
-    pid_t me = self_pid();
+    pid_t me = mp__getpid_cached();
     if (q->slot_pid == me) return q->slot;
     struct qshm *s = q->s;
     q->slot_pid = me;
     q->slot = -1;
-    char st;
-    uint64_t start = 0;
-    if (!proc_stat(me, &st, &start)) start = 0;
+    uint64_t start = mp__pid_start_time(me);
     for (int pass = 0; pass < 2 && q->slot < 0; pass++) {
         if (pass) reap_takers(q, true);
         for (uint32_t i = 0; i < JSLOTS; i++) {
             struct jslot *js = &q->slots[i];
-            uint64_t v = LD(&js->state);
+            uint64_t v = mp__load_relaxed(&js->state);
             if (!(v & SLOT_DEAD)) continue;
             /* A taker killed in the middle of a consumer commit: its slot's count is rolled
              * forward by whoever repairs the consumer side; leave the slot to it until then
              * (only a dead owner's journal can name a dead slot, so this cannot change under
              * us). */
-            if (LDA(&s->cj.armed) && s->cj.slot == (int32_t)i) continue;
-            if (!atomic_compare_exchange_strong(&js->state, &v, SLOT_DEAD | (uint32_t)me)) continue;
+            if (mp__load_acq(&s->cj.armed) && s->cj.slot == (int32_t)i) continue;
+            if (!mp__cas(&js->state, &v, SLOT_DEAD | (uint32_t)me)) continue;
             /* Still dead (its `taken` counts as finished): take over the counts, then go live
              * with done = taken, so the slot's share of the finished count does not move. */
             js->start = start;
-            STR(&js->done, LDA(&js->taken));
-            uint32_t hw = LD(&s->slots_hw);
-            while (hw < i + 1 && !atomic_compare_exchange_weak(&s->slots_hw, &hw, i + 1)) {
+            mp__store_rel(&js->done, mp__load_acq(&js->taken));
+            uint32_t hw = mp__load_relaxed(&s->slots_hw);
+            while (hw < i + 1 && !mp__cas_weak(&s->slots_hw, &hw, i + 1)) {
             }
-            atomic_store(&js->state, (uint64_t)(uint32_t)me);
+            mp__store(&js->state, (uint64_t)(uint32_t)me);
             q->slot = (int)i;
             break;
         }
@@ -1241,11 +1181,12 @@ static int taker_slot(mp_queue *q)
 static uint64_t finished(mp_queue *q)
 {
     struct qshm *s = q->s;
-    uint64_t n = LDA(&s->foreign_done) + LDA(&s->discarded);
-    uint32_t hw = LDA(&s->slots_hw);
+    uint64_t n = mp__load_acq(&s->foreign_done) + mp__load_acq(&s->discarded);
+    uint32_t hw = mp__load_acq(&s->slots_hw);
     for (uint32_t i = 0; i < hw && i < JSLOTS; i++) {
         struct jslot *js = &q->slots[i];
-        n += (LDA(&js->state) & SLOT_DEAD) ? LDA(&js->taken) : LDA(&js->done);
+        n += (mp__load_acq(&js->state) & SLOT_DEAD) ? mp__load_acq(&js->taken)
+                                                    : mp__load_acq(&js->done);
     }
     return n;
 }
@@ -1253,32 +1194,32 @@ static uint64_t finished(mp_queue *q)
 static uint64_t unfinished(mp_queue *q)
 {
     uint64_t done = finished(q);
-    uint64_t put = LDA(&q->s->msgs_put);
+    uint64_t put = mp__load_acq(&q->s->msgs_put);
     return put > done ? put - done : 0;
 }
 
-ssize_t mp_queue_unfinished(mp_queue *q)
+ssize_t mp_queue_unfinished(const mp_queue *q)
 {
     if (!valid(q)) return -EINVAL;
     if (!q->s->joinable) return MP_ETYPE;
-    check_stream_producer(q);
-    return (ssize_t)unfinished(q);
+    check_stream_producer((mp_queue *)q); /* as count(): shared state only */
+    return (ssize_t)unfinished((mp_queue *)q);
 }
 
-ssize_t mp_queue_tasks_lost(mp_queue *q)
+ssize_t mp_queue_tasks_lost(const mp_queue *q)
 {
     if (!valid(q)) return -EINVAL;
     if (!q->s->joinable) return MP_ETYPE;
-    return (ssize_t)LDA(&q->s->tasks_lost);
+    return (ssize_t)mp__load_acq(&q->s->tasks_lost);
 }
 
 /* Credits one item of slot i as done, if it has one taken and not done. */
 static bool credit(mp_queue *q, int i)
 {
     struct jslot *js = &q->slots[i];
-    uint64_t d = LDA(&js->done);
-    while (!(LDA(&js->state) & SLOT_DEAD) && d < LDA(&js->taken))
-        if (atomic_compare_exchange_weak(&js->done, &d, d + 1)) return true;
+    uint64_t d = mp__load_acq(&js->done);
+    while (!(mp__load_acq(&js->state) & SLOT_DEAD) && d < mp__load_acq(&js->taken))
+        if (mp__cas_weak(&js->done, &d, d + 1)) return true;
     return false;
 }
 
@@ -1288,16 +1229,16 @@ int mp_queue_task_done(mp_queue *q)
     struct qshm *s = q->s;
     if (!s->joinable) return MP_ETYPE;
     /* The caller's own items first; then any live taker's (the getter handed the item on). */
-    int own = q->slot_pid == self_pid() ? q->slot : -1;
+    int own = q->slot_pid == mp__getpid_cached() ? q->slot : -1;
     bool ok = own >= 0 && credit(q, own);
-    uint32_t hw = LDA(&s->slots_hw);
+    uint32_t hw = mp__load_acq(&s->slots_hw);
     for (uint32_t i = 0; !ok && i < hw && i < JSLOTS; i++)
         ok = (int)i != own && credit(q, (int)i);
     if (!ok) {
-        uint64_t fd = LDA(&s->foreign_done);
+        uint64_t fd = mp__load_acq(&s->foreign_done);
         for (;;) {
-            if (finished(q) >= LDA(&s->msgs_put)) return MP_EOVERRELEASE;
-            if (atomic_compare_exchange_weak(&s->foreign_done, &fd, fd + 1)) break;
+            if (finished(q) >= mp__load_acq(&s->msgs_put)) return MP_EOVERRELEASE;
+            if (mp__cas_weak(&s->foreign_done, &fd, fd + 1)) break;
         }
     }
     if (unfinished(q) == 0) wake_join(s);
@@ -1319,27 +1260,28 @@ int mp_queue_join(mp_queue *q, double timeout)
             check_consumer_alive(q);
             reap_takers(q, false);
         }
-        uint32_t seq = LDA(&s->join_seq);
+        uint32_t seq = mp__load_acq(&s->join_seq);
         if (unfinished(q) == 0) return 0;
         if (mp__deadline_left_ns(&dl) == 0) return -ETIMEDOUT;
-        atomic_fetch_add(&s->join_waiters, 1);
+        mp__fetch_add(&s->join_waiters, 1);
         mp__deadline slice = mp__deadline_slice(&dl);
         int rc = unfinished(q) ? mp__futex_wait(&s->join_seq, seq, &slice) : 0;
-        atomic_fetch_sub(&s->join_waiters, 1);
+        mp__fetch_sub(&s->join_waiters, 1);
         check = rc == -ETIMEDOUT;
     }
 }
 
+#ifdef MP_TEST_HOOKS
 int mp__queue_stats(mp_queue *q, struct mp__queue_stats *st)
 {
     if (!valid(q) || !st) return -EINVAL;
     struct qshm *s = q->s;
-    st->prod_repairs = LDA(&s->prod_repairs);
-    st->cons_repairs = LDA(&s->cons_repairs);
-    st->aborts = LDA(&s->aborts);
-    st->discarded = LDA(&s->discarded);
-    st->msgs_put = LDA(&s->msgs_put);
-    st->msgs_got = LDA(&s->msgs_got);
+    st->prod_repairs = mp__load_acq(&s->prod_repairs);
+    st->cons_repairs = mp__load_acq(&s->cons_repairs);
+    st->aborts = mp__load_acq(&s->aborts);
+    st->discarded = mp__load_acq(&s->discarded);
+    st->msgs_put = mp__load_acq(&s->msgs_put);
+    st->msgs_got = mp__load_acq(&s->msgs_got);
     return 0;
 }
 
@@ -1349,3 +1291,4 @@ unsigned char *mp__queue_ring(mp_queue *q, size_t *cap)
     if (cap) *cap = (size_t)q->cap;
     return q->ring;
 }
+#endif

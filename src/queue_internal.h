@@ -1,4 +1,7 @@
-/* queue_internal.h - private hooks of the queue for tests: crash points and repair counters. */
+/* SPDX-License-Identifier: MIT */
+/* queue_internal.h - what the queue shows its tests: crash points and repair counters. All of it
+ * exists only in test builds (MP_TEST_HOOKS: the mproc_test_static library); the installed
+ * libraries carry none of it. */
 #ifndef MP_QUEUE_INTERNAL_H
 #define MP_QUEUE_INTERNAL_H
 
@@ -16,6 +19,7 @@ enum mp__queue_hook_point {
     MP__QH_GET_CHUNK,       /* a non-final chunk of a stream was taken */
 };
 
+#ifdef MP_TEST_HOOKS
 extern void (*mp__queue_hook)(int point);
 
 struct mp__queue_stats {
@@ -30,5 +34,6 @@ int mp__queue_stats(mp_queue *q, struct mp__queue_stats *st);
 
 /* The ring's bytes, for tests that scribble on it. */
 unsigned char *mp__queue_ring(mp_queue *q, size_t *cap);
+#endif
 
 #endif

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* queue_record.h - the record format of mproc's queue ring, and its decoder.
  *
  * The ring is a byte stream addressed by monotonic 64-bit positions (offset = pos % cap). Every

@@ -206,10 +206,12 @@ bool mp__lock_owned(const mp_lock *l)
     return owned(lock_st(l));
 }
 
+#ifdef MP_TEST_HOOKS
 pthread_mutex_t *mp__lock_mutex(mp_lock *l)
 {
     return lock_ok(l) ? &lock_st(l)->m : NULL;
 }
+#endif
 
 /* Map a pthread result to mproc's: a dead holder's lock is ours now; make it consistent at once
  * so that only this caller hears about the death. EBUSY (a trylock) and ETIMEDOUT are both "not
@@ -1238,6 +1240,7 @@ int mp_barrier_free(mp_barrier **pp)
     return sync_free(pp);
 }
 
+#ifdef MP_TEST_HOOKS
 pthread_mutex_t *mp__barrier_mutex(mp_barrier *b)
 {
     return bar_ok(b) ? &bar_st(b)->m : NULL;
@@ -1247,3 +1250,4 @@ mp__barrier_state *mp__barrier_state_of(mp_barrier *b)
 {
     return bar_ok(b) ? bar_st(b) : NULL;
 }
+#endif

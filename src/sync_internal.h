@@ -55,8 +55,10 @@ int mp__lock_state_init(mp__lock_state *s, bool recursive);
 void mp__lock_handle_embed(mp_lock *h, mp__lock_state *s);
 /* True when the calling thread holds l (no validity check). */
 bool mp__lock_owned(const mp_lock *l);
-/* Test hook: the mutex behind a Lock or RLock. */
+#ifdef MP_TEST_HOOKS
+/* Test builds only: the mutex behind a Lock or RLock. */
 pthread_mutex_t *mp__lock_mutex(mp_lock *l);
+#endif
 
 /* Outcome records kept: a waiter learns exactly how its generation ended unless, before it
  * looked, more than this many generations failed (abort, timeout, reset) *and* more than this
@@ -85,9 +87,11 @@ typedef struct mp__barrier_state {
     pthread_mutex_t m; /* robust, internal */
 } mp__barrier_state;
 
-/* Test hooks: the internal mutex of a barrier (to simulate a party dying inside its state) and
- * its shared state. */
+#ifdef MP_TEST_HOOKS
+/* Test builds only: the internal mutex of a barrier (to simulate a party dying inside its state)
+ * and its shared state. */
 pthread_mutex_t *mp__barrier_mutex(mp_barrier *b);
 mp__barrier_state *mp__barrier_state_of(mp_barrier *b);
+#endif
 
 #endif

@@ -1,7 +1,9 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=60 */
 /* test_queue.c - Queue and JoinableQueue: FIFO, bounds, blocking and timeouts, close, big
  * messages, bad input, and the crash-repair paths driven by test hooks. */
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -37,15 +39,15 @@ static void fifo_in_one_process(void **state)
     (void)state;
     mp_queue *q;
     assert_mp_ok(mp_queue_new(&q, 0, 0));
-    assert_int_equal(mp_queue_empty(q), 1);
+    assert_int_equal(mp_queue_is_empty(q), 1);
     unsigned char buf[3000], out[3000];
     for (unsigned i = 0; i < 200; i++) {
         pattern(buf, i * 13, 1, i);
         assert_mp_ok(mp_queue_put(q, buf, i * 13, 1.0));
     }
     assert_int_equal(mp_queue_qsize(q), 200);
-    assert_int_equal(mp_queue_empty(q), 0);
-    assert_int_equal(mp_queue_full(q), 0);
+    assert_int_equal(mp_queue_is_empty(q), 0);
+    assert_int_equal(mp_queue_is_full(q), 0);
     for (unsigned i = 0; i < 200; i++) {
         size_t n = 0;
         assert_mp_ok(mp_queue_get(q, out, sizeof out, &n, 1.0));
@@ -53,7 +55,7 @@ static void fifo_in_one_process(void **state)
         assert_true(pattern_ok(out, n, 1, i));
     }
     assert_int_equal(mp_queue_qsize(q), 0);
-    assert_int_equal(mp_queue_empty(q), 1);
+    assert_int_equal(mp_queue_is_empty(q), 1);
     /* zero-byte messages are messages */
     assert_mp_ok(mp_queue_put(q, NULL, 0, 0));
     size_t n = 99;
@@ -71,14 +73,14 @@ static void maxsize_bounds_messages(void **state)
     assert_int_equal(mp_queue_maxsize(q), 3);
     for (int i = 0; i < 3; i++)
         assert_mp_ok(mp_queue_put_nowait(q, "abc", 3));
-    assert_int_equal(mp_queue_full(q), 1);
-    assert_mp(MP_EFULL, mp_queue_put_nowait(q, "abc", 3));
+    assert_int_equal(mp_queue_is_full(q), 1);
+    assert_mp(-ETIMEDOUT, mp_queue_put_nowait(q, "abc", 3));
     assert_mp(-ETIMEDOUT, mp_queue_put(q, "abc", 3, 0.05));
     assert_mp(-ETIMEDOUT, mp_queue_put(q, "abc", 3, 0));
     char out[8];
     size_t n;
     assert_mp_ok(mp_queue_get(q, out, sizeof out, &n, 0));
-    assert_int_equal(mp_queue_full(q), 0);
+    assert_int_equal(mp_queue_is_full(q), 0);
     assert_mp_ok(mp_queue_put_nowait(q, "abc", 3));
     assert_int_equal(mp_queue_qsize(q), 3);
     mp_queue_free(&q);
@@ -96,9 +98,9 @@ static void capacity_bounds_bytes(void **state)
         n++;
     /* each record takes 16 + 112 bytes */
     assert_int_equal(n, 1024 / 128);
-    assert_int_equal(mp_queue_full(q), 0); /* full() speaks of maxsize only */
-    assert_mp(MP_EFULL, mp_queue_put_nowait(q, buf, sizeof buf));
-    assert_mp(MP_EFULL, mp_queue_put_nowait(q, NULL, 0)); /* no room at all */
+    assert_int_equal(mp_queue_is_full(q), 0); /* full() speaks of maxsize only */
+    assert_mp(-ETIMEDOUT, mp_queue_put_nowait(q, buf, sizeof buf));
+    assert_mp(-ETIMEDOUT, mp_queue_put_nowait(q, NULL, 0)); /* no room at all */
     size_t got;
     assert_mp_ok(mp_queue_get_nowait(q, buf, sizeof buf, &got));
     assert_mp_ok(mp_queue_put_nowait(q, buf, sizeof buf));
@@ -112,7 +114,7 @@ static void get_blocks_then_times_out(void **state)
     assert_mp_ok(mp_queue_new(&q, 0, 0));
     char out[16];
     size_t n;
-    assert_mp(MP_EEMPTY, mp_queue_get_nowait(q, out, sizeof out, &n));
+    assert_mp(-ETIMEDOUT, mp_queue_get_nowait(q, out, sizeof out, &n));
     assert_mp(-ETIMEDOUT, mp_queue_get(q, out, sizeof out, &n, 0.05));
     assert_mp(-ETIMEDOUT, mp_queue_get(q, out, sizeof out, &n, 0));
     pid_t pid = mp_test_fork();
@@ -157,10 +159,10 @@ static void close_fails_puts_drains_gets(void **state)
     assert_mp_ok(mp_queue_new(&q, 0, 0));
     assert_mp_ok(mp_queue_put(q, "a", 1, 0));
     assert_mp_ok(mp_queue_put(q, "b", 1, 0));
-    assert_int_equal(mp_queue_closed(q), 0);
+    assert_int_equal(mp_queue_is_closed(q), 0);
     assert_mp_ok(mp_queue_close(q));
     assert_mp_ok(mp_queue_close(q)); /* idempotent */
-    assert_int_equal(mp_queue_closed(q), 1);
+    assert_int_equal(mp_queue_is_closed(q), 1);
     assert_mp(MP_ECLOSED, mp_queue_put(q, "c", 1, 1));
     assert_mp(MP_ECLOSED, mp_queue_put_nowait(q, "c", 1));
     char out[4];
@@ -367,10 +369,10 @@ static void bad_input_is_refused(void **state)
     assert_mp(-EINVAL, mp_queue_get_alloc(NULL, &p, &n, 0));
     assert_null(p);
     assert_int_equal(mp_queue_qsize(NULL), -EINVAL);
-    assert_mp(-EINVAL, mp_queue_empty(NULL));
-    assert_mp(-EINVAL, mp_queue_full(NULL));
+    assert_mp(-EINVAL, mp_queue_is_empty(NULL));
+    assert_mp(-EINVAL, mp_queue_is_full(NULL));
     assert_mp(-EINVAL, mp_queue_close(NULL));
-    assert_mp(-EINVAL, mp_queue_closed(NULL));
+    assert_mp(-EINVAL, mp_queue_is_closed(NULL));
     assert_mp(-EINVAL, mp_queue_task_done(NULL));
     assert_mp(-EINVAL, mp_queue_join(NULL, 0));
     assert_int_equal(mp_queue_unfinished(NULL), -EINVAL);
@@ -411,7 +413,7 @@ static void bad_input_is_refused(void **state)
     assert_child_ok(pid);
     /* put_nowait never starts a stream it could not finish at once */
     static unsigned char m2[5000];
-    assert_mp(MP_EFULL, mp_queue_put_nowait(q, m2, sizeof m2));
+    assert_mp(-ETIMEDOUT, mp_queue_put_nowait(q, m2, sizeof m2));
     assert_int_equal(mp_queue_qsize(q), 0);
     /* after free, the variable is NULL and every call refuses it */
     mp_queue_free(&q);
@@ -617,6 +619,66 @@ static void consumer_killed_mid_stream(void **state)
     mp_queue_free(&q);
 }
 
+/* docs/conventions.md: only MP_FOREVER and +INFINITY wait without limit; any other negative
+ * timeout, and NaN, acts as 0 (never sleeps); "would block" is -ETIMEDOUT however it was asked;
+ * predicates and queries take const handles and say 1/0/-EINVAL; free returns 0. */
+static void calls_follow_the_conventions(void **state)
+{
+    (void)state;
+    mp_queue *q;
+    assert_mp_ok(mp_queue_new_joinable(&q, 1, MP_QUEUE_MIN_CAPACITY));
+    const mp_queue *cq = q;
+    char out[16];
+    size_t n;
+    const double expired[] = {-0.5, -1e-9, -2.0, -1e300, NAN};
+    for (size_t i = 0; i < sizeof expired / sizeof expired[0]; i++) {
+        assert_mp(-ETIMEDOUT, mp_queue_get(q, out, sizeof out, &n, expired[i]));
+        assert_int_equal(mp_queue_get_many(q, &(struct iovec){out, sizeof out}, 1, &n, expired[i]),
+                         -ETIMEDOUT);
+    }
+    assert_int_equal(mp_queue_is_empty(cq), 1);
+    assert_int_equal(mp_queue_is_full(cq), 0);
+    assert_int_equal(mp_queue_is_closed(cq), 0);
+    assert_mp_ok(mp_queue_put(q, "a", 1, -0.5)); /* room: an expired limit still puts at once */
+    assert_int_equal(mp_queue_is_full(cq), 1);
+    assert_int_equal(mp_queue_is_empty(cq), 0);
+    assert_int_equal(mp_queue_qsize(cq), 1);
+    for (size_t i = 0; i < sizeof expired / sizeof expired[0]; i++) {
+        assert_mp(-ETIMEDOUT, mp_queue_put(q, "b", 1, expired[i]));
+        assert_int_equal(mp_queue_put_many(q, &(struct iovec){"b", 1}, 1, expired[i]), -ETIMEDOUT);
+    }
+    assert_mp(-ETIMEDOUT, mp_queue_put_nowait(q, "b", 1));
+    assert_int_equal(mp_queue_unfinished(cq), 1);
+    assert_int_equal(mp_queue_tasks_lost(cq), 0);
+    assert_int_equal(mp_queue_capacity(cq), MP_QUEUE_MIN_CAPACITY);
+    assert_int_equal(mp_queue_maxsize(cq), 1);
+    assert_mp(-ETIMEDOUT, mp_queue_join(q, -0.5));
+    assert_mp_ok(mp_queue_get(q, out, sizeof out, &n, -0.5)); /* a message there: taken */
+    assert_mp(-ETIMEDOUT, mp_queue_get_nowait(q, out, sizeof out, &n));
+    /* a big message with an expired limit starts no stream it cannot finish at once */
+    static unsigned char big[5000];
+    assert_mp(-ETIMEDOUT, mp_queue_put(q, big, sizeof big, -0.5));
+    assert_int_equal(mp_queue_qsize(cq), 0);
+    assert_mp_ok(mp_queue_task_done(q));
+    assert_mp_ok(mp_queue_join(q, -0.5));
+    /* +INFINITY waits as MP_FOREVER does */
+    pid_t pid = mp_test_fork();
+    if (pid == 0) {
+        sleep_ms(50);
+        MP_CHILD_CHECK(mp_queue_put(q, "late", 4, 5) == 0);
+        mp_test_child_exit(0);
+    }
+    assert_mp_ok(mp_queue_get(q, out, sizeof out, &n, INFINITY));
+    assert_int_equal(n, 4);
+    assert_child_ok(pid);
+    assert_mp_ok(mp_queue_close(q));
+    assert_int_equal(mp_queue_is_closed(cq), 1);
+    assert_int_equal(mp_queue_free(&q), 0);
+    assert_null(q);
+    assert_int_equal(mp_queue_free(&q), 0);
+    assert_int_equal(mp_queue_free(NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -631,6 +693,7 @@ int main(void)
         MP_TEST(big_messages_stream_without_interleaving),
         MP_TEST(joinable_task_done_and_join),
         MP_TEST(bad_input_is_refused),
+        MP_TEST(calls_follow_the_conventions),
         MP_TEST(scribbled_ring_is_reported),
         MP_TEST(producer_killed_before_publishing),
         MP_TEST(consumer_killed_before_and_after_taking),

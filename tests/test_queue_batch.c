@@ -65,7 +65,7 @@ static void batch_fifo_with_single_calls(void **state)
             next++;
             continue;
         }
-        ssize_t k = mp_queue_get_many(q, bufs, lens, want, 1);
+        ssize_t k = mp_queue_get_many(q, bufs, want, lens, 1);
         assert_true(k >= 1 && (size_t)k <= want);
         /* everything is there: a batch stops short only at the end of the queue */
         assert_int_equal((size_t)k, want < N - next ? want : N - next);
@@ -75,13 +75,13 @@ static void batch_fifo_with_single_calls(void **state)
         }
     }
     assert_int_equal(mp_queue_qsize(q), 0);
-    assert_count(-ETIMEDOUT, mp_queue_get_many(q, bufs, lens, 4, 0));
-    assert_count(-ETIMEDOUT, mp_queue_get_many(q, bufs, lens, 4, 0.02));
+    assert_count(-ETIMEDOUT, mp_queue_get_many(q, bufs, 4, lens, 0));
+    assert_count(-ETIMEDOUT, mp_queue_get_many(q, bufs, 4, lens, 0.02));
     /* 0-byte messages are messages */
     struct iovec z[3] = {{NULL, 0}, {NULL, 0}, {NULL, 0}};
     assert_count(3, mp_queue_put_many(q, z, 3, 0));
     lens[0] = lens[1] = lens[2] = 99;
-    assert_count(3, mp_queue_get_many(q, bufs, lens, 8, 0));
+    assert_count(3, mp_queue_get_many(q, bufs, 8, lens, 0));
     assert_true(lens[0] == 0 && lens[1] == 0 && lens[2] == 0);
     mp_queue_free(&q);
 }
@@ -96,13 +96,13 @@ static void put_many_partial_on_maxsize_and_bytes(void **state)
     for (int i = 0; i < 8; i++)
         msgs[i] = (struct iovec){m[i], 2};
     assert_count(5, mp_queue_put_many(q, msgs, 8, 0));
-    assert_int_equal(mp_queue_full(q), 1);
+    assert_int_equal(mp_queue_is_full(q), 1);
     assert_count(-ETIMEDOUT, mp_queue_put_many(q, msgs + 5, 3, 0));
     assert_count(-ETIMEDOUT, mp_queue_put_many(q, msgs + 5, 3, 0.02));
     char out[2][8];
     struct iovec bufs[2] = {{out[0], 8}, {out[1], 8}};
     size_t lens[2];
-    assert_count(2, mp_queue_get_many(q, bufs, lens, 2, 0));
+    assert_count(2, mp_queue_get_many(q, bufs, 2, lens, 0));
     assert_memory_equal(out[0], "m0", 2);
     assert_memory_equal(out[1], "m1", 2);
     /* two slots free: a timed batch puts two and reports it after its timeout */
@@ -172,14 +172,14 @@ static void get_many_stops_before_what_does_not_fit(void **state)
     struct iovec bufs[3] = {{o[0], 50}, {o[1], 50}, {o[2], 4000}};
     size_t lens[3] = {0, 0, 0};
     /* the second does not fit its 50 bytes: the batch stops before it */
-    assert_count(1, mp_queue_get_many(q, bufs, lens, 3, 0));
+    assert_count(1, mp_queue_get_many(q, bufs, 3, lens, 0));
     assert_int_equal(lens[0], sizeof a);
     /* now the head does not fit the first buffer: MP_ETOOSMALL, size in lens[0], kept */
-    assert_count(MP_ETOOSMALL, mp_queue_get_many(q, bufs, lens, 3, 0));
+    assert_count(MP_ETOOSMALL, mp_queue_get_many(q, bufs, 3, lens, 0));
     assert_int_equal(lens[0], sizeof c);
     assert_int_equal(mp_queue_qsize(q), 2);
     bufs[0].iov_len = 4000;
-    assert_count(2, mp_queue_get_many(q, bufs, lens, 3, 0));
+    assert_count(2, mp_queue_get_many(q, bufs, 3, lens, 0));
     assert_int_equal(lens[0], sizeof c);
     assert_true(pattern_ok(o[0], lens[0], 3, 2));
     assert_int_equal(lens[1], sizeof a);
@@ -196,7 +196,7 @@ static void get_many_stops_before_what_does_not_fit(void **state)
     size_t got = 0;
     unsigned seen_big = 0;
     while (got < 3) {
-        ssize_t k = mp_queue_get_many(q, bufs, lens, 3, mp_test_timeout(5));
+        ssize_t k = mp_queue_get_many(q, bufs, 3, lens, mp_test_timeout(5));
         assert_true(k >= 1);
         for (ssize_t j = 0; j < k; j++) {
             if (lens[j] == sizeof bigm) {
@@ -239,7 +239,7 @@ static void put_many_with_streamed_messages(void **state)
     size_t lens[4];
     unsigned next = 0;
     while (next < N) {
-        ssize_t k = mp_queue_get_many(q, bufs, lens, 4, mp_test_timeout(5));
+        ssize_t k = mp_queue_get_many(q, bufs, 4, lens, mp_test_timeout(5));
         assert_true(k >= 1);
         for (ssize_t j = 0; j < k; j++, next++) {
             assert_int_equal(lens[j], next % 3 == 1 ? BIG - next : 10 + next);
@@ -273,7 +273,7 @@ static void close_and_joinable_counting(void **state)
     for (int i = 0; i < 10; i++)
         bufs[i] = (struct iovec){o[i], 4};
     size_t lens[10];
-    assert_count(6, mp_queue_get_many(q, bufs, lens, 6, 0));
+    assert_count(6, mp_queue_get_many(q, bufs, 6, lens, 0));
     assert_int_equal(mp_queue_unfinished(q), 10);
     for (int i = 0; i < 6; i++)
         assert_mp_ok(mp_queue_task_done(q));
@@ -281,9 +281,9 @@ static void close_and_joinable_counting(void **state)
     assert_mp(-ETIMEDOUT, mp_queue_join(q, 0.01));
     assert_mp_ok(mp_queue_close(q));
     assert_count(MP_ECLOSED, mp_queue_put_many(q, msgs, 10, 1));
-    assert_count(4, mp_queue_get_many(q, bufs, lens, 10, 1)); /* drains after close */
+    assert_count(4, mp_queue_get_many(q, bufs, 10, lens, 1)); /* drains after close */
     assert_int_equal(o[3][0], 'j');
-    assert_count(MP_ECLOSED, mp_queue_get_many(q, bufs, lens, 10, 1));
+    assert_count(MP_ECLOSED, mp_queue_get_many(q, bufs, 10, lens, 1));
     for (int i = 0; i < 4; i++)
         assert_mp_ok(mp_queue_task_done(q));
     assert_mp_ok(mp_queue_join(q, 1));
@@ -335,11 +335,11 @@ static void bad_input(void **state)
     struct iovec huge[2] = {ok, {b, MP_QUEUE_MSG_MAX + 1}};
     assert_count(MP_ETOOBIG, mp_queue_put_many(q, huge, 2, 0));
     assert_int_equal(mp_queue_qsize(q), 0);
-    assert_count(-EINVAL, mp_queue_get_many(NULL, &ok, lens, 1, 0));
-    assert_count(-EINVAL, mp_queue_get_many(q, NULL, lens, 1, 0));
-    assert_count(-EINVAL, mp_queue_get_many(q, &ok, NULL, 1, 0));
-    assert_count(-EINVAL, mp_queue_get_many(q, &ok, lens, 0, 0));
-    assert_count(-EINVAL, mp_queue_get_many(q, &nul, lens, 1, 0));
+    assert_count(-EINVAL, mp_queue_get_many(NULL, &ok, 1, lens, 0));
+    assert_count(-EINVAL, mp_queue_get_many(q, NULL, 1, lens, 0));
+    assert_count(-EINVAL, mp_queue_get_many(q, &ok, 1, NULL, 0));
+    assert_count(-EINVAL, mp_queue_get_many(q, &ok, 0, lens, 0));
+    assert_count(-EINVAL, mp_queue_get_many(q, &nul, 1, lens, 0));
     mp_queue_free(&q);
     assert_count(-EINVAL, mp_queue_put_many(q, &ok, 1, 0));
 }
@@ -377,7 +377,7 @@ static void batches_stay_together(void **state)
         bufs[i] = (struct iovec){o[i], sizeof o[i]};
     size_t lens[16];
     while (next_batch[0] < BATCHES || next_batch[1] < BATCHES || next_batch[2] < BATCHES) {
-        ssize_t k = mp_queue_get_many(q, bufs, lens, 1 + (size_t)(total % 16), mp_test_timeout(5));
+        ssize_t k = mp_queue_get_many(q, bufs, 1 + (size_t)(total % 16), lens, mp_test_timeout(5));
         assert_true(k >= 1);
         for (ssize_t j = 0; j < k; j++, total++) {
             uint32_t p = o[j][0], b = o[j][1], i = o[j][2] >> 8, n = o[j][2] & 0xff;
@@ -566,7 +566,7 @@ static void consumer(mp_queue *q, struct shared *sh, struct cons_state *cs, uint
             memset(cbuf[i], 0xff, sizeof(struct msg_hdr));
         atomic_store(&cs->ntaking, 0);
         atomic_store(&cs->inflight, 1);
-        ssize_t k = mp_queue_get_many(q, bufs, lens, want, 0.005);
+        ssize_t k = mp_queue_get_many(q, bufs, want, lens, 0.005);
         for (ssize_t j = 0; j < k; j++) {
             struct msg_hdr h;
             memcpy(&h, cbuf[j], sizeof h);
@@ -667,7 +667,7 @@ static void batch_calls_killed_at_random_moments(void **state)
         bufs[i] = (struct iovec){out[i], MSG_MAX};
     size_t lens[KB];
     ssize_t k;
-    while ((k = mp_queue_get_many(q, bufs, lens, KB, 0.2)) > 0) {
+    while ((k = mp_queue_get_many(q, bufs, KB, lens, 0.2)) > 0) {
         for (ssize_t j = 0; j < k; j++) {
             struct msg_hdr h;
             memcpy(&h, out[j], sizeof h);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=120 */
 /* test_queue_kill.c - SIGKILL producers and consumers at random instants, over 1,000 times, on one
  * queue that lives through every round; then account for every message: each received at most

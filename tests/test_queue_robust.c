@@ -213,7 +213,7 @@ static unsigned char big[BIG];
 static void assert_untouched(mp_queue *q, ssize_t qsize)
 {
     assert_int_equal(mp_queue_qsize(q), qsize);
-    assert_int_equal(mp_queue_full(q), 0);
+    assert_int_equal(mp_queue_is_full(q), 0);
     assert_int_equal(mp_queue_unfinished(q), qsize);
 }
 
@@ -228,7 +228,7 @@ static void stream_timeout_without_consumer_rolls_back(void **state)
     /* its slot and its ring bytes are free again */
     assert_mp_ok(mp_queue_put(q, "one", 3, 0.2));
     assert_mp_ok(mp_queue_put(q, "two", 3, 0.2));
-    assert_int_equal(mp_queue_full(q), 1);
+    assert_int_equal(mp_queue_is_full(q), 1);
     /* a consumer with a small buffer never hears of it */
     char buf[16];
     size_t n;
@@ -236,7 +236,7 @@ static void stream_timeout_without_consumer_rolls_back(void **state)
     assert_true(n == 3 && memcmp(buf, "one", 3) == 0);
     assert_mp_ok(mp_queue_get_nowait(q, buf, sizeof buf, &n));
     assert_true(n == 3 && memcmp(buf, "two", 3) == 0);
-    assert_mp(MP_EEMPTY, mp_queue_get_nowait(q, buf, sizeof buf, &n));
+    assert_mp(-ETIMEDOUT, mp_queue_get_nowait(q, buf, sizeof buf, &n));
     assert_mp_ok(mp_queue_task_done(q));
     assert_mp_ok(mp_queue_task_done(q));
     assert_mp_ok(mp_queue_join(q, 0));
@@ -293,12 +293,12 @@ static void stream_timeout_after_a_chunk_was_taken_is_uncounted(void **state)
     /* a consumer skips the rest of it (its ring bytes stay taken until one does) */
     char buf[16];
     size_t n;
-    assert_mp(MP_EEMPTY, mp_queue_get_nowait(q, buf, sizeof buf, &n));
+    assert_mp(-ETIMEDOUT, mp_queue_get_nowait(q, buf, sizeof buf, &n));
     assert_untouched(q, 0);
     assert_mp_ok(mp_queue_put(q, "one", 3, 0.2));
     assert_mp_ok(mp_queue_get(q, buf, sizeof buf, &n, 0.5));
     assert_true(n == 3 && memcmp(buf, "one", 3) == 0);
-    assert_mp(MP_EEMPTY, mp_queue_get_nowait(q, buf, sizeof buf, &n));
+    assert_mp(-ETIMEDOUT, mp_queue_get_nowait(q, buf, sizeof buf, &n));
     assert_mp_ok(mp_queue_task_done(q));
     assert_mp_ok(mp_queue_join(q, 0));
     mp_queue_free(&q);
@@ -321,7 +321,7 @@ static void producer_killed_mid_stream_leaves_no_trace(void **state)
     assert_int_equal(mp_test_wait_code(p, mp_test_timeout(10)), 128 + SIGKILL);
     char buf[16];
     size_t n;
-    assert_mp(MP_EEMPTY, mp_queue_get_nowait(q, buf, sizeof buf, &n));
+    assert_mp(-ETIMEDOUT, mp_queue_get_nowait(q, buf, sizeof buf, &n));
     assert_mp(-ETIMEDOUT, mp_queue_get(q, buf, sizeof buf, &n, 0.05));
     assert_untouched(q, 0);
     assert_mp_ok(mp_queue_put(q, "one", 3, 0.2));
@@ -349,7 +349,7 @@ static void killed_stream_is_not_announced_to_small_buffers(void **state)
     size_t n;
     assert_mp_ok(mp_queue_get_nowait(q, buf, sizeof buf, &n));
     assert_true(n == 5 && memcmp(buf, "first", 5) == 0);
-    assert_mp(MP_EEMPTY, mp_queue_get_nowait(q, buf, sizeof buf, &n));
+    assert_mp(-ETIMEDOUT, mp_queue_get_nowait(q, buf, sizeof buf, &n));
     assert_int_equal(mp_queue_qsize(q), 0);
     assert_int_equal(mp_queue_unfinished(q), 1);
     mp_queue_free(&q);
@@ -376,7 +376,7 @@ static void message_up_to_the_ring_needs_no_consumer(void **state)
     }
     /* and without waiting */
     assert_mp_ok(mp_queue_put_nowait(q, big, RING - 16));
-    assert_mp(MP_EFULL, mp_queue_put_nowait(q, "x", 1));
+    assert_mp(-ETIMEDOUT, mp_queue_put_nowait(q, "x", 1));
     mp_queue_free(&q);
 }
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=120 */
 /* test_queue_stress.c - many producers and consumers: 4 x 4 moving 1,000,000 checksummed
  * messages of random sizes (none lost, none duplicated, FIFO per producer), and the same kind of

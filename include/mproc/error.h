@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mproc/error.h - one error convention for the whole library.
  *
  * Every mproc call that can fail returns an int: 0 on success, or a negative code.
@@ -62,6 +63,8 @@ enum mp__err_pos {
 #define MP_ECLOSED      MP__ECODE(CLOSED)
 #define MP_EEOF         MP__ECODE(EOF)
 #define MP_EFULL        MP__ECODE(FULL)
+/* Retired: no call returns MP_EEMPTY any more (an empty queue is -ETIMEDOUT, the one "would
+ * block" code). Kept, with its name and message, so the codes after it keep their values. */
 #define MP_EEMPTY       MP__ECODE(EMPTY)
 #define MP_ESTATE       MP__ECODE(STATE)
 #define MP_ENOTSTARTED  MP__ECODE(NOTSTARTED)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mproc/queue.h - multi-producer, multi-consumer message queues in shared memory: Python's
  * multiprocessing.Queue and JoinableQueue, in C.
  *
@@ -39,8 +40,11 @@
  * after it was woken costs the others at most one slice: a put never stays blocked while the
  * queue has room, nor a get while it has messages.
  *
- * Timeouts are seconds as a double on CLOCK_MONOTONIC (MP_FOREVER: no limit, 0: do not wait);
- * signals never interrupt a call (EINTR is retried against the same deadline).
+ * Timeouts are seconds as a double on CLOCK_MONOTONIC (docs/conventions.md): MP_FOREVER (or
+ * +INFINITY) is the only "no limit"; 0, and any other negative value or NaN, does not wait. A
+ * call that could not finish in the time given, waiting or not (the *_nowait forms are the same
+ * calls with timeout 0), returns -ETIMEDOUT. Signals never interrupt a call (EINTR is retried
+ * against the same deadline).
  *
  * Thread safety: every call may be used from many processes and threads at once on the same queue,
  * except mp_queue_free, which the caller must not race with other calls on the same handle.
@@ -91,8 +95,8 @@ MP_API int mp_queue_new_joinable(mp_queue **out, size_t maxsize_msgs, size_t cap
  * MP_ECLOSED (the queue is closed, also when it gets closed during the wait), -ETIMEDOUT. */
 MP_API int mp_queue_put(mp_queue *q, const void *buf, size_t len, double timeout);
 
-/* mp_queue_put without waiting: MP_EFULL instead of -ETIMEDOUT when the message cannot go in at
- * once (in particular, always for a message larger than the ring's free space). */
+/* mp_queue_put with timeout 0: -ETIMEDOUT when the message cannot go in at once (in particular,
+ * always for a message larger than the ring's free space). */
 MP_API int mp_queue_put_nowait(mp_queue *q, const void *buf, size_t len);
 
 /* mp_queue_put of one message gathered from iov[0..iovcnt) (a header and a body without a copy).
@@ -128,7 +132,7 @@ MP_API ssize_t mp_queue_put_many(mp_queue *q, const struct iovec *msgs, size_t n
  * someone outside this library; the queue is unusable). */
 MP_API int mp_queue_get(mp_queue *q, void *buf, size_t cap, size_t *len, double timeout);
 
-/* mp_queue_get without waiting: MP_EEMPTY instead of -ETIMEDOUT. */
+/* mp_queue_get with timeout 0: -ETIMEDOUT when no message is there at once. */
 MP_API int mp_queue_get_nowait(mp_queue *q, void *buf, size_t cap, size_t *len);
 
 /* As mp_queue_get, into a buffer the library allocates with malloc: on success *out (free it with
@@ -148,17 +152,17 @@ MP_API int mp_queue_get_alloc(mp_queue *q, void **out, size_t *len, double timeo
  * For a JoinableQueue every message taken counts one task for mp_queue_task_done.
  * Errors: -EINVAL (q, bufs or lens NULL, n == 0, an entry with a NULL base and a non-zero
  * length), MP_ETOOSMALL, -ETIMEDOUT, MP_ECLOSED (closed and nothing left), MP_ECORRUPT. */
-MP_API ssize_t mp_queue_get_many(mp_queue *q, const struct iovec *bufs, size_t *lens, size_t n,
+MP_API ssize_t mp_queue_get_many(mp_queue *q, const struct iovec *bufs, size_t n, size_t *lens,
                                  double timeout);
 
 /* The approximate number of messages in the queue (exact when nobody else is putting or getting),
  * >= 0, or -EINVAL. As in Python, it may change before the caller looks at it. */
-MP_API ssize_t mp_queue_qsize(mp_queue *q);
+MP_API ssize_t mp_queue_qsize(const mp_queue *q);
 /* 1 when the queue holds no message, 0 when it holds some, -EINVAL. Approximate as qsize. */
-MP_API int mp_queue_empty(mp_queue *q);
+MP_API int mp_queue_is_empty(const mp_queue *q);
 /* 1 when qsize has reached maxsize (never for maxsize 0), 0 otherwise, -EINVAL. A put may still
  * wait for ring bytes when this says 0. */
-MP_API int mp_queue_full(mp_queue *q);
+MP_API int mp_queue_is_full(const mp_queue *q);
 
 /* The ring's byte capacity and the maxsize given at creation (0 on NULL). */
 MP_API size_t mp_queue_capacity(const mp_queue *q);
@@ -171,12 +175,13 @@ MP_API size_t mp_queue_maxsize(const mp_queue *q);
  * when already closed. Errors: -EINVAL. */
 MP_API int mp_queue_close(mp_queue *q);
 /* 1 when closed, 0 when open, -EINVAL. */
-MP_API int mp_queue_closed(mp_queue *q);
+MP_API int mp_queue_is_closed(const mp_queue *q);
 
 /* Releases the calling process's handle (its mapping) and sets *qp to NULL. Other processes keep
- * theirs; the memory goes away with the last one. It does not close the queue. NULL and &NULL are
- * no-ops. A later call through the freed pointer's variable gets -EINVAL. */
-MP_API void mp_queue_free(mp_queue **qp);
+ * theirs; the memory goes away with the last one. It does not close the queue. Returns 0; NULL
+ * and &NULL are no-ops returning 0. A later call through the freed pointer's variable gets
+ * -EINVAL. */
+MP_API int mp_queue_free(mp_queue **qp);
 
 /* JoinableQueue: marks one message taken with get as processed. Errors: -EINVAL (q NULL), MP_ETYPE
  * (not a joinable queue), MP_EOVERRELEASE (called more times than messages were put: Python's
@@ -198,12 +203,12 @@ MP_API int mp_queue_join(mp_queue *q, double timeout);
 
 /* JoinableQueue: the number of unfinished tasks (put and not yet finished, see mp_queue_join),
  * >= 0, or -EINVAL, MP_ETYPE. Items of a taker that died count until a join notices its death. */
-MP_API ssize_t mp_queue_unfinished(mp_queue *q);
+MP_API ssize_t mp_queue_unfinished(const mp_queue *q);
 
 /* JoinableQueue: how many messages were taken by a process that died before marking them with
  * task_done (counted finished for join), since the queue was created; >= 0, or -EINVAL,
  * MP_ETYPE. */
-MP_API ssize_t mp_queue_tasks_lost(mp_queue *q);
+MP_API ssize_t mp_queue_tasks_lost(const mp_queue *q);
 
 #ifdef __cplusplus
 }

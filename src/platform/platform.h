@@ -269,4 +269,17 @@ static inline int mp__robust_mutex_trylock(pthread_mutex_t *m)
     return r;
 }
 
+/* ---- processes by pid (proc.c) -------------------------------------------------------------- */
+
+/* The calling process's pid, cached (forgotten in fork children: pthread_atfork, so children
+ * must be made with fork(), not a raw clone()). */
+pid_t mp__getpid_cached(void);
+/* The start time of process pid (clock ticks since boot: /proc/<pid>/stat field 22), which tells
+ * a process from a later one given the same pid; 0 when unknown. */
+uint64_t mp__pid_start_time(pid_t pid);
+/* Whether the process recorded as (pid, start_time) is gone: no such pid, a zombie (it will never
+ * act again, though its parent has not reaped it), or the pid now names another process (its
+ * start time differs; start_time 0 skips that check). */
+bool mp__pid_gone(pid_t pid, uint64_t start_time);
+
 #endif

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mech_queue.c - mp_queue: two queues, one each way (a round trip needs an answer channel). */
 #include <errno.h>
 #include <stdlib.h>
