@@ -148,9 +148,12 @@ static void random_kills_never_leave_a_caller_blocked(void **state)
     for (int i = 0; i < NW; i++)
         assert_true((pid[i] = spawn(q, sh, i, rng_next(&rng))) > 0);
     const int64_t limit = (int64_t)(mp_test_timeout(1.0) * 1e9);
+    /* The time allowed for the kills scales with the run (valgrind, sanitizers), so the
+     * minimum number of kills below is reached on a slow run too. */
+    const int64_t run_ns = (int64_t)(RUN_S / 2 * 1e9 * mp_test_timeout(1.0));
     int64_t start = now_ns(), worst = 0;
     int kills = 0, bad = -1;
-    while (kills < KILLS / 2 && now_ns() - start < (int64_t)(RUN_S / 2 * 1e9)) {
+    while (kills < KILLS / 2 && now_ns() - start < run_ns) {
         spin_us((long)(rng_next(&rng) % 3000));
         if ((bad = stuck(q, sh, limit)) >= 0) break;
         int v = (int)(rng_next(&rng) % NW);
@@ -198,9 +201,10 @@ static void kill_waves_never_leave_a_survivor_blocked(void **state)
     assert_true(sh != MAP_FAILED);
     uint64_t rng = 0xC0FFEEull;
     const int64_t limit = (int64_t)(mp_test_timeout(1.0) * 1e9);
+    const int64_t run_ns = (int64_t)(RUN_S / 2 * 1e9 * mp_test_timeout(1.0));
     int64_t start = now_ns();
     int kills = 0, rounds = 0, blocked = 0;
-    while (kills < KILLS / 2 && now_ns() - start < (int64_t)(RUN_S / 2 * 1e9)) {
+    while (kills < KILLS / 2 && now_ns() - start < run_ns) {
         mp_queue *q;
         assert_mp_ok(mp_queue_new(&q, 0, RING));
         atomic_store(&sh->stop, 0);

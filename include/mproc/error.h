@@ -27,7 +27,7 @@ extern "C" {
 #define MP_ERRNO_MAP(XX)                                                                           \
     XX(CLOSED, "object is closed")                                                                 \
     XX(EOF, "end of file: the peer closed its end and everything sent has been received")          \
-    XX(FULL, "queue is full")                                                                      \
+    XX(FULL, "table is full")                                                                      \
     XX(EMPTY, "queue is empty")                                                                    \
     XX(STATE, "call not valid in the object's current state")                                      \
     XX(NOTSTARTED, "process has not been started")                                                 \
