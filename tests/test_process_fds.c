@@ -248,7 +248,7 @@ static int t_daemon_flag_of_new(void *arg)
     (void)arg;
     mp_process *q;
     if (mp_process_new(&q, NULL, t_return0, NULL)) return 50;
-    int d = mp_process_daemon(q) ? 1 : 0;
+    int d = mp_process_is_daemon(q) ? 1 : 0;
     mp_process_free(&q);
     return d;
 }
@@ -267,7 +267,7 @@ static void daemon_flag_inherited(void **state)
     /* In the main program a new object is not a daemon. */
     mp_process *m;
     assert_mp_ok(mp_process_new(&m, NULL, t_return0, NULL));
-    bool main_daemon = mp_process_daemon(m);
+    bool main_daemon = mp_process_is_daemon(m);
     mp_process_free(&m);
     assert_false(main_daemon);
 }
@@ -611,7 +611,7 @@ static void reaped_before_watched_body(bool fallback)
     MP_CHILD_CHECK(started == 0);
     MP_CHILD_CHECK(mp_process_join(p, mp_test_timeout(10)) == 0);
     int code = 77;
-    MP_CHILD_CHECK(mp_process_exitcode(p, &code) == -ECHILD && code == 77);
+    MP_CHILD_CHECK(mp_process_exitcode(p, &code) == -ENODATA && code == 77);
     MP_CHILD_CHECK(mp_process_is_alive(p) == 0);
     MP_CHILD_CHECK(mp_process_kill(p) == MP_EREAPED);
     mp__deadline now = mp__deadline_in(0);
