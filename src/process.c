@@ -41,14 +41,25 @@ struct mp_process {
     mp_target_fn target;
     void *arg;
     bool daemon;
-    int state;    /* ST_*, as seen by the owner */
-    pid_t pid;    /* the child's pid once started */
-    pid_t owner;  /* the process that started it: only it may join, signal or reap */
-    int pidfd;    /* -1 before start and in processes that only hold a copy of the object */
-    int code;     /* exit code once reaped */
-    bool unknown; /* reaped by someone else: the exit code is lost */
+    _Atomic int state; /* ST_*, as seen by the owner; atomic: a thread may signal the child
+                        * while another reaps it (release: code and unknown are set first) */
+    pid_t pid;         /* the child's pid once started */
+    pid_t owner;       /* the process that started it: only it may join, signal or reap */
+    int pidfd;         /* -1 before start and in processes that only hold a copy of the object */
+    int code;          /* exit code once reaped */
+    bool unknown;      /* reaped by someone else: the exit code is lost */
     struct mp_process *prev, *next; /* registry links, valid while owner == my_pid() */
 };
+
+static inline int st_get(const struct mp_process *p)
+{
+    return mp__load_acq(&p->state);
+}
+
+static inline void st_set(struct mp_process *p, int st)
+{
+    mp__store_rel(&p->state, st);
+}
 
 /* ---- registry -------------------------------------------------------------------------------- */
 
@@ -319,7 +330,7 @@ int mp_process_new(mp_process **out, const char *name, mp_target_fn target, void
 int mp_process_set_daemon(mp_process *p, bool daemon)
 {
     if (!p) return -EINVAL;
-    if (p->state != ST_NEW) return MP_ESTARTED;
+    if (st_get(p) != ST_NEW) return MP_ESTARTED;
     p->daemon = daemon;
     return 0;
 }
@@ -339,15 +350,15 @@ int mp_process_start(mp_process *p)
 {
     if (!p) return -EINVAL;
     if (is_self(p)) return MP_ESELF;
-    if (p->state != ST_NEW) return MP_ESTARTED;
+    if (st_get(p) != ST_NEW) return MP_ESTARTED;
     pthread_once(&atexit_once, register_exit_handler);
     /* Written before fork, so neither side takes a copy-on-write fault for them. */
     p->owner = my_pid();
-    p->state = ST_RUNNING;
+    st_set(p, ST_RUNNING);
     pid_t pid = mp__fork(0);
     if (pid < 0) {
         p->owner = 0;
-        p->state = ST_NEW;
+        st_set(p, ST_NEW);
         return pid;
     }
     if (pid == 0) {
@@ -368,7 +379,7 @@ int mp_process_start(mp_process *p)
         if (fd >= 0) {
             p->pid = pid;
             p->pidfd = fd;
-            p->state = ST_REAPED;
+            st_set(p, ST_REAPED);
             p->unknown = true;
             reg_insert(p);
             return 0;
@@ -381,7 +392,7 @@ int mp_process_start(mp_process *p)
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
         }
         p->owner = 0;
-        p->state = ST_NEW;
+        st_set(p, ST_NEW);
         return fd;
     }
     p->pid = pid;
@@ -400,7 +411,7 @@ static int check_child(const mp_process *p)
 {
     if (!p) return -EINVAL;
     if (is_self(p)) return MP_ESELF;
-    if (p->state == ST_NEW) return MP_ENOTSTARTED;
+    if (st_get(p) == ST_NEW) return MP_ENOTSTARTED;
     if (p->owner != my_pid()) return MP_ECHILD;
     return 0;
 }
@@ -409,7 +420,7 @@ static int check_child(const mp_process *p)
  * runs, or a negative error. */
 static int reap(mp_process *p, const mp__deadline *dl)
 {
-    if (p->state == ST_REAPED) return 1;
+    if (st_get(p) == ST_REAPED) return 1;
     int code = 0;
     int r = mp__reap_pidfd(p->pidfd, dl, &code);
     if (r == -ECHILD) { /* someone else reaped it (SIGCHLD ignored, waitpid(-1), ...) */
@@ -418,7 +429,7 @@ static int reap(mp_process *p, const mp__deadline *dl)
     }
     if (r == 1) {
         p->code = code;
-        p->state = ST_REAPED;
+        st_set(p, ST_REAPED);
     }
     return r;
 }
@@ -446,7 +457,7 @@ int mp_process_is_alive(const mp_process *cp)
     /* A query for the caller; reaping an ended child is bookkeeping inside the object (which is
      * never const: every object is allocated by mp_process_new or is one of our statics). */
     mp_process *p = (mp_process *)cp;
-    if (p->state == ST_NEW) return 0;
+    if (st_get(p) == ST_NEW) return 0;
     if (p->owner != my_pid()) return MP_ECHILD;
     int r = reap(p, NULL);
     if (r < 0) return r;
@@ -486,7 +497,7 @@ int mp_process_signal(mp_process *p, int sig)
     if (sig < 0 || sig >= NSIG) return -EINVAL;
     int r = check_child(p);
     if (r) return r;
-    if (p->state == ST_REAPED) return MP_EREAPED;
+    if (st_get(p) == ST_REAPED) return MP_EREAPED;
     r = mp__pidfd_send_signal(p->pidfd, sig);
     return r == -ESRCH ? 0 : r; /* ended, not yet reaped: nothing to do, as Python */
 }
@@ -516,7 +527,7 @@ int mp_process_free(mp_process **pp)
     if (is_self(p)) return MP_ESELF;
     if (p == &main_process) return MP_ECHILD;   /* the parent's, seen from a child */
     if (p == &parent_process) return MP_ECHILD; /* borrowed from mp_process_parent */
-    if (p->state != ST_NEW) {
+    if (st_get(p) != ST_NEW) {
         if (p->owner == my_pid()) {
             int r = reap(p, NULL);
             if (r == 0) return -EBUSY;
@@ -580,7 +591,7 @@ mp_process *mp_process_parent(void)
         memcpy(pp->name, G.parent_name, sizeof pp->name);
         pp->pid = G.parent_pid;
         pp->owner = 0; /* not our child: every call that would reap or signal it says MP_ECHILD */
-        pp->state = ST_RUNNING;
+        st_set(pp, ST_RUNNING);
         int fd = mp__parent_pidfd_open(G.parent_pid);
         if (fd == -ESRCH) fd = mp__dead_handle(); /* already ended: a sentinel readable at once */
         pp->pidfd = fd >= 0 ? fd : -1; /* else (no pidfds, no fd left): waits poll getppid() */
