@@ -72,10 +72,10 @@ static void side_wait(struct side *s)
         break;
     }
     case V_MPROC:
-        if (mp_sigwaiter_wait(s->w, MP_FOREVER, NULL) < 0) abort();
+        if (mp_sigwaiter_wait(s->w, NULL, MP_FOREVER) < 0) abort();
         break;
     case V_MPROC_TIMED:
-        if (mp_sigwaiter_wait(s->w, 10.0, NULL) < 0) abort();
+        if (mp_sigwaiter_wait(s->w, NULL, 10.0) < 0) abort();
         break;
     case V_SIGNALFD: {
         struct signalfd_siginfo fi;

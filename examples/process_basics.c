@@ -58,7 +58,7 @@ int main(void)
     CHECK(mp_process_join(d, 0.1) == -ETIMEDOUT);
     CHECK(mp_process_is_alive(d) == 1);
     printf("%s (daemon=%d, pid %d) still runs after join(0.1 s)\n", mp_process_name(d),
-           (int)mp_process_daemon(d), (int)mp_process_pid(d));
+           (int)mp_process_is_daemon(d), (int)mp_process_pid(d));
     CHECK(mp_process_terminate(d) == 0);
     CHECK(mp_process_join(d, 10.0) == 0);
     CHECK(mp_process_exitcode(d, &code) == 0 && code == -SIGTERM);

@@ -140,7 +140,7 @@ static int synchronous_wait(void)
     bool seen1 = false, seen2 = false;
     for (int i = 0; i < 2; i++) {
         mp_siginfo info;
-        CHECK(mp_sigwaiter_wait(w, 10.0, &info) == 0);
+        CHECK(mp_sigwaiter_wait(w, &info, 10.0) == 0);
         printf("waited: %s from pid %d (%s)\n", mp_signal_name(info.signo), (int)info.pid,
                info.pid == mp_process_pid(p) ? "the notifier" : "someone else");
         CHECK(info.pid == mp_process_pid(p));
@@ -148,7 +148,7 @@ static int synchronous_wait(void)
         seen2 |= info.signo == SIGUSR2;
     }
     CHECK(seen1 && seen2);
-    CHECK(mp_sigwaiter_wait(w, 0.1, NULL) == -ETIMEDOUT);
+    CHECK(mp_sigwaiter_wait(w, NULL, 0.1) == -ETIMEDOUT);
     printf("a third wait timed out after 0.1 s, as asked\n");
     CHECK(mp_process_join(p, 10.0) == 0);
     int code;

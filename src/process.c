@@ -21,13 +21,14 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "atomics.h"
 #include "mproc/error.h"
 #include "mproc/process.h"
 #include "platform/platform.h"
 #include "process_internal.h"
-#include "shared_internal.h"
 
 #ifdef MP_COVERAGE
 extern void __gcov_dump(void);
@@ -40,19 +41,30 @@ struct mp_process {
     mp_target_fn target;
     void *arg;
     bool daemon;
-    int state;    /* ST_*, as seen by the owner */
-    pid_t pid;    /* the child's pid once started */
-    pid_t owner;  /* the process that started it: only it may join, signal or reap */
-    int pidfd;    /* -1 before start and in processes that only hold a copy of the object */
-    int code;     /* exit code once reaped */
-    bool unknown; /* reaped by someone else: the exit code is lost */
+    _Atomic int state; /* ST_*, as seen by the owner; atomic: a thread may signal the child
+                        * while another reaps it (release: code and unknown are set first) */
+    pid_t pid;         /* the child's pid once started */
+    pid_t owner;       /* the process that started it: only it may join, signal or reap */
+    int pidfd;         /* -1 before start and in processes that only hold a copy of the object */
+    int code;          /* exit code once reaped */
+    bool unknown;      /* reaped by someone else: the exit code is lost */
     struct mp_process *prev, *next; /* registry links, valid while owner == my_pid() */
 };
+
+static inline int st_get(const struct mp_process *p)
+{
+    return mp__load_acq(&p->state);
+}
+
+static inline void st_set(struct mp_process *p, int st)
+{
+    mp__store_rel(&p->state, st);
+}
 
 /* ---- registry -------------------------------------------------------------------------------- */
 
 static pthread_once_t atexit_once = PTHREAD_ONCE_INIT;
-static atomic_int name_counter;
+static _Atomic int name_counter;
 static struct mp_process main_process = {.name = "MainProcess", .state = ST_RUNNING, .pidfd = -1};
 
 /* Everything a new child writes before its target runs lives here, in one place: after fork
@@ -63,7 +75,14 @@ static struct {
     struct mp_process *head;    /* started, not yet freed objects owned by this process */
     struct mp_process *current; /* the object of the calling process */
     pid_t parent_pid;           /* 0 unless started by mproc */
-} G = {PTHREAD_MUTEX_INITIALIZER, NULL, &main_process, 0};
+    bool parent_ready;          /* parent's handle looked for (mp_process_parent), under lock */
+    char parent_name[64];       /* the parent's name at fork (copied: the child may free its copy
+                                 * of the parent's object) */
+} G = {PTHREAD_MUTEX_INITIALIZER, NULL, &main_process, 0, false, ""};
+
+/* The parent as an object (mp_process_parent), in a process mproc forked: filled at its first
+ * use from G. Its pidfd is a pidfd on the parent (-1 without one: waits poll getppid()). */
+static struct mp_process parent_process = {.state = ST_RUNNING, .pidfd = -1};
 
 /* Not cached: a child made by a plain fork() outside mproc must see its own pid too, and one
  * getpid() is a fraction of a percent of a start. */
@@ -112,6 +131,40 @@ static void reg_disown_after_fork(void)
     memcpy(&G.lock, &fresh, sizeof fresh);
 }
 
+/* ---- exit hooks ------------------------------------------------------------------------------ */
+
+static _Atomic(mp__exit_hook_fn) exit_hooks[MP__EXIT_HOOKS_MAX];
+static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
+
+static void run_exit_hooks(void)
+{
+    for (int i = MP__EXIT_HOOKS_MAX - 1; i >= 0; i--) {
+        mp__exit_hook_fn fn = mp__load_acq(&exit_hooks[i]);
+        if (fn) fn();
+    }
+}
+
+static void register_hooks_atexit(void)
+{
+    atexit(run_exit_hooks);
+}
+
+int mp__exit_hook_add(mp__exit_hook_fn fn)
+{
+    if (!fn) return -EINVAL;
+    pthread_once(&hooks_once, register_hooks_atexit);
+    for (int i = 0; i < MP__EXIT_HOOKS_MAX; i++) {
+        mp__exit_hook_fn cur = mp__load_acq(&exit_hooks[i]);
+        if (cur == fn) return 0;
+        if (!cur) {
+            mp__exit_hook_fn none = NULL;
+            if (mp__cas(&exit_hooks[i], &none, fn)) return 0;
+            if (none == fn) return 0; /* another thread added the same hook here */
+        }
+    }
+    return -ENOSPC;
+}
+
 /* ---- fork discipline ------------------------------------------------------------------------- */
 
 static void exit_handler(void);
@@ -129,9 +182,9 @@ void mp__child_exit(int code)
     /* As Python's process bootstrap (util._exit_function): terminate our daemon children, join
      * the others. Without this they would die of PR_SET_PDEATHSIG as soon as we exit. */
     if (G.head) exit_handler();
-    /* Named shared-memory blocks this child created must not outlive it (shared.c's contract;
-     * it unlinks only the calling process's own blocks, so the parent's stay). */
-    mp__shm_exit_cleanup();
+    /* What other modules registered (shared.c: named blocks this child created must not outlive
+     * it; it unlinks only the calling process's own blocks, so the parent's stay). */
+    run_exit_hooks();
     /* stdout and stderr only, and only when they hold output, as Python's child does: every
      * stream was flushed before fork, and fflush(NULL) would lock (dirty) every FILE of the
      * process, which costs a child that printed nothing ~4% of a fork. A flush that fails
@@ -227,8 +280,10 @@ pid_t mp__fork_keep(unsigned flags, const int *keep, int nkeep)
         mp__death_child(death);
         mp__fd_close_internal(kept, nk);
         reg_disown_after_fork();
+        memcpy(G.parent_name, G.current->name, sizeof G.parent_name);
         G.current = &main_process;
         G.parent_pid = self;
+        G.parent_ready = false; /* the parent's own parent handle was internal: closed above */
         if (!(flags & MP__FORK_DETACHED)) {
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             /* The parent died before prctl took effect: die as PDEATHSIG would have made us. */
@@ -262,7 +317,7 @@ int mp_process_new(mp_process **out, const char *name, mp_target_fn target, void
     if (name)
         snprintf(p->name, sizeof p->name, "%s", name);
     else
-        snprintf(p->name, sizeof p->name, "Process-%d", atomic_fetch_add(&name_counter, 1) + 1);
+        snprintf(p->name, sizeof p->name, "Process-%d", mp__fetch_add(&name_counter, 1) + 1);
     p->target = target;
     p->arg = arg;
     p->pidfd = -1;
@@ -275,14 +330,15 @@ int mp_process_new(mp_process **out, const char *name, mp_target_fn target, void
 int mp_process_set_daemon(mp_process *p, bool daemon)
 {
     if (!p) return -EINVAL;
-    if (p->state != ST_NEW) return MP_ESTARTED;
+    if (st_get(p) != ST_NEW) return MP_ESTARTED;
     p->daemon = daemon;
     return 0;
 }
 
-bool mp_process_daemon(const mp_process *p)
+int mp_process_is_daemon(const mp_process *p)
 {
-    return p && p->daemon;
+    if (!p) return -EINVAL;
+    return p->daemon ? 1 : 0;
 }
 
 static void register_exit_handler(void)
@@ -294,15 +350,15 @@ int mp_process_start(mp_process *p)
 {
     if (!p) return -EINVAL;
     if (is_self(p)) return MP_ESELF;
-    if (p->state != ST_NEW) return MP_ESTARTED;
+    if (st_get(p) != ST_NEW) return MP_ESTARTED;
     pthread_once(&atexit_once, register_exit_handler);
     /* Written before fork, so neither side takes a copy-on-write fault for them. */
     p->owner = my_pid();
-    p->state = ST_RUNNING;
+    st_set(p, ST_RUNNING);
     pid_t pid = mp__fork(0);
     if (pid < 0) {
         p->owner = 0;
-        p->state = ST_NEW;
+        st_set(p, ST_NEW);
         return pid;
     }
     if (pid == 0) {
@@ -323,7 +379,7 @@ int mp_process_start(mp_process *p)
         if (fd >= 0) {
             p->pid = pid;
             p->pidfd = fd;
-            p->state = ST_REAPED;
+            st_set(p, ST_REAPED);
             p->unknown = true;
             reg_insert(p);
             return 0;
@@ -336,7 +392,7 @@ int mp_process_start(mp_process *p)
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
         }
         p->owner = 0;
-        p->state = ST_NEW;
+        st_set(p, ST_NEW);
         return fd;
     }
     p->pid = pid;
@@ -345,12 +401,17 @@ int mp_process_start(mp_process *p)
     return 0;
 }
 
+/* The parent as an object (defined with mp_process_parent below). */
+static bool is_parent(const mp_process *p);
+static int parent_wait(const mp__deadline *dl);
+static int parent_is_alive(void);
+
 /* Common checks for calls that act on a child: 0 when p is our started child. */
 static int check_child(const mp_process *p)
 {
     if (!p) return -EINVAL;
     if (is_self(p)) return MP_ESELF;
-    if (p->state == ST_NEW) return MP_ENOTSTARTED;
+    if (st_get(p) == ST_NEW) return MP_ENOTSTARTED;
     if (p->owner != my_pid()) return MP_ECHILD;
     return 0;
 }
@@ -359,7 +420,7 @@ static int check_child(const mp_process *p)
  * runs, or a negative error. */
 static int reap(mp_process *p, const mp__deadline *dl)
 {
-    if (p->state == ST_REAPED) return 1;
+    if (st_get(p) == ST_REAPED) return 1;
     int code = 0;
     int r = mp__reap_pidfd(p->pidfd, dl, &code);
     if (r == -ECHILD) { /* someone else reaped it (SIGCHLD ignored, waitpid(-1), ...) */
@@ -368,13 +429,18 @@ static int reap(mp_process *p, const mp__deadline *dl)
     }
     if (r == 1) {
         p->code = code;
-        p->state = ST_REAPED;
+        st_set(p, ST_REAPED);
     }
     return r;
 }
 
 int mp_process_join(mp_process *p, double timeout)
 {
+    if (p && is_parent(p)) {
+        mp__deadline pdl = mp__deadline_in(timeout);
+        int pr = parent_wait(&pdl);
+        return pr < 0 ? pr : pr ? 0 : -ETIMEDOUT;
+    }
     int r = check_child(p);
     if (r) return r;
     mp__deadline dl = mp__deadline_in(timeout);
@@ -383,11 +449,15 @@ int mp_process_join(mp_process *p, double timeout)
     return r == 1 ? 0 : -ETIMEDOUT;
 }
 
-int mp_process_is_alive(mp_process *p)
+int mp_process_is_alive(const mp_process *cp)
 {
-    if (!p) return -EINVAL;
-    if (is_self(p)) return 1;
-    if (p->state == ST_NEW) return 0;
+    if (!cp) return -EINVAL;
+    if (is_self(cp)) return 1;
+    if (is_parent(cp)) return parent_is_alive();
+    /* A query for the caller; reaping an ended child is bookkeeping inside the object (which is
+     * never const: every object is allocated by mp_process_new or is one of our statics). */
+    mp_process *p = (mp_process *)cp;
+    if (st_get(p) == ST_NEW) return 0;
     if (p->owner != my_pid()) return MP_ECHILD;
     int r = reap(p, NULL);
     if (r < 0) return r;
@@ -406,16 +476,18 @@ const char *mp_process_name(const mp_process *p)
     return p ? p->name : "";
 }
 
-int mp_process_exitcode(mp_process *p, int *code)
+int mp_process_exitcode(const mp_process *cp, int *code)
 {
-    if (!p || !code) return -EINVAL;
-    if (is_self(p)) return -EBUSY; /* we are running, by definition */
-    int r = check_child(p);
+    if (!cp || !code) return -EINVAL;
+    if (is_self(cp)) return -EBUSY; /* we are running, by definition */
+    int r = check_child(cp);
     if (r) return r;
+    mp_process *p = (mp_process *)cp; /* reaping is bookkeeping, as in is_alive */
     r = reap(p, NULL);
     if (r < 0) return r;
     if (r == 0) return -EBUSY;
-    if (p->unknown) return -ECHILD;
+    /* Its own code, apart from MP_ECHILD ("not our child"): ours, ended, but the status is lost. */
+    if (p->unknown) return -ENODATA;
     *code = p->code;
     return 0;
 }
@@ -425,7 +497,7 @@ int mp_process_signal(mp_process *p, int sig)
     if (sig < 0 || sig >= NSIG) return -EINVAL;
     int r = check_child(p);
     if (r) return r;
-    if (p->state == ST_REAPED) return MP_EREAPED;
+    if (st_get(p) == ST_REAPED) return MP_EREAPED;
     r = mp__pidfd_send_signal(p->pidfd, sig);
     return r == -ESRCH ? 0 : r; /* ended, not yet reaped: nothing to do, as Python */
 }
@@ -442,6 +514,7 @@ int mp_process_kill(mp_process *p)
 
 int mp_process_sentinel(const mp_process *p)
 {
+    if (p && is_parent(p)) return p->pidfd >= 0 ? p->pidfd : MP_ENOTSUP;
     int r = check_child(p);
     if (r) return r;
     return p->pidfd;
@@ -452,8 +525,9 @@ int mp_process_free(mp_process **pp)
     if (!pp || !*pp) return 0;
     mp_process *p = *pp;
     if (is_self(p)) return MP_ESELF;
-    if (p == &main_process) return MP_ECHILD; /* the parent's, seen from a child */
-    if (p->state != ST_NEW) {
+    if (p == &main_process) return MP_ECHILD;   /* the parent's, seen from a child */
+    if (p == &parent_process) return MP_ECHILD; /* borrowed from mp_process_parent */
+    if (st_get(p) != ST_NEW) {
         if (p->owner == my_pid()) {
             int r = reap(p, NULL);
             if (r == 0) return -EBUSY;
@@ -504,6 +578,63 @@ mp_process *mp_process_current(void)
 pid_t mp_process_parent_pid(void)
 {
     return G.parent_pid;
+}
+
+/* The handle is looked for lazily, not at fork: a system call in every child would cost every
+ * start, and the check in mp__parent_pidfd_open makes a late open as safe as an early one. */
+mp_process *mp_process_parent(void)
+{
+    if (!G.parent_pid) return NULL;
+    pthread_mutex_lock(&G.lock);
+    if (!G.parent_ready) {
+        struct mp_process *pp = &parent_process;
+        memcpy(pp->name, G.parent_name, sizeof pp->name);
+        pp->pid = G.parent_pid;
+        pp->owner = 0; /* not our child: every call that would reap or signal it says MP_ECHILD */
+        st_set(pp, ST_RUNNING);
+        int fd = mp__parent_pidfd_open(G.parent_pid);
+        if (fd == -ESRCH) fd = mp__dead_handle(); /* already ended: a sentinel readable at once */
+        pp->pidfd = fd >= 0 ? fd : -1; /* else (no pidfds, no fd left): waits poll getppid() */
+        G.parent_ready = true;
+    }
+    pthread_mutex_unlock(&G.lock);
+    return &parent_process;
+}
+
+static bool is_parent(const mp_process *p)
+{
+    return p == &parent_process && G.parent_ready;
+}
+
+/* The parent has ended once we were reparented (getppid() changes at its exit, before anyone
+ * reaps it, so a recycled pid cannot fool this either). */
+static bool parent_gone_by_ppid(void)
+{
+    return getppid() != parent_process.pid;
+}
+
+/* Waits until the parent ends or dl passes: 1 ended, 0 not yet, or -errno. */
+static int parent_wait(const mp__deadline *dl)
+{
+    if (parent_process.pidfd >= 0) {
+        int r = mp__poll_one(parent_process.pidfd, POLLIN, dl);
+        return r < 0 ? r : r > 0;
+    }
+    for (;;) { /* no handle: look again every slice */
+        if (parent_gone_by_ppid()) return 1;
+        int64_t left = mp__deadline_left_ns(dl);
+        if (left == 0) return 0;
+        if (left > MP__WAIT_SLICE_NS) left = MP__WAIT_SLICE_NS;
+        struct timespec ts = {0, (long)left};
+        nanosleep(&ts, NULL); /* EINTR: the loop re-checks against the same deadline */
+    }
+}
+
+static int parent_is_alive(void)
+{
+    mp__deadline now = mp__deadline_in(0);
+    int r = parent_wait(&now);
+    return r < 0 ? r : !r;
 }
 
 int mp_process_active_children(mp_process **out, int max)

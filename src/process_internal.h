@@ -53,9 +53,20 @@ pid_t mp__fork(unsigned flags);
 #define MP__FORK_KEEP_MAX 16
 pid_t mp__fork_keep(unsigned flags, const int *keep, int nkeep);
 
+/* Exit hooks: what another module must do when a process ends normally (shared.c unlinks the
+ * named blocks the process created). A hook runs once per ending process, after the children
+ * were joined: at exit() (one atexit handler runs them all, registered with the first hook) and
+ * in mp__child_exit. Hooks run in the reverse order of registration, as atexit's. Adding a hook
+ * already registered does nothing. Returns 0, or -ENOSPC when the table (MP__EXIT_HOOKS_MAX) is
+ * full. A hook must work in any process, and act only on what that process owns (a child
+ * inherits the table). Not async-signal-safe. */
+#define MP__EXIT_HOOKS_MAX 8
+typedef void (*mp__exit_hook_fn)(void);
+int mp__exit_hook_add(mp__exit_hook_fn fn);
+
 /* Ends a child: terminates its daemon children and joins the others (as Python's process
- * bootstrap, and as the atexit handler does in the main program), unlinks the named
- * shared-memory blocks the child itself created (mp__shm_exit_cleanup), flushes stdout and
+ * bootstrap, and as the atexit handler does in the main program), runs the exit hooks (named
+ * shared-memory blocks the child itself created are unlinked there), flushes stdout and
  * stderr when they hold output, with SIGPIPE blocked (as Python's child does; other FILE streams
  * are the target's to flush or close; a failed flush makes the exit code 1, as in CPython), dumps
  * coverage counters in MP_COVERAGE builds, and _exit(code)s. */

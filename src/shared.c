@@ -28,6 +28,7 @@
 #include "mproc/error.h"
 #include "mproc/shared.h"
 #include "platform/platform.h"
+#include "process_internal.h"
 #include "shared_internal.h"
 #include "sync_internal.h"
 
@@ -788,11 +789,12 @@ static void owned_lock_drop(void)
     pthread_mutex_unlock(&owned_lock);
 }
 
-/* The child of a fork runs mp__shm_exit_cleanup() on its way out (mp__child_exit), so the list's
- * lock must not be inherited in the locked state from another thread: hold it across every fork. */
+/* mp__shm_exit_cleanup is an exit hook (process_internal.h): it runs at exit() and in the child
+ * of a fork on its way out (mp__child_exit), so the list's lock must not be inherited in the
+ * locked state from another thread: hold it across every fork. */
 static void register_exit(void)
 {
-    atexit(mp__shm_exit_cleanup);
+    mp__exit_hook_add(mp__shm_exit_cleanup); /* -ENOSPC cannot happen: a handful of modules */
     pthread_atfork(owned_lock_take, owned_lock_drop, owned_lock_drop);
 }
 

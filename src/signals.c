@@ -133,7 +133,7 @@ static inline bool is_rt(int signo)
     return signo >= rt_min() && signo <= rt_max() && signo - rt_min() < 32;
 }
 
-bool mp_signal_valid(int signo)
+int mp_signal_is_valid(int signo)
 {
     if (signo > 0 && signo < 32) return std_sigs[signo].name != NULL;
     return is_rt(signo);
@@ -142,7 +142,7 @@ bool mp_signal_valid(int signo)
 /* Valid and catchable: what a handler or a wait set may contain. */
 static inline bool catchable(int signo)
 {
-    return mp_signal_valid(signo) && signo != SIGKILL && signo != SIGSTOP;
+    return mp_signal_is_valid(signo) && signo != SIGKILL && signo != SIGSTOP;
 }
 
 /* ---- names -------------------------------------------------------------------------------- */
@@ -219,7 +219,7 @@ int mp_signal_from_name(const char *name, int *signo)
     if (!name || !signo) return -EINVAL;
     int v;
     if (parse_digits(name, &v)) {
-        if (!mp_signal_valid(v)) return -EINVAL;
+        if (!mp_signal_is_valid(v)) return -EINVAL;
         *signo = v;
         return 0;
     }
@@ -245,7 +245,7 @@ int mp_signal_from_name(const char *name, int *signo)
 
 int mp_signal_default_action(int signo, mp_signal_action *action)
 {
-    if (!action || !mp_signal_valid(signo)) return -EINVAL;
+    if (!action || !mp_signal_is_valid(signo)) return -EINVAL;
     *action = signo < 32 ? std_sigs[signo].action : MP_SIGNAL_TERMINATE;
     return 0;
 }
@@ -279,7 +279,7 @@ int mp_signal_list(int *out, int max)
     if (max < 0 || (!out && max > 0)) return -EINVAL;
     int n = 0;
     for (int s = 1; s <= rt_max(); s++) {
-        if (!mp_signal_valid(s)) continue;
+        if (!mp_signal_is_valid(s)) continue;
         if (n < max) out[n] = s;
         n++;
     }
@@ -299,13 +299,13 @@ static int do_kill(pid_t pid, int sig)
 
 int mp_signal_send(pid_t pid, int sig)
 {
-    if (pid <= 0 || !mp_signal_valid(sig)) return -EINVAL;
+    if (pid <= 0 || !mp_signal_is_valid(sig)) return -EINVAL;
     return do_kill(pid, sig);
 }
 
 int mp_signal_send_group(pid_t pgid, int sig)
 {
-    if (pgid < 0 || !mp_signal_valid(sig)) return -EINVAL;
+    if (pgid < 0 || !mp_signal_is_valid(sig)) return -EINVAL;
     return do_kill(-pgid, sig);
 }
 
@@ -317,7 +317,7 @@ int mp_signal_probe(pid_t pid)
 
 int mp_signal_send_process(mp_process *p, int sig)
 {
-    if (!p || !mp_signal_valid(sig)) return -EINVAL;
+    if (!p || !mp_signal_is_valid(sig)) return -EINVAL;
     return mp_process_signal(p, sig);
 }
 
@@ -472,7 +472,7 @@ static int build_set(sigset_t *set, const int *sigs, int n, bool need_catchable)
     sigemptyset(set);
     if (n < 0 || (n > 0 && !sigs)) return -EINVAL;
     for (int i = 0; i < n; i++) {
-        if (need_catchable ? !catchable(sigs[i]) : !mp_signal_valid(sigs[i])) return -EINVAL;
+        if (need_catchable ? !catchable(sigs[i]) : !mp_signal_is_valid(sigs[i])) return -EINVAL;
         sigaddset(set, sigs[i]);
     }
     return 0;
@@ -511,7 +511,7 @@ static void fill_info(mp_siginfo *info, const siginfo_t *si)
 static int timed_wait(const sigset_t *set, double timeout, mp_siginfo *info)
 {
     siginfo_t si;
-    if (timeout < 0 || timeout != timeout) { /* forever: the one-syscall fast path */
+    if (mp__timeout_is_forever(timeout)) { /* forever: the one-syscall fast path */
         for (;;) {
             int s = sigwaitinfo(set, &si);
             if (s > 0) break;
@@ -532,7 +532,7 @@ static int timed_wait(const sigset_t *set, double timeout, mp_siginfo *info)
     return 0;
 }
 
-int mp_signal_wait(const int *sigs, int n, double timeout, mp_siginfo *info)
+int mp_signal_wait(const int *sigs, int n, mp_siginfo *info, double timeout)
 {
     sigset_t set, old;
     if (n < 1) return -EINVAL;
@@ -581,7 +581,7 @@ int mp_sigwaiter_new(mp_sigwaiter **out, const int *sigs, int n)
     return 0;
 }
 
-int mp_sigwaiter_wait(mp_sigwaiter *w, double timeout, mp_siginfo *info)
+int mp_sigwaiter_wait(mp_sigwaiter *w, mp_siginfo *info, double timeout)
 {
     if (!w) return -EINVAL;
     int saved = errno;
@@ -595,9 +595,9 @@ int mp_sigwaiter_fd(const mp_sigwaiter *w)
     return w ? w->fd : -EINVAL;
 }
 
-void mp_sigwaiter_free(mp_sigwaiter **pp)
+int mp_sigwaiter_free(mp_sigwaiter **pp)
 {
-    if (!pp || !*pp) return;
+    if (!pp || !*pp) return 0;
     mp_sigwaiter *w = *pp;
     *pp = NULL;
     /* In a child mproc forked, the fd was closed at the fork (its number may be reused by now). */
@@ -607,4 +607,5 @@ void mp_sigwaiter_free(mp_sigwaiter **pp)
     }
     pthread_sigmask(SIG_UNBLOCK, &w->newly_blocked, NULL);
     free(w);
+    return 0;
 }

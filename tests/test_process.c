@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -351,6 +352,167 @@ static void current_and_parent(void **state)
     join_free(&other);
 }
 
+/* ---- the parent as an object ---------------------------------------------------------------- */
+
+static int t_parent_view(void *arg)
+{
+    const char *want = arg;
+    mp_process *p = mp_process_parent();
+    MP_CHILD_CHECK(p != NULL);
+    MP_CHILD_CHECK(mp_process_parent() == p); /* one per process */
+    MP_CHILD_CHECK(strcmp(mp_process_name(p), want) == 0);
+    MP_CHILD_CHECK(mp_process_pid(p) == getppid());
+    MP_CHILD_CHECK(mp_process_pid(p) == mp_process_parent_pid());
+    MP_CHILD_CHECK(mp_process_is_alive(p) == 1);
+    MP_CHILD_CHECK(mp_process_is_daemon(p) == 0);
+    MP_CHILD_CHECK(mp_process_join(p, 0) == -ETIMEDOUT);
+    MP_CHILD_CHECK(mp_process_join(p, -0.5) == -ETIMEDOUT); /* only MP_FOREVER is forever */
+    MP_CHILD_CHECK(mp_process_join(p, 0.05) == -ETIMEDOUT);
+    int s = mp_process_sentinel(p);
+    if (s >= 0) {
+        struct pollfd pfd = {s, POLLIN, 0};
+        MP_CHILD_CHECK(poll(&pfd, 1, 0) == 0); /* the parent runs */
+    } else {
+        MP_CHILD_CHECK(s == MP_ENOTSUP); /* without pidfds */
+    }
+    int code = 5;
+    MP_CHILD_CHECK(mp_process_exitcode(p, &code) == MP_ECHILD && code == 5);
+    MP_CHILD_CHECK(mp_process_kill(p) == MP_ECHILD);
+    MP_CHILD_CHECK(mp_process_terminate(p) == MP_ECHILD);
+    mp_process *copy = p;
+    MP_CHILD_CHECK(mp_process_free(&copy) == MP_ECHILD && copy == p);
+    MP_CHILD_CHECK(mp_process_is_alive(p) == 1); /* still usable */
+    return 0;
+}
+
+static int t_parent_mid(void *arg)
+{
+    (void)arg;
+    mp_process *g = NULL;
+    MP_CHILD_CHECK(mp_process_new(&g, "grandchild", t_parent_view, "mid") == 0);
+    MP_CHILD_CHECK(mp_process_start(g) == 0);
+    MP_CHILD_CHECK(mp_process_join(g, MP_FOREVER) == 0);
+    int code = -1;
+    MP_CHILD_CHECK(mp_process_exitcode(g, &code) == 0 && code == 0);
+    MP_CHILD_CHECK(mp_process_free(&g) == 0);
+    return t_parent_view("MainProcess");
+}
+
+/* Python's parent_process(): None in the main process; in a child, an object with the parent's
+ * name and pid, alive while it runs, which the child may wait for but not reap or signal. */
+static void parent_object(void **state)
+{
+    assert_null(mp_process_parent());
+    mp_process *p = start(t_parent_view, "MainProcess");
+    int code = -1;
+    assert_mp_ok(mp_process_join(p, mp_test_timeout(10)));
+    assert_mp_ok(mp_process_exitcode(p, &code));
+    assert_int_equal(code, 0);
+    mp_process_free(&p);
+    assert_mp_ok(mp_process_new(&p, "mid", t_parent_mid, NULL));
+    assert_mp_ok(mp_process_start(p));
+    assert_mp_ok(mp_process_join(p, mp_test_timeout(10)));
+    assert_mp_ok(mp_process_exitcode(p, &code));
+    assert_int_equal(code, 0);
+    mp_process_free(&p);
+    assert_null(mp_process_parent());
+}
+
+struct orphan_plan {
+    int ready[2];  /* B -> A: B checked its living parent */
+    int report[2]; /* A -> test: B's pid */
+    bool late;     /* B asks for its parent only after the parent ended */
+};
+
+/* B: outlives its parent A (PDEATHSIG cleared), and waits for A's end with a timeout. */
+static int t_orphan(void *arg)
+{
+    struct orphan_plan *plan = arg;
+    MP_CHILD_CHECK(prctl(PR_SET_PDEATHSIG, 0) == 0);
+    pid_t a = getppid();
+    mp_process *p = NULL;
+    if (!plan->late) {
+        p = mp_process_parent();
+        MP_CHILD_CHECK(p && mp_process_is_alive(p) == 1);
+        MP_CHILD_CHECK(mp_process_join(p, 0.02) == -ETIMEDOUT);
+    }
+    char c = 'r';
+    MP_CHILD_CHECK(write(plan->ready[1], &c, 1) == 1);
+    if (plan->late) { /* the parent must be gone before the first call: wait for the orphaning */
+        double waited = 0;
+        while (getppid() == a && waited < mp_test_timeout(10)) {
+            struct timespec ts = {0, 5000000};
+            nanosleep(&ts, NULL);
+            waited += 0.005;
+        }
+        MP_CHILD_CHECK(getppid() != a);
+        p = mp_process_parent();
+        MP_CHILD_CHECK(p != NULL);
+    }
+    MP_CHILD_CHECK(mp_process_join(p, mp_test_timeout(10)) == 0); /* bounded: A ends soon */
+    MP_CHILD_CHECK(mp_process_is_alive(p) == 0);
+    MP_CHILD_CHECK(mp_process_join(p, 0) == 0);
+    MP_CHILD_CHECK(mp_process_pid(p) == a);
+    MP_CHILD_CHECK(strcmp(mp_process_name(p), "A") == 0);
+    int s = mp_process_sentinel(p);
+    if (s >= 0) {
+        struct pollfd pfd = {s, POLLIN, 0};
+        MP_CHILD_CHECK(poll(&pfd, 1, 0) == 1);
+    }
+    return 0;
+}
+
+/* A: starts B, waits until B has looked at it, and ends at once (_exit: no join of B). */
+static int t_orphan_parent(void *arg)
+{
+    struct orphan_plan *plan = arg;
+    mp_process *b = NULL;
+    MP_CHILD_CHECK(mp_process_new(&b, "B", t_orphan, plan) == 0);
+    MP_CHILD_CHECK(mp_process_start(b) == 0);
+    char c;
+    MP_CHILD_CHECK(read(plan->ready[0], &c, 1) == 1);
+    pid_t pid = mp_process_pid(b);
+    MP_CHILD_CHECK(write(plan->report[1], &pid, sizeof pid) == sizeof pid);
+    _exit(0);
+}
+
+static void child_waits_for_parent_end(bool late)
+{
+    struct orphan_plan plan = {.late = late};
+    assert_int_equal(pipe2(plan.ready, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(plan.report, O_CLOEXEC), 0);
+    mp_process *a = NULL;
+    assert_mp_ok(mp_process_new(&a, "A", t_orphan_parent, &plan));
+    assert_mp_ok(mp_process_start(a));
+    int ja = mp_process_join(a, mp_test_timeout(10));
+    pid_t b = 0;
+    struct pollfd pfd = {plan.report[0], POLLIN, 0};
+    int got = poll(&pfd, 1, 0) == 1 && read(plan.report[0], &b, sizeof b) == sizeof b;
+    /* B was adopted by us (the test is a subreaper): reap it. */
+    int code_b = got ? mp_test_wait_code(b, mp_test_timeout(10)) : -1;
+    int code_a = -1;
+    if (ja == 0) mp_process_exitcode(a, &code_a);
+    mp_process_free(&a);
+    for (int i = 0; i < 2; i++) {
+        close(plan.ready[i]);
+        close(plan.report[i]);
+    }
+    assert_mp_ok(ja);
+    assert_int_equal(code_a, 0);
+    assert_true(got);
+    assert_int_equal(code_b, 0);
+}
+
+static void child_waits_for_parent_end_with_timeout(void **state)
+{
+    child_waits_for_parent_end(false);
+}
+
+static void child_asks_after_parent_ended(void **state)
+{
+    child_waits_for_parent_end(true);
+}
+
 static void cpu_count(void **state)
 {
     cpu_set_t set;
@@ -404,7 +566,7 @@ static void null_arguments(void **state)
     assert_mp(-EINVAL, mp_process_new(&p, "x", NULL, NULL));
     assert_null(p);
     assert_mp(-EINVAL, mp_process_set_daemon(NULL, true));
-    assert_false(mp_process_daemon(NULL));
+    assert_int_equal(-EINVAL, mp_process_is_daemon(NULL));
     assert_mp(-EINVAL, mp_process_start(NULL));
     assert_mp(-EINVAL, mp_process_join(NULL, 0));
     assert_mp(-EINVAL, mp_process_is_alive(NULL));
@@ -457,7 +619,7 @@ static void calls_before_start(void **state)
     assert_int_equal(mp_process_is_alive(p), 0);
     assert_int_equal(mp_process_pid(p), 0);
     assert_mp_ok(mp_process_set_daemon(p, true));
-    assert_true(mp_process_daemon(p));
+    assert_true(mp_process_is_daemon(p));
     assert_mp_ok(mp_process_free(&p)); /* never started: free is fine */
 }
 
@@ -653,8 +815,8 @@ static void tolerates_echild(void **state)
     int code = 77;
     assert_mp_ok(ja);
     assert_mp_ok(jb);
-    assert_mp(-ECHILD, mp_process_exitcode(a, &code));
-    assert_mp(-ECHILD, mp_process_exitcode(b, &code));
+    assert_mp(-ENODATA, mp_process_exitcode(a, &code));
+    assert_mp(-ENODATA, mp_process_exitcode(b, &code));
     assert_int_equal(code, 77);
     assert_mp(MP_EREAPED, mp_process_kill(a));
     mp_process_free(&a);
@@ -664,7 +826,7 @@ static void tolerates_echild(void **state)
     mp_process *c = start(t_return, (void *)(intptr_t)4);
     assert_int_equal(mp_test_wait_code(mp_process_pid(c), mp_test_timeout(10)), 4);
     assert_mp_ok(mp_process_join(c, mp_test_timeout(10)));
-    assert_mp(-ECHILD, mp_process_exitcode(c, &code));
+    assert_mp(-ENODATA, mp_process_exitcode(c, &code));
     mp_process_free(&c);
 }
 
@@ -732,6 +894,9 @@ static const struct CMUnitTest tests[] = {
     MP_TEST(sentinels_poll_many),
     MP_TEST(active_children_reaps_finished),
     MP_TEST(current_and_parent),
+    MP_TEST(parent_object),
+    MP_TEST(child_waits_for_parent_end_with_timeout),
+    MP_TEST(child_asks_after_parent_ended),
     MP_TEST(cpu_count),
     MP_TEST(no_zombie_after_join),
     MP_TEST(no_zombie_after_free),

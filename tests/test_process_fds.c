@@ -28,6 +28,7 @@
 #include "mproc/signals.h"
 #include "mp_test.h"
 #include "platform/platform.h"
+#include "process_internal.h"
 
 static void sleep_s(double s)
 {
@@ -248,7 +249,7 @@ static int t_daemon_flag_of_new(void *arg)
     (void)arg;
     mp_process *q;
     if (mp_process_new(&q, NULL, t_return0, NULL)) return 50;
-    int d = mp_process_daemon(q) ? 1 : 0;
+    int d = mp_process_is_daemon(q) ? 1 : 0;
     mp_process_free(&q);
     return d;
 }
@@ -267,7 +268,7 @@ static void daemon_flag_inherited(void **state)
     /* In the main program a new object is not a daemon. */
     mp_process *m;
     assert_mp_ok(mp_process_new(&m, NULL, t_return0, NULL));
-    bool main_daemon = mp_process_daemon(m);
+    bool main_daemon = mp_process_is_daemon(m);
     mp_process_free(&m);
     assert_false(main_daemon);
 }
@@ -611,7 +612,7 @@ static void reaped_before_watched_body(bool fallback)
     MP_CHILD_CHECK(started == 0);
     MP_CHILD_CHECK(mp_process_join(p, mp_test_timeout(10)) == 0);
     int code = 77;
-    MP_CHILD_CHECK(mp_process_exitcode(p, &code) == -ECHILD && code == 77);
+    MP_CHILD_CHECK(mp_process_exitcode(p, &code) == -ENODATA && code == 77);
     MP_CHILD_CHECK(mp_process_is_alive(p) == 0);
     MP_CHILD_CHECK(mp_process_kill(p) == MP_EREAPED);
     mp__deadline now = mp__deadline_in(0);
@@ -626,12 +627,54 @@ static void reaped_before_watched(void **state)
     in_helper(reaped_before_watched_body, true);
 }
 
+/* Exit hooks (process_internal.h; shared.c's cleanup is one): registered once however often it
+ * is added, run once when a child's target returns (mp__child_exit) and once when it calls
+ * exit() (the atexit path); never in the parent, which did not add it. */
+static int hook_fd = -1;
+
+static void hook_write(void)
+{
+    char c = 'h';
+    if (write(hook_fd, &c, 1) != 1) _exit(99);
+}
+
+static int t_hook(void *arg)
+{
+    MP_CHILD_CHECK(mp__exit_hook_add(hook_write) == 0);
+    MP_CHILD_CHECK(mp__exit_hook_add(hook_write) == 0); /* already there: nothing */
+    MP_CHILD_CHECK(mp__exit_hook_add(NULL) == -EINVAL);
+    if (arg) exit(0);
+    return 0;
+}
+
+static void exit_hooks_run_once(void **state)
+{
+    (void)state;
+    for (int via_exit = 0; via_exit < 2; via_exit++) {
+        int fds[2];
+        assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+        hook_fd = fds[1];
+        mp_process *p = start(t_hook, via_exit ? (void *)1 : NULL, false);
+        assert_mp_ok(mp_process_join(p, mp_test_timeout(10)));
+        int code = -1;
+        assert_mp_ok(mp_process_exitcode(p, &code));
+        assert_mp_ok(mp_process_free(&p));
+        close(fds[1]);
+        hook_fd = -1;
+        char buf[8];
+        ssize_t n = read(fds[0], buf, sizeof buf);
+        close(fds[0]);
+        assert_int_equal(code, 0);
+        assert_int_equal(n, 1);
+    }
+}
+
 static const struct CMUnitTest tests[] = {
     MP_TEST(fd_count_is_baseline),         MP_TEST(fd_count_is_baseline_fallback),
     MP_TEST(children_of_returning_target), MP_TEST(children_of_returning_target_fallback),
     MP_TEST(daemon_flag_inherited),        MP_TEST(broken_stdout_exits_1),
     MP_TEST(no_duplicated_output),         MP_TEST(fallback_contract),
     MP_TEST(fallback_signal_reap_race),    MP_TEST(reaped_before_watched),
-    MP_TEST(sentinel_then_free),
+    MP_TEST(sentinel_then_free),           MP_TEST(exit_hooks_run_once),
 };
 MP_TEST_MAIN(tests)

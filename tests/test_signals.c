@@ -146,12 +146,12 @@ static void names_match_kill_l(void **state)
         const char *name = mp_signal_name(s);
         if (strcmp(ref[s], "-") == 0) {
             assert_null(name);
-            assert_false(mp_signal_valid(s));
+            assert_false(mp_signal_is_valid(s));
             continue;
         }
         valid++;
         assert_non_null(name);
-        assert_true(mp_signal_valid(s));
+        assert_true(mp_signal_is_valid(s));
         char want[80];
         snprintf(want, sizeof want, "SIG%s", ref[s]);
         assert_string_equal(name, want);
@@ -279,7 +279,7 @@ static void names_unknown_are_errors(void **state)
         mp_signal_action a;
         assert_null(mp_signal_name(badnum[i]));
         assert_null(mp_signal_description(badnum[i]));
-        assert_false(mp_signal_valid(badnum[i]));
+        assert_false(mp_signal_is_valid(badnum[i]));
         assert_mp(-EINVAL, mp_signal_default_action(badnum[i], &a));
     }
 }
@@ -743,7 +743,7 @@ static void wait_receives_signal_from_other_process(void **state)
     pid_t pid = sender(SIGUSR1, 0.05, -1);
     mp_siginfo info;
     int sigs[] = {SIGUSR2, SIGUSR1};
-    assert_mp_ok(mp_signal_wait(sigs, 2, mp_test_timeout(5), &info));
+    assert_mp_ok(mp_signal_wait(sigs, 2, &info, mp_test_timeout(5)));
     assert_int_equal(info.signo, SIGUSR1);
     assert_int_equal(info.code, SI_USER);
     assert_int_equal(info.pid, pid);
@@ -751,7 +751,7 @@ static void wait_receives_signal_from_other_process(void **state)
     assert_child_ok(pid);
     /* sigqueue carries a value */
     pid = sender(SIGUSR1, 0, 42);
-    assert_mp_ok(mp_signal_wait(sigs, 2, mp_test_timeout(5), &info));
+    assert_mp_ok(mp_signal_wait(sigs, 2, &info, mp_test_timeout(5)));
     assert_int_equal(info.code, SI_QUEUE);
     assert_int_equal(info.value, 42);
     assert_int_equal(info.pid, pid);
@@ -765,17 +765,17 @@ static void wait_times_out_not_early(void **state)
     int sig = SIGUSR1;
     mp_siginfo info = {.signo = 77};
     double t0 = now_s();
-    assert_mp(-ETIMEDOUT, mp_signal_wait(&sig, 1, 0.2, &info));
+    assert_mp(-ETIMEDOUT, mp_signal_wait(&sig, 1, &info, 0.2));
     assert_true(now_s() - t0 >= 0.2);
     assert_int_equal(info.signo, 77);
-    assert_mp(-ETIMEDOUT, mp_signal_wait(&sig, 1, 0, NULL));
+    assert_mp(-ETIMEDOUT, mp_signal_wait(&sig, 1, NULL, 0));
 
     mp_sigwaiter *w;
     assert_mp_ok(mp_sigwaiter_new(&w, &sig, 1));
     t0 = now_s();
-    assert_mp(-ETIMEDOUT, mp_sigwaiter_wait(w, 0.2, &info));
+    assert_mp(-ETIMEDOUT, mp_sigwaiter_wait(w, &info, 0.2));
     assert_true(now_s() - t0 >= 0.2);
-    assert_mp(-ETIMEDOUT, mp_sigwaiter_wait(w, 0, &info));
+    assert_mp(-ETIMEDOUT, mp_sigwaiter_wait(w, &info, 0));
     mp_sigwaiter_free(&w);
     assert_null(w);
     assert_signals_clean();
@@ -795,7 +795,7 @@ static void sigwaiter_receives_and_polls(void **state)
     /* from another process, with the sender's pid */
     pid_t pid = sender(SIGUSR2, 0.05, -1);
     mp_siginfo info;
-    assert_mp_ok(mp_sigwaiter_wait(w, mp_test_timeout(5), &info));
+    assert_mp_ok(mp_sigwaiter_wait(w, &info, mp_test_timeout(5)));
     assert_int_equal(info.signo, SIGUSR2);
     assert_int_equal(info.pid, pid);
     assert_child_ok(pid);
@@ -804,18 +804,18 @@ static void sigwaiter_receives_and_polls(void **state)
     assert_mp_ok(mp_signal_send(getpid(), SIGUSR1));
     assert_int_equal(poll(&pfd, 1, (int)(mp_test_timeout(5) * 1000)), 1);
     assert_true(pfd.revents & POLLIN);
-    assert_mp_ok(mp_sigwaiter_wait(w, 0, &info));
+    assert_mp_ok(mp_sigwaiter_wait(w, &info, 0));
     assert_int_equal(info.signo, SIGUSR1);
     assert_int_equal(info.pid, getpid());
     assert_int_equal(poll(&pfd, 1, 0), 0);
 
     /* forever waits, and a NULL info is fine */
     assert_mp_ok(mp_signal_send(getpid(), SIGUSR1));
-    assert_mp_ok(mp_sigwaiter_wait(w, MP_FOREVER, NULL));
+    assert_mp_ok(mp_sigwaiter_wait(w, NULL, MP_FOREVER));
     mp_sigwaiter_free(&w);
     assert_null(w);
-    mp_sigwaiter_free(&w); /* no-op */
-    mp_sigwaiter_free(NULL);
+    assert_int_equal(mp_sigwaiter_free(&w), 0); /* no-op */
+    assert_int_equal(mp_sigwaiter_free(NULL), 0);
     assert_signals_clean();
 }
 
@@ -844,14 +844,14 @@ static void sigwaiter_reports_child_exit(void **state)
     mp_siginfo info;
     double end = now_s() + mp_test_timeout(5);
     do {
-        assert_mp_ok(mp_sigwaiter_wait(w, mp_test_timeout(5), &info));
+        assert_mp_ok(mp_sigwaiter_wait(w, &info, mp_test_timeout(5)));
     } while (info.pid != pid && now_s() < end);
     assert_int_equal(info.signo, SIGCHLD);
     assert_int_equal(info.code, CLD_EXITED);
     assert_int_equal(info.pid, pid);
     assert_int_equal(info.status, 7);
     assert_int_equal(mp_test_wait_code(pid, mp_test_timeout(5)), 7);
-    mp_sigwaiter_wait(w, 0, NULL); /* drop any other SIGCHLD before unblocking */
+    mp_sigwaiter_wait(w, NULL, 0); /* drop any other SIGCHLD before unblocking */
     mp_sigwaiter_free(&w);
     assert_signals_clean();
 }
@@ -869,7 +869,7 @@ static void sigwaiter_works_in_forked_child(void **state)
         close(p[0]);
         MP_CHILD_CHECK(write(p[1], "r", 1) == 1);
         mp_siginfo info;
-        MP_CHILD_CHECK(mp_sigwaiter_wait(w, mp_test_timeout(5), &info) == 0);
+        MP_CHILD_CHECK(mp_sigwaiter_wait(w, &info, mp_test_timeout(5)) == 0);
         MP_CHILD_CHECK(info.signo == SIGUSR1 && info.pid == getppid());
         struct pollfd pfd = {mp_sigwaiter_fd(w), POLLIN, 0};
         MP_CHILD_CHECK(poll(&pfd, 1, 0) == 0);
@@ -883,7 +883,7 @@ static void sigwaiter_works_in_forked_child(void **state)
     assert_mp_ok(mp_signal_send(pid, SIGUSR1)); /* blocked in the child: cannot kill it */
     assert_child_ok(pid);
     /* nothing was pending here */
-    assert_mp(-ETIMEDOUT, mp_sigwaiter_wait(w, 0, NULL));
+    assert_mp(-ETIMEDOUT, mp_sigwaiter_wait(w, NULL, 0));
     mp_sigwaiter_free(&w);
     assert_signals_clean();
 }
@@ -938,7 +938,7 @@ static void sigwaiter_with_threads(void **state)
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, thread_sends_usr1, NULL), 0);
     mp_siginfo info;
-    assert_mp_ok(mp_sigwaiter_wait(w, mp_test_timeout(5), &info));
+    assert_mp_ok(mp_sigwaiter_wait(w, &info, mp_test_timeout(5)));
     assert_int_equal(info.signo, SIGUSR1);
     assert_int_equal(info.pid, getpid());
     assert_int_equal(pthread_join(t, NULL), 0);
@@ -958,7 +958,7 @@ static void wait_survives_sigalrm_storm(void **state)
 
     int sig = SIGUSR1;
     double t0 = now_s();
-    assert_mp(-ETIMEDOUT, mp_signal_wait(&sig, 1, 0.3, NULL));
+    assert_mp(-ETIMEDOUT, mp_signal_wait(&sig, 1, NULL, 0.3));
     assert_true(now_s() - t0 >= 0.3);
     int during = hits;
 
@@ -967,7 +967,7 @@ static void wait_survives_sigalrm_storm(void **state)
     mp_siginfo info;
     for (int round = 0; round < 3; round++) {
         pid_t pid = sender(SIGUSR1, 0.05, -1);
-        assert_mp_ok(mp_signal_wait(&sig, 1, mp_test_timeout(10), &info));
+        assert_mp_ok(mp_signal_wait(&sig, 1, &info, mp_test_timeout(10)));
         assert_int_equal(info.pid, pid);
         assert_child_ok(pid);
     }
@@ -976,11 +976,11 @@ static void wait_survives_sigalrm_storm(void **state)
     mp_sigwaiter *w;
     assert_mp_ok(mp_sigwaiter_new(&w, &sig, 1));
     t0 = now_s();
-    assert_mp(-ETIMEDOUT, mp_sigwaiter_wait(w, 0.2, NULL));
+    assert_mp(-ETIMEDOUT, mp_sigwaiter_wait(w, NULL, 0.2));
     assert_true(now_s() - t0 >= 0.2);
     for (int round = 0; round < 3; round++) {
         pid_t pid = sender(SIGUSR1, 0.05, -1);
-        assert_mp_ok(mp_sigwaiter_wait(w, mp_test_timeout(10), &info));
+        assert_mp_ok(mp_sigwaiter_wait(w, &info, mp_test_timeout(10)));
         assert_int_equal(info.signo, SIGUSR1);
         assert_int_equal(info.pid, pid);
         assert_child_ok(pid);
@@ -993,7 +993,7 @@ static void wait_survives_sigalrm_storm(void **state)
     block(SIGALRM, &alrm_old);
     assert_int_equal(setitimer(ITIMER_REAL, &off, NULL), 0);
     int alrm = SIGALRM;
-    while (mp_signal_wait(&alrm, 1, 0, NULL) == 0) {
+    while (mp_signal_wait(&alrm, 1, NULL, 0) == 0) {
     }
     assert_mp_ok(mp_signal_restore(SIGALRM, &d));
     pthread_sigmask(SIG_SETMASK, &alrm_old, NULL);
@@ -1017,7 +1017,7 @@ static void bad_input_everywhere(void **state)
         assert_mp(-EINVAL, mp_signal_handle(s, on_signal, 0, NULL));
         assert_mp(-EINVAL, mp_signal_restore(s, &d));
         assert_mp(-EINVAL, mp_signal_suspend(&s, 1, 0));
-        assert_mp(-EINVAL, mp_signal_wait(&s, 1, 0, NULL));
+        assert_mp(-EINVAL, mp_signal_wait(&s, 1, NULL, 0));
         int two[] = {SIGUSR1, s};
         mp_sigwaiter *w = NULL;
         assert_mp(-EINVAL, mp_sigwaiter_new(&w, two, 2));
@@ -1042,7 +1042,7 @@ static void bad_input_everywhere(void **state)
         assert_mp(-EINVAL, mp_signal_handle(unc[i], SIG_IGN, 0, NULL));
         assert_mp(-EINVAL, mp_signal_handle(unc[i], SIG_DFL, 0, NULL));
         assert_mp(-EINVAL, mp_signal_restore(unc[i], &d));
-        assert_mp(-EINVAL, mp_signal_wait(&unc[i], 1, 0, NULL));
+        assert_mp(-EINVAL, mp_signal_wait(&unc[i], 1, NULL, 0));
         assert_mp(-EINVAL, mp_sigwaiter_new(&w, &unc[i], 1));
     }
     assert_mp(-EINVAL, mp_signal_handle(SIGUSR1, on_signal, -1, NULL));
@@ -1064,20 +1064,20 @@ static void bad_input_everywhere(void **state)
     /* suspend / wait / waiter */
     assert_mp(-EINVAL, mp_signal_suspend(NULL, 1, 0));
     assert_mp(-EINVAL, mp_signal_suspend(&ok, -1, 0));
-    assert_mp(-EINVAL, mp_signal_wait(NULL, 1, 0, NULL));
-    assert_mp(-EINVAL, mp_signal_wait(&ok, 0, 0, NULL));
-    assert_mp(-EINVAL, mp_signal_wait(&ok, -1, 0, NULL));
+    assert_mp(-EINVAL, mp_signal_wait(NULL, 1, NULL, 0));
+    assert_mp(-EINVAL, mp_signal_wait(&ok, 0, NULL, 0));
+    assert_mp(-EINVAL, mp_signal_wait(&ok, -1, NULL, 0));
     mp_sigwaiter *w = NULL;
     assert_mp(-EINVAL, mp_sigwaiter_new(NULL, &ok, 1));
     assert_mp(-EINVAL, mp_sigwaiter_new(&w, NULL, 1));
     assert_mp(-EINVAL, mp_sigwaiter_new(&w, &ok, 0));
     assert_mp(-EINVAL, mp_sigwaiter_new(&w, &ok, -3));
-    assert_mp(-EINVAL, mp_sigwaiter_wait(NULL, 0, NULL));
+    assert_mp(-EINVAL, mp_sigwaiter_wait(NULL, NULL, 0));
     assert_mp(-EINVAL, mp_sigwaiter_fd(NULL));
     /* use after free: free NULLs the pointer, so later calls get -EINVAL */
     assert_mp_ok(mp_sigwaiter_new(&w, &ok, 1));
     mp_sigwaiter_free(&w);
-    assert_mp(-EINVAL, mp_sigwaiter_wait(w, 0, NULL));
+    assert_mp(-EINVAL, mp_sigwaiter_wait(w, NULL, 0));
     assert_mp(-EINVAL, mp_sigwaiter_fd(w));
     assert_signals_clean();
 }
@@ -1093,10 +1093,10 @@ static void send_group_reaches_own_group(void **state)
         block(SIGUSR1, &old);
         MP_CHILD_CHECK(mp_signal_send_group(0, SIGUSR1) == 0);
         mp_siginfo info;
-        MP_CHILD_CHECK(mp_signal_wait(&sig, 1, 0, &info) == 0);
+        MP_CHILD_CHECK(mp_signal_wait(&sig, 1, &info, 0) == 0);
         MP_CHILD_CHECK(info.pid == getpid());
         MP_CHILD_CHECK(mp_signal_send_group(getpgrp(), SIGUSR1) == 0);
-        MP_CHILD_CHECK(mp_signal_wait(&sig, 1, 0, &info) == 0);
+        MP_CHILD_CHECK(mp_signal_wait(&sig, 1, &info, 0) == 0);
         mp_test_child_exit(0);
     }
     assert_child_ok(pid);
@@ -1108,8 +1108,33 @@ static void errno_preserved(void **state)
     assert_mp(-ESRCH, mp_signal_send(INT_MAX, SIGUSR1));
     assert_int_equal(errno, 1234);
     int sig = SIGUSR1;
-    assert_mp(-ETIMEDOUT, mp_signal_wait(&sig, 1, 0, NULL));
+    assert_mp(-ETIMEDOUT, mp_signal_wait(&sig, 1, NULL, 0));
     assert_int_equal(errno, 1234);
+    assert_signals_clean();
+}
+
+/* Only MP_FOREVER waits without limit: any other negative timeout (a remaining time that drifted
+ * below 0) and NaN are a deadline that has passed, never an endless wait. */
+static void negative_timeouts_do_not_wait(void **state)
+{
+    /* Guard: were a negative timeout taken as forever, SIGALRM would end the test. */
+    assert_mp_ok(mp_signal_alarm(mp_test_timeout(5), NULL));
+    int sig = SIGUSR1;
+    mp_sigwaiter *w = NULL;
+    assert_mp_ok(mp_sigwaiter_new(&w, &sig, 1));
+    assert_mp(-ETIMEDOUT, mp_sigwaiter_wait(w, NULL, -0.5));
+    assert_mp(-ETIMEDOUT, mp_sigwaiter_wait(w, NULL, -2.0));
+    assert_mp(-ETIMEDOUT, mp_sigwaiter_wait(w, NULL, NAN));
+    assert_mp(-ETIMEDOUT, mp_sigwaiter_wait(w, NULL, -INFINITY));
+    assert_mp(-ETIMEDOUT, mp_signal_wait(&sig, 1, NULL, -0.5));
+    assert_mp(-ETIMEDOUT, mp_signal_wait(&sig, 1, NULL, NAN));
+    assert_mp(-ETIMEDOUT, mp_signal_pause(-0.5));
+    assert_mp(-ETIMEDOUT, mp_signal_suspend(NULL, 0, -3.0));
+    /* and +INFINITY is forever, as MP_FOREVER: a pending signal is taken */
+    assert_mp_ok(mp_signal_send(getpid(), SIGUSR1));
+    assert_mp_ok(mp_sigwaiter_wait(w, NULL, INFINITY));
+    assert_int_equal(mp_sigwaiter_free(&w), 0);
+    assert_mp_ok(mp_signal_alarm(0, NULL));
     assert_signals_clean();
 }
 
@@ -1146,6 +1171,7 @@ int main(void)
         SIG_TEST(bad_input_everywhere),
         SIG_TEST(send_group_reaches_own_group),
         SIG_TEST(errno_preserved),
+        SIG_TEST(negative_timeouts_do_not_wait),
     };
     return mp_test_main(__FILE__, tests, sizeof tests / sizeof tests[0]);
 }

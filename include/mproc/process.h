@@ -37,9 +37,9 @@
  * 1 s) and the rest are joined, as Python does.
  *
  * Reaping: mproc reaps only the pids it started (never waitpid(-1)), tolerates ECHILD (someone
- * else reaped it: the exit code is then unknown, reported as -ECHILD by exitcode), and signals only
- * through a pidfd, which can never reach a recycled pid. A program that sets SIGCHLD to SIG_IGN
- * makes the kernel reap children itself; mproc then reports -ECHILD for their exit codes.
+ * else reaped it: the exit code is then unknown, reported as -ENODATA by exitcode), and signals
+ * only through a pidfd, which can never reach a recycled pid. A program that sets SIGCHLD to
+ * SIG_IGN makes the kernel reap children itself; mproc then reports -ENODATA for their exit codes.
  * Without pidfds (Linux < 5.4, seccomp, valgrind 3.19, or MPROC_NO_PIDFD=1 in the environment) a
  * "death socket" per child stands in: same calls, same promises (docs/process.md, "Without
  * pidfds").
@@ -47,12 +47,13 @@
  * Ownership across fork: only the process that started a child may join, signal or reap it. A
  * child inherits copies of its parent's process objects; calls on them return MP_ECHILD (the
  * child may free them: that releases only its copy). Calls on the calling process's own object
- * (mp_process_current()) that would wait for, signal or free itself return MP_ESELF.
+ * (mp_process_current()) that would wait for, signal or free itself return MP_ESELF. The
+ * parent, as an object: mp_process_parent().
  *
  * Thread safety: one process object must not be used by two threads at once. Different objects
  * may be used concurrently.
  *
- * Signal handlers: mp_process_pid, mp_process_name, mp_process_daemon, mp_process_sentinel,
+ * Signal handlers: mp_process_pid, mp_process_name, mp_process_is_daemon, mp_process_sentinel,
  * mp_process_parent_pid and mp_process_signal/terminate/kill only read the object and make at
  * most one system call: they are async-signal-safe. mp_process_join/is_alive/exitcode are too
  * when no other thread uses the same object. new, start, free, active_children, current (it may
@@ -81,9 +82,9 @@ MP_API int mp_process_new(mp_process **out, const char *name, mp_target_fn targe
 
 /* Marks the process as a daemon (true) or not, before start. The default is the creating
  * process's flag (as Python): false in the main program, true inside a daemon child.
- * Errors: -EINVAL, MP_ESTARTED. */
+ * Errors: -EINVAL, MP_ESTARTED. mp_process_is_daemon: 1 (daemon), 0 (not), -EINVAL (NULL). */
 MP_API int mp_process_set_daemon(mp_process *p, bool daemon);
-MP_API bool mp_process_daemon(const mp_process *p);
+MP_API int mp_process_is_daemon(const mp_process *p);
 
 /* Forks the child, which runs target(arg) under the fork discipline described at the top, with
  * PR_SET_PDEATHSIG(SIGKILL). A start from a thread ties the child's life to that thread (see
@@ -100,8 +101,9 @@ MP_API int mp_process_start(mp_process *p);
 MP_API int mp_process_join(mp_process *p, double timeout);
 
 /* 1 while the child runs (and for the caller's own object), 0 once it ended (reaping it if
- * needed, without blocking) or before start; negative on error (-EINVAL, MP_ECHILD). */
-MP_API int mp_process_is_alive(mp_process *p);
+ * needed, without blocking: bookkeeping inside the object, so the handle is const) or before
+ * start; negative on error (-EINVAL, MP_ECHILD). Also works on mp_process_parent(). */
+MP_API int mp_process_is_alive(const mp_process *p);
 
 /* The child's pid: 0 before start, the pid afterwards (also after it ended); the caller's own pid
  * for its own object. -EINVAL for NULL. */
@@ -111,10 +113,12 @@ MP_API pid_t mp_process_pid(const mp_process *p);
 MP_API const char *mp_process_name(const mp_process *p);
 
 /* The exit code once the child ended: its exit status, or -SIGNUM when a signal killed it (as
- * Python's exitcode). Reaps the child without blocking if it has ended. *code is written only on
- * success. Errors: -EINVAL (p or code NULL), MP_ENOTSTARTED, -EBUSY (still running; also for the
- * caller's own object), MP_ECHILD (not our child), -ECHILD (reaped by someone else: unknown). */
-MP_API int mp_process_exitcode(mp_process *p, int *code);
+ * Python's exitcode). Reaps the child without blocking if it has ended (bookkeeping inside the
+ * object: the handle is const). *code is written only on success. Errors: -EINVAL (p or code
+ * NULL), MP_ENOTSTARTED, -EBUSY (still running; also for the caller's own object), MP_ECHILD (not
+ * our child: a copy inherited from the parent, or mp_process_parent()), -ENODATA (our child, it
+ * ended, but someone else reaped it, so its exit code is lost; Python would give None). */
+MP_API int mp_process_exitcode(const mp_process *p, int *code);
 
 /* Sends SIGTERM / SIGKILL / any signal (0 checks only) through the pidfd. A child that ended
  * but has not been reaped yet is not an error (nothing happens, as in Python). Errors: -EINVAL
@@ -174,6 +178,23 @@ MP_API mp_process *mp_process_current(void);
 /* The parent's pid when the caller was started by mproc, else 0 (as Python's parent_process()
  * gives None in the main process). */
 MP_API pid_t mp_process_parent_pid(void);
+
+/* The parent as an object (Python's parent_process()), in a process mproc forked; NULL in the
+ * main program. Borrowed, one per process, never freed (free gives MP_ECHILD). It answers:
+ *   mp_process_name   the parent's name when it forked us ("MainProcess", or its own name);
+ *   mp_process_pid    its pid (as mp_process_parent_pid);
+ *   mp_process_is_alive, mp_process_join(p, timeout)  whether it has ended / wait (bounded) for
+ *                     it to end: 0 once ended, -ETIMEDOUT when it still runs at the deadline;
+ *   mp_process_sentinel  a pidfd that turns readable when it ends; MP_ENOTSUP without pidfds.
+ * It is not our child: exitcode, signal, terminate and kill give MP_ECHILD.
+ * How: the first call opens a pidfd on the parent's pid and then checks that getppid() still
+ * gives that pid (a parent that ended makes its children orphans before anyone can reap it and
+ * recycle the pid, so the fd names the parent, or the parent is known to have ended). Without
+ * pidfds (MPROC_NO_PIDFD=1, old kernels) or with no fd to spare, is_alive and join look at
+ * getppid() instead (join every 20 ms). A child started by mproc dies with the thread that
+ * started it (PR_SET_PDEATHSIG), so to outlive its parent a child must clear that first
+ * (prctl(PR_SET_PDEATHSIG, 0)). Not async-signal-safe (the first call opens and locks). */
+MP_API mp_process *mp_process_parent(void);
 
 /* Fills out[0..max) with the caller's mproc children still running (reaping the ones that ended,
  * as Python's active_children()) and returns how many are running (may exceed max). Borrowed

@@ -16,7 +16,7 @@
  *     // no handler code at all: block SIGTERM/SIGINT and take them as data
  *     int sigs[] = {SIGTERM, SIGINT};
  *     mp_sigwaiter *w; mp_sigwaiter_new(&w, sigs, 2);
- *     mp_siginfo info; if (mp_sigwaiter_wait(w, 5.0, &info) == 0) printf("%d from %d\n",
+ *     mp_siginfo info; if (mp_sigwaiter_wait(w, &info, 5.0) == 0) printf("%d from %d\n",
  *                                                               info.signo, (int)info.pid);
  *     mp_sigwaiter_free(&w);                         // unblocks what it blocked
  *
@@ -38,13 +38,13 @@
  * none allocates or takes a lock. Each module's header is the authority; this is the collected
  * list (docs/signal.md keeps it up to date):
  *   error.h:    mp_strerror, mp_err_name
- *   signals.h:  mp_signal_valid, mp_signal_name, mp_signal_from_name, mp_signal_default_action,
+ *   signals.h:  mp_signal_is_valid, mp_signal_name, mp_signal_from_name, mp_signal_default_action,
  *               mp_signal_action_name, mp_signal_description, mp_signal_list, mp_signal_send,
  *               mp_signal_send_group, mp_signal_probe, mp_signal_send_process, mp_signal_handle,
  *               mp_signal_restore, mp_signal_get, mp_signal_disposition_get, mp_signal_alarm,
  *               mp_signal_alarm_left, mp_sigwaiter_fd, and mp_sigwaiter_wait with timeout 0 (a
  *               handler must never block)
- *   process.h:  mp_process_pid, mp_process_name, mp_process_daemon, mp_process_sentinel,
+ *   process.h:  mp_process_pid, mp_process_name, mp_process_is_daemon, mp_process_sentinel,
  *               mp_process_parent_pid, mp_process_signal/terminate/kill; join, is_alive and
  *               exitcode only when no other thread uses the same object (join with timeout 0)
  *   sync.h:     mp_event_set, mp_event_clear, mp_event_is_set, mp_sem_release, mp_sem_get_value
@@ -95,7 +95,7 @@ typedef enum mp_signal_action {
 } mp_signal_action;
 
 /* True when signo is a signal `kill -l` lists (1..31, SIGRTMIN..SIGRTMAX). Async-signal-safe. */
-MP_API bool mp_signal_valid(int signo);
+MP_API int mp_signal_is_valid(int signo);
 
 /* The canonical name: "SIGTERM", "SIGRTMIN+3", "SIGRTMAX-2"; NULL for an invalid number.
  * A pointer to a constant string. Async-signal-safe. */
@@ -249,7 +249,7 @@ typedef struct mp_siginfo {
  * (CLOCK_MONOTONIC), so EINTR never surfaces and a timeout never ends early.
  * info may be NULL. Returns 0 with *info filled, or -ETIMEDOUT (timeout 0 polls).
  * Errors: -EINVAL (sigs NULL, n < 1, an invalid signal or SIGKILL/SIGSTOP in sigs). */
-MP_API int mp_signal_wait(const int *sigs, int n, double timeout, mp_siginfo *info);
+MP_API int mp_signal_wait(const int *sigs, int n, mp_siginfo *info, double timeout);
 
 /* A persistent waiter: blocks its signals once, at creation, and owns a signalfd that polls
  * readable while one of them is pending. Use it in a loop, or give its fd to poll/epoll. */
@@ -267,18 +267,19 @@ MP_API int mp_sigwaiter_new(mp_sigwaiter **out, const int *sigs, int n);
  * -ETIMEDOUT. Handlers of other signals may run meanwhile; EINTR never surfaces and the deadline
  * (CLOCK_MONOTONIC) is kept. Errors: -EINVAL (w NULL). Async-signal-safe with timeout 0.
  * Call it from the thread that created the waiter (that thread's mask blocks the signals). */
-MP_API int mp_sigwaiter_wait(mp_sigwaiter *w, double timeout, mp_siginfo *info);
+MP_API int mp_sigwaiter_wait(mp_sigwaiter *w, mp_siginfo *info, double timeout);
 
 /* The waiter's signalfd: readable (POLLIN) while a signal of the set is pending; then call
- * mp_sigwaiter_wait(w, 0, &info). Owned by the waiter (do not close it). Errors: -EINVAL. */
+ * mp_sigwaiter_wait(w, &info, 0). Owned by the waiter (do not close it). Errors: -EINVAL. */
 MP_API int mp_sigwaiter_fd(const mp_sigwaiter *w);
 
 /* Closes the fd, unblocks the signals the waiter blocked (those that were blocked before
  * mp_sigwaiter_new stay blocked), releases the waiter and sets *pp to NULL. A signal of the set
  * still pending is then delivered to its disposition (for SIGTERM with no handler: the process
- * ends), as sigprocmask(2) would; drain it first with mp_sigwaiter_wait(w, 0, ...) if it must not
- * be. Call it from the thread that created the waiter. NULL and *pp NULL are no-ops. */
-MP_API void mp_sigwaiter_free(mp_sigwaiter **pp);
+ * ends), as sigprocmask(2) would; drain it first with mp_sigwaiter_wait(w, NULL, 0) if it must not
+ * be. Call it from the thread that created the waiter. Returns 0 (also for NULL and *pp NULL,
+ * which are no-ops). */
+MP_API int mp_sigwaiter_free(mp_sigwaiter **pp);
 
 #ifdef __cplusplus
 }

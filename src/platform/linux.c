@@ -297,6 +297,23 @@ int mp__pidfd_open(pid_t pid)
     return (int)fd;
 }
 
+int mp__parent_pidfd_open(pid_t ppid)
+{
+    if (ppid <= 0) return -EINVAL;
+    if (mp__pidfd_fallback()) return -ENOSYS;
+    if (getppid() != ppid) return -ESRCH;
+    long fd = syscall(SYS_pidfd_open, ppid, 0);
+    if (fd < 0) return errno == ESRCH ? -ESRCH : -errno;
+    /* Checked after the open: if the parent had ended and its pid been reused in between, we
+     * would have been reparented before the reuse, and this check sees it. */
+    if (getppid() != ppid) {
+        close((int)fd);
+        return -ESRCH;
+    }
+    mp__fd_internal_add((int)fd);
+    return (int)fd;
+}
+
 static bool fb_entry(int fd)
 {
     return fd >= 0 && fd < MP__FD_INTERNAL_MAX && atomic_load(&fb_pid[fd]) != 0;

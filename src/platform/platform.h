@@ -131,6 +131,12 @@ bool mp__pidfd_is_child(int pidfd);
 /* A handle for a child that ended and was reaped before mproc could watch it: readable at once,
  * internal, close-on-exec; release with mp__pidfd_close. Returns the fd or -errno. */
 int mp__dead_handle(void);
+/* A pidfd on the caller's parent, whose pid was `ppid` at fork, for waiting on it (not for
+ * reaping: it is not our child). Opened first, then getppid() is checked: a parent that still is
+ * our parent held its pid all along, so the fd cannot name a stranger that took a recycled pid.
+ * Returns the fd (internal, close-on-exec; release with mp__pidfd_close), -ESRCH when the parent
+ * has already ended (we were reparented), -ENOSYS in the fallback (no pidfds), or -errno. */
+int mp__parent_pidfd_open(pid_t ppid);
 /* Unmarks and closes a handle from mp__pidfd_open (does not reap). */
 void mp__pidfd_close(int pidfd);
 /* True when this process uses the death-socket fallback (decided once, at first use). */

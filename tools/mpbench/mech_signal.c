@@ -46,14 +46,14 @@ static int s_send(void *st, int side, const void *buf, size_t len)
 static int s_recv(void *st, int side, void *buf, size_t len)
 {
     struct sig_st *s = st;
-    return mp_sigwaiter_wait(s->w, 30.0, NULL);
+    return mp_sigwaiter_wait(s->w, NULL, 30.0);
 }
 
 static void s_close(void *st, int side)
 {
     struct sig_st *s = st;
     /* Drain a signal still pending, so unblocking it cannot run the default action. */
-    while (mp_sigwaiter_wait(s->w, 0, NULL) == 0) {
+    while (mp_sigwaiter_wait(s->w, NULL, 0) == 0) {
     }
     mp_sigwaiter_free(&s->w);
     if (side == 0) free(s);
