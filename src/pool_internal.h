@@ -93,6 +93,7 @@ typedef struct mp__worker_conf {
     const void *initarg;
     size_t initarg_len;
     int pin_cpu; /* -1: none */
+    bool spin;   /* mp_pool_options.spin: the worker may spin while it waits for a task */
 } mp__worker_conf;
 
 /* Runs one task record in a worker and emits its result records through emit(). Generic: every
