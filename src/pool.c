@@ -49,8 +49,20 @@ bool mp__timeout_blocks(double timeout)
     return timeout > 0 || mp__timeout_is_forever(timeout);
 }
 
-/* How long a waiter should spin: only while a busy worker runs on another CPU, and never in a
- * pool created with spin off. */
+/* How long a waiter spins for a worker on peer_cpu: never in a pool created with spin off. */
+static int64_t spin_ns(const mp_pool *p, int peer_cpu)
+{
+    return p->conf.spin ? mp__spin_budget(peer_cpu) : 0;
+}
+
+#ifdef MP_TEST_HOOKS
+int64_t mp__pool_spin_ns(const mp_pool *p, int peer_cpu)
+{
+    return spin_ns(p, peer_cpu);
+}
+#endif
+
+/* How long a waiter should spin: only while a busy worker runs on another CPU. */
 static int64_t spin_budget(mp_pool *p)
 {
     int me = mp__current_cpu();
@@ -58,7 +70,7 @@ static int64_t spin_budget(mp_pool *p)
         struct mp__worker *w = &p->w[i];
         if (!w->alive || w->nout == 0) continue;
         int c = p->tp->cpu(w->tp);
-        if (c >= 0 && c != me) return p->conf.spin ? mp__spin_budget(c) : 0;
+        if (c >= 0 && c != me) return spin_ns(p, c);
     }
     return 0;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../src/pool_internal.h"
 #include "../src/queue_internal.h"
 #include "mproc.h"
 #include "mp_test.h"
@@ -275,6 +276,36 @@ static void pool_options_default_to_spinning(void **state)
     assert_int_equal(m.processes, MP_POOL_CPUS);
 }
 
+/* What a pool's waiters ask before they spin: the pool's option, then the program's switch. */
+static void pool_budget_obeys_both(void)
+{
+    int other = other_cpu();
+    mp_pool_options o;
+    mp_pool_options_init(&o);
+    o.processes = 1;
+    mp_pool *on = NULL, *off = NULL;
+    MP_CHILD_CHECK(mp_pool_new(&on, &o) == 0);
+    o.spin = 0;
+    MP_CHILD_CHECK(mp_pool_new(&off, &o) == 0);
+    if (other >= 0) MP_CHILD_CHECK(mp__pool_spin_ns(on, other) > 0);
+    MP_CHILD_CHECK(mp__pool_spin_ns(off, other) == 0);
+    mp_spin_set(0);
+    MP_CHILD_CHECK(mp__pool_spin_ns(on, other) == 0);
+    mp_spin_set(1);
+    MP_CHILD_CHECK(mp__pool_spin_ns(off, other) == 0);
+    mp_pool *ps[2] = {on, off};
+    for (int i = 0; i < 2; i++) {
+        MP_CHILD_CHECK(mp_pool_close(ps[i]) == 0);
+        MP_CHILD_CHECK(mp_pool_join(ps[i], mp_test_timeout(10)) == 0);
+        MP_CHILD_CHECK(mp_pool_free(&ps[i]) == 0);
+    }
+}
+
+static void pool_option_and_program_switch(void **state)
+{
+    in_child(NULL, pool_budget_obeys_both);
+}
+
 /* A pool created with spin = 0: its tasks run as usual, and a caller waiting for a slow task on
  * another CPU sleeps (CPU time far below the wait, generous bound as above). */
 static void pool_caller_sleeps(void)
@@ -321,6 +352,7 @@ static const struct CMUnitTest tests[] = {
     MP_TEST(queue_handle_switch_and_program_switch),
     MP_TEST(queue_waiter_with_spin_off_sleeps),
     MP_TEST(pool_options_default_to_spinning),
+    MP_TEST(pool_option_and_program_switch),
     MP_TEST(pool_with_spin_off_sleeps_while_waiting),
 };
 MP_TEST_MAIN(tests)
