@@ -49,6 +49,19 @@ bool mp__timeout_blocks(double timeout)
     return timeout > 0 || mp__timeout_is_forever(timeout);
 }
 
+/* How long a waiter spins for a worker on peer_cpu: never in a pool created with spin off. */
+static int64_t spin_ns(const mp_pool *p, int peer_cpu)
+{
+    return p->conf.spin ? mp__spin_budget(peer_cpu) : 0;
+}
+
+#ifdef MP_TEST_HOOKS
+int64_t mp__pool_spin_ns(const mp_pool *p, int peer_cpu)
+{
+    return spin_ns(p, peer_cpu);
+}
+#endif
+
 /* How long a waiter should spin: only while a busy worker runs on another CPU. */
 static int64_t spin_budget(mp_pool *p)
 {
@@ -57,7 +70,7 @@ static int64_t spin_budget(mp_pool *p)
         struct mp__worker *w = &p->w[i];
         if (!w->alive || w->nout == 0) continue;
         int c = p->tp->cpu(w->tp);
-        if (c >= 0 && c != me) return mp__spin_budget(c);
+        if (c >= 0 && c != me) return spin_ns(p, c);
     }
     return 0;
 }
@@ -251,6 +264,7 @@ void mp_pool_options_init(mp_pool_options *o)
     if (!o) return;
     memset(o, 0, sizeof *o);
     o->processes = MP_POOL_CPUS;
+    o->spin = 1;
 }
 
 void mp_task_options_init(mp_task_options *o)
@@ -274,8 +288,8 @@ static int apply_options(mp_pool *p, const mp_pool_options *o, uint64_t init_id)
     if (o->initarg_len) memcpy(p->initarg, o->initarg, o->initarg_len);
     if (o->ncpus) memcpy(p->cpus, o->cpus, (size_t)o->ncpus * sizeof *p->cpus);
     p->ncpus = o->ncpus;
-    p->conf = (mp__worker_conf){o->max_message, o->maxtasksperchild, init_id,
-                                p->initarg,     o->initarg_len,      -1};
+    p->conf = (mp__worker_conf){
+        o->max_message, o->maxtasksperchild, init_id, p->initarg, o->initarg_len, -1, o->spin != 0};
     return 0;
 }
 

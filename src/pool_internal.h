@@ -85,6 +85,12 @@ int mp__func_clash(void);
 /* Sets this thread's detail string (mp_pool_last_error). */
 void mp__pool_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+#ifdef MP_TEST_HOOKS
+/* How long a thread waiting for p's results spins for a worker on peer_cpu (0 when the pool's
+ * spin option or the program-wide switch is off). Lets tests see the per-pool switch. */
+int64_t mp__pool_spin_ns(const mp_pool *p, int peer_cpu);
+#endif
+
 /* What a worker needs to know, whatever the transport. */
 typedef struct mp__worker_conf {
     size_t max_message;
@@ -93,6 +99,7 @@ typedef struct mp__worker_conf {
     const void *initarg;
     size_t initarg_len;
     int pin_cpu; /* -1: none */
+    bool spin;   /* mp_pool_options.spin: the worker may spin while it waits for a task */
 } mp__worker_conf;
 
 /* Runs one task record in a worker and emits its result records through emit(). Generic: every

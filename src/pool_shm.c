@@ -79,7 +79,8 @@ struct mp__tp_worker {
     uint32_t pending_tail; /* producer-local: where the reserved record starts */
     uint32_t ptail;        /* parent: end of the task records written but not yet published */
     mp__tp_shared *s;
-    int efd; /* worker: its copy of the pool's eventfd */
+    int efd;   /* worker: its copy of the pool's eventfd */
+    bool spin; /* worker: mp_pool_options.spin (the parent's side keeps its own in the pool) */
 };
 
 /* ---- pool-wide state ---------------------------------------------------------------------- */
@@ -294,7 +295,8 @@ static int worker_emit(void *ctx, const void *rec, size_t size)
     return 0;
 }
 
-/* Waits for the next task record. Spins only while the parent runs on another CPU. */
+/* Waits for the next task record. Spins only while the parent runs on another CPU, and never
+ * when the pool was created with spin off (or the program turned spinning off). */
 static const mp__trec *worker_next(mp__tp_worker *w)
 {
     struct ring *r = &w->shm->task;
@@ -304,7 +306,7 @@ static const mp__trec *worker_next(mp__tp_worker *w)
         uint32_t tail = mp__load(&r->tail);
         const mp__trec *t = ring_peek(r, w->tbuf, w->cap);
         if (t) return t;
-        int64_t spin = mp__spin_budget(mp__load_relaxed(&w->shm->parent_cpu));
+        int64_t spin = w->spin ? mp__spin_budget(mp__load_relaxed(&w->shm->parent_cpu)) : 0;
         if (spin > 0 && mp__spin_while_equal(&r->tail, tail, spin)) continue;
         mp__store(&r->cons_sleeping, 1);
         if (mp__load(&r->tail) == tail) mp__futex_wait(&r->tail, tail, NULL);
@@ -411,6 +413,7 @@ __attribute__((noreturn)) static void shm_worker_run(mp__tp_shared *s, const mp_
     w.cap = cap;
     w.s = s;
     w.efd = efd;
+    w.spin = conf->spin;
     /* What the worker holds of its pool is not for processes its tasks start. */
     mp__fd_internal_add(efd);
     madvise(p, w.size, MADV_DONTFORK);

@@ -146,6 +146,10 @@ struct mp_queue {
     uint64_t cap;
     pid_t slot_pid; /* the process that claimed `slot` (a forked child must claim its own) */
     int slot;
+    /* mp_queue_set_spin: 1 lets this handle's waits spin. Per handle, not in shared memory, so
+     * that a producer may spin while a consumer of the same queue sleeps; a forked child starts
+     * with its parent's value (its copy of the handle). Atomic: another thread may change it. */
+    _Atomic uint32_t spin;
 };
 
 /* A caller's time limit, turned into a deadline only when the call first has to wait: the fast
@@ -237,6 +241,7 @@ static int queue_new(mp_queue **out, size_t maxsize, size_t capacity, bool joina
     }
     q->slot = -1;
     q->cap = cap;
+    mp__store_relaxed(&q->spin, 1);
     q->magic = HANDLE_MAGIC;
     *out = q;
     return 0;
@@ -500,6 +505,26 @@ static void note_cpu(_Atomic int32_t *slot)
     if (mp__load_relaxed(slot) != c) mp__store_relaxed(slot, c);
 }
 
+/* How long this handle may spin for a peer last seen on *peer_cpu: 0 when the handle's switch
+ * (mp_queue_set_spin) or the program-wide one is off, or the peer shares our CPU. */
+static int64_t spin_ns(const mp_queue *q, int peer_cpu)
+{
+    if (!mp__load_relaxed(&q->spin)) return 0;
+    return mp__spin_budget(peer_cpu);
+}
+
+static int64_t spin_budget(const mp_queue *q, _Atomic int32_t *peer_cpu)
+{
+    return spin_ns(q, mp__load_relaxed(peer_cpu));
+}
+
+#ifdef MP_TEST_HOOKS
+int64_t mp__queue_spin_ns(const mp_queue *q, int peer_cpu)
+{
+    return spin_ns(q, peer_cpu);
+}
+#endif
+
 /* Spin while *w == v for up to ns; true when it changed. */
 static bool spin64(_Atomic uint64_t *w, uint64_t v, int64_t ns)
 {
@@ -550,7 +575,7 @@ static int wait_space(mp_queue *q, bool for_slot, struct limit *lim)
     uint64_t seen = for_slot ? s->cached_got : s->cached_head;
     int64_t left = mp__deadline_left_ns(dl);
     if (left == 0) return -ETIMEDOUT;
-    int64_t spin = mp__spin_budget(mp__load_relaxed(&s->cons_cpu));
+    int64_t spin = spin_budget(q, &s->cons_cpu);
     if (spin > left) spin = left;
     if (spin64(index, seen, spin)) return 0;
     return sleep_on(s, &s->space_seq, &s->space_waiting, index, seen, dl, false);
@@ -568,7 +593,7 @@ static int wait_data(mp_queue *q, struct limit *lim, int mode)
     uint64_t t = s->cached_tail;
     int64_t left = own ? INT64_MAX : mp__deadline_left_ns(dl);
     if (left == 0) return -ETIMEDOUT;
-    int64_t spin = mp__spin_budget(mp__load_relaxed(&s->prod_cpu));
+    int64_t spin = spin_budget(q, &s->prod_cpu);
     if (spin > left) spin = left;
     if (spin64(&s->tail, t, spin)) return 0;
     int rc = sleep_on(s, &s->data_seq, &s->data_waiting, &s->tail, t, dl, own);
@@ -1113,6 +1138,19 @@ int mp_queue_is_closed(const mp_queue *q)
 {
     if (!valid(q)) return -EINVAL;
     return (int)mp__load_acq(&q->s->closed);
+}
+
+int mp_queue_set_spin(mp_queue *q, int enabled)
+{
+    if (!valid(q)) return -EINVAL;
+    mp__store_relaxed(&q->spin, enabled ? 1u : 0u);
+    return 0;
+}
+
+int mp_queue_is_spin_enabled(const mp_queue *q)
+{
+    if (!valid(q)) return -EINVAL;
+    return (int)mp__load_relaxed(&q->spin);
 }
 
 /* ---- JoinableQueue --------------------------------------------------------------------------- */

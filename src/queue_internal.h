@@ -34,6 +34,9 @@ int mp__queue_stats(mp_queue *q, struct mp__queue_stats *st);
 
 /* The ring's bytes, for tests that scribble on it. */
 unsigned char *mp__queue_ring(mp_queue *q, size_t *cap);
+/* How long a wait through q spins for a peer last seen on peer_cpu (what put and get use):
+ * 0 when q's switch or the program-wide one is off. Lets tests see the per-handle switch. */
+int64_t mp__queue_spin_ns(const mp_queue *q, int peer_cpu);
 #endif
 
 #endif

@@ -204,6 +204,14 @@ typedef struct mp_pool_options {
      * tasks to 256 for tiny ones (about 200 us of queued work per worker). 1 disables pipelining
      * (a long task then never holds up a queued one). */
     unsigned pipeline;
+    /* Busy-waiting in this pool's waits (mproc/spin.h): 1 (the default) lets a caller waiting for
+     * a result and a worker waiting for a task spin for a few tens of microseconds while the peer
+     * runs on another CPU, which makes small tasks fast and keeps that CPU busy; 0 makes both
+     * sleep at once. The program-wide switch (MPROC_SPIN=0, mp_spin_set(0)) turns it off for
+     * every pool whatever this says. Workers get the pool's setting; what their tasks create
+     * follows the program-wide switch as it was at mp_pool_new. Note: an options struct filled
+     * without mp_pool_options_init or MP_POOL_OPTIONS_INIT has 0 here, spinning off. */
+    int spin;
 } mp_pool_options;
 
 #define MP_POOL_CPUS (-1)
@@ -211,12 +219,12 @@ typedef struct mp_pool_options {
  * keeps working when fields are added (and from C++, which has no designated initializers). */
 #define MP_POOL_OPTIONS_INIT                                                                       \
     {                                                                                              \
-        .processes = MP_POOL_CPUS                                                                  \
+        .processes = MP_POOL_CPUS, .spin = 1                                                       \
     }
 
-/* Fills *o with the defaults (every field 0 except processes = MP_POOL_CPUS): call it, then set
- * the fields you need. Later versions may add fields; code that starts from this call keeps
- * compiling and keeps its meaning. NULL: nothing. */
+/* Fills *o with the defaults (every field 0 except processes = MP_POOL_CPUS and spin = 1): call it,
+ * then set the fields you need. Later versions may add fields; code that starts from this call
+ * keeps compiling and keeps its meaning. NULL: nothing. */
 MP_API void mp_pool_options_init(mp_pool_options *o);
 
 /* Creates a pool and starts its workers (forked by the pool's worker factory, itself forked once

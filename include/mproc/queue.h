@@ -177,6 +177,21 @@ MP_API int mp_queue_close(mp_queue *q);
 /* 1 when closed, 0 when open, -EINVAL. */
 MP_API int mp_queue_is_closed(const mp_queue *q);
 
+/* Busy-waiting for this handle (mproc/spin.h). A put waiting for room or a get waiting for a
+ * message first spins for a few tens of microseconds while the other side last ran on another
+ * CPU, then sleeps: that makes a cross-CPU hand-over take about a microsecond instead of tens,
+ * and keeps the waiting CPU busy meanwhile. mp_queue_set_spin(q, 0) makes this handle's waits
+ * sleep at once; any other value allows spinning again (the default for a new handle).
+ * The setting belongs to the handle in the calling process, not to the queue: a producer may
+ * spin while a consumer of the same queue sleeps. A process forked afterwards starts with its
+ * parent's setting (its copy of the handle). The program-wide switch (MPROC_SPIN=0,
+ * mp_spin_set(0)) turns spinning off whatever the handle says. Takes effect from the next wait;
+ * may be called from any thread. Errors: -EINVAL (q NULL or freed). */
+MP_API int mp_queue_set_spin(mp_queue *q, int enabled);
+/* 1 when this handle's waits may spin (its own setting; the program-wide switch, mp_spin_get,
+ * may still forbid it), 0 when set off, -EINVAL. */
+MP_API int mp_queue_is_spin_enabled(const mp_queue *q);
+
 /* Releases the calling process's handle (its mapping) and sets *qp to NULL. Other processes keep
  * theirs; the memory goes away with the last one. It does not close the queue. Returns 0; NULL
  * and &NULL are no-ops returning 0. A later call through the freed pointer's variable gets

@@ -8,7 +8,13 @@
  * while they wait (close to two cores where blocking peers use about half a core). Spinning never
  * happens when both processes share one CPU or the machine has one CPU.
  *
- * The switch is program-wide. Its first value comes from the environment variable MPROC_SPIN,
+ * There are two switches. Per object: a queue handle (mp_queue_set_spin in mproc/queue.h) and a
+ * pool (the spin field of mp_pool_options in mproc/pool.h) can turn spinning off for their own
+ * waits; a connection (mproc/pipe.h) has no switch of its own and follows the program-wide one.
+ * Program-wide: the switch below, which turns spinning off for every object whatever its own
+ * setting says (an object's setting can only forbid spinning, never force it).
+ *
+ * The program-wide switch's first value comes from the environment variable MPROC_SPIN,
  * read once, the first time anything asks: MPROC_SPIN=0 (also "off", "no", "false") turns
  * spinning off; unset or any other value leaves it on. mp_spin_set() overrides it at any time,
  * for every thread of the calling process; forked children inherit the setting, programs started

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* pool_seed.c - the seed's process pool step by step: create, apply_async + get, apply, map, close,
- * join */
+/* pool_tour.c - a tour of the process pool, step by step: create, apply_async + get, apply, map,
+ * close, join. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,7 +22,7 @@ static int square(const void *arg, size_t len, mp_task_result *res)
     return mp_task_result_set(res, &a, sizeof a);
 }
 /* Functions are named, not passed as pointers: every process registers the same table. */
-MP_FUNC_REGISTER("seed.square", square)
+MP_FUNC_REGISTER("tour.square", square)
 
 static int check(int rc, const char *what)
 {
@@ -46,7 +46,7 @@ int main(void)
     enum { N = 6 };
     mp_result *results[N];
     for (int i = 0; i < N; i++)
-        failures += check(mp_pool_apply_async(pool, "seed.square", &i, sizeof i, NULL, &results[i]),
+        failures += check(mp_pool_apply_async(pool, "tour.square", &i, sizeof i, NULL, &results[i]),
                           "apply_async");
 
     /* 3. The workers take and handle the events; get() gives each return value. */
@@ -67,7 +67,7 @@ int main(void)
     /* apply: the same, but it blocks until its event is handled. */
     int x = 12;
     mp_result *r;
-    if (!check(mp_pool_apply(pool, "seed.square", &x, sizeof x, &r, 10.0), "apply")) {
+    if (!check(mp_pool_apply(pool, "tour.square", &x, sizeof x, &r, 10.0), "apply")) {
         const void *data;
         mp_result_get(r, &data, NULL, 0);
         struct answer a;
@@ -87,7 +87,7 @@ int main(void)
         items[i] = (mp_buf){&xs[i], sizeof xs[i]};
     }
     mp_result *m;
-    if (!check(mp_pool_map(pool, "seed.square", items, 10, NULL, &m, 10.0), "map")) {
+    if (!check(mp_pool_map(pool, "tour.square", items, 10, NULL, &m, 10.0), "map")) {
         printf("map:");
         for (size_t i = 0; i < mp_result_count(m); i++) {
             const void *data;
