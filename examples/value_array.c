@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* value_array.c - shared Value and Array (the seed's examples): deposit/withdraw, a shared list.
+/* value_array.c - shared Value and Array (Python's classic examples): deposit/withdraw, a shared list.
  *
  * Python:                                  C:
  *     money = Value('i', 2000)                 mp_value_new(&money, 'i', &init, true)
@@ -23,7 +23,7 @@
 
 static mp_value *money;
 
-/* money.value += 1, 100000 times, each under the value's lock (the seed's race, fixed). */
+/* money.value += 1, 100000 times, each under the value's lock (the classic race, fixed). */
 static int deposit(void *arg)
 {
     (void)arg;

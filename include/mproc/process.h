@@ -142,7 +142,7 @@ MP_API int mp_process_sentinel(const mp_process *p);
 MP_API int mp_process_free(mp_process **pp);
 
 /* ---- "subclassing": your own process class ---------------------------------------------------
- * The seed's own process class: the library's fixed machinery (start) calls run, and your type
+ * A process class of your own: the library's fixed machinery (start) calls run, and your type
  * supplies run. Embed mp_process_base in your struct and recover it with mp_container_of:
  *
  *     struct copier { mp_process_base base; const char *src; off_t from, len; };

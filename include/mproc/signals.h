@@ -8,7 +8,7 @@
  *     mp_signal_disposition old;
  *     mp_signal_handle(SIGUSR1, on_usr1, 0, &old);  ...  mp_signal_restore(SIGUSR1, &old);
  *
- *     // the seed's alarm: one per process; a later one replaces the earlier
+ *     // an alarm: one per process; a later one replaces the earlier
  *     mp_signal_alarm(1.5, NULL);                    // SIGALRM in 1.5 s
  *     double left; mp_signal_alarm(3, &left);        // replaces it; left ~ 1.5
  *     mp_signal_pause(MP_FOREVER);                   // returns once a handler has run
@@ -203,7 +203,7 @@ MP_API int mp_signal_disposition_get(const mp_signal_disposition *d, mp_signal_h
 
 /* ---- alarm and pause ----------------------------------------------------------------------- */
 
-/* The seed's alarm: SIGALRM is sent to the calling process after `seconds` (fractions allowed,
+/* The alarm: SIGALRM is sent to the calling process after `seconds` (fractions allowed,
  * microsecond resolution; setitimer ITIMER_REAL, the same timer alarm(2) uses). A process has
  * one alarm: a later call replaces the earlier one, and seconds == 0 cancels it. The time that
  * was left on the previous alarm (0 when there was none) goes to *previous_left when it is not
@@ -215,7 +215,7 @@ MP_API int mp_signal_alarm(double seconds, double *previous_left);
  * Async-signal-safe. */
 MP_API int mp_signal_alarm_left(double *left);
 
-/* The seed's pause: blocks until a signal handler has run in this thread, or timeout seconds
+/* Pause: blocks until a signal handler has run in this thread, or timeout seconds
  * (MP_FOREVER: no limit). Returns 0 after a handler ran, -ETIMEDOUT when the time ran out.
  * Ignored and blocked signals do not wake it. A signal that arrives just before the call is not
  * seen (the usual race of pause(2)); to close it, block the signal, check your flag, then call
