@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* shared.c - Value, Array and named shared memory blocks (mproc/shared.h).
+/* shared.c - Value and Array (mproc/shared.h): the type table and its conversions, and the typed
+ * shared objects with their optional lock. Named blocks are in shared_shm.c.
  *
  * A Value is an Array of one element. Both live in one anonymous MAP_SHARED mapping laid out as
  *     [0, 64)    header (type, count) for debugging and sanity checks
@@ -8,28 +9,18 @@
  * Element loads and stores are relaxed atomics of the element's width, so a raw object read while
  * another process writes gives an old or a new value, never a torn one.
  */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <float.h>
 #include <limits.h>
 #include <math.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/random.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "atomics.h"
 #include "mproc/error.h"
 #include "mproc/shared.h"
 #include "platform/platform.h"
-#include "process_internal.h"
-#include "shared_internal.h"
 #include "sync_internal.h"
 
 /* ---- types --------------------------------------------------------------------------------- */
@@ -253,16 +244,38 @@ static bool obj_held(const struct mp_array *a)
     return a->sync && mp__lock_owned(&a->lock);
 }
 
-static void obj_release(struct mp_array *a)
-{
-    mp__shm_unmap(a->map, a->map_size);
-    a->magic = 0;
-    free(a);
-}
-
 static inline bool obj_ok(const struct mp_array *a)
 {
     return a && a->magic == MP__HANDLE_MAGIC;
+}
+
+/* The one constructor of Value and Array. A Value's only member is its one-element Array, so a
+ * pointer to the Array is a pointer to the Value (C11 6.7.2.1p15) and one allocation serves both.
+ */
+static int obj_new(struct mp_array **out, int type, size_t count, const void *init, bool sync)
+{
+    _Static_assert(sizeof(struct mp_value) == sizeof(struct mp_array), "a Value is its Array");
+    struct mp_array *a = calloc(1, sizeof *a);
+    if (!a) return -ENOMEM;
+    int r = obj_init(a, type, count, init, sync);
+    if (r) {
+        free(a);
+        return r;
+    }
+    *out = a;
+    return 0;
+}
+
+/* The one destructor of Value and Array, for a non-NULL handle; the caller clears its pointer on
+ * success. */
+static int obj_free(struct mp_array *a)
+{
+    if (!obj_ok(a)) return -EINVAL;
+    if (obj_held(a)) return -EBUSY;
+    mp__shm_unmap(a->map, a->map_size);
+    a->magic = 0;
+    free(a);
+    return 0;
 }
 
 enum { OBJ_NOTHING = 0, OBJ_TAKEN = 1, OBJ_TAKEN_DEAD = 2 };
@@ -324,27 +337,33 @@ static int obj_check(const struct mp_array *a, size_t i)
     return i < a->count ? 0 : MP_ERANGE;
 }
 
-static int obj_get_i64(const struct mp_array *a, size_t i, int64_t *out)
+/* The checks and the load every typed getter makes: the handle, the index, the out pointer and
+ * the type's family (floating or not, as the getter wants), then the element's bits. Returns what
+ * obj_get_bits does, or the error of a failed check. */
+static int obj_get_checked(const struct mp_array *a, size_t i, const void *out, bool fp,
+                           uint64_t *bits)
 {
     int r = obj_check(a, i);
     if (r || !out) return r ? r : -EINVAL;
-    if (a->t->family == F_FLOAT) return MP_ETYPE;
+    if ((a->t->family == F_FLOAT) != fp) return MP_ETYPE;
+    return obj_get_bits(a, i, bits);
+}
+
+static int obj_get_i64(const struct mp_array *a, size_t i, int64_t *out)
+{
     uint64_t bits;
-    int dead = obj_get_bits(a, i, &bits);
+    int dead = obj_get_checked(a, i, out, false, &bits);
     if (!done(dead)) return dead;
-    r = i64_from_bits(a->t, bits, out);
+    int r = i64_from_bits(a->t, bits, out);
     return r ? r : dead;
 }
 
 static int obj_get_u64(const struct mp_array *a, size_t i, uint64_t *out)
 {
-    int r = obj_check(a, i);
-    if (r || !out) return r ? r : -EINVAL;
-    if (a->t->family == F_FLOAT) return MP_ETYPE;
     uint64_t bits;
-    int dead = obj_get_bits(a, i, &bits);
+    int dead = obj_get_checked(a, i, out, false, &bits);
     if (!done(dead)) return dead;
-    r = u64_from_bits(a->t, bits, out);
+    int r = u64_from_bits(a->t, bits, out);
     return r ? r : dead;
 }
 
@@ -368,11 +387,8 @@ static int obj_set_u64(struct mp_array *a, size_t i, uint64_t x)
 
 static int obj_get_f64(const struct mp_array *a, size_t i, double *out)
 {
-    int r = obj_check(a, i);
-    if (r || !out) return r ? r : -EINVAL;
-    if (a->t->family != F_FLOAT) return MP_ETYPE;
     uint64_t bits;
-    int dead = obj_get_bits(a, i, &bits);
+    int dead = obj_get_checked(a, i, out, true, &bits);
     if (!done(dead)) return dead;
     if (a->t->size == sizeof(float)) {
         uint32_t b32 = (uint32_t)bits;
@@ -479,25 +495,18 @@ static int obj_cas(struct mp_array *a, size_t i, int64_t expected, int64_t desir
 int mp_value_new(mp_value **out, int type, const void *init, bool synchronized)
 {
     if (!out) return -EINVAL;
-    mp_value *v = calloc(1, sizeof *v);
-    if (!v) return -ENOMEM;
-    int r = obj_init(&v->a, type, 1, init, synchronized);
-    if (r) {
-        free(v);
-        return r;
-    }
-    *out = v;
-    return 0;
+    struct mp_array *a;
+    int r = obj_new(&a, type, 1, init, synchronized);
+    if (!r) *out = (mp_value *)a;
+    return r;
 }
 
 int mp_value_free(mp_value **pp)
 {
     if (!pp || !*pp) return 0;
-    if (!obj_ok(&(*pp)->a)) return -EINVAL;
-    if (obj_held(&(*pp)->a)) return -EBUSY;
-    obj_release(&(*pp)->a);
-    *pp = NULL;
-    return 0;
+    int r = obj_free(&(*pp)->a);
+    if (!r) *pp = NULL;
+    return r;
 }
 
 int mp_value_type(const mp_value *v)
@@ -561,26 +570,15 @@ int mp_value_cas(mp_value *v, int64_t expected, int64_t desired, bool *swapped)
 
 int mp_array_new(mp_array **out, int type, size_t count, const void *init, bool synchronized)
 {
-    if (!out) return -EINVAL;
-    mp_array *a = calloc(1, sizeof *a);
-    if (!a) return -ENOMEM;
-    int r = obj_init(a, type, count, init, synchronized);
-    if (r) {
-        free(a);
-        return r;
-    }
-    *out = a;
-    return 0;
+    return out ? obj_new(out, type, count, init, synchronized) : -EINVAL;
 }
 
 int mp_array_free(mp_array **pp)
 {
     if (!pp || !*pp) return 0;
-    if (!obj_ok(*pp)) return -EINVAL;
-    if (obj_held(*pp)) return -EBUSY;
-    obj_release(*pp);
-    *pp = NULL;
-    return 0;
+    int r = obj_free(*pp);
+    if (!r) *pp = NULL;
+    return r;
 }
 
 size_t mp_array_len(const mp_array *a)
@@ -688,367 +686,4 @@ int mp_value_write(mp_value *v, const void *in, size_t size)
     if (!v || !obj_ok(&v->a) || !in) return -EINVAL;
     if (size != v->a.t->size) return MP_ETYPE;
     return mp_array_write(&v->a, 0, in, 1);
-}
-
-/* ---- named blocks -------------------------------------------------------------------------- */
-
-#define SHM_NAME_MAX 200 /* bytes, counting the leading '/' */
-#define SHM_SIZE_MAX (1ull << 48)
-
-/* The mode bits of a block in /dev/shm. A generated-name block that its creator will unlink on
- * free or exit also carries the sticky bit (meaningless on a file, so the permissions stay
- * owner-only 0600): that is the mark mp_shm_sweep looks for, so a user-named block (even one
- * whose name has the generated form) and a kept block, which the docs promise are never swept,
- * are never touched by it. */
-#define SHM_MODE       0600
-#define SHM_MODE_SWEEP (S_ISVTX | 0600)
-
-/* A block's identity: a name can be unlinked and given to a new block at any time, so every
- * unlink by a creator or a handle first checks that the name still refers to this one. */
-typedef struct shm_id {
-    dev_t dev;
-    ino_t ino;
-} shm_id;
-
-struct mp_shm {
-    uint32_t magic;
-    bool created;   /* this process created the name */
-    bool owned;     /* ... and will unlink it on free/exit (not kept, not unlinked yet) */
-    bool generated; /* the name was generated (candidate for the sweep) */
-    pid_t creator;
-    shm_id id;
-    void *ptr;
-    size_t size;
-    char name[SHM_NAME_MAX + 1];
-};
-
-/* Names this process created and still owns, for the atexit handler. A fork child inherits the
- * list but each entry records its creator's pid, so only the creator unlinks. */
-typedef struct owned_name {
-    struct owned_name *next;
-    pid_t pid;
-    shm_id id;
-    char name[SHM_NAME_MAX + 1];
-} owned_name;
-
-static pthread_mutex_t owned_lock = PTHREAD_MUTEX_INITIALIZER;
-static owned_name *owned_head;
-static pthread_once_t shm_once = PTHREAD_ONCE_INIT;
-
-/* Opens `name` read-only and compares its identity with `id`: 1 same block, 0 another block
- * now has the name, or -errno (-ENOENT: no block has it). With `fd_out`, the open fd is handed
- * over when the result is 1. */
-static int shm_same(const char *name, const shm_id *id, int *fd_out)
-{
-    int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    struct stat st;
-    int r = fstat(fd, &st) < 0 ? -errno : (st.st_dev == id->dev && st.st_ino == id->ino);
-    if (r == 1 && fd_out)
-        *fd_out = fd;
-    else
-        close(fd);
-    return r;
-}
-
-/* Unlinks `name` when it still refers to the block `id`. Returns 0, -ENOENT (the name is gone,
- * or names another block now: that one is left alone) or -errno. What remains is the instant
- * between the identity check and the unlink, which no shm API can close. */
-static int unlink_if_same(const char *name, const shm_id *id)
-{
-    int r = shm_same(name, id, NULL);
-    if (r < 0) return r;
-    if (r == 0) return -ENOENT;
-    return shm_unlink(name) < 0 ? -errno : 0;
-}
-
-void mp__shm_exit_cleanup(void)
-{
-    pthread_mutex_lock(&owned_lock);
-    pid_t me = getpid();
-    for (owned_name **pp = &owned_head; *pp;) {
-        owned_name *o = *pp;
-        if (o->pid == me) {
-            unlink_if_same(o->name, &o->id);
-            *pp = o->next;
-            free(o);
-        } else {
-            pp = &o->next;
-        }
-    }
-    pthread_mutex_unlock(&owned_lock);
-}
-
-static void owned_lock_take(void)
-{
-    pthread_mutex_lock(&owned_lock);
-}
-
-static void owned_lock_drop(void)
-{
-    pthread_mutex_unlock(&owned_lock);
-}
-
-/* mp__shm_exit_cleanup is an exit hook (process_internal.h): it runs at exit() and in the child
- * of a fork on its way out (mp__child_exit), so the list's lock must not be inherited in the
- * locked state from another thread: hold it across every fork. */
-static void register_exit(void)
-{
-    mp__exit_hook_add(mp__shm_exit_cleanup); /* -ENOSPC cannot happen: a handful of modules */
-    pthread_atfork(owned_lock_take, owned_lock_drop, owned_lock_drop);
-}
-
-static int own_name(const char *name, const shm_id *id)
-{
-    pthread_once(&shm_once, register_exit);
-    owned_name *o = calloc(1, sizeof *o);
-    if (!o) return -ENOMEM;
-    o->pid = getpid();
-    o->id = *id;
-    snprintf(o->name, sizeof o->name, "%s", name);
-    pthread_mutex_lock(&owned_lock);
-    o->next = owned_head;
-    owned_head = o;
-    pthread_mutex_unlock(&owned_lock);
-    return 0;
-}
-
-/* Forget this process's claim on `name`; with id, only the claim on that very block. */
-static void disown_name(const char *name, const shm_id *id)
-{
-    pthread_mutex_lock(&owned_lock);
-    pid_t me = getpid();
-    for (owned_name **pp = &owned_head; *pp; pp = &(*pp)->next) {
-        owned_name *o = *pp;
-        if (o->pid == me && strcmp(o->name, name) == 0 &&
-            (!id || (o->id.dev == id->dev && o->id.ino == id->ino))) {
-            *pp = o->next;
-            free(o);
-            break;
-        }
-    }
-    pthread_mutex_unlock(&owned_lock);
-}
-
-/* "mproc..." or "/mproc...", at most SHM_NAME_MAX bytes counting the leading '/' (which is added
- * when missing), no other '/': copied with the leading '/'. */
-static int normalize_name(const char *name, char out[SHM_NAME_MAX + 1])
-{
-    if (!name) return -EINVAL;
-    if (name[0] == '/') name++;
-    size_t len = strlen(name);
-    if (len < 5 || len + 1 > SHM_NAME_MAX || strncmp(name, "mproc", 5) != 0 || strchr(name, '/'))
-        return -EINVAL;
-    out[0] = '/';
-    memcpy(out + 1, name, len + 1);
-    return 0;
-}
-
-static void generate_name(char out[SHM_NAME_MAX + 1])
-{
-    static _Atomic unsigned counter;
-    uint32_t rnd = 0;
-    if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
-        rnd = (uint32_t)mp__now_ns() ^ (uint32_t)getpid() * 2654435761u;
-    snprintf(out, SHM_NAME_MAX + 1, "/mproc.%d.%u.%08x", (int)getpid(), ++counter, rnd);
-}
-
-static int map_fd(int fd, size_t size, void **out)
-{
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) return -errno;
-    *out = p;
-    return 0;
-}
-
-static int shm_create(mp_shm *b, size_t size)
-{
-    int fd = shm_open(b->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, SHM_MODE);
-    if (fd < 0) return -errno;
-    struct stat st;
-    int r = fstat(fd, &st) < 0 ? -errno : 0;
-    /* fchmod, unlike the creation mode, is not subject to the umask. */
-    if (!r && b->generated && fchmod(fd, SHM_MODE_SWEEP) < 0) r = -errno;
-    if (!r && ftruncate(fd, (off_t)size) < 0) r = -errno;
-    if (!r) r = map_fd(fd, size, &b->ptr);
-    close(fd);
-    if (r) {
-        shm_unlink(b->name);
-        return r;
-    }
-    b->id = (shm_id){st.st_dev, st.st_ino};
-    return 0;
-}
-
-int mp_shm_new(mp_shm **out, const char *name, size_t size)
-{
-    if (!out || size == 0 || size > SHM_SIZE_MAX) return -EINVAL;
-    mp_shm *b = calloc(1, sizeof *b);
-    if (!b) return -ENOMEM;
-    int r;
-    if (name) {
-        if (!(r = normalize_name(name, b->name))) r = shm_create(b, size);
-    } else {
-        /* A generated name can only collide with a leftover of a dead process that had our pid
-         * and the same counter and random value: try another. */
-        b->generated = true;
-        for (int tries = 0; tries < 16; tries++) {
-            generate_name(b->name);
-            if ((r = shm_create(b, size)) != -EEXIST) break;
-        }
-    }
-    if (!r && (r = own_name(b->name, &b->id))) {
-        munmap(b->ptr, size);
-        shm_unlink(b->name);
-    }
-    if (r) {
-        free(b);
-        return r;
-    }
-    b->magic = MP__HANDLE_MAGIC;
-    b->created = b->owned = true;
-    b->creator = getpid();
-    b->size = size;
-    *out = b;
-    return 0;
-}
-
-int mp_shm_attach(mp_shm **out, const char *name)
-{
-    if (!out) return -EINVAL;
-    mp_shm *b = calloc(1, sizeof *b);
-    if (!b) return -ENOMEM;
-    int r = normalize_name(name, b->name);
-    int fd = r ? -1 : shm_open(b->name, O_RDWR | O_CLOEXEC, 0);
-    if (!r && fd < 0) r = -errno;
-    struct stat st;
-    if (!r && fstat(fd, &st) < 0) r = -errno;
-    if (!r && st.st_size == 0) r = -EAGAIN;
-    if (!r) r = map_fd(fd, (size_t)st.st_size, &b->ptr);
-    if (fd >= 0) close(fd);
-    if (r) {
-        free(b);
-        return r;
-    }
-    b->magic = MP__HANDLE_MAGIC;
-    b->id = (shm_id){st.st_dev, st.st_ino};
-    b->size = (size_t)st.st_size;
-    *out = b;
-    return 0;
-}
-
-static inline bool shm_ok(const mp_shm *b)
-{
-    return b && b->magic == MP__HANDLE_MAGIC;
-}
-
-void *mp_shm_ptr(const mp_shm *b)
-{
-    return shm_ok(b) ? b->ptr : NULL;
-}
-
-size_t mp_shm_size(const mp_shm *b)
-{
-    return shm_ok(b) ? b->size : 0;
-}
-
-const char *mp_shm_name(const mp_shm *b)
-{
-    return shm_ok(b) ? b->name : "";
-}
-
-/* Only the creating process (not its fork children) owns the name. */
-static bool owns(const mp_shm *b)
-{
-    return b->owned && b->creator == getpid();
-}
-
-int mp_shm_unlink(mp_shm *b)
-{
-    if (!shm_ok(b)) return -EINVAL;
-    if (owns(b)) disown_name(b->name, &b->id);
-    b->owned = false;
-    return unlink_if_same(b->name, &b->id);
-}
-
-int mp_shm_unlink_name(const char *name)
-{
-    char n[SHM_NAME_MAX + 1];
-    int r = normalize_name(name, n);
-    if (r) return r;
-    disown_name(n, NULL);
-    return shm_unlink(n) < 0 ? -errno : 0;
-}
-
-/* Set or clear the sweep mark on the block, if the name is still its own. */
-static void mark_sweepable(mp_shm *b, bool on)
-{
-    if (!b->generated) return;
-    int fd;
-    if (shm_same(b->name, &b->id, &fd) != 1) return;
-    fchmod(fd, on ? SHM_MODE_SWEEP : SHM_MODE);
-    close(fd);
-}
-
-int mp_shm_keep(mp_shm *b, bool keep)
-{
-    if (!shm_ok(b)) return -EINVAL;
-    if (!b->created || b->creator != getpid()) return 0;
-    if (keep && b->owned) {
-        disown_name(b->name, &b->id);
-        b->owned = false;
-        mark_sweepable(b, false);
-    } else if (!keep && !b->owned) {
-        int r = own_name(b->name, &b->id);
-        if (r) return r;
-        b->owned = true;
-        mark_sweepable(b, true);
-    }
-    return 0;
-}
-
-int mp_shm_free(mp_shm **pp)
-{
-    if (!pp || !*pp) return 0;
-    mp_shm *b = *pp;
-    if (!shm_ok(b)) return -EINVAL;
-    if (owns(b)) {
-        disown_name(b->name, &b->id);
-        unlink_if_same(b->name, &b->id);
-    }
-    munmap(b->ptr, b->size);
-    b->magic = 0;
-    free(b);
-    *pp = NULL;
-    return 0;
-}
-
-int mp_shm_sweep(int *removed)
-{
-    int n = 0;
-    DIR *d = opendir("/dev/shm");
-    if (!d) return -errno;
-    uid_t me = geteuid();
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        int pid, end = 0;
-        unsigned cnt, rnd;
-        if (sscanf(e->d_name, "mproc.%d.%u.%8x%n", &pid, &cnt, &rnd, &end) != 3 ||
-            e->d_name[end] != '\0' || pid <= 0)
-            continue;
-        /* Only blocks that mproc generated and whose creator meant to unlink them carry the
-         * sweep mark: a user-named block whose name merely looks generated, and a kept block,
-         * are never swept (nor another user's). */
-        struct stat st;
-        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
-            st.st_uid != me || (st.st_mode & 07777) != SHM_MODE_SWEEP)
-            continue;
-        if (kill(pid, 0) == 0 || errno != ESRCH) continue; /* alive (or not ours to judge) */
-        char path[sizeof e->d_name + 2];
-        snprintf(path, sizeof path, "/%s", e->d_name);
-        if (shm_unlink(path) == 0) n++;
-    }
-    closedir(d);
-    if (removed) *removed = n;
-    return 0;
 }
