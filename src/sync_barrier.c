@@ -69,9 +69,9 @@ static void bar_next_gen(mp__barrier_state *s)
     mp__store_rel(&s->gen, mp__load_relaxed(&s->gen) + 1);
 }
 
-/* Lock the internal mutex, in slices (see lock_state_acquire). A party that died holding it may
- * have left the counters half updated (or died in the action): the barrier is then declared
- * broken rather than trusted. Returns 0 (locked) or a negative errno (not locked). */
+/* Lock the internal mutex, in slices (see lock_state_acquire in sync_lock.c). A party that died
+ * holding it may have left the counters half updated (or died in the action): the barrier is
+ * then declared broken rather than trusted. Returns 0 (locked) or a negative errno (not locked). */
 static int bar_lock(mp__barrier_state *s, const mp__deadline *dl)
 {
     int r = mp__robust_mutex_lock(&s->m, dl);

@@ -14,8 +14,8 @@
  * the glibc 2.36 trylock quirk) comes from the platform layer (src/platform/mutex.c).
  *
  * The parts, one job each:
- *   sync.c            the handle base: checking caller memory, publishing a state, the one
- *                     constructor (new / init_at / attach_at) and the one destructor
+ *   sync.c            the handle base: checking caller memory, the one constructor
+ *                     (new / init_at / attach_at) and the one destructor
  *   sync_lock.c       Lock and RLock: acquire (inline fast path), release, queries, and the
  *                     release-all / reacquire pair that Condition waits with
  *   sync_sem_event.c  Semaphore, BoundedSemaphore and Event: lock-free futex words
