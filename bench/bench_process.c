@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_process.c - the cost of a process: mproc start+join against a raw fork+_exit+waitpid.
  *
  * Figures (stdout):

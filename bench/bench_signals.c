@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_signals.c - signal round trips between two processes: mproc against raw syscalls.
  *
  * A ping-pong: the parent sends SIGUSR1, the child takes it and answers SIGUSR2, the parent takes

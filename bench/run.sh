@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Runs every benchmark program of a build: bench/run.sh BUILD_DIR [names...]
 # stdout: only "name<TAB>value<TAB>unit" lines; progress on stderr.
 # After the bench_* programs, "peers" (mpbench --compare peers --only peers): the same figures

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* double_fork.c - the second-level child: run a target in a grandchild so no zombie is left. */
 #define _GNU_SOURCE
 #include <errno.h>

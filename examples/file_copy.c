@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* file_copy.c - copy a file with several processes: get its size, split it, each copies its part.
  */
 #include <errno.h>

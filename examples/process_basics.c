@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* process_basics.c - a Process: name, pid, start, join, is_alive, exit code, and a daemon. */
 #include <errno.h>
 #include <signal.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* process_class.c - your own process class: embed mp_process_base, supply run, start calls it. */
 #include <stdio.h>
 #include <unistd.h>

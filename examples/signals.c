@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* signals.c - signals: kill -l with default actions, kill by name, alarm + pause, a waiter. */
 #include <errno.h>
 #include <math.h>

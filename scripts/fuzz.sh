@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds the libFuzzer targets with clang (ASan+UBSan) and runs each for SECONDS (default 20).
 #   scripts/fuzz.sh [SECONDS]
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # A tour of the examples: runs each one and says what it shows. scripts/tour.sh BUILD_DIR
 set -u
 build=${1:-build}

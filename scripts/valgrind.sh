@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Runs the whole ctest suite under valgrind's memcheck (--trace-children=yes, so every process a
 # test forks or execs, mpcp and mpbench included, is checked too):
 #   scripts/valgrind.sh [BUILD_DIR]     (default build; the run uses BUILD_DIR-valgrind)

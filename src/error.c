@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* error.c - messages and names for mproc's error codes, generated from MP_ERRNO_MAP. */
 #include <errno.h>
 #include <string.h>

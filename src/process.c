@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* process.c - Python's Process in C: fork a child that runs a target, join it, reap it.
  *
  * Each started object sits in a per-process registry until it is freed. The registry serves

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* process_internal.h - mproc's fork discipline, shared by every module that starts processes.
  *
  * Every child mproc creates (Process, pool workers, the double fork) goes through mp__fork(), so

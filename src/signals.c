@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* signals.c - signal names and default actions, sending, handlers, alarm, pause and synchronous
  * waits (sigtimedwait, with a signalfd for pollers).
  *

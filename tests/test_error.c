@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_error.c - the error convention: codes, names and messages generated from one list. */
 #include <errno.h>
 #include <string.h>

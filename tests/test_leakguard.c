@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=30 lock=shm */
 /* test_leakguard.c - the leak guard catches every kind of leftover it promises to catch. */
 #include <fcntl.h>

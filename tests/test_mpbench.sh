@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # mp-test: timeout=240
 # shellcheck shell=bash
 # test_mpbench.sh BUILD_DIR SOURCE_DIR - mpbench's behaviour and output shape (never its timings).

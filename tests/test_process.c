@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=60 */
 /* test_process.c - Process: start, join, exit codes, signals, sentinels, children, bad input. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=60 */
 /* test_process_class.c - the seed's own process class: a user struct embeds mp_process_base,
  * supplies run, and the library's start machinery calls it in the child. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=60 */
 /* test_process_orphans.c - mproc never leaves an orphan: children die with a SIGKILLed parent;
  * a parent that exits normally terminates its daemons and joins the rest; the double fork's

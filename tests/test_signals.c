@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp-test: timeout=60 */
 /* test_signals.c - signals: names, default actions, send, handlers, alarm, pause, synchronous
  * waits (also under a SIGALRM storm), bad input. Cases that install handlers or block signals in

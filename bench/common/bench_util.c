@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_util.c - see bench_util.h. */
 #include <sched.h>
 #include <stdarg.h>

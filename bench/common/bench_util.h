@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_util.h - shared helpers for the benchmarks: timing, medians, pinning, output.
  *
  * Output contract (make bench): figures go to stdout as "name<TAB>value<TAB>unit" lines and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Python's side of bench_pipe: multiprocessing.Pipe() (duplex, the default) moving 64-byte
 messages with send_bytes/recv_bytes, sender pinned to CPU 1 and receiver to CPU 0 like the C side.
 

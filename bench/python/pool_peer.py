@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """pool_peer.py - Python's multiprocessing.Pool measured the way bench_pool.c measures mproc's pool.
 
 Prints "key value" lines: map.tasks_per_s (trivial function, default chunksize), map_cs1.tasks_per_s

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # process_start_join.py N - Python's multiprocessing Process start+join, µs per process (median
 # of 5 runs of N), the peer of bench_process.c. Prints "start_join_us VALUE".
 import multiprocessing as mp

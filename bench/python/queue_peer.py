@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Python's side of bench_queue: multiprocessing.Queue moving 64-byte bytes objects.
 
     python3 queue_peer.py COUNT REPS [MPMC_COUNT]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """sync_peer.py - Python's multiprocessing Lock and Value, measured the way bench_sync.c measures
 mproc's, in the same run.
 

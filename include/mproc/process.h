@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mproc/process.h - processes with a target function: Python's Process, in C.
  *
  *     static int work(void *arg) { printf("hello from %d\n", (int)getpid()); return 0; }

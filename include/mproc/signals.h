@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mproc/signals.h - signals: names and numbers, default actions, sending, handlers, alarm, pause,
  * and waiting for signals synchronously, without handler code.
  *

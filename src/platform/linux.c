@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* linux.c - the OS layer of platform.h on Linux: clock, futex, pidfd, memory, fds, CPUs. */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* platform.h - the contract between mproc's portable modules and the OS layer (Linux).
  *
  * Every module reaches the kernel for time, futexes, pidfds, shared mappings and CPU facts only

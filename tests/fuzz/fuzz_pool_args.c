@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_pool_args.c - libFuzzer target for mp_args_unpack, the decoder of starmap argument tuples
  * (bytes a task receives from the process that submitted it).
  *

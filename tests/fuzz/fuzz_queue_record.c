@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_queue_record.c - libFuzzer target for the queue's record decoder (src/queue_record.h).
  *
  * The input is a ring: its first 8 bytes give the start position (any 16-aligned value, so

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* leakguard_must_fail.c - a test that leaks an fd on purpose. ctest runs it with WILL_FAIL:
  * if the leak guard ever stopped catching leaks, this "test" would pass and ctest would report
  * the failure. (test_leakguard.c checks each kind of leak precisely.) */

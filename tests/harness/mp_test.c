@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp_test.c - leak guard, timeouts and child helpers for the test suite (see mp_test.h). */
 #define _GNU_SOURCE
 #include <dirent.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp_test.h - the test harness: cmocka plus a leak guard, timeouts and fork helpers.
  *
  * Rules every test file follows:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shm_peer.c - a process that did not fork from the test: attaches a named block by name.
  *
  *     shm_peer NAME         the exchange below

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* socket_client.c - a client that did not fork from the test: test_socket execs it.
  *
  *     socket_client ADDRESS COUNT

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mech_pipe.c - mp_conn: a duplex mproc pipe, parent on one end, the forked peer on the other. */
 #include <errno.h>
 #include <stdlib.h>

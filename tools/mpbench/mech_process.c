@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mech_process.c - process start: mp_process_new + start + join + free of a target that returns
  * at once, timed one by one (median and p99 in microseconds). */
 #include "avail.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mech_raw.c - the kernel's own mechanisms, without mproc: the yardsticks for the ratios.
  *   raw.pipe.*     two pipe2() pipes, write/read loops
  *   raw.memcpy1m   memcpy of 1 MiB blocks through 64 MiB (the ceiling for 1 MiB transfers)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mech_signal.c - a signal round trip through mproc: mp_signal_send + an mp_sigwaiter (signalfd)
  * on each side. The waiter is created before fork, so SIGUSR1 is blocked in both processes from
  * the start and an early signal waits in the pending set instead of killing the peer. */

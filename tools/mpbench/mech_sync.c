@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mech_sync.c - mp_lock: acquire+release without contention (against raw.mutex, the robust
  * process-shared pthread mutex it is built like). Contention is in value.lock_incr. */
 #include "avail.h"

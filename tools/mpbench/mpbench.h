@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mpbench.h - mpbench's private interfaces: figures, the run context, the measuring drivers.
  *
  * Shape of the program: main.c parses options and runs every benchmark ("pipe", "queue", ...)

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """mpbench_peer.py - the Python side of `mpbench --compare python`.
 
 Measures the figures mpbench names on its command line with Python's multiprocessing, the same

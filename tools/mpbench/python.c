@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* python.c - --compare python: runs mpbench_peer.py, which measures the same figures with
  * Python's multiprocessing, and stores its medians beside ours.
  *

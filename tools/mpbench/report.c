@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* report.c - output: the IPC comparison table, the figure list, JSON and the gnuplot chart. */
 #include <math.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* run.c - the measuring drivers: forked peers pinned to CPUs, round trips, streams, loops.
  *
  * Every two-process measurement forks its peer once and runs all its reps against it; the peer

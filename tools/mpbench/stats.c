@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* stats.c - figures: which are wanted (--only, --list), recording reps, medians and spreads. */
 #include <math.h>
 #include <stdarg.h>
