@@ -17,14 +17,25 @@
 #include "platform/platform.h"
 
 /* A CPU we may run on other than the current one, or -1 on a one-CPU machine. */
+/* A CPU other than the caller's, which is pinned to the one it runs on now: unpinned, the
+ * caller could migrate to the returned CPU before it asks for a spin budget (seen as a flaky
+ * failure: a peer on our own CPU rightly gets no spinning). */
 static int other_cpu(void)
 {
+    static int cached = -2; /* a later call in the same (pinned) process gives the same answer */
+    if (cached != -2) return cached;
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) != 0) return -1;
     int me = sched_getcpu();
-    for (int c = 0; c < CPU_SETSIZE; c++)
-        if (CPU_ISSET(c, &set) && c != me) return c;
-    return -1;
+    if (me < 0) return -1;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(me, &one);
+    if (sched_setaffinity(0, sizeof one, &one) != 0) return -1;
+    cached = -1;
+    for (int c = 0; c < CPU_SETSIZE && cached < 0; c++)
+        if (CPU_ISSET(c, &set) && c != me) cached = c;
+    return cached;
 }
 
 /* Runs fn in a child whose MPROC_SPIN is env (NULL: unset); fn reports by its exit code. */
