@@ -3,12 +3,12 @@
  *
  * The receive side reads in chunks of up to 64 KiB into a per-connection buffer, so a burst of
  * small messages costs one read for many of them; the rest of a large payload is read straight
- * into the destination. Reads and writes are tried first without blocking (plain read()/write()
- * on the O_NONBLOCK pipe ends, MSG_DONTWAIT on sockets) and poll() waits for the deadline only
- * when they would block; a socket without a deadline uses a plain blocking call (one syscall, the
- * kernel does the waiting). A reader whose peer runs on another CPU spins briefly before it
- * sleeps (see read_some). A receive that finds a whole small message already buffered, and a
- * small send into a pipe with room, take short paths (mp_conn_recv, send_small).
+ * into the destination. Reads and writes are tried first without blocking (RWF_NOWAIT reads and
+ * plain write()s on the O_NONBLOCK write ends of pipes, MSG_DONTWAIT on sockets) and poll() waits
+ * for the deadline only when they would block; a read without a deadline is a plain blocking call
+ * (one syscall, the kernel does the waiting). A reader whose peer runs on another CPU spins briefly
+ * before it sleeps (see read_some). A receive that finds a whole small message already buffered,
+ * and a small send into a pipe with room, take short paths (mp_conn_recv, send_small).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +29,9 @@
 #define MP__DIRECT_MIN ((size_t)16 * 1024)
 /* Messages up to this size are copied behind their header and written as one buffer. */
 #define MP__COALESCE_MAX ((size_t)512)
+/* How long a receiver that is draining a stream from another CPU lets messages gather before its
+ * next read (see fill). */
+#define MP__STREAM_PAUSE_NS 2000
 
 /* ---- creation ---------------------------------------------------------------------------- */
 
@@ -194,13 +197,12 @@ static ssize_t read_some(mp_conn *c, int fd, bool sock, void *buf, size_t n, boo
         if (budget > 0) spin_until = mp__now_ns() + budget;
     }
     for (;;) {
-        bool nb = sock ? c->nonblock : c->nonblock || c->rd_nb;
-        bool wait = mp__deadline_forever(dl) && !nb && spin_until == 0;
+        bool wait = mp__deadline_forever(dl) && !c->nonblock && spin_until == 0;
         ssize_t r;
         if (sock) {
             /* MSG_WAITALL: one wake-up for a whole large payload instead of one per chunk */
             r = recv(fd, buf, n, wait ? (all ? MSG_WAITALL : 0) : MSG_DONTWAIT);
-        } else if (wait || nb) {
+        } else if (wait || c->nonblock) {
             r = read(fd, buf, n);
         } else {
             struct iovec v = {buf, n};
@@ -226,7 +228,7 @@ static ssize_t read_some(mp_conn *c, int fd, bool sock, void *buf, size_t n, boo
                 continue;
             }
             spin_until = 0;
-            if (mp__deadline_forever(dl) && !nb) continue; /* now a blocking read */
+            if (mp__deadline_forever(dl) && !c->nonblock) continue; /* now a blocking read */
         }
         int p = mp__poll_one(fd, POLLIN, dl);
         if (p < 0) return p;
@@ -467,9 +469,29 @@ static ssize_t fill(mp_conn *c, const mp__deadline *dl)
         c->rend -= c->rpos;
         c->rpos = 0;
     }
+    if (c->rd_stream && spin_budget(c->peer_cpu) > 0 &&
+        mp__deadline_left_ns(dl) > MP__STREAM_PAUSE_NS) {
+        /* A stream from another CPU: let a few more messages arrive before reading. A reader
+         * that takes each message the moment it lands finds the pipe empty every time, and then
+         * every write pays for an empty pipe (a fresh buffer, a wake-up call) and fights the
+         * reader for the pipe's lock: measured here, the sender's CPU time per 64-byte message
+         * fell from ~585 to ~505 ns with a 2 us pause (a raw write: ~470). */
+        int64_t until = mp__now_ns() + MP__STREAM_PAUSE_NS;
+        while (mp__now_ns() < until)
+            mp__cpu_relax();
+    }
     ssize_t r = read_some(c, c->rfd, c->rd_sock, c->rbuf + c->rend, MP__RBUF_SIZE - c->rend, false,
                           true, dl);
-    if (r > 0) c->rend += (size_t)r;
+    if (r > 0) {
+        c->rend += (size_t)r;
+        /* a stream: the peer sent its next message before we took this one (more than one whole
+         * frame arrived). A request/response peer never does, so round trips never pause. */
+        mp__frame f;
+        size_t have = c->rend - c->rpos;
+        c->rd_stream =
+            mp__frame_decode(c->rbuf + c->rpos, have, c->max_msg, c->bfd >= 0, &f) == 0 &&
+            !f.bulk && f.len < have && have - f.len >= 2 * MP__FRAME_HDR;
+    }
     if (r == 0) c->rd_eof = true;
     return r;
 }

@@ -60,17 +60,6 @@ int mp_pipe_new(mp_conn **a, mp_conn **b, bool duplex)
         if (fl >= 0 && fcntl(fd[i], F_SETFL, fl | O_NONBLOCK) == 0)
             (i == 1 ? cb : ca)->wr_nb = true;
     }
-    /* The read ends too: a plain read() costs ~110 ns less than preadv2(RWF_NOWAIT) (no iovec to
-     * import), and a receiver that keeps up with a stream reads once every message or two. A
-     * receive that must wait without a deadline then polls and reads (two calls where a blocking
-     * read was one), which only happens when it sleeps anyway. The keeper dups share these open
-     * file descriptions but are never read. */
-    for (int i = 0; i < 3; i += 2) {
-        if (fd[i] < 0) continue;
-        int fl = fcntl(fd[i], F_GETFL);
-        if (fl >= 0 && fcntl(fd[i], F_SETFL, fl | O_NONBLOCK) == 0)
-            (i == 0 ? ca : cb)->rd_nb = true;
-    }
     /* the writing ends learn of the peer's hang-up from the bulk socket, through a platform
      * hang-up watch set up at their first send (peer_gone in conn.c) */
     *a = ca;
