@@ -14,7 +14,6 @@
 #ifndef MP_CONN_FRAME_H
 #define MP_CONN_FRAME_H
 
-#include <endian.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,6 +28,16 @@
 #define MP__FRAME_CPU_SHIFT 48
 #define MP__FRAME_CPU_MAX   0x7ffe /* CPUs 0..32765 fit the 15-bit hint */
 
+/* The header as a little-endian 64-bit word, whatever the host (no <endian.h>: strict C11). */
+static inline uint64_t mp__frame_le64(uint64_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return __builtin_bswap64(v);
+#else
+    return v;
+#endif
+}
+
 typedef struct mp__frame {
     uint64_t len; /* payload bytes */
     bool bulk;    /* payload travels on the bulk channel */
@@ -40,7 +49,7 @@ static inline void mp__frame_encode(unsigned char out[MP__FRAME_HDR], uint64_t l
                                     int cpu)
 {
     uint64_t hint = cpu >= 0 && cpu <= MP__FRAME_CPU_MAX ? (uint64_t)cpu + 1 : 0;
-    uint64_t v = htole64(len | hint << MP__FRAME_CPU_SHIFT | (bulk ? MP__FRAME_BULK : 0));
+    uint64_t v = mp__frame_le64(len | hint << MP__FRAME_CPU_SHIFT | (bulk ? MP__FRAME_BULK : 0));
     memcpy(out, &v, MP__FRAME_HDR); /* one store: the header is on every small send's path */
 }
 
@@ -53,7 +62,7 @@ static inline int mp__frame_decode(const unsigned char *buf, size_t n, uint64_t 
     if (n < MP__FRAME_HDR) return 1;
     uint64_t v;
     memcpy(&v, buf, MP__FRAME_HDR); /* one load, unaligned-safe */
-    v = le64toh(v);
+    v = mp__frame_le64(v);
     bool bulk = (v & MP__FRAME_BULK) != 0;
     uint64_t len = v & MP__FRAME_LEN_MASK;
     if (max > MP_CONN_MAX_MESSAGE) max = MP_CONN_MAX_MESSAGE;
