@@ -3,11 +3,12 @@
  *
  * The receive side reads in chunks of up to 64 KiB into a per-connection buffer, so a burst of
  * small messages costs one read for many of them; the rest of a large payload is read straight
- * into the destination. Reads and writes are tried first without blocking (RWF_NOWAIT on pipes,
- * MSG_DONTWAIT on sockets) and poll() waits for the deadline only when they would block; with no
- * deadline a plain blocking call is used (one syscall, the kernel does the waiting), except for
- * pipe writes, which never block (see write_all). A reader whose peer runs on another CPU spins
- * briefly before it sleeps (see read_some).
+ * into the destination. Reads and writes are tried first without blocking (RWF_NOWAIT reads and
+ * plain write()s on the O_NONBLOCK write ends of pipes, MSG_DONTWAIT on sockets) and poll() waits
+ * for the deadline only when they would block; a read without a deadline is a plain blocking call
+ * (one syscall, the kernel does the waiting). A reader whose peer runs on another CPU spins briefly
+ * before it sleeps (see read_some). A receive that finds a whole small message already buffered,
+ * and a small send into a pipe with room, take short paths (mp_conn_recv, send_small).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +29,9 @@
 #define MP__DIRECT_MIN ((size_t)16 * 1024)
 /* Messages up to this size are copied behind their header and written as one buffer. */
 #define MP__COALESCE_MAX ((size_t)512)
+/* How long a receiver that is draining a stream from another CPU lets messages gather before its
+ * next read (see fill). */
+#define MP__STREAM_PAUSE_NS 2000
 
 /* ---- creation ---------------------------------------------------------------------------- */
 
@@ -355,42 +359,57 @@ static void shut_sending(mp_conn *c)
     if (c->bfd >= 0) (void)shutdown(c->bfd, SHUT_WR);
 }
 
+/* A message of at most MP__COALESCE_MAX bytes: copied behind its header and sent with one plain
+ * write() of one buffer, which the kernel takes faster than a writev() (no iovec array to
+ * import). Kept apart from the general path so the common case carries no iovec array. */
+static int send_small(mp_conn *c, const struct iovec *iov, int iovcnt, uint64_t len,
+                      const mp__deadline *dl)
+{
+    unsigned char m[MP__FRAME_HDR + MP__COALESCE_MAX];
+    mp__frame_encode(m, len, false, mp__current_cpu());
+    size_t n = MP__FRAME_HDR;
+    for (int i = 0; i < iovcnt; i++) {
+        memcpy(m + n, iov[i].iov_base, iov[i].iov_len);
+        n += iov[i].iov_len;
+    }
+    /* No SIGPIPE, and -EPIPE for a peer that is gone: see peer_gone. Blocking SIGPIPE around the
+     * write instead costs two sigprocmask calls and more than halved small-message throughput. */
+    if (!c->wr_sock && peer_gone(c)) return -EPIPE;
+    struct iovec v = {m, n};
+    bool wrote = false;
+    if (c->wr_nb) {
+        /* the common case, straight: a pipe with room for the message (at most PIPE_BUF bytes,
+         * so the write is whole or fails with nothing written) */
+        ssize_t r = write(c->wfd, m, n);
+        if (r == (ssize_t)n) return 0;
+        if (r > 0) {
+            wrote = true;
+            v.iov_base = m + r;
+            v.iov_len -= (size_t)r;
+        }
+    }
+    int rc = write_all(c, c->wfd, c->wr_sock, &v, 1, dl, &wrote);
+    if (rc < 0 && wrote) shut_sending(c);
+    return rc;
+}
+
 static int send_frame(mp_conn *c, const struct iovec *iov, int iovcnt, uint64_t len,
                       const mp__deadline *dl)
 {
-    unsigned char hdr[MP__FRAME_HDR + MP__COALESCE_MAX];
-    struct iovec v[MP__MAX_IOV + 1];
     bool bulk = c->bfd >= 0 && len >= MP__BULK_MIN;
+    if (!bulk && len <= MP__COALESCE_MAX) return send_small(c, iov, iovcnt, len, dl);
+    unsigned char hdr[MP__FRAME_HDR];
+    struct iovec v[MP__MAX_IOV + 1];
     mp__frame_encode(hdr, len, bulk, mp__current_cpu());
     v[0].iov_base = hdr;
     v[0].iov_len = MP__FRAME_HDR;
     int n = 1;
-    if (!bulk && len <= MP__COALESCE_MAX) {
-        /* a small message is copied behind its header: one plain write() of one buffer, which
-         * the kernel takes faster than a writev() (no iovec array to import) */
-        for (int i = 0; i < iovcnt; i++) {
-            memcpy(hdr + v[0].iov_len, iov[i].iov_base, iov[i].iov_len);
-            v[0].iov_len += iov[i].iov_len;
-        }
-    } else if (!bulk && iovcnt > 0) {
+    if (!bulk && iovcnt > 0) {
         memcpy(v + 1, iov, sizeof *iov * (size_t)iovcnt);
         n += iovcnt;
     }
     bool wrote = false;
-    /* No SIGPIPE, and -EPIPE for a peer that is gone: see peer_gone. Blocking SIGPIPE around the
-     * write instead costs two sigprocmask calls and more than halved small-message throughput. */
-    if (!c->wr_sock && peer_gone(c)) return -EPIPE;
-    if (n == 1 && !bulk && c->wr_nb) {
-        /* the common case, straight: a small message into a pipe with room for it (at most
-         * PIPE_BUF bytes, so the write is whole or fails with nothing written) */
-        ssize_t r = write(c->wfd, v[0].iov_base, v[0].iov_len);
-        if (r == (ssize_t)v[0].iov_len) return 0;
-        if (r > 0) {
-            wrote = true;
-            v[0].iov_base = (char *)v[0].iov_base + r;
-            v[0].iov_len -= (size_t)r;
-        }
-    }
+    if (!c->wr_sock && peer_gone(c)) return -EPIPE; /* see send_small */
     int rc = write_all(c, c->wfd, c->wr_sock, v, n, dl, &wrote);
     if (rc == 0 && bulk) {
         memcpy(v, iov, sizeof *iov * (size_t)iovcnt);
@@ -450,9 +469,29 @@ static ssize_t fill(mp_conn *c, const mp__deadline *dl)
         c->rend -= c->rpos;
         c->rpos = 0;
     }
+    if (c->rd_stream && spin_budget(c->peer_cpu) > 0 &&
+        mp__deadline_left_ns(dl) > MP__STREAM_PAUSE_NS) {
+        /* A stream from another CPU: let a few more messages arrive before reading. A reader
+         * that takes each message the moment it lands finds the pipe empty every time, and then
+         * every write pays for an empty pipe (a fresh buffer, a wake-up call) and fights the
+         * reader for the pipe's lock: measured here, the sender's CPU time per 64-byte message
+         * fell from ~585 to ~505 ns with a 2 us pause (a raw write: ~470). */
+        int64_t until = mp__now_ns() + MP__STREAM_PAUSE_NS;
+        while (mp__now_ns() < until)
+            mp__cpu_relax();
+    }
     ssize_t r = read_some(c, c->rfd, c->rd_sock, c->rbuf + c->rend, MP__RBUF_SIZE - c->rend, false,
                           true, dl);
-    if (r > 0) c->rend += (size_t)r;
+    if (r > 0) {
+        c->rend += (size_t)r;
+        /* a stream: the peer sent its next message before we took this one (more than one whole
+         * frame arrived). A request/response peer never does, so round trips never pause. */
+        mp__frame f;
+        size_t have = c->rend - c->rpos;
+        c->rd_stream =
+            mp__frame_decode(c->rbuf + c->rpos, have, c->max_msg, c->bfd >= 0, &f) == 0 &&
+            !f.bulk && f.len < have && have - f.len >= 2 * MP__FRAME_HDR;
+    }
     if (r == 0) c->rd_eof = true;
     return r;
 }
@@ -573,6 +612,21 @@ int mp_conn_recv(mp_conn *c, void *buf, size_t cap, size_t *len, double timeout)
     int rc = check_recv(c);
     if (rc < 0) return rc;
     if (!len || (!buf && cap > 0)) return -EINVAL;
+    if (!c->in_msg && !c->rd_err) {
+        /* the common case of a batch: a whole small message already in the receive buffer,
+         * copied out without the general path's bookkeeping */
+        size_t have = c->rend - c->rpos;
+        mp__frame f;
+        if (have >= MP__FRAME_HDR &&
+            mp__frame_decode(c->rbuf + c->rpos, have, c->max_msg, c->bfd >= 0, &f) == 0 &&
+            !f.bulk && f.len <= cap && f.len <= have - MP__FRAME_HDR) {
+            if (f.len) memcpy(buf, c->rbuf + c->rpos + MP__FRAME_HDR, (size_t)f.len);
+            c->rpos += MP__FRAME_HDR + (size_t)f.len;
+            c->peer_cpu = f.cpu;
+            *len = (size_t)f.len;
+            return 0;
+        }
+    }
     mp__deadline dl = mp__deadline_in(timeout);
     rc = next_header(c, &dl);
     if (rc < 0) return rc;

@@ -33,11 +33,12 @@ struct mp_conn {
     bool rd_sock, wr_sock; /* rfd / wfd are sockets (recv/send with flags) rather than pipes */
     bool readable, writable;
     bool closed;
-    bool wr_shut;  /* sending side shut down after a torn send */
-    bool nonblock; /* RWF_NOWAIT unsupported: the fds were switched to O_NONBLOCK */
-    bool wr_nb;    /* pipes: wfd is O_NONBLOCK (a pipe write never blocks here, see write_all) */
-    bool rd_eof;   /* rfd reached end of file */
-    int rd_err;    /* sticky receive error (MP_ECORRUPT), 0 when none */
+    bool wr_shut;   /* sending side shut down after a torn send */
+    bool nonblock;  /* RWF_NOWAIT unsupported: the fds were switched to O_NONBLOCK */
+    bool wr_nb;     /* pipes: wfd is O_NONBLOCK (a pipe write never blocks here, see write_all) */
+    bool rd_eof;    /* rfd reached end of file */
+    bool rd_stream; /* the last read brought more than one message: the peer streams (fill) */
+    int rd_err;     /* sticky receive error (MP_ECORRUPT), 0 when none */
     uint64_t max_msg;
     int peer_cpu; /* the CPU the peer sent its last message from, -1 when unknown */
 

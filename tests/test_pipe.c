@@ -851,6 +851,45 @@ static void corrupt_headers(void **state)
     }
 }
 
+/* A burst of small messages arrives in one read and each receive takes one whole message from
+ * the buffer (the short path in mp_conn_recv): sizes 0 to past the coalescing limit, in order,
+ * intact; a too-small buffer in mid-batch keeps its message; NULL/0 asks for the size. */
+static void batch_in_one_read(void **state)
+{
+    (void)state;
+    mp_conn *r, *w;
+    assert_mp_ok(mp_pipe_new(&r, &w, false));
+    enum { N = 300 };
+    static unsigned char msg[1024], got[1024];
+    size_t total = 0;
+    for (unsigned i = 0; i < N; i++) {
+        size_t len = i % 10 == 9 ? 500 + i % 40 : i % 97; /* 0, small, and 500..539 */
+        fill(msg, len, i);
+        assert_mp_ok(mp_conn_send(w, msg, len, 0));
+        total += MP__FRAME_HDR + len;
+    }
+    assert_true(total < 60000); /* the whole burst fits the pipe and one 64 KiB read */
+    for (unsigned i = 0; i < N; i++) {
+        size_t want = i % 10 == 9 ? 500 + i % 40 : i % 97, n = 12345;
+        if (i == 150) {
+            assert_mp(MP_ETOOSMALL, mp_conn_recv(r, got, want - 1, &n, 0));
+            assert_int_equal(n, want);
+            n = 0;
+            assert_mp(MP_ETOOSMALL, mp_conn_recv(r, NULL, 0, &n, 0));
+            assert_int_equal(n, want);
+        }
+        assert_mp_ok(
+            mp_conn_recv(r, i % 97 == 0 ? NULL : got, i % 97 == 0 ? 0 : sizeof got, &n, 0));
+        assert_int_equal(n, want);
+        assert_true(check(got, n, i));
+    }
+    size_t n;
+    assert_mp(-ETIMEDOUT, mp_conn_recv(r, got, sizeof got, &n, 0));
+    mp_conn_free(&w);
+    assert_mp(MP_EEOF, mp_conn_recv(r, got, sizeof got, &n, 0));
+    mp_conn_free(&r);
+}
+
 /* A valid header for a message far larger than memory: the size is reported, allocation fails
  * cleanly, and the message stays where it is. */
 static void huge_claim_fails_cleanly(void **state)
@@ -1005,6 +1044,7 @@ int main(void)
         MP_TEST(torn_send_closes_sending_side),
         MP_TEST(corrupt_headers),
         MP_TEST(huge_claim_fails_cleanly),
+        MP_TEST(batch_in_one_read),
         MP_TEST(signal_storm),
     };
     return mp_test_main(__FILE__, tests, sizeof tests / sizeof tests[0]);
