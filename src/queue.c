@@ -9,13 +9,13 @@
 void (*mp__queue_hook)(int point);
 #endif
 
+/* ---- creation --------------------------------------------------------------------------- */
+
 static size_t ctl_size(bool joinable)
 {
     size_t n = sizeof(struct qshm) + (joinable ? JSLOTS * sizeof(struct jslot) : 0);
     return (n + 4095) & ~(size_t)4095;
 }
-
-/* ---- creation --------------------------------------------------------------------------- */
 
 static int init_mutex(pthread_mutex_t *m)
 {

@@ -5,8 +5,6 @@
 #include <stdlib.h>
 #include "queue_private.h"
 
-/* ---- get ----------------------------------------------------------------------------------- */
-
 struct dest {
     unsigned char *buf; /* caller's buffer, or the allocated one */
     size_t cap;

@@ -3,8 +3,6 @@
  * marked done, reaping the slots of gone takers, task_done and join (queue_private.h). */
 #include "queue_private.h"
 
-/* ---- JoinableQueue --------------------------------------------------------------------------- */
-
 /* Marks the slots of gone takers dead: their items count as finished from now on, the ones not
  * marked done as lost. all: also slots without unfinished items (to free them for reuse). */
 static void reap_takers(mp_queue *q, bool all)

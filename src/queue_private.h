@@ -45,6 +45,7 @@
  *   queue_get.c   get, get_nowait, get_alloc, get_many: records, streams, skipping aborted ones
  *   queue_join.c  JoinableQueue: taker slots, reaping gone takers, task_done, join
  *   queue_record.h  the record format and the consumer's stream state machine (pure logic)
+ *   queue_internal.h  crash points and repair counters for tests (test builds only)
  * The fast path of put and get (lock, commit, wake) is in this header as static inline
  * functions, so splitting the files adds no call to it; what only a crash or a wait needs
  * goes through the mp__queue_* functions below.
@@ -222,8 +223,8 @@ static inline void pcommit(struct qshm *s, uint64_t new_tail, uint64_t new_msgs,
     s->pj.old_open = mp__load_relaxed(&s->stream_open);
     s->pj.new_tail = new_tail;
     mp__store_rel(&s->pj.armed, 1);
-    mp__store_rel(&s->msgs_put,
-                  new_msgs); /* before the tail: a consumer's task_done must find it */
+    /* msgs_put before the tail: a consumer's task_done must find it */
+    mp__store_rel(&s->msgs_put, new_msgs);
     mp__store_rel(&s->stream_open, new_open);
     HOOK(MP__QH_PUT_JOURNAL);
     mp__store_rel(&s->tail, new_tail); /* the commit point */

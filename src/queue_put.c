@@ -4,8 +4,6 @@
 #include <limits.h>
 #include "queue_private.h"
 
-/* ---- put ----------------------------------------------------------------------------------- */
-
 /* True when `bytes` of ring (and a message slot, if slot) are free. Refreshes the caches only
  * when they say no: the consumer's line is read once per "looks full", not once per message. */
 static bool room(mp_queue *q, uint64_t bytes, bool slot)
