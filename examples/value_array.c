@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* value_array.c - shared Value and Array (Python's classic examples): deposit/withdraw, a shared list.
+/* value_array.c - shared Value and Array (Python's classic examples): deposit/withdraw, a shared
+ * list.
  *
  * Python:                                  C:
  *     money = Value('i', 2000)                 mp_value_new(&money, 'i', &init, true)

@@ -68,6 +68,5 @@ void mp__mutex_unstick(pthread_mutex_t *m)
 {
     _Atomic uint32_t *w = lock_word(m);
     uint32_t v = mp__load(w);
-    if ((v & TID_MASK) == (uint32_t)mp__tid() && mp__cas(w, &v, 0))
-        mp__futex_wake(w, INT32_MAX);
+    if ((v & TID_MASK) == (uint32_t)mp__tid() && mp__cas(w, &v, 0)) mp__futex_wake(w, INT32_MAX);
 }
