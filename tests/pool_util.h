@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* pool_util.h - what the pool tests share: a pool of n workers, and a strict shutdown. */
+/* pool_util.h - what the pool tests share: a pool of n workers, a strict shutdown, and the parent
+ * of a process (to tell a pool's worker from a recycled pid). */
 #ifndef MP_TEST_POOL_UTIL_H
 #define MP_TEST_POOL_UTIL_H
+
+#include <string.h>
 
 #include "mproc.h"
 #include "mp_test.h"
@@ -23,6 +26,19 @@ static inline void end_pool(mp_pool **p)
     assert_mp_ok(mp_pool_join(*p, mp_test_timeout(10)));
     assert_mp_ok(mp_pool_free(p));
     assert_null(*p);
+}
+
+/* The parent pid of pid from /proc, or 0 when it is gone. */
+static inline pid_t parent_of(pid_t pid)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    pid_t pp = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "PPid:", 5) == 0) pp = atoi(line + 5);
+    if (f) fclose(f);
+    return pp;
 }
 
 #endif

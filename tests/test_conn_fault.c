@@ -24,16 +24,6 @@ static void *failing_realloc(void *p, size_t n)
     return realloc(p, n);
 }
 
-static void write_all_raw(int fd, const unsigned char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t r = write(fd, p, n);
-        assert_true(r > 0);
-        p += r;
-        n -= (size_t)r;
-    }
-}
-
 /* The receive that times out part-way must keep what it read; when it cannot (no memory), the
  * bytes are gone and the stream cannot be resynchronised: that receive says -ENOMEM and every
  * later one fails too, instead of returning a message with a hole in it as a success. */
@@ -52,8 +42,8 @@ static void keep_partial_alloc_failure_is_sticky(void **state)
         src[i] = (unsigned char)(i * 131u + 7u);
     unsigned char h[MP__FRAME_HDR];
     mp__frame_encode(h, len, false, -1);
-    write_all_raw(sv[1], h, sizeof h);
-    write_all_raw(sv[1], src, 30000);
+    mp_test_write_all(sv[1], h, sizeof h);
+    mp_test_write_all(sv[1], src, 30000);
 
     mp__conn_realloc = failing_realloc;
     fail_allocs = 1;
@@ -63,10 +53,10 @@ static void keep_partial_alloc_failure_is_sticky(void **state)
     assert_int_equal(fail_allocs, 0);
 
     /* the rest of the message, then a whole one: nothing after the loss can be trusted */
-    write_all_raw(sv[1], src + 30000, len - 30000);
+    mp_test_write_all(sv[1], src + 30000, len - 30000);
     mp__frame_encode(h, 3, false, -1);
-    write_all_raw(sv[1], h, sizeof h);
-    write_all_raw(sv[1], (const unsigned char *)"abc", 3);
+    mp_test_write_all(sv[1], h, sizeof h);
+    mp_test_write_all(sv[1], (const unsigned char *)"abc", 3);
     memset(dst, 0, len);
     assert_mp(MP_ECLOSED, mp_conn_recv(c, dst, len, &n, 1));
     assert_mp(MP_ECLOSED, mp_conn_recv(c, dst, len, &n, 1));
@@ -94,8 +84,8 @@ static void recv_alloc_timeout_needs_no_copy(void **state)
     unsigned char h[MP__FRAME_HDR], src[5000];
     memset(src, 9, sizeof src);
     mp__frame_encode(h, sizeof src, false, -1);
-    write_all_raw(sv[1], h, sizeof h);
-    write_all_raw(sv[1], src, 1000);
+    mp_test_write_all(sv[1], h, sizeof h);
+    mp_test_write_all(sv[1], src, 1000);
     mp__conn_realloc = failing_realloc;
     fail_allocs = 1;
     void *p = NULL;
@@ -103,7 +93,7 @@ static void recv_alloc_timeout_needs_no_copy(void **state)
     assert_mp(-ETIMEDOUT, mp_conn_recv_alloc(c, &p, &n, 0.05));
     mp__conn_realloc = realloc;
     fail_allocs = 0;
-    write_all_raw(sv[1], src + 1000, sizeof src - 1000);
+    mp_test_write_all(sv[1], src + 1000, sizeof src - 1000);
     assert_mp_ok(mp_conn_recv_alloc(c, &p, &n, 1));
     assert_int_equal(n, sizeof src);
     assert_memory_equal(p, src, sizeof src);

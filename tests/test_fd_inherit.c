@@ -10,7 +10,6 @@
  * every fd marked internal (mp__fd_internal_add) when it starts, so workers are clean whatever
  * the rest does (cases "worker_*"). An mp_process child is clean once mp__fork closes the marked
  * fds in every child (case "process_child_*"), and queues' own fds once the queue marks them. */
-#include <dirent.h>
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,22 +20,9 @@
 #include "mproc/process.h"
 #include "mproc/queue.h"
 
-/* Open fds of the calling process, the directory stream's own fd not counted. */
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.') n++;
-    closedir(d);
-    return n - 1;
-}
-
 static int fi_count(const void *arg, size_t len, mp_task_result *res)
 {
-    int n = count_fds();
+    int n = mp_test_count_fds();
     return mp_task_result_set(res, &n, sizeof n);
 }
 MP_FUNC_REGISTER("fi.count", fi_count)
@@ -85,7 +71,7 @@ static int baseline_worker(void)
 
 static int child_counts(void *arg)
 {
-    int n = count_fds();
+    int n = mp_test_count_fds();
     return n < 0 ? 255 : n;
 }
 

@@ -716,16 +716,6 @@ static void raw_frame(int fd, uint64_t len, bool bulk)
     assert_int_equal(write(fd, h, sizeof h), (ssize_t)sizeof h);
 }
 
-static void write_all_raw(int fd, const unsigned char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t r = write(fd, p, n);
-        assert_true(r > 0);
-        p += r;
-        n -= (size_t)r;
-    }
-}
-
 static void recv_timeout_mid_message_loses_nothing(void **state)
 {
     for (int mode = 0; mode < 3; mode++) {
@@ -739,7 +729,7 @@ static void recv_timeout_mid_message_loses_nothing(void **state)
         unsigned char *src = malloc(len), *dst = malloc(len);
         fill(src, len, 5);
         raw_frame(sv[1], len, false);
-        write_all_raw(sv[1], src, 30000);
+        mp_test_write_all(sv[1], src, 30000);
         size_t n;
         void *p = NULL;
         if (mode == 1) {
@@ -749,13 +739,13 @@ static void recv_timeout_mid_message_loses_nothing(void **state)
             assert_mp(MP_ETOOSMALL, mp_conn_recv(c, dst, 10, &n, 0));
             assert_int_equal(n, len);
         }
-        write_all_raw(sv[1], src + 30000, 40000);
+        mp_test_write_all(sv[1], src + 30000, 40000);
         if (mode == 2) {
             assert_mp(-ETIMEDOUT, mp_conn_recv_alloc(c, &p, &n, 0.05));
         } else {
             assert_mp(-ETIMEDOUT, mp_conn_recv(c, dst, len, &n, 0.05));
         }
-        write_all_raw(sv[1], src + 70000, len - 70000);
+        mp_test_write_all(sv[1], src + 70000, len - 70000);
         memset(dst, 0, len);
         if (mode == 0) {
             assert_mp_ok(mp_conn_recv(c, dst, len, &n, 1));
@@ -769,7 +759,7 @@ static void recv_timeout_mid_message_loses_nothing(void **state)
         }
         /* end of file in the middle of a message: the partial message is dropped */
         raw_frame(sv[1], 50, false);
-        write_all_raw(sv[1], src, 20);
+        mp_test_write_all(sv[1], src, 20);
         close(sv[1]);
         assert_mp(MP_EEOF, mp_conn_recv(c, dst, len, &n, 1));
         assert_mp(MP_EEOF, mp_conn_recv(c, dst, len, &n, 1));
@@ -834,7 +824,7 @@ static void corrupt_headers(void **state)
         assert_mp_ok(mp_conn_send(c, "ok", 2, 1));
         assert_mp(MP_ETOOBIG, mp_conn_send(c, "ok", 1001, 1));
         raw_frame(sv[1], 3, false);
-        write_all_raw(sv[1], (const unsigned char *)"abc", 3);
+        mp_test_write_all(sv[1], (const unsigned char *)"abc", 3);
         if (mode == 0) raw_frame(sv[1], (uint64_t)1 << 41, false); /* over the hard limit */
         if (mode == 1) raw_frame(sv[1], 1001, false);              /* over this conn's limit */
         if (mode == 2) raw_frame(sv[1], 10, true); /* bulk flag without a bulk channel */

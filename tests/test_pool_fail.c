@@ -31,13 +31,6 @@ int __lsan_is_turned_off(void)
     return main_pid && getpid() != main_pid;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-    }
-}
-
 static int t_square(const void *arg, size_t len, mp_task_result *res)
 {
     int x;
@@ -75,7 +68,7 @@ static int t_die(const void *arg, size_t len, mp_task_result *res)
     case 2:
         exit(3);
     case 3:
-        sleep_ms(100000);
+        mp_test_sleep_ms(100000);
         break;
     }
     return 0;
@@ -86,7 +79,7 @@ static int t_sleep(const void *arg, size_t len, mp_task_result *res)
 {
     int ms;
     memcpy(&ms, arg, sizeof ms);
-    sleep_ms(ms);
+    mp_test_sleep_ms(ms);
     return mp_task_result_set(res, &ms, sizeof ms);
 }
 MP_FUNC_REGISTER("f.sleep", t_sleep)
@@ -108,18 +101,6 @@ static int get_int(mp_result *r, int *out)
         memcpy(out, d, sizeof *out);
     }
     return rc;
-}
-
-static pid_t parent_of(pid_t pid)
-{
-    char path[64], line[128];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "re");
-    pid_t pp = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "PPid:", 5) == 0) pp = atoi(line + 5);
-    if (f) fclose(f);
-    return pp;
 }
 
 /* SIGKILLs pid only if it is still a worker of this test (a child of a pool's worker factory,
@@ -214,7 +195,7 @@ static void test_sigkill_mid_task(void **state)
         assert_mp_ok(mp_pool_apply_async(p, "f.square", &i, sizeof i, NULL, &after[i]));
     pid_t pid;
     assert_int_equal(mp_pool_worker_pids(p, &pid, 1), 1);
-    sleep_ms(100);
+    mp_test_sleep_ms(100);
     assert_int_equal(mp_result_is_ready(stuck), 0);
     assert_int_equal(kill_worker(pid), 0);
     assert_mp(MP_EWORKERDIED, mp_result_get(stuck, NULL, NULL, mp_test_timeout(10)));
@@ -280,7 +261,7 @@ static void *killer_main(void *arg)
     struct killer *k = arg;
     unsigned seed = 12345;
     while (!atomic_load(&k->stop)) {
-        sleep_ms(2 + (int)(rand_r(&seed) % 6));
+        mp_test_sleep_ms(2 + (int)(rand_r(&seed) % 6));
         pid_t pids[8];
         int n = mp_pool_worker_pids(k->p, pids, 8);
         if (n <= 0) continue;
@@ -425,7 +406,7 @@ static void test_killed_parent(void **state)
     pid_t pids[3];
     assert_int_equal(read(fds[0], pids, sizeof pids), (ssize_t)sizeof pids);
     close(fds[0]);
-    sleep_ms(50);
+    mp_test_sleep_ms(50);
     kill(child, SIGKILL);
     assert_int_equal(mp_test_wait_code(child, mp_test_timeout(5)), 128 + SIGKILL);
     /* The workers are reparented to the test (a subreaper); each must be dead within 1 s. */
@@ -446,7 +427,7 @@ static void test_killed_parent(void **state)
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double el = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
         if (reaped == 3 || el > limit) break;
-        sleep_ms(5);
+        mp_test_sleep_ms(5);
     }
     for (int i = 0; i < 3; i++) {
         if (done[i]) continue;
@@ -730,7 +711,7 @@ static void test_terminate_under_waiters(void **state)
     assert_int_equal(pthread_create(&a, NULL, wait_get, &w), 0);
     assert_mp_ok(mp_pool_close(p));
     assert_int_equal(pthread_create(&b, NULL, wait_join, &w), 0);
-    sleep_ms(100);
+    mp_test_sleep_ms(100);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     assert_mp_ok(mp_pool_terminate(p));

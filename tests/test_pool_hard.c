@@ -20,18 +20,11 @@
 #include "mproc/error.h"
 #include "mproc/pool.h"
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-    }
-}
-
 static int h_sleep(const void *arg, size_t len, mp_task_result *res)
 {
     int ms = 0;
     if (len == sizeof ms) memcpy(&ms, arg, sizeof ms);
-    sleep_ms(ms);
+    mp_test_sleep_ms(ms);
     return mp_task_result_set(res, &ms, sizeof ms);
 }
 MP_FUNC_REGISTER("h.sleep", h_sleep)
@@ -103,9 +96,9 @@ static void test_free_while_results_are_used(void **state)
         assert_int_equal(pthread_create(&tb, NULL, poll_imap, &b), 0);
         while (!atomic_load(&a.started) || !atomic_load(&b.started))
             sched_yield();
-        if (round % 3) sleep_ms(round % 7);
+        if (round % 3) mp_test_sleep_ms(round % 7);
         assert_mp_ok(mp_pool_free(&p));
-        sleep_ms(1);
+        mp_test_sleep_ms(1);
         atomic_store(&a.stop, 1);
         atomic_store(&b.stop, 1);
         pthread_join(ta, NULL);
@@ -334,7 +327,7 @@ static void test_death_while_sigchld_ignored(void **state)
     int ms = 100000;
     mp_result *r;
     assert_mp_ok(mp_pool_apply_async(p, "h.sleep", &ms, sizeof ms, NULL, &r));
-    sleep_ms(100);
+    mp_test_sleep_ms(100);
     pid_t pid;
     assert_int_equal(mp_pool_worker_pids(p, &pid, 1), 1);
     kill(pid, SIGKILL);
@@ -347,18 +340,6 @@ static void test_death_while_sigchld_ignored(void **state)
     mp_result_free(&r);
     end_pool(&p);
     sigaction(SIGCHLD, &old, NULL);
-}
-
-static pid_t parent_of(pid_t pid)
-{
-    char path[64], line[128];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "re");
-    pid_t pp = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "PPid:", 5) == 0) pp = atoi(line + 5);
-    if (f) fclose(f);
-    return pp;
 }
 
 static void test_factory_killed(void **state)

@@ -6,7 +6,6 @@
  * SIGPIPE. Each case runs with pidfds and again through the pidfd-less fallback (the death
  * sockets of platform.h), which test_process_nopidfd.c also runs the whole of test_process.c
  * through. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -70,22 +69,10 @@ static void in_helper(void (*fn)(bool), bool fallback)
 
 /* ---- 1. nothing of mproc's leaks into a child ------------------------------------------------ */
 
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.') n++;
-    closedir(d);
-    return n - 1; /* the directory's own fd */
-}
-
 static int t_count_fds(void *arg)
 {
     (void)arg;
-    int n = count_fds();
+    int n = mp_test_count_fds();
     return n < 0 || n > 250 ? 255 : n;
 }
 

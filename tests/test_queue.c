@@ -11,28 +11,8 @@
 
 #include "mproc.h"
 #include "mp_test.h"
+#include "queue_util.h"
 #include "queue_internal.h"
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-    }
-}
-
-/* Fill buf with a pattern that encodes (id, seq) at every byte, so any tear shows. */
-static void pattern(unsigned char *buf, size_t len, unsigned id, unsigned seq)
-{
-    for (size_t i = 0; i < len; i++)
-        buf[i] = (unsigned char)(id * 31u + seq * 7u + i * 13u);
-}
-
-static int pattern_ok(const unsigned char *buf, size_t len, unsigned id, unsigned seq)
-{
-    for (size_t i = 0; i < len; i++)
-        if (buf[i] != (unsigned char)(id * 31u + seq * 7u + i * 13u)) return 0;
-    return 1;
-}
 
 static void fifo_in_one_process(void **state)
 {
@@ -119,7 +99,7 @@ static void get_blocks_then_times_out(void **state)
     assert_mp(-ETIMEDOUT, mp_queue_get(q, out, sizeof out, &n, 0));
     pid_t pid = mp_test_fork();
     if (pid == 0) {
-        sleep_ms(50);
+        mp_test_sleep_ms(50);
         MP_CHILD_CHECK(mp_queue_put(q, "late", 4, 5) == 0);
         mp_test_child_exit(0);
     }
@@ -141,7 +121,7 @@ static void put_blocks_until_room(void **state)
         MP_CHILD_CHECK(mp_queue_put(q, "two", 3, mp_test_timeout(5)) == 0);
         mp_test_child_exit(0);
     }
-    sleep_ms(50);
+    mp_test_sleep_ms(50);
     char out[8];
     size_t n;
     assert_mp_ok(mp_queue_get(q, out, sizeof out, &n, 1));
@@ -206,7 +186,7 @@ static void close_wakes_blocked_callers_in_other_processes(void **state)
         MP_CHILD_CHECK(mp_queue_get(empty, out, sizeof out, &n, MP_FOREVER) == MP_ECLOSED);
         mp_test_child_exit(0);
     }
-    sleep_ms(100);
+    mp_test_sleep_ms(100);
     assert_mp_ok(mp_queue_close(empty));
     assert_mp_ok(mp_queue_close(full));
     assert_child_ok(getter);
@@ -244,7 +224,7 @@ static void too_small_buffer_keeps_the_message(void **state)
     }
     static unsigned char small[BIG / 2];
     for (int i = 0; i < 1000 && mp_queue_qsize(q) == 0; i++)
-        sleep_ms(2);
+        mp_test_sleep_ms(2);
     assert_mp(MP_ETOOSMALL, mp_queue_get(q, small, sizeof small, &n, mp_test_timeout(5)));
     assert_int_equal(n, BIG);
     void *p = NULL;
@@ -333,7 +313,7 @@ static void joinable_task_done_and_join(void **state)
         size_t n;
         for (int i = 0; i < 5; i++) {
             MP_CHILD_CHECK(mp_queue_get(q, out, sizeof out, &n, 5) == 0);
-            sleep_ms(10);
+            mp_test_sleep_ms(10);
             MP_CHILD_CHECK(mp_queue_task_done(q) == 0);
         }
         mp_test_child_exit(0);
@@ -664,7 +644,7 @@ static void calls_follow_the_conventions(void **state)
     /* +INFINITY waits as MP_FOREVER does */
     pid_t pid = mp_test_fork();
     if (pid == 0) {
-        sleep_ms(50);
+        mp_test_sleep_ms(50);
         MP_CHILD_CHECK(mp_queue_put(q, "late", 4, 5) == 0);
         mp_test_child_exit(0);
     }

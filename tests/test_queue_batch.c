@@ -16,20 +16,8 @@
 
 #include "mproc.h"
 #include "mp_test.h"
+#include "queue_util.h"
 #include "queue_internal.h"
-
-static void pattern(unsigned char *buf, size_t len, unsigned id, unsigned seq)
-{
-    for (size_t i = 0; i < len; i++)
-        buf[i] = (unsigned char)(id * 31u + seq * 7u + i * 13u);
-}
-
-static int pattern_ok(const unsigned char *buf, size_t len, unsigned id, unsigned seq)
-{
-    for (size_t i = 0; i < len; i++)
-        if (buf[i] != (unsigned char)(id * 31u + seq * 7u + i * 13u)) return 0;
-    return 1;
-}
 
 #define assert_count(expected, call) assert_int_equal((long)(call), (long)(expected))
 
@@ -413,10 +401,6 @@ enum {
     RING = 2048,
 };
 
-struct msg_hdr {
-    uint32_t prod, seq, len, sum;
-};
-
 struct prod_state {
     _Atomic int32_t attempt; /* last seq of the batch being put (-1: none yet) */
     _Atomic int32_t done;    /* last seq known to be in the queue */
@@ -439,49 +423,14 @@ struct shared {
     _Atomic uint8_t seen[MAX_PROD][MAX_SEQ];
 };
 
-static uint32_t fnv(const unsigned char *p, size_t n, uint32_t h)
-{
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 16777619u;
-    return h;
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
 static size_t make_msg(unsigned char *buf, uint32_t prod, uint32_t seq, uint64_t *rng)
 {
-    uint64_t r = rng_next(rng);
-    size_t len = r % 100 < 85   ? (r >> 16) % 48
-                 : r % 100 < 97 ? (r >> 16) % 600
-                                : BIG + (r >> 16) % BIG;
-    struct msg_hdr h = {prod, seq, (uint32_t)len, 0};
-    for (size_t i = 0; i < len; i++)
-        buf[sizeof h + i] = (unsigned char)(prod * 7 + seq * 13 + i);
-    h.sum = fnv(buf + sizeof h, len, 2166136261u ^ prod ^ (seq << 11));
-    memcpy(buf, &h, sizeof h);
-    return sizeof h + len;
+    return make_msg_sized(buf, prod, seq, rng, 85, 97, BIG);
 }
 
 static int record(struct shared *sh, const unsigned char *buf, size_t n)
 {
-    struct msg_hdr h;
-    if (n < sizeof h) return 1;
-    memcpy(&h, buf, sizeof h);
-    if (h.prod >= MAX_PROD || h.seq >= MAX_SEQ || h.len != n - sizeof h) return 2;
-    if (fnv(buf + sizeof h, h.len, 2166136261u ^ h.prod ^ (h.seq << 11)) != h.sum) return 3;
-    if (atomic_fetch_add(&sh->seen[h.prod][h.seq], 1) != 0) return 4;
-    int32_t prev = atomic_load(&sh->last_seen[h.prod]);
-    while ((int32_t)h.seq > prev &&
-           !atomic_compare_exchange_weak(&sh->last_seen[h.prod], &prev, (int32_t)h.seq)) {
-    }
-    return 0;
+    return record_msg(&sh->seen[0][0], sh->last_seen, MAX_PROD, MAX_SEQ, buf, n);
 }
 
 #define MSG_MAX (sizeof(struct msg_hdr) + 2 * BIG)
@@ -495,7 +444,7 @@ static void producer(mp_queue *q, struct shared *sh, uint32_t id)
     atomic_store(&ps->started, 1);
     uint32_t s = 0;
     while (s < MAX_SEQ - KB && !atomic_load(&sh->stop)) {
-        uint32_t n = 1 + (uint32_t)(rng_next(&rng) % KB);
+        uint32_t n = 1 + (uint32_t)(mp_test_rng_next(&rng) % KB);
         for (uint32_t i = 0; i < n; i++)
             msgs[i] = (struct iovec){buf[i], make_msg(buf[i], id, s + i, &rng)};
         uint32_t off = 0;
@@ -561,7 +510,7 @@ static void consumer(mp_queue *q, struct shared *sh, struct cons_state *cs, uint
     uint64_t rng = seed;
     atomic_store(&cs->started, 1);
     while (!atomic_load(&sh->stop)) {
-        size_t want = 1 + rng_next(&rng) % KB;
+        size_t want = 1 + mp_test_rng_next(&rng) % KB;
         for (size_t i = 0; i < KB; i++)
             memset(cbuf[i], 0xff, sizeof(struct msg_hdr));
         atomic_store(&cs->ntaking, 0);
@@ -583,21 +532,6 @@ static void consumer(mp_queue *q, struct shared *sh, struct cons_state *cs, uint
         }
     }
     mp_test_child_exit(0);
-}
-
-static void spin_us(long us)
-{
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
-    do {
-        clock_gettime(CLOCK_MONOTONIC, &b);
-    } while ((b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000 < us);
-}
-
-static void wait_started(_Atomic uint32_t *flag)
-{
-    for (int i = 0; i < 200000 && !atomic_load(flag); i++)
-        sched_yield();
 }
 
 static void batch_calls_killed_at_random_moments(void **state)
@@ -622,7 +556,7 @@ static void batch_calls_killed_at_random_moments(void **state)
         pid_t pp[PROD_PER_ROUND], cp[CONS_PER_ROUND];
         for (int i = 0; i < CONS_PER_ROUND; i++) {
             struct cons_state *cs = &sh->cons[round * CONS_PER_ROUND + i];
-            uint64_t seed = rng_next(&rng) | 1;
+            uint64_t seed = mp_test_rng_next(&rng) | 1;
             if ((cp[i] = mp_test_fork()) == 0) consumer(q, sh, cs, seed);
         }
         for (int i = 0; i < PROD_PER_ROUND; i++) {
@@ -633,14 +567,14 @@ static void batch_calls_killed_at_random_moments(void **state)
             assert_true(pp[i] > 0);
         for (int i = 0; i < CONS_PER_ROUND; i++)
             assert_true(cp[i] > 0); /* never kill(-1) */
-        int vp = (int)(rng_next(&rng) % PROD_PER_ROUND),
-            vc = (int)(rng_next(&rng) % CONS_PER_ROUND);
+        int vp = (int)(mp_test_rng_next(&rng) % PROD_PER_ROUND),
+            vc = (int)(mp_test_rng_next(&rng) % CONS_PER_ROUND);
         struct cons_state *vcs = &sh->cons[round * CONS_PER_ROUND + vc];
         wait_started(&sh->prod[round * PROD_PER_ROUND + vp].started);
         wait_started(&vcs->started);
-        spin_us((long)(rng_next(&rng) % 301));
+        mp_test_spin_us((long)(mp_test_rng_next(&rng) % 301));
         kill(pp[vp], SIGKILL);
-        spin_us((long)(rng_next(&rng) % 201));
+        mp_test_spin_us((long)(mp_test_rng_next(&rng) % 201));
         kill(cp[vc], SIGKILL);
         assert_int_equal(mp_test_wait_code(pp[vp], mp_test_timeout(10)), 128 + SIGKILL);
         assert_int_equal(mp_test_wait_code(cp[vc], mp_test_timeout(10)), 128 + SIGKILL);

@@ -47,22 +47,13 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
 static __attribute__((noreturn)) void producer(mp_queue *q, struct shared *sh, struct worker *me,
                                                uint64_t seed)
 {
     unsigned char buf[MAXLEN];
     uint64_t rng = seed;
     while (!atomic_load(&sh->stop)) {
-        size_t len = (size_t)(rng_next(&rng) % MAXLEN);
+        size_t len = (size_t)(mp_test_rng_next(&rng) % MAXLEN);
         memset(buf, (int)(len & 0xff), len);
         atomic_store(&me->since_ns, now_ns());
         int rc = mp_queue_put(q, buf, len, 60.0);
@@ -146,7 +137,7 @@ static void random_kills_never_leave_a_caller_blocked(void **state)
     pid_t pid[NW];
     uint64_t rng = 0x5EED5EEDull;
     for (int i = 0; i < NW; i++)
-        assert_true((pid[i] = spawn(q, sh, i, rng_next(&rng))) > 0);
+        assert_true((pid[i] = spawn(q, sh, i, mp_test_rng_next(&rng))) > 0);
     const int64_t limit = (int64_t)(mp_test_timeout(1.0) * 1e9);
     /* The time allowed for the kills scales with the run (valgrind, sanitizers), so the
      * minimum number of kills below is reached on a slow run too. */
@@ -154,16 +145,16 @@ static void random_kills_never_leave_a_caller_blocked(void **state)
     int64_t start = now_ns(), worst = 0;
     int kills = 0, bad = -1;
     while (kills < KILLS / 2 && now_ns() - start < run_ns) {
-        spin_us((long)(rng_next(&rng) % 3000));
+        spin_us((long)(mp_test_rng_next(&rng) % 3000));
         if ((bad = stuck(q, sh, limit)) >= 0) break;
-        int v = (int)(rng_next(&rng) % NW);
+        int v = (int)(mp_test_rng_next(&rng) % NW);
         assert_true(pid[v] > 0); /* never kill(-1) */
         kill(pid[v], SIGKILL);
         int code = mp_test_wait_code(pid[v], mp_test_timeout(10));
         if (code != 128 + SIGKILL) fprintf(stderr, "worker %d ended with %d\n", v, code);
         assert_int_equal(code, 128 + SIGKILL);
         kills++;
-        assert_true((pid[v] = spawn(q, sh, v, rng_next(&rng))) > 0);
+        assert_true((pid[v] = spawn(q, sh, v, mp_test_rng_next(&rng))) > 0);
         for (int i = 0; i < NW; i++) {
             int64_t since = atomic_load(&sh->w[i].since_ns);
             if (since && now_ns() - since > worst) worst = now_ns() - since;
@@ -210,19 +201,19 @@ static void kill_waves_never_leave_a_survivor_blocked(void **state)
         atomic_store(&sh->stop, 0);
         pid_t pid[NW];
         for (int i = 0; i < NW; i++)
-            assert_true((pid[i] = spawn(q, sh, i, rng_next(&rng))) > 0);
-        spin_us((long)(rng_next(&rng) % 2000));
-        int nk = 1 + (int)(rng_next(&rng) % 6);
+            assert_true((pid[i] = spawn(q, sh, i, mp_test_rng_next(&rng))) > 0);
+        spin_us((long)(mp_test_rng_next(&rng) % 2000));
+        int nk = 1 + (int)(mp_test_rng_next(&rng) % 6);
         bool dead[NW] = {false};
         for (int k = 0; k < nk; k++) {
-            int v = (int)(rng_next(&rng) % NW);
+            int v = (int)(mp_test_rng_next(&rng) % NW);
             if (dead[v]) continue;
-            spin_us((long)(rng_next(&rng) % 300));
+            spin_us((long)(mp_test_rng_next(&rng) % 300));
             kill(pid[v], SIGKILL);
             dead[v] = true;
             kills++;
         }
-        spin_us((long)(rng_next(&rng) % 1000));
+        spin_us((long)(mp_test_rng_next(&rng) % 1000));
         assert_mp_ok(mp_queue_close(q));
         for (int i = 0; i < NW; i++) {
             if (dead[i]) continue;
@@ -291,8 +282,8 @@ static void join_returns_when_takers_die(void **state)
         for (int k = 0; k < 20 && put < ITEMS; k++, put++)
             assert_mp_ok(mp_queue_put(q, "item", 4, 10.0));
         if (kills >= JKILLS) continue;
-        spin_us((long)(rng_next(&rng) % 400));
-        int v = (int)(rng_next(&rng) % NJW);
+        spin_us((long)(mp_test_rng_next(&rng) % 400));
+        int v = (int)(mp_test_rng_next(&rng) % NJW);
         assert_true(pid[v] > 0);
         kill(pid[v], SIGKILL);
         assert_int_equal(mp_test_wait_code(pid[v], mp_test_timeout(10)), 128 + SIGKILL);

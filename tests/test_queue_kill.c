@@ -15,6 +15,7 @@
 
 #include "mproc.h"
 #include "mp_test.h"
+#include "queue_util.h"
 #include "queue_internal.h"
 
 enum {
@@ -25,10 +26,6 @@ enum {
     MAX_PROD = ROUNDS * PROD_PER_ROUND,
     BIG = 3000, /* > the ring: streamed */
     RING = 2048,
-};
-
-struct msg_hdr {
-    uint32_t prod, seq, len, sum;
 };
 
 struct prod_state {
@@ -52,50 +49,15 @@ struct shared {
     _Atomic uint8_t seen[MAX_PROD][MAX_SEQ];
 };
 
-static uint32_t fnv(const unsigned char *p, size_t n, uint32_t h)
-{
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 16777619u;
-    return h;
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
 static size_t make_msg(unsigned char *buf, uint32_t prod, uint32_t seq, uint64_t *rng)
 {
-    uint64_t r = rng_next(rng);
-    size_t len = r % 100 < 80   ? (r >> 16) % 48
-                 : r % 100 < 95 ? (r >> 16) % 600
-                                : BIG + (r >> 16) % BIG;
-    struct msg_hdr h = {prod, seq, (uint32_t)len, 0};
-    for (size_t i = 0; i < len; i++)
-        buf[sizeof h + i] = (unsigned char)(prod * 7 + seq * 13 + i);
-    h.sum = fnv(buf + sizeof h, len, 2166136261u ^ prod ^ (seq << 11));
-    memcpy(buf, &h, sizeof h);
-    return sizeof h + len;
+    return make_msg_sized(buf, prod, seq, rng, 80, 95, BIG);
 }
 
 /* Records a received message: 0 when fine, else an error number. */
 static int record(struct shared *sh, const unsigned char *buf, size_t n)
 {
-    struct msg_hdr h;
-    if (n < sizeof h) return 1;
-    memcpy(&h, buf, sizeof h);
-    if (h.prod >= MAX_PROD || h.seq >= MAX_SEQ || h.len != n - sizeof h) return 2;
-    if (fnv(buf + sizeof h, h.len, 2166136261u ^ h.prod ^ (h.seq << 11)) != h.sum) return 3;
-    if (atomic_fetch_add(&sh->seen[h.prod][h.seq], 1) != 0) return 4; /* duplicate */
-    int32_t prev = atomic_load(&sh->last_seen[h.prod]);
-    while ((int32_t)h.seq > prev &&
-           !atomic_compare_exchange_weak(&sh->last_seen[h.prod], &prev, (int32_t)h.seq)) {
-    }
-    return 0;
+    return record_msg(&sh->seen[0][0], sh->last_seen, MAX_PROD, MAX_SEQ, buf, n);
 }
 
 static void producer(mp_queue *q, struct shared *sh, uint32_t id)
@@ -173,21 +135,6 @@ static void consumer(mp_queue *q, struct shared *sh, struct cons_state *cs)
     mp_test_child_exit(0);
 }
 
-static void spin_us(long us)
-{
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
-    do {
-        clock_gettime(CLOCK_MONOTONIC, &b);
-    } while ((b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000 < us);
-}
-
-static void wait_started(_Atomic uint32_t *flag)
-{
-    for (int i = 0; i < 200000 && !atomic_load(flag); i++)
-        sched_yield();
-}
-
 static void kill_at_random_moments(void **state)
 {
     (void)state;
@@ -221,14 +168,14 @@ static void kill_at_random_moments(void **state)
             assert_true(pp[i] > 0);
         for (int i = 0; i < CONS_PER_ROUND; i++)
             assert_true(cp[i] > 0); /* never kill(-1) */
-        int vp = (int)(rng_next(&rng) % PROD_PER_ROUND),
-            vc = (int)(rng_next(&rng) % CONS_PER_ROUND);
+        int vp = (int)(mp_test_rng_next(&rng) % PROD_PER_ROUND),
+            vc = (int)(mp_test_rng_next(&rng) % CONS_PER_ROUND);
         struct cons_state *vcs = &sh->cons[round * CONS_PER_ROUND + vc];
         wait_started(&sh->prod[round * PROD_PER_ROUND + vp].started);
         wait_started(&vcs->started);
-        spin_us((long)(rng_next(&rng) % 201));
+        mp_test_spin_us((long)(mp_test_rng_next(&rng) % 201));
         kill(pp[vp], SIGKILL);
-        spin_us((long)(rng_next(&rng) % 201));
+        mp_test_spin_us((long)(mp_test_rng_next(&rng) % 201));
         kill(cp[vc], SIGKILL);
         assert_int_equal(mp_test_wait_code(pp[vp], mp_test_timeout(10)), 128 + SIGKILL);
         assert_int_equal(mp_test_wait_code(cp[vc], mp_test_timeout(10)), 128 + SIGKILL);

@@ -19,51 +19,17 @@
 #include "mp_test.h"
 #include "queue_internal.h"
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-    }
-}
-
-/* The state letter of /proc/<pid>/stat ('R', 'S', 'Z', ...), or 0. */
-static char proc_state(pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    return p && p[1] == ' ' ? p[2] : 0;
-}
-
 /* Waits until pid sleeps (its state is 'S'), up to ~5 s. */
 static int wait_sleeping(pid_t pid)
 {
     for (int i = 0; i < 5000; i++) {
-        if (proc_state(pid) == 'S') {
-            sleep_ms(20); /* and still sleeps: it is in the lock, not between calls */
-            if (proc_state(pid) == 'S') return 1;
+        if (mp_test_proc_state(pid) == 'S') {
+            mp_test_sleep_ms(20); /* and still sleeps: it is in the lock, not between calls */
+            if (mp_test_proc_state(pid) == 'S') return 1;
         }
-        sleep_ms(1);
+        mp_test_sleep_ms(1);
     }
     return 0;
-}
-
-/* Pins the caller to the first CPU it may run on (the same one for every process of a round). */
-static int pin_cpu0(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) < 0) return -1;
-    int first = 0;
-    while (first < CPU_SETSIZE && !CPU_ISSET(first, &set))
-        first++;
-    CPU_ZERO(&set);
-    CPU_SET(first, &set);
-    return sched_setaffinity(0, sizeof set, &set);
 }
 
 /* ---- a side lock's wake-up lost with a killed waiter ---------------------------------------- */
@@ -91,13 +57,13 @@ static void lw_hook(int point)
         lw_stage = 1;
         atomic_store(&lw->holding, 1);
         while (!atomic_load(&lw->go))
-            sleep_ms(1);
+            mp_test_sleep_ms(1);
     } else if (lw_stage == 2) {
         lw_stage = 3;
         for (int i = 0; i < 5000; i++) {
-            char st = proc_state(lw_victim);
+            char st = mp_test_proc_state(lw_victim);
             if (st == 0 || st == 'Z' || st == 'X') break;
-            sleep_ms(1);
+            mp_test_sleep_ms(1);
         }
     }
 }
@@ -108,7 +74,7 @@ static void lw_hook(int point)
  * killed waiter dies. */
 static __attribute__((noreturn)) void lw_holder(mp_queue *q, int cons_side)
 {
-    MP_CHILD_CHECK(pin_cpu0() == 0);
+    MP_CHILD_CHECK(mp_test_pin_first_cpu() == 0);
     struct sched_param sp = {.sched_priority = 1};
     if (sched_setscheduler(0, SCHED_FIFO, &sp) == 0) atomic_store(&lw->fifo, 1);
     lw_point = cons_side ? MP__QH_GET_READ : MP__QH_PUT_WRITTEN;
@@ -122,7 +88,7 @@ static __attribute__((noreturn)) void lw_holder(mp_queue *q, int cons_side)
     /* the unlock woke one waiter: it is runnable, not yet running */
     pid_t woken = 0;
     for (int i = 0; i < 2 && !woken; i++)
-        if (proc_state(lw->w[i]) == 'R') woken = lw->w[i];
+        if (mp_test_proc_state(lw->w[i]) == 'R') woken = lw->w[i];
     MP_CHILD_CHECK(woken != 0);
     kill(woken, SIGKILL);
     atomic_store(&lw->killed, woken);
@@ -141,7 +107,7 @@ static __attribute__((noreturn)) void lw_holder(mp_queue *q, int cons_side)
 
 static __attribute__((noreturn)) void lw_waiter(mp_queue *q, int cons_side)
 {
-    MP_CHILD_CHECK(pin_cpu0() == 0);
+    MP_CHILD_CHECK(mp_test_pin_first_cpu() == 0);
     /* SCHED_IDLE (allowed without privileges): once woken, a waiter never preempts the holder,
      * even when SCHED_FIFO was refused to it. */
     struct sched_param sp = {.sched_priority = 0};
@@ -168,7 +134,7 @@ static void lost_wakeup_round(int cons_side)
     if (h == 0) lw_holder(q, cons_side);
     assert_true(h > 0);
     for (int i = 0; i < 5000 && !atomic_load(&lw->holding); i++)
-        sleep_ms(1);
+        mp_test_sleep_ms(1);
     assert_true(atomic_load(&lw->holding));
     for (int i = 0; i < 2; i++) {
         pid_t w = mp_test_fork();
@@ -286,7 +252,7 @@ static void stream_timeout_after_a_chunk_was_taken_is_uncounted(void **state)
         mp_test_child_exit(1);
     }
     assert_true(c > 0);
-    sleep_ms(50);
+    mp_test_sleep_ms(50);
     assert_mp(-ETIMEDOUT, mp_queue_put(q, big, BIG, 0.5));
     assert_int_equal(mp_test_wait_code(c, mp_test_timeout(10)), 128 + SIGKILL);
     assert_untouched(q, 0);
@@ -480,7 +446,7 @@ static void join_times_out_while_a_live_taker_holds_an_item(void **state)
     char buf[8];
     size_t n;
     for (int i = 0; i < 1000 && mp_queue_qsize(q) == 2; i++)
-        sleep_ms(1);
+        mp_test_sleep_ms(1);
     assert_mp_ok(mp_queue_get(q, buf, sizeof buf, &n, 1.0));
     assert_mp_ok(mp_queue_task_done(q));
     struct timespec a, b;

@@ -18,26 +18,10 @@ struct msg_hdr {
     uint32_t prod, seq, len, sum;
 };
 
-static uint32_t fnv(const unsigned char *p, size_t n, uint32_t h)
-{
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 16777619u;
-    return h;
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
 /* Mostly small, some medium, a few bigger than the ring (streamed). */
 static size_t pick_size(uint64_t *rng, size_t big)
 {
-    uint64_t r = rng_next(rng);
+    uint64_t r = mp_test_rng_next(rng);
     uint64_t k = r % 10000;
     if (k < 8500) return (r >> 20) % 64;
     if (k < 9990) return 64 + (r >> 20) % 1000;
@@ -49,8 +33,8 @@ static size_t build(unsigned char *buf, uint32_t prod, uint32_t seq, size_t len,
     struct msg_hdr h = {prod, seq, (uint32_t)len, 0};
     unsigned char *p = buf + sizeof h;
     for (size_t i = 0; i < len; i++)
-        p[i] = (unsigned char)rng_next(rng);
-    h.sum = fnv(p, len, 2166136261u ^ prod ^ (seq << 8));
+        p[i] = (unsigned char)mp_test_rng_next(rng);
+    h.sum = mp_test_fnv(p, len, 2166136261u ^ prod ^ (seq << 8));
     memcpy(buf, &h, sizeof h);
     return sizeof h + len;
 }
@@ -61,7 +45,8 @@ static int check(const unsigned char *buf, size_t n, struct msg_hdr *h)
     if (n < sizeof *h) return -1;
     memcpy(h, buf, sizeof *h);
     if (h->len != n - sizeof *h) return -2;
-    if (fnv(buf + sizeof *h, h->len, 2166136261u ^ h->prod ^ (h->seq << 8)) != h->sum) return -3;
+    if (mp_test_fnv(buf + sizeof *h, h->len, 2166136261u ^ h->prod ^ (h->seq << 8)) != h->sum)
+        return -3;
     return 0;
 }
 

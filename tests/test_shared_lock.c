@@ -15,15 +15,7 @@
 /* The lock's holder dies; the next locker releases it without repair: unrecoverable. */
 static void make_unrecoverable(mp_lock *l)
 {
-    pthread_mutex_t *m = mp__lock_mutex(l);
-    pid_t pid = mp_test_fork();
-    if (pid == 0) {
-        pthread_mutex_lock(m);
-        mp_test_child_exit(0);
-    }
-    assert_int_equal(mp_test_wait_code(pid, mp_test_timeout(10)), 0);
-    assert_int_equal(pthread_mutex_lock(m), EOWNERDEAD);
-    pthread_mutex_unlock(m);
+    mp_test_make_mutex_unrecoverable(mp__lock_mutex(l));
 }
 
 static void test_value_unrecoverable_lock(void **state)

@@ -17,24 +17,10 @@
 #include "platform/platform.h"
 #include "sync_internal.h"
 
-/* /proc/PID/stat state letter, or 0. */
-static char proc_state(pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    return p && p[1] == ' ' ? p[2] : 0;
-}
-
 static void wait_state(pid_t pid, char want)
 {
     int64_t until = mp__now_ns() + (int64_t)(mp_test_timeout(10) * 1e9);
-    while (proc_state(pid) != want) {
+    while (mp_test_proc_state(pid) != want) {
         assert_true(mp__now_ns() < until);
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
@@ -134,20 +120,6 @@ static void test_barrier_n_waiting_under_mutex(void **state)
     mp_barrier_free(&b);
 }
 
-/* Make the internal mutex unrecoverable: its holder dies, and the next locker unlocks it
- * without marking it consistent. */
-static void make_unrecoverable(pthread_mutex_t *m)
-{
-    pid_t pid = mp_test_fork();
-    if (pid == 0) {
-        pthread_mutex_lock(m);
-        mp_test_child_exit(0);
-    }
-    assert_int_equal(mp_test_wait_code(pid, mp_test_timeout(10)), 0);
-    assert_int_equal(pthread_mutex_lock(m), EOWNERDEAD);
-    pthread_mutex_unlock(m);
-}
-
 /* Each call on a barrier whose internal mutex is unrecoverable reports it, and asking twice
  * does not hang (glibc's trylock leaves such a mutex locked; mproc undoes that). */
 static void test_barrier_unrecoverable_mutex_reported(void **state)
@@ -155,7 +127,7 @@ static void test_barrier_unrecoverable_mutex_reported(void **state)
     (void)state;
     mp_barrier *b;
     assert_mp_ok(mp_barrier_new(&b, 2));
-    make_unrecoverable(mp__barrier_mutex(b));
+    mp_test_make_mutex_unrecoverable(mp__barrier_mutex(b));
     for (int i = 0; i < 2; i++) {
         assert_mp(-ENOTRECOVERABLE, mp_barrier_abort(b));
         assert_mp(-ENOTRECOVERABLE, mp_barrier_reset(b));
@@ -171,7 +143,7 @@ static void test_lock_unrecoverable_reported(void **state)
     (void)state;
     mp_lock *l;
     assert_mp_ok(mp_lock_new(&l));
-    make_unrecoverable(mp__lock_mutex(l));
+    mp_test_make_mutex_unrecoverable(mp__lock_mutex(l));
     for (int i = 0; i < 3; i++) {
         assert_mp(-ENOTRECOVERABLE, mp_lock_acquire(l, MP_FOREVER));
         assert_mp(-ENOTRECOVERABLE, mp_lock_acquire(l, 0.01));
@@ -190,7 +162,7 @@ static void test_robust_mutex_lock_unsticks(void **state)
         mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     assert_true(m != MAP_FAILED);
     assert_int_equal(mp__robust_mutex_init(m, PTHREAD_MUTEX_NORMAL), 0);
-    make_unrecoverable(m);
+    mp_test_make_mutex_unrecoverable(m);
     for (int i = 0; i < 3; i++) {
         mp__deadline dl = mp__deadline_in(mp_test_timeout(1));
         assert_int_equal(mp__robust_mutex_lock(m, &dl), ENOTRECOVERABLE);

@@ -16,6 +16,7 @@
 #ifndef MP_TEST_H
 #define MP_TEST_H
 
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -103,5 +104,48 @@ int mp_test_eventually(int (*pred)(void *arg), void *arg, double timeout_s);
 
 /* True when pid exists (alive or zombie). */
 int mp_test_pid_exists(pid_t pid);
+
+/* ---- small helpers several tests share ------------------------------------------------------ */
+
+/* xorshift64 step: a cheap, seedable random stream (seed must not be 0). */
+static inline uint64_t mp_test_rng_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+/* FNV-1a-style checksum of n bytes, continuing from h (callers salt h per message). */
+static inline uint32_t mp_test_fnv(const unsigned char *p, size_t n, uint32_t h)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+/* Writes all n bytes to fd (asserts each write makes progress). */
+void mp_test_write_all(int fd, const void *p, size_t n);
+
+/* Open fds of the calling process, the directory stream's own fd not counted; -1 on error. */
+int mp_test_count_fds(void);
+
+/* Makes the robust mutex m unrecoverable: a child locks it and dies holding it, and the next
+ * locker (the caller) gets EOWNERDEAD and unlocks it without marking it consistent. */
+void mp_test_make_mutex_unrecoverable(pthread_mutex_t *m);
+
+/* Sleeps ms milliseconds, resuming after signals. */
+void mp_test_sleep_ms(int ms);
+
+/* Busy-waits us microseconds of CLOCK_MONOTONIC (no sleep: the caller stays on the CPU). */
+void mp_test_spin_us(long us);
+
+/* Pins the caller to the first CPU it may run on (the same one for every process that calls it
+ * with the same affinity); 0 or -1 (errno). */
+int mp_test_pin_first_cpu(void);
+
+/* The state letter of /proc/<pid>/stat ('R', 'S', 'Z', ...), or 0. */
+char mp_test_proc_state(pid_t pid);
 
 #endif
