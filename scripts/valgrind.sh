@@ -15,6 +15,11 @@
 # Left out (whole tests in SKIP_TESTS, single cases in MP_TEST_SKIP), each with its reason:
 #   test_pipe_big             one case sends a 4 GiB message: memcheck's shadow memory and its
 #                             20-50x slow-down make it run past 10 minutes (it failed at 620 s).
+#   test_queue_stress:signal_storm_loses_nothing
+#                             a SIGALRM every 100 us while processes contend for the queue's
+#                             robust mutexes: valgrind's futex emulation then hands glibc an error
+#                             code it does not expect ("The futex facility returned an unexpected
+#                             error code", abort). Native, ASan and TSan runs never see it.
 #   test_queue_kill           asserts a throughput floor (> 10000 messages through 1000 random
 #                             kills); under valgrind 757 got through in 190 s.
 set -u
@@ -23,7 +28,7 @@ build=${1:-build}-valgrind
 jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 vg=${VALGRIND:-valgrind}
 SKIP_TESTS='^(test_pipe_big|test_queue_kill)$'
-export MP_TEST_SKIP=${MP_TEST_SKIP:-}
+export MP_TEST_SKIP=${MP_TEST_SKIP:-test_queue_stress:signal_storm_loses_nothing}
 
 command -v "$vg" >/dev/null || { echo "valgrind.sh: $vg not found" >&2; exit 2; }
 export MP_TEST_TIMEOUT_SCALE=${MP_TEST_TIMEOUT_SCALE:-10}

@@ -645,7 +645,9 @@ static void batch_calls_killed_at_random_moments(void **state)
     assert_int_equal(unexplained, 0);
     assert_true(missing <= nvict);
     assert_true(mid_batch > 0); /* the kills did hit the batch path, not only its first message */
-    assert_true(received > 10000);
+    /* Traffic went on between the kills; the floor scales with the run's slow-down (valgrind
+     * got 5,318 messages through where a native run gets tens of thousands). */
+    assert_true(received > (long)(10000 / mp_test_timeout(1.0)));
     assert_true(st.prod_repairs + st.cons_repairs > 0);
     mp_queue_free(&q);
     munmap(sh, sizeof *sh);
