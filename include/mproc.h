@@ -17,6 +17,7 @@
 
 #include "mproc/common.h"
 #include "mproc/error.h"
+#include "mproc/start.h"
 #include "mproc/process.h"
 #if __has_include("mproc/pipe.h")
 #include "mproc/pipe.h"

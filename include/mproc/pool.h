@@ -212,7 +212,20 @@ typedef struct mp_pool_options {
      * follows the program-wide switch as it was at mp_pool_new. Note: an options struct filled
      * without mp_pool_options_init or MP_POOL_OPTIONS_INIT has 0 here, spinning off. */
     int spin;
+    /* How the pool's worker factory is started (mproc/start.h): MP_START_DEFAULT (0) follows the
+     * program-wide default at mp_pool_new. Under spawn and forkserver the factory is a fresh image
+     * of the program (spawned, or forked by the forkserver) and the workers are forks of it:
+     * nothing of the caller's threads, locks or memory reaches a worker. Needs mp_init(). */
+    int start_method;
+    /* Where the workers run: MP_POOL_BACKEND_LOCAL (0, processes on this machine),
+     * MP_POOL_BACKEND_MPI (MPI ranks: libmproc-mpi, docs/mpi.md), MP_POOL_BACKEND_AUTO (MPI when
+     * the program was launched by mpirun/mpiexec and libmproc-mpi is linked, else local). */
+    int backend;
 } mp_pool_options;
+
+#define MP_POOL_BACKEND_LOCAL 0
+#define MP_POOL_BACKEND_MPI   1
+#define MP_POOL_BACKEND_AUTO  2
 
 #define MP_POOL_CPUS (-1)
 /* The defaults, for C code that prefers an initializer; mp_pool_options_init does the same and

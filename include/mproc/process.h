@@ -66,6 +66,7 @@
 #define MPROC_PROCESS_H
 
 #include "common.h"
+#include "start.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -141,6 +142,61 @@ MP_API int mp_process_sentinel(const mp_process *p);
  * (the object stays valid; join, terminate or kill it first), MP_ESELF for the caller's own
  * object and MP_ECHILD for the MainProcess object seen from a child (both stay valid). */
 MP_API int mp_process_free(mp_process **pp);
+
+/* ---- named targets, start methods, objects for the child ----------------------------------------
+ * Under spawn and forkserver (mproc/start.h) the child is not a copy of the caller, so a target is
+ * named, not a pointer, and its argument is bytes:
+ *
+ *     static int work(const void *arg, size_t len, mp_task_result *res) { ...; return 0; }
+ *     MP_FUNC_REGISTER("work", work)          // the pool's registry: one table, the same ids
+ *
+ *     mp_process *p;
+ *     mp_process_new_func(&p, "worker", "work", &x, sizeof x);
+ *     mp_process_set_start_method(p, MP_START_SPAWN);
+ *     int i = mp_process_pass(p, MP_KIND_QUEUE, q);  // the child finds it with mp_process_passed
+ *     mp_process_start(p);
+ *
+ * The child runs func(arg, len, res) (res: a task result object whose bytes are discarded) and
+ * exits with: 0 when func returns 0 without failing; func's return value when it is 1..255;
+ * for mp_task_fail(res, code, msg): `code` when it is 1..255, else 1, after printing
+ * "mproc: <name>: <msg>" to stderr (as an uncaught exception ends a Python child with 1); 1 for any
+ * other non-zero return. A named target works under every start method, fork included. */
+
+/* Largest argument of a named target, bytes. */
+#define MP_PROCESS_ARG_MAX (16u << 20)
+/* Most objects one process may be given (mp_process_pass). */
+#define MP_PROCESS_PASS_MAX 32
+
+/* Creates a process object that will run the registered function `func` with a copy of
+ * arg[0..len) (arg may be NULL when len is 0). name as mp_process_new. The function is looked up
+ * here: Errors: -EINVAL (out or func NULL, arg NULL with len > 0), MP_ENOFUNC (not registered;
+ * mp_pool_last_error says which), MP_ETOOBIG (len > MP_PROCESS_ARG_MAX), -ENOMEM. */
+MP_API int mp_process_new_func(mp_process **out, const char *name, const char *func,
+                               const void *arg, size_t len);
+
+/* Chooses the start method of this process before start (MP_START_DEFAULT: the program-wide
+ * default as it is at start). Errors: -EINVAL (p NULL, unknown method), MP_ESTARTED.
+ * mp_process_start_method: the method it was (or will be) started with; MP_START_DEFAULT until
+ * start when it follows the default; -EINVAL cast for NULL. */
+MP_API int mp_process_set_start_method(mp_process *p, mp_start_method method);
+MP_API mp_start_method mp_process_start_method(const mp_process *p);
+
+/* Hands obj, an object of the given kind, to the child before start; returns its index in the
+ * child (0, 1, ... in the order of the calls). Under fork the child uses the same object as the
+ * parent (its copy); under spawn and forkserver the object's shared state travels as fds
+ * (SCM_RIGHTS), never as a copy: both sides work on the same queue, lock or memory. The caller
+ * keeps owning obj (it must stay alive until mp_process_start returns). An object that cannot
+ * travel (an anonymous named block, a connection that lost its fd, an object created before
+ * mp_init() or when no fd was left) makes mp_process_start fail with MP_ENOTSUP and a message
+ * (mp_pool_last_error). Errors: -EINVAL (NULL, unknown kind), MP_ESTARTED, -ENOSPC (more than
+ * MP_PROCESS_PASS_MAX). */
+MP_API int mp_process_pass(mp_process *p, mp_kind kind, void *obj);
+
+/* In the child: the object passed at `index`, stored in *(T **)out (e.g. `mp_queue *q;
+ * mp_process_passed(0, MP_KIND_QUEUE, &q)`). The object is borrowed, owned by mproc for the
+ * child's life: do not free it. Errors: -EINVAL (out NULL), -ENOENT (no object at index: not a
+ * child started with one), MP_ETYPE (the object there is of another kind). */
+MP_API int mp_process_passed(int index, mp_kind kind, void *out);
 
 /* ---- "subclassing": your own process class ---------------------------------------------------
  * A process class of your own: the library's fixed machinery (start) calls run, and your type
