@@ -42,6 +42,7 @@
 #include "platform/platform.h"
 #include "pool_transport.h"
 #include "process_internal.h"
+#include "start_internal.h"
 
 #define FACTORY_MAX_KIDS 4096
 
@@ -364,4 +365,14 @@ void mp__factory_end(mp__factory *f)
         }
         f->pid = 0;
     }
+}
+
+/* The factory launched under spawn or forkserver (start_internal.h). */
+void mp__factory_entry(const void *payload, size_t len, int *fds, int nfds)
+{
+    (void)payload;
+    (void)len;
+    (void)fds;
+    (void)nfds;
+    mp__child_exit(70);
 }

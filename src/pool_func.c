@@ -56,6 +56,11 @@ const char *mp_pool_last_error(void)
     return last_error;
 }
 
+const char *mp_last_error(void)
+{
+    return last_error;
+}
+
 uint64_t mp__func_gen(void)
 {
     return atomic_load_explicit(&func_gen, memory_order_acquire);

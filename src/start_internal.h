@@ -4,7 +4,12 @@
 #ifndef MP_START_INTERNAL_H
 #define MP_START_INTERNAL_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
 #include "mproc/start.h"
+#include "platform/platform.h"
 
 /* MP_START_DEFAULT -> the program-wide default; others unchanged. */
 mp_start_method mp__start_method_resolve(mp_start_method m);
@@ -18,5 +23,65 @@ int mp__boot_if_child(int *argc, char ***argv);
  * returns on worker ranks. */
 typedef int (*mp__entry_hook_fn)(int *argc, char ***argv);
 MP_API void mp__entry_hook_set(mp__entry_hook_fn fn);
+
+/* ---- launching a child under spawn or forkserver (launch.c, forkserver.c) ------------------------
+ * A launched child runs an internal entry, never the program's main: */
+enum {
+    MP__ENTRY_PROCESS = 1,      /* a Process with a named target (process.c) */
+    MP__ENTRY_POOL_FACTORY = 2, /* a pool's worker factory (pool_factory.c) */
+};
+
+/* An entry runs in the child after the boot: payload (borrowed, valid for the child's life) and
+ * the fds that came with the request (owned by the entry; close-on-exec, NOT marked internal:
+ * mark what must not reach further children). Never returns (mp__child_exit). */
+typedef void (*mp__entry_fn)(const void *payload, size_t len, int *fds, int nfds);
+__attribute__((noreturn)) void mp__process_entry(const void *payload, size_t len, int *fds,
+                                                 int nfds);
+__attribute__((noreturn)) void mp__factory_entry(const void *payload, size_t len, int *fds,
+                                                 int nfds);
+
+#define MP__LAUNCH_FDS_MAX 160 /* fds one request may carry */
+
+typedef struct mp__launch_req {
+    mp_start_method method; /* MP_START_SPAWN or MP_START_FORKSERVER (resolved) */
+    int entry;              /* MP__ENTRY_* */
+    const char *name;       /* the child's process name (mp_process_current), may be NULL */
+    bool daemon;            /* the child's daemon flag (its own children inherit it) */
+    const void *payload;    /* copied into the request; at most MP_PROCESS_ARG_MAX + 64 KiB */
+    size_t len;
+    const int *fds; /* sent with SCM_RIGHTS: the child gets its own copies; the caller keeps and
+                     * closes its own */
+    int nfds;
+} mp__launch_req;
+
+/* A launched child, as its starter holds it. */
+typedef struct mp__launched {
+    pid_t pid;
+    /* spawn: a pidfd on our own child (or the pidfd-less fallback's death socket): reap it with
+     * mp__reap_pidfd, signal it with mp__pidfd_send_signal, like a forked child.
+     * forkserver: the child's status socket from the server: readable when the child ended (the
+     * server reaped it and wrote the exit code), or when the server died. */
+    int handle;
+    bool via_server;
+} mp__launched;
+
+/* Starts a child running req->entry. The handle is close-on-exec and marked internal. Errors:
+ * MP_ENOTSUP (mp_init() was not called: the message from mp__start_error() says what to add),
+ * MP_ETOOBIG (payload), -EINVAL, -EMFILE/-ENFILE, -EAGAIN/-ENOMEM (spawn/fork), -EPIPE (the
+ * forkserver could not be (re)started). Thread-safe: may be called from any thread. */
+int mp__launch(const mp__launch_req *req, mp__launched *out);
+
+/* Waits (dl NULL: not at all) for the child to end and reaps it (spawn) or reads its status
+ * (forkserver). Returns 1 with *code (exit status or -signal), 0 while it runs, -ENODATA when it
+ * ended but its exit code is lost (the forkserver died first), another -errno. */
+int mp__launched_reap(mp__launched *l, const mp__deadline *dl, int *code);
+/* Sends sig (0: check only). A child already ended: 0, nothing sent. Async-signal-safe. */
+int mp__launched_signal(const mp__launched *l, int sig);
+/* Unmarks and closes the handle (after reaping; a running child is not touched). */
+void mp__launched_close(mp__launched *l);
+
+/* The detail of the last start error of this thread ("" before any). */
+const char *mp__start_error(void);
+void mp__start_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -96,6 +96,12 @@ MP_API const char *mp_strerror(int code);
  * that are neither. Never NULL. */
 MP_API const char *mp_err_name(int code);
 
+/* A human-readable detail of the last failed start, registry or pool call of the calling thread
+ * (which function name was not found, which object could not travel to a spawned child, what to
+ * add to main for spawn, ...). "" before any. Set by the failing call, not cleared by successful
+ * ones; the string belongs to the thread. mp_pool_last_error (mproc/pool.h) is the same text. */
+MP_API const char *mp_last_error(void);
+
 #ifdef __cplusplus
 }
 #endif

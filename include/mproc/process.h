@@ -170,7 +170,7 @@ MP_API int mp_process_free(mp_process **pp);
 /* Creates a process object that will run the registered function `func` with a copy of
  * arg[0..len) (arg may be NULL when len is 0). name as mp_process_new. The function is looked up
  * here: Errors: -EINVAL (out or func NULL, arg NULL with len > 0), MP_ENOFUNC (not registered;
- * mp_pool_last_error says which), MP_ETOOBIG (len > MP_PROCESS_ARG_MAX), -ENOMEM. */
+ * mp_last_error says which), MP_ETOOBIG (len > MP_PROCESS_ARG_MAX), -ENOMEM. */
 MP_API int mp_process_new_func(mp_process **out, const char *name, const char *func,
                                const void *arg, size_t len);
 
@@ -188,7 +188,7 @@ MP_API mp_start_method mp_process_start_method(const mp_process *p);
  * keeps owning obj (it must stay alive until mp_process_start returns). An object that cannot
  * travel (an anonymous named block, a connection that lost its fd, an object created before
  * mp_init() or when no fd was left) makes mp_process_start fail with MP_ENOTSUP and a message
- * (mp_pool_last_error). Errors: -EINVAL (NULL, unknown kind), MP_ESTARTED, -ENOSPC (more than
+ * (mp_last_error). Errors: -EINVAL (NULL, unknown kind), MP_ESTARTED, -ENOSPC (more than
  * MP_PROCESS_PASS_MAX). */
 MP_API int mp_process_pass(mp_process *p, mp_kind kind, void *obj);
 
