@@ -60,6 +60,17 @@ int mp_test_main(const char *name, const struct CMUnitTest *tests, size_t n);
         return mp_test_main(__FILE__, tests, sizeof(tests) / sizeof(tests[0]));                    \
     }
 
+/* As MP_TEST_MAIN, for test programs that start children under spawn or forkserver: main calls
+ * mp_init(&argc, &argv) first, so a child that mproc spawns from this binary (or the forkserver)
+ * runs what it was started for there and never reaches cmocka. The file must include
+ * mproc/start.h. */
+#define MP_TEST_MAIN_INIT(tests)                                                                   \
+    int main(int argc, char **argv)                                                                \
+    {                                                                                              \
+        mp_init(&argc, &argv);                                                                     \
+        return mp_test_main(__FILE__, tests, sizeof(tests) / sizeof(tests[0]));                    \
+    }
+
 /* ---- children ------------------------------------------------------------------------------ */
 
 /* fork() for tests: flushes stdio first; in the child, sets PR_SET_PDEATHSIG(SIGKILL) so that a
