@@ -60,6 +60,18 @@ static const char *g_method = "-";
         }                                                                                          \
     } while (0)
 
+/* A check whose failure does not stop the program child: it is reported, the child goes on and
+ * ends with exit code 97 (so one run lists every such failure). */
+static int g_soft_failed;
+#define CK_SOFT(cond)                                                                              \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: [%s] check failed (going on): %s (last error: \"%s\")\n",      \
+                    __FILE__, __LINE__, g_method, #cond, mp_last_error());                         \
+            g_soft_failed = 1;                                                                     \
+        }                                                                                          \
+    } while (0)
+
 static void sleep_s(double s)
 {
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
@@ -150,6 +162,7 @@ static int run_prog(prog_fn fn, mp_start_method m, void *ctx, double timeout_s, 
     if (pid == 0) {
         g_method = mp_start_method_name(m);
         int rc = fn(m, ctx);
+        if (rc == 0 && g_soft_failed) rc = 97;
         fflush(NULL);
         exit(rc); /* a normal exit: mproc's atexit handlers run */
     }
@@ -446,7 +459,7 @@ static int prog_lifecycle(mp_start_method m, void *ctx)
         CK_EQ(0, mp_process_is_alive(p));
         CK_EQ(0, mp_process_exitcode(p, &code));
         CK_EQ(how ? -SIGKILL : -SIGTERM, code);
-        CK(readable(fd, 0)); /* stays readable after the reap */
+        CK_SOFT(readable(fd, 0)); /* stays readable after the reap (process.h) */
         CK_EQ(fd, mp_process_sentinel(p));
         CK_EQ(0, mp_process_join(p, 0));
         CK_EQ(MP_EREAPED, mp_process_terminate(p));
@@ -655,6 +668,9 @@ static void default_from_environment(void **state)
         assert_mp_ok(mp_process_exitcode(p, &code));
         assert_int_equal(code, 17);
         assert_mp_ok(mp_process_free(&p));
+        /* The server of this test process would outlive the case: the leak guard counts it. */
+        assert_mp_ok(mp_forkserver_stop());
+        assert_int_equal(mp_forkserver_pid(), 0);
         return;
     }
     char msg[512] = "";
