@@ -1,0 +1,491 @@
+/* SPDX-License-Identifier: MIT */
+/* mp-test: timeout=240 labels=slow */
+/* test_start_threads.c - starts from a threaded program (issue 12). The program runs 4 threads
+ * besides main: one holds a pthread mutex of the program's own at the moment of every start, one
+ * prints with printf in a loop, one mallocs and frees in a loop, one just runs. A child whose
+ * target takes that mutex (and mallocs and prints) never deadlocks under spawn and forkserver
+ * (many starts, each joined with a bounded timeout); under fork the hazard shows, deterministically
+ * and bounded: the child's copy of the mutex is locked for ever (the target tries it with a 0.2 s
+ * timeout and reports 50). mp_thread_count() is 5 in the program and 1 in a fresh child.
+ * MPROC_WARN_FORK_THREADS=1 makes a fork start from the threaded program print one warning on
+ * stderr, and nothing for a single-threaded fork, a spawn or a forkserver start (a re-exec of this
+ * binary with its stderr on a pipe).
+ *
+ * As in test_start_process.c, each case runs in a forked "program child" per method, which ends
+ * with exit(); whatever of it is still alive 1 s later counts as left running. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mproc/error.h"
+#include "mproc/pool.h"
+#include "mproc/process.h"
+#include "mproc/start.h"
+#include "mp_test.h"
+
+/* ---- the program child and its checks ------------------------------------------------------ */
+
+static const mp_start_method methods[] = {MP_START_FORK, MP_START_SPAWN, MP_START_FORKSERVER};
+#define NMETHODS ((int)(sizeof methods / sizeof methods[0]))
+static const char *g_method = "-";
+
+#define CK(cond)                                                                                   \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: [%s] check failed: %s (last error: \"%s\")\n", __FILE__,       \
+                    __LINE__, g_method, #cond, mp_last_error());                                   \
+            mp_test_child_exit(99);                                                                \
+        }                                                                                          \
+    } while (0)
+
+#define CK_EQ(want, call)                                                                          \
+    do {                                                                                           \
+        long ck_got_ = (long)(call);                                                               \
+        long ck_want_ = (long)(want);                                                              \
+        if (ck_got_ != ck_want_) {                                                                 \
+            fprintf(stderr, "%s:%d: [%s] %s = %ld (%s), want %ld (%s); last error: \"%s\"\n",      \
+                    __FILE__, __LINE__, g_method, #call, ck_got_, mp_err_name((int)ck_got_),       \
+                    ck_want_, mp_err_name((int)ck_want_), mp_last_error());                        \
+            mp_test_child_exit(99);                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* A check whose failure does not stop the program child: it is reported, the child goes on and
+ * ends with exit code 97 (so one run lists every such failure). */
+static int g_soft_failed;
+#define CK_SOFT(cond)                                                                              \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: [%s] check failed (going on): %s (last error: \"%s\")\n",      \
+                    __FILE__, __LINE__, g_method, #cond, mp_last_error());                         \
+            g_soft_failed = 1;                                                                     \
+        }                                                                                          \
+    } while (0)
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The children of the test process now (all threads' children files), up to max. */
+static int list_children(pid_t *out, int max)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max) {
+        if (e->d_name[0] == '.') continue;
+        char path[300];
+        snprintf(path, sizeof path, "/proc/self/task/%s/children", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        int pid;
+        while (n < max && fscanf(f, "%d", &pid) == 1)
+            out[n++] = pid;
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+/* Called when the case has no child of its own left: every child of the test process is an
+ * orphan of a program child. Waits up to grace_s for all of them to end, reaping them; kills and
+ * reaps those still alive then, describes them in what, and returns how many they were. */
+static int strays_settle(double grace_s, char *what, size_t cap)
+{
+    double end = now_s() + grace_s;
+    if (what && cap) what[0] = 0;
+    for (;;) {
+        pid_t kids[256];
+        int n = list_children(kids, 256);
+        int alive = 0;
+        for (int i = 0; i < n; i++) {
+            int st;
+            if (waitpid(kids[i], &st, WNOHANG) != kids[i]) alive++;
+        }
+        if (alive == 0) return 0;
+        if (now_s() >= end) {
+            n = list_children(kids, 256);
+            int left = 0;
+            size_t off = 0;
+            for (int i = 0; i < n; i++) {
+                char comm[64] = "?";
+                char path[64];
+                snprintf(path, sizeof path, "/proc/%d/comm", (int)kids[i]);
+                FILE *f = fopen(path, "r");
+                if (f) {
+                    if (fgets(comm, sizeof comm, f)) comm[strcspn(comm, "\n")] = 0;
+                    fclose(f);
+                }
+                if (what && off < cap)
+                    off += (size_t)snprintf(what + off, cap - off, " %d(%s,%c)", (int)kids[i], comm,
+                                            mp_test_proc_state(kids[i]));
+                kill(kids[i], SIGKILL);
+                waitpid(kids[i], NULL, 0);
+                left++;
+            }
+            return left;
+        }
+        sleep_s(0.01);
+    }
+}
+
+typedef int (*prog_fn)(mp_start_method m, void *ctx);
+
+/* Runs fn(m, ctx) in a program child; returns its exit code (-1: timed out and killed) and, in
+ * *strays, how many of its descendants were still alive 1 s after it ended. */
+static int run_prog(prog_fn fn, mp_start_method m, void *ctx, double timeout_s, int *strays,
+                    char *what, size_t cap)
+{
+    pid_t pid = mp_test_fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        g_method = mp_start_method_name(m);
+        int rc = fn(m, ctx);
+        if (rc == 0 && g_soft_failed) rc = 97;
+        fflush(NULL);
+        exit(rc); /* a normal exit: mproc's atexit handlers run */
+    }
+    int code = mp_test_wait_code(pid, mp_test_timeout(timeout_s));
+    *strays = strays_settle(mp_test_timeout(1.0), what, cap);
+    return code;
+}
+
+/* Runs fn under each method; fails the case naming every method whose program child failed. */
+static void run_all(prog_fn fn, void *ctx, double timeout_s)
+{
+    char msg[1024] = "";
+    size_t off = 0;
+    int bad = 0;
+    for (int i = 0; i < NMETHODS; i++) {
+        int strays;
+        char what[256];
+        int code = run_prog(fn, methods[i], ctx, timeout_s, &strays, what, sizeof what);
+        if (code != 0 || strays != 0) {
+            bad++;
+            off +=
+                (size_t)snprintf(msg + off, sizeof msg - off, "[%s: exit %d%s, %d left running%s] ",
+                                 mp_start_method_name(methods[i]), code,
+                                 code == -1 ? " (timed out)" : "", strays, what);
+        }
+    }
+    if (bad) fail_msg("%s", msg);
+}
+
+/* ---- the threaded program ----------------------------------------------------------------------
+ */
+
+static pthread_mutex_t g_mutex = PTHREAD_MUTEX_INITIALIZER; /* the program's own lock */
+
+static _Atomic int g_stop, g_want_hold, g_held, g_running;
+
+static void *holder(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&g_running, 1);
+    while (!atomic_load(&g_stop)) {
+        pthread_mutex_lock(&g_mutex);
+        if (atomic_load(&g_want_hold)) {
+            atomic_store(&g_held, 1);
+            while (atomic_load(&g_want_hold) && !atomic_load(&g_stop))
+                sched_yield();
+            atomic_store(&g_held, 0);
+        }
+        pthread_mutex_unlock(&g_mutex);
+        sched_yield();
+    }
+    return NULL;
+}
+
+static void *printer(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&g_running, 1);
+    for (unsigned long i = 0; !atomic_load(&g_stop); i++)
+        printf("printer line %lu with some text to fill the buffer\n", i);
+    return NULL;
+}
+
+static void *allocator(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&g_running, 1);
+    uint64_t rng = 88172645463325252ull;
+    while (!atomic_load(&g_stop)) {
+        size_t n = 1 + (size_t)(mp_test_rng_next(&rng) % 200000);
+        char *p = malloc(n);
+        if (p) {
+            p[0] = p[n - 1] = 1;
+            free(p);
+        }
+    }
+    return NULL;
+}
+
+static void *runner(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&g_running, 1);
+    volatile unsigned long x = 0;
+    while (!atomic_load(&g_stop))
+        x++;
+    return NULL;
+}
+
+static pthread_t g_threads[4];
+
+static void threads_start(void)
+{
+    void *(*fns[4])(void *) = {holder, printer, allocator, runner};
+    atomic_store(&g_stop, 0);
+    atomic_store(&g_running, 0);
+    for (int i = 0; i < 4; i++)
+        CK_EQ(0, pthread_create(&g_threads[i], NULL, fns[i], NULL));
+    double end = now_s() + mp_test_timeout(10);
+    while (atomic_load(&g_running) < 4 && now_s() < end)
+        sleep_s(0.001);
+    CK_EQ(4, atomic_load(&g_running));
+}
+
+static void threads_stop(void)
+{
+    atomic_store(&g_want_hold, 0);
+    atomic_store(&g_stop, 1);
+    for (int i = 0; i < 4; i++)
+        CK_EQ(0, pthread_join(g_threads[i], NULL));
+}
+
+/* Makes the holder thread hold g_mutex; returns once it does. */
+static void hold_mutex(void)
+{
+    atomic_store(&g_want_hold, 1);
+    double end = now_s() + mp_test_timeout(10);
+    while (!atomic_load(&g_held) && now_s() < end)
+        sched_yield();
+    CK_EQ(1, atomic_load(&g_held));
+}
+
+/* The child: one thread; takes the program's mutex (0.2 s at most: under fork its copy stays
+ * locked for ever, which it reports as 50 without touching stdio), mallocs, prints. */
+static int t_take(const void *arg, size_t len, mp_task_result *res)
+{
+    (void)arg;
+    (void)len;
+    (void)res;
+    int n = mp_thread_count();
+    if (n != 1) {
+        fprintf(stderr, "child: mp_thread_count() = %d, want 1\n", n);
+        return 40;
+    }
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_nsec += 200000000;
+    if (dl.tv_nsec >= 1000000000) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000;
+    }
+    int r = pthread_mutex_timedlock(&g_mutex, &dl);
+    if (r == ETIMEDOUT) _exit(50);
+    if (r != 0) return 41;
+    char *p = malloc(100000);
+    if (!p) return 42;
+    memset(p, 7, 100000);
+    free(p);
+    printf("child %d took the program's mutex\n", (int)getpid());
+    fflush(stdout);
+    pthread_mutex_unlock(&g_mutex);
+    return 0;
+}
+MP_FUNC_REGISTER("th_take", t_take)
+
+static int prog_threads(mp_start_method m, void *ctx)
+{
+    (void)ctx;
+    /* The printer's lines go nowhere. */
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    CK(null >= 0);
+    CK(dup2(null, 1) == 1);
+    close(null);
+    CK_EQ(1, mp_thread_count());
+    threads_start();
+    CK_EQ(5, mp_thread_count());
+    int starts = m == MP_START_FORK ? 8 : 30;
+    int deadlocked = 0, wrong = 0;
+    for (int i = 0; i < starts; i++) {
+        hold_mutex();
+        mp_process *p = NULL;
+        CK_EQ(0, mp_process_new_func(&p, NULL, "th_take", NULL, 0));
+        CK_EQ(0, mp_process_set_start_method(p, m));
+        CK_EQ(0, mp_process_start(p));
+        CK_EQ(1, atomic_load(&g_held)); /* still held when start returned */
+        atomic_store(&g_want_hold, 0);
+        int r = mp_process_join(p, mp_test_timeout(10));
+        if (r == -ETIMEDOUT) {
+            deadlocked++;
+            CK_EQ(0, mp_process_kill(p));
+            CK_EQ(0, mp_process_join(p, mp_test_timeout(10)));
+        }
+        int code = -1;
+        CK_EQ(0, mp_process_exitcode(p, &code));
+        int want = m == MP_START_FORK ? 50 : 0;
+        if (r == 0 && code != want) {
+            fprintf(stderr, "[%s] start %d: exit code %d, want %d\n", g_method, i, code, want);
+            wrong++;
+        }
+        CK_EQ(0, mp_process_free(&p));
+    }
+    CK_EQ(5, mp_thread_count());
+    threads_stop();
+    CK_EQ(1, mp_thread_count());
+    if (deadlocked)
+        fprintf(stderr, "[%s] %d of %d children hung (killed after 10 s)\n", g_method, deadlocked,
+                starts);
+    CK_EQ(0, deadlocked);
+    CK_EQ(0, wrong);
+    return 0;
+}
+
+static void mutex_held_at_every_start(void **state)
+{
+    (void)state;
+    run_all(prog_threads, NULL, 150);
+}
+
+/* ---- MPROC_WARN_FORK_THREADS=1 ------------------------------------------------------------------
+ */
+
+static int start_join(mp_start_method m)
+{
+    mp_process *p = NULL;
+    int r = mp_process_new_func(&p, NULL, "th_take", NULL, 0);
+    if (r == 0) r = mp_process_set_start_method(p, m);
+    if (r == 0) r = mp_process_start(p);
+    if (r == 0 && mp_process_join(p, mp_test_timeout(10)) != 0) {
+        mp_process_kill(p);
+        mp_process_join(p, mp_test_timeout(10));
+        r = -ETIMEDOUT;
+    }
+    mp_process_free(&p);
+    return r;
+}
+
+static void fork_warning(void **state)
+{
+    (void)state;
+    if (getenv("ST_THR_SUBRUN")) {
+        /* In the re-exec, stderr on the test's pipe. Phases are marked on stderr. */
+        g_method = "subrun";
+        fprintf(stderr, "@phase fork-1-thread\n");
+        assert_mp_ok(start_join(MP_START_FORK));
+        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        assert_true(null >= 0);
+        assert_int_equal(dup2(null, 1), 1);
+        close(null);
+        threads_start();
+        assert_int_equal(mp_thread_count(), 5);
+        fprintf(stderr, "@phase fork-5-threads\n");
+        /* The child's copy of the mutex may be locked or not (the holder is not asked to hold
+         * it): the target's timed lock keeps it bounded either way. */
+        (void)start_join(MP_START_FORK);
+        fprintf(stderr, "@phase spawn-5-threads\n");
+        assert_mp_ok(start_join(MP_START_SPAWN));
+        fprintf(stderr, "@phase forkserver-5-threads\n");
+        assert_mp_ok(start_join(MP_START_FORKSERVER));
+        fprintf(stderr, "@phase end\n");
+        threads_stop();
+        assert_mp_ok(mp_forkserver_stop());
+        return;
+    }
+    int err[2];
+    assert_int_equal(pipe2(err, O_CLOEXEC), 0);
+    pid_t pid = mp_test_fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(err[1], 2);
+        setenv("MPROC_WARN_FORK_THREADS", "1", 1);
+        setenv("ST_THR_SUBRUN", "1", 1);
+        setenv("MP_TEST_FILTER", "fork_warning", 1);
+        unsetenv("MP_TEST_SKIP");
+        unsetenv("MPROC_START_METHOD");
+        char *argv[] = {"test_start_threads", NULL};
+        execv("/proc/self/exe", argv);
+        _exit(127);
+    }
+    close(err[1]);
+    /* Read until EOF (the re-exec and its children closed the pipe) or the timeout. */
+    size_t cap = 1 << 16, len = 0;
+    char *text = calloc(1, cap);
+    assert_non_null(text);
+    double end = now_s() + mp_test_timeout(60);
+    for (;;) {
+        double left = end - now_s();
+        if (left <= 0 || len + 1 >= cap) break;
+        struct pollfd pfd = {.fd = err[0], .events = POLLIN};
+        int r = poll(&pfd, 1, (int)(left * 1000) + 1);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        ssize_t n = read(err[0], text + len, cap - len - 1);
+        if (n <= 0) break;
+        len += (size_t)n;
+    }
+    close(err[0]);
+    int code = mp_test_wait_code(pid, mp_test_timeout(10));
+    char what[256];
+    int left = strays_settle(mp_test_timeout(1.0), what, sizeof what);
+    /* Count the warnings (lines with "mproc" and "thread" and "fork") per phase. */
+    static const char *phases[] = {"fork-1-thread", "fork-5-threads", "spawn-5-threads",
+                                   "forkserver-5-threads"};
+    const int want[] = {0, 1, 0, 0};
+    int got[4] = {-1, -1, -1, -1};
+    int cur = -1;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        if (!strncmp(line, "@phase ", 7)) {
+            cur = -1;
+            for (int i = 0; i < 4; i++)
+                if (!strcmp(line + 7, phases[i])) {
+                    cur = i;
+                    got[i] = 0;
+                }
+            continue;
+        }
+        if (cur >= 0 && strstr(line, "mproc") && strstr(line, "thread") && strstr(line, "fork"))
+            got[cur]++;
+    }
+    int bad = code != 0 || left;
+    for (int i = 0; i < 4; i++)
+        bad |= got[i] != want[i];
+    if (bad)
+        fail_msg("re-exec with MPROC_WARN_FORK_THREADS=1: exit %d, %d left%s; warnings per phase "
+                 "(-1: phase not reached): fork/1 thread %d (want 0), fork/5 threads %d (want 1), "
+                 "spawn %d (want 0), forkserver %d (want 0)",
+                 code, left, what, got[0], got[1], got[2], got[3]);
+    free(text);
+}
+
+static const struct CMUnitTest tests[] = {
+    MP_TEST(mutex_held_at_every_start),
+    MP_TEST(fork_warning),
+};
+
+MP_TEST_MAIN_INIT(tests)
