@@ -394,6 +394,48 @@ static void killed_server_is_restarted(void **state)
     run_one(prog_killed, NULL, 90);
 }
 
+/* ---- mp_forkserver_stop ------------------------------------------------------------------------
+ */
+
+static int prog_stop(mp_start_method m, void *ctx)
+{
+    (void)m;
+    (void)ctx;
+    CK_EQ(0, mp_forkserver_stop()); /* none runs: 0 */
+    alarm(alarm_s(30));
+    int v = 0;
+    CK_EQ(0, run_named(MP_START_FORKSERVER, "sf_ret", &v, sizeof v));
+    pid_t fs = mp_forkserver_pid();
+    CK(fs > 0);
+    mp_process *a = start_named(MP_START_FORKSERVER, "running", "sf_block", NULL, 0, false);
+    pid_t apid = mp_process_pid(a);
+    CK_EQ(0, mp_forkserver_stop());
+    CK_EQ(0, mp_forkserver_pid());
+    /* The server was reaped before stop returned; its running child was killed. */
+    char s = pid_state(fs);
+    if (s) fprintf(stderr, "[forkserver] stopped server %d: state %c\n", (int)fs, s);
+    CK_EQ(0, s);
+    CK_EQ(0, mp_process_join(a, mp_test_timeout(10)));
+    int code = 12345;
+    int r = mp_process_exitcode(a, &code);
+    CK(r == -ENODATA || (r == 0 && code == -SIGKILL));
+    CK_EQ(0, mp_process_free(&a));
+    CK_EQ(0, wait_gone(apid, mp_test_timeout(1.0)));
+    /* The next forkserver start starts a new server. */
+    v = 6;
+    CK_EQ(6, run_named(MP_START_FORKSERVER, "sf_ret", &v, sizeof v));
+    CK(mp_forkserver_pid() > 0);
+    CK(mp_forkserver_pid() != fs);
+    alarm(0);
+    return 0;
+}
+
+static void forkserver_stop(void **state)
+{
+    (void)state;
+    run_one(prog_stop, NULL, 60);
+}
+
 /* ---- the program's exit leaves no server ------------------------------------------------------
  */
 
@@ -539,8 +581,11 @@ static void starts_from_two_threads(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-    MP_TEST(one_server_serves_every_start), MP_TEST(killed_server_is_restarted),
-    MP_TEST(program_exit_leaves_no_server), MP_TEST(program_sigkilled_leaves_no_server),
+    MP_TEST(one_server_serves_every_start),
+    MP_TEST(killed_server_is_restarted),
+    MP_TEST(forkserver_stop),
+    MP_TEST(program_exit_leaves_no_server),
+    MP_TEST(program_sigkilled_leaves_no_server),
     MP_TEST(starts_from_two_threads),
 };
 

@@ -616,6 +616,12 @@ static int t_ptr(void *arg)
     return 3;
 }
 
+static int base_run(mp_process_base *self)
+{
+    (void)self;
+    return 4;
+}
+
 static int prog_pointer(mp_start_method m, void *ctx)
 {
     (void)ctx;
@@ -634,6 +640,11 @@ static int prog_pointer(mp_start_method m, void *ctx)
     CK_EQ(MP_ENOTSTARTED, mp_process_join(p, 0));
     CK_EQ(0, mp_process_free(&p));
     /* The process-class form (mp_process_base) is a pointer target too. */
+    mp_process_base b;
+    CK_EQ(0, mp_process_base_init(&b, "class", base_run));
+    CK_EQ(0, mp_process_set_start_method(b.proc, m));
+    CK_EQ(MP_ENOTSUP, mp_process_start(b.proc));
+    CK_EQ(0, mp_process_base_free(&b));
     return 0;
 }
 
