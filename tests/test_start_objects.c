@@ -1019,6 +1019,49 @@ static void pass_and_passed_errors(void **state)
     run_all(prog_pass_errors, NULL, 60);
 }
 
+/* ---- an object that cannot travel: a clear error at start ------------------------------------ */
+
+static int t_ignore(const void *arg, size_t len, mp_task_result *res)
+{
+    (void)arg;
+    (void)len;
+    (void)res;
+    return 0;
+}
+MP_FUNC_REGISTER("so_ignore", t_ignore)
+
+static int prog_cannot_travel(mp_start_method m, void *ctx)
+{
+    (void)ctx;
+    mp_conn *a = NULL, *b = NULL;
+    CK_EQ(0, mp_pipe_new(&a, &b, true));
+    CK_EQ(0, mp_conn_close(b)); /* the end lost its fd */
+    mp_process *p = NULL;
+    CK_EQ(0, mp_process_new_func(&p, NULL, "so_ignore", NULL, 0));
+    CK_EQ(0, mp_process_set_start_method(p, m));
+    CK_EQ(0, mp_process_pass(p, MP_KIND_CONN, b));
+    int r = mp_process_start(p);
+    if (m == MP_START_FORK) {
+        /* Under fork the child gets its copy of the object as it is: nothing travels. */
+        CK_EQ(0, r);
+        CK_EQ(0, finish(&p));
+    } else {
+        CK_EQ(MP_ENOTSUP, r);
+        CK(strstr(mp_last_error(), "conn") != NULL);
+        CK_EQ(0, mp_process_pid(p));
+        CK_EQ(0, mp_process_free(&p));
+    }
+    CK_EQ(0, mp_conn_free(&a));
+    CK_EQ(0, mp_conn_free(&b));
+    return 0;
+}
+
+static void object_that_cannot_travel(void **state)
+{
+    (void)state;
+    run_all(prog_cannot_travel, NULL, 30);
+}
+
 static const struct CMUnitTest tests[] = {
     MP_TEST(queue_producer_consumer),
     MP_TEST(joinable_queue_task_done_from_the_child),
@@ -1033,6 +1076,7 @@ static const struct CMUnitTest tests[] = {
     MP_TEST(connection_echo),
     MP_TEST(named_block_shared),
     MP_TEST(pass_and_passed_errors),
+    MP_TEST(object_that_cannot_travel),
 };
 
 MP_TEST_MAIN_INIT(tests)
