@@ -19,8 +19,10 @@
 #ifndef MP_HANDOFF_H
 #define MP_HANDOFF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "mproc/start.h"
 
@@ -53,6 +55,43 @@ void mp__handoff_close(mp__handoff *h);
 int mp__shm_map_shareable(size_t size, void **out, int *fd);
 /* Maps an imported memfd of `size` bytes (checked against fstat). */
 int mp__shm_map_fd(int fd, size_t size, void **out);
+
+/* ---- helpers the per-module halves share (handoff.c) ------------------------------------------ */
+
+/* An object's memfd as the object keeps it: fd -1 for anonymous memory (cannot travel), else the
+ * fd (close-on-exec, internal) and the file's identity, checked before every export: a child that
+ * mproc forked closes the internal fds it inherits, and the number may then name another file. */
+typedef struct mp__shm_fd {
+    int fd;
+    uint64_t dev, ino;
+} mp__shm_fd;
+
+/* mp__shm_map_shareable, and the identity of the fd. */
+int mp__shm_fd_map(size_t size, void **out, mp__shm_fd *m);
+/* Unmarks and closes the fd (nothing for fd -1); m->fd becomes -1. */
+void mp__shm_fd_close(mp__shm_fd *m);
+/* Appends a dup of m's fd to h (after checking it still is that file). Errors: MP_ENOTSUP with
+ * *why (anonymous memory, or the fd was closed in this forked child), -EMFILE, -ENOSPC. */
+int mp__shm_fd_export(const mp__shm_fd *m, mp__handoff *h, const char **why);
+/* Takes h->fds[i] (sets it to -1), checks it is a file of `size` bytes, maps it, keeps it in *m
+ * (close-on-exec, internal). On error the fd is still in h (the dispatcher closes it). */
+int mp__shm_fd_import(mp__handoff *h, int i, size_t size, void **out, mp__shm_fd *m);
+/* Appends a dup (F_DUPFD_CLOEXEC) of fd to h. Errors: -ENOSPC (full), -errno. */
+int mp__handoff_add_fd(mp__handoff *h, int fd);
+
+/* Every module's description starts with a uint32_t of its own magic; these copy it in and out
+ * (get: false when the length is not that of the description: MP_ECORRUPT). */
+static inline void mp__handoff_desc_put(mp__handoff *h, const void *d, size_t n)
+{
+    memcpy(h->data, d, n);
+    h->len = (uint32_t)n;
+}
+static inline bool mp__handoff_desc_get(const mp__handoff *h, void *d, size_t n)
+{
+    if (h->len != n || n > MP__HANDOFF_DATA) return false;
+    memcpy(d, h->data, n);
+    return true;
+}
 
 /* Per-module halves (queue.c, sync.c, shared.c, shared_shm.c, conn.c), dispatched on kind. */
 int mp__queue_export(const void *obj, mp__handoff *h, const char **why);
