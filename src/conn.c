@@ -166,8 +166,8 @@ static int take_conn_fd(mp__handoff *h, int8_t idx, bool *used, int *fd)
 int mp__conn_import(mp__handoff *h, void **out)
 {
     struct conn_desc d;
-    if (!mp__handoff_desc_get(h, &d, sizeof d) || d.magic != CONN_DESC_MAGIC ||
-        d.max_msg == 0 || d.max_msg > MP_CONN_MAX_MESSAGE || (d.flags & ~255u) ||
+    if (!mp__handoff_desc_get(h, &d, sizeof d) || d.magic != CONN_DESC_MAGIC || d.max_msg == 0 ||
+        d.max_msg > MP_CONN_MAX_MESSAGE || (d.flags & ~255u) ||
         (d.rd_err != 0 && d.rd_err != MP_ECORRUPT))
         return MP_ECORRUPT;
     bool used[MP__HANDOFF_FDS] = {false};

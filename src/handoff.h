@@ -56,7 +56,8 @@ int mp__shm_map_shareable(size_t size, void **out, int *fd);
 /* Maps an imported memfd of `size` bytes (checked against fstat). */
 int mp__shm_map_fd(int fd, size_t size, void **out);
 
-/* ---- helpers the per-module halves share (handoff.c) ------------------------------------------ */
+/* ---- helpers the per-module halves share (handoff.c) ------------------------------------------
+ */
 
 /* An object's memfd as the object keeps it: fd -1 for anonymous memory (cannot travel), else the
  * fd (close-on-exec, internal) and the file's identity, checked before every export: a child that

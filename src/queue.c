@@ -27,8 +27,8 @@ static void handle_setup(mp_queue *q, struct qshm *s, uint32_t spin)
 {
     q->s = s;
     q->ring = (unsigned char *)s + ctl_size(s->joinable);
-    q->slots = s->joinable ? (struct jslot *)(void *)((unsigned char *)s + sizeof(struct qshm))
-                           : NULL;
+    q->slots =
+        s->joinable ? (struct jslot *)(void *)((unsigned char *)s + sizeof(struct qshm)) : NULL;
     q->slot = -1;
     q->slot_pid = 0;
     q->cap = s->cap;
@@ -135,8 +135,8 @@ int mp__queue_export(const void *obj, mp__handoff *h, const char **why)
     if (!valid(q)) return -EINVAL;
     int r = mp__shm_fd_export(&q->mem, h, why);
     if (r) return r;
-    struct queue_desc d = {QUEUE_DESC_MAGIC, q->s->joinable, q->map_len, q->cap,
-                           mp__load_relaxed(&q->spin), 0};
+    struct queue_desc d = {
+        QUEUE_DESC_MAGIC, q->s->joinable, q->map_len, q->cap, mp__load_relaxed(&q->spin), 0};
     mp__handoff_desc_put(h, &d, sizeof d);
     return 0;
 }

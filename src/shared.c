@@ -713,8 +713,8 @@ static int obj_export(const struct mp_array *a, mp__handoff *h, const char **why
     if (!obj_ok(a)) return -EINVAL;
     int r = mp__shm_fd_export(&a->mem, h, why);
     if (r) return r;
-    struct obj_desc d = {OBJ_DESC_MAGIC, (uint32_t)(unsigned char)a->t->code, a->count,
-                         a->map_size, a->sync, 0};
+    struct obj_desc d = {
+        OBJ_DESC_MAGIC, (uint32_t)(unsigned char)a->t->code, a->count, a->map_size, a->sync, 0};
     mp__handoff_desc_put(h, &d, sizeof d);
     return 0;
 }
@@ -727,7 +727,8 @@ static int obj_import(mp__handoff *h, bool value, void **out)
         return MP_ECORRUPT;
     const tinfo *t = type_info((int)d.type);
     if (!t || d.count == 0 || (value && d.count != 1) ||
-        d.count > (SIZE_MAX - OBJ_DATA_OFF) / t->size || d.map_size != OBJ_DATA_OFF + d.count * t->size)
+        d.count > (SIZE_MAX - OBJ_DATA_OFF) / t->size ||
+        d.map_size != OBJ_DATA_OFF + d.count * t->size)
         return MP_ECORRUPT;
     struct mp_array *a = calloc(1, sizeof *a);
     if (!a) return -ENOMEM;

@@ -108,9 +108,9 @@ int mp__sync_adopt(void *out, const sync_kind *k, void *mem, size_t size, const 
 
 struct sync_desc {
     uint32_t magic;
-    uint32_t skind;     /* MP__K_* of the state */
+    uint32_t skind; /* MP__K_* of the state */
     uint64_t map_len;
-    uint32_t ext_kind;  /* Condition with a caller's lock: its MP__K_*, else 0 */
+    uint32_t ext_kind; /* Condition with a caller's lock: its MP__K_*, else 0 */
     uint32_t pad;
     uint64_t ext_len;
 };
@@ -181,8 +181,7 @@ int mp__sync_export(int kind, const void *obj, mp__handoff *ho, const char **why
 }
 
 /* Maps fd i of the handoff (a state of kind sk expected), ready for an adopter. */
-static int import_map(mp__handoff *ho, int i, uint64_t len, uint32_t sk, void **mem,
-                      mp__shm_fd *m)
+static int import_map(mp__handoff *ho, int i, uint64_t len, uint32_t sk, void **mem, mp__shm_fd *m)
 {
     if (len < MP_SYNC_SHM_SIZE || len > SYNC_MAP_MAX) return MP_ECORRUPT;
     int r = mp__shm_fd_import(ho, i, (size_t)len, mem, m);
