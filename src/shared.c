@@ -2,7 +2,8 @@
 /* shared.c - Value and Array (mproc/shared.h): the type table and its conversions, and the typed
  * shared objects with their optional lock. Named blocks are in shared_shm.c.
  *
- * A Value is an Array of one element. Both live in one anonymous MAP_SHARED mapping laid out as
+ * A Value is an Array of one element. Both live in one MAP_SHARED mapping (anonymous, or a memfd
+ * after mp_init() so that it can travel to a spawned child: handoff.h) laid out as
  *     [0, 64)    header (type, count) for debugging and sanity checks
  *     [64, 128)  the RLock's state (synchronized objects)
  *     [128, ..)  the elements, 64-byte aligned so every element is naturally aligned for atomics
