@@ -9,7 +9,14 @@
  * Shared state must therefore live in memory that has an fd. Objects made after mp_init() map a
  * memfd (mp__shm_map_shareable); the fd is kept (close-on-exec, marked internal, so no forked
  * child inherits it) until the object is freed. Objects made before mp_init(), or when no fd was
- * left (EMFILE), use anonymous shared memory as before and cannot travel: export says so.
+ * left (EMFILE, or the fd would fall into the reserve kept for the program: the last eighth of
+ * RLIMIT_NOFILE's soft limit, at least 64 fds; see platform/shm_fd.c), use anonymous shared memory
+ * as before and cannot travel: export says so.
+ *
+ * How a start carries a handoff (process.c, launch.c): export in the parent; send h->kind, h->len,
+ * h->data and h->nfds as bytes and h->fds[0..nfds) with SCM_RIGHTS, in order; in the child, put
+ * the fds received back into h->fds in the same order, then import. mp__handoff_close in the
+ * parent once they were sent (or the start failed).
  *
  * Export runs in the parent at start and never changes the object: the fds it fills are new
  * (dup'ed, close-on-exec), owned by the handoff, closed by mp__handoff_close after sending.
@@ -51,7 +58,7 @@ int mp__handoff_import(mp__handoff *h, void **out);
 void mp__handoff_close(mp__handoff *h);
 
 /* Shared memory that can travel: a memfd mapping after mp_init(), anonymous memory otherwise (or
- * when no fd is left: *fd = -1 then). *fd is close-on-exec and marked internal. */
+ * when no fd is left, see above: *fd = -1 then). *fd is close-on-exec and marked internal. */
 int mp__shm_map_shareable(size_t size, void **out, int *fd);
 /* Maps an imported memfd of `size` bytes (checked against fstat). */
 int mp__shm_map_fd(int fd, size_t size, void **out);
