@@ -54,11 +54,17 @@ int mp__shm_fd_map(size_t size, void **out, mp__shm_fd *m)
     return 0;
 }
 
+/* Only when the number still is our file: in a child that mproc forked the fd was closed at the
+ * start (mp__fd_close_internal) and the number may since have gone to a file of the user's, or to
+ * another internal fd of mproc's, neither ours to close or unmark. */
 void mp__shm_fd_close(mp__shm_fd *m)
 {
     if (!m || m->fd < 0) return;
-    mp__fd_internal_del(m->fd);
-    close(m->fd);
+    uint64_t dev, ino;
+    if (identity(m->fd, &dev, &ino) == 0 && dev == m->dev && ino == m->ino) {
+        mp__fd_internal_del(m->fd);
+        close(m->fd);
+    }
     m->fd = -1;
 }
 

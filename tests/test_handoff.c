@@ -22,6 +22,7 @@
 #include "handoff.h"
 #include "mp_test.h"
 #include "mproc.h"
+#include "sync_internal.h"
 
 #define MAXOBJ 4
 
@@ -1072,12 +1073,22 @@ static mp_lock *fork_lock;
 static int export_in_child(void *arg)
 {
     (void)arg;
-    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* likely takes the closed memfd's number */
+    /* the memfd's number now names a file of the user's */
+    int num = ((mp__sync_handle *)fork_lock)->mem.fd;
+    if (num < 0 || fcntl(num, F_GETFD) >= 0) return 2;  /* it had an fd, closed at the start */
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC); /* the lowest free number: often num */
+    if (null < 0) return 3;
+    if (null != num) {
+        if (dup3(null, num, O_CLOEXEC) != num) return 3;
+        close(null);
+    }
     mp__handoff h;
     const char *why = NULL;
     int r = mp__handoff_export(MP_KIND_LOCK, fork_lock, &h, &why);
-    if (fd >= 0) close(fd);
-    if (r != MP_ENOTSUP || !strstr(why, "forked child")) return 3;
+    if (r != MP_ENOTSUP || !strstr(why, "forked child")) return 4;
+    /* freeing the object leaves the user's file alone */
+    if (mp_lock_free(&fork_lock) != 0 || fcntl(num, F_GETFD) < 0) return 5;
+    close(num);
     return 0;
 }
 
