@@ -1177,4 +1177,4 @@ static const struct CMUnitTest tests[] = {
     MP_TEST(test_fd_reserve),
 };
 
-MP_TEST_MAIN_INIT(tests, child_main)
+MP_TEST_MAIN_EXEC(tests, child_main)

@@ -60,22 +60,6 @@ int mp_test_main(const char *name, const struct CMUnitTest *tests, size_t n);
         return mp_test_main(__FILE__, tests, sizeof(tests) / sizeof(tests[0]));                    \
     }
 
-/* main() for tests whose objects cross exec (spawn, forkserver): the program calls
- * mp_init(&argc, &argv) before any case runs, so the objects the cases make are memfd-backed.
- * When a case re-executed the program (mp_test_exec_self: argv[1] is MP_TEST_EXEC_MARK), main runs
- * child(argc, argv) instead of the cases and exits with its result; child makes its own mp_init()
- * call (or not: a child may show what happens before it). The test includes mproc.h and
- * <string.h>. */
-#define MP_TEST_EXEC_MARK "--mp-test-exec-child"
-#define MP_TEST_MAIN_INIT(tests, child)                                                            \
-    int main(int argc, char **argv)                                                                \
-    {                                                                                              \
-        if (argc > 1 && strcmp(argv[1], MP_TEST_EXEC_MARK) == 0)                                   \
-            mp_test_child_exit((child)(argc, argv));                                               \
-        mp_init(&argc, &argv);                                                                     \
-        return mp_test_main(__FILE__, tests, sizeof(tests) / sizeof(tests[0]));                    \
-    }
-
 /* ---- children ------------------------------------------------------------------------------ */
 
 /* fork() for tests: flushes stdio first; in the child, sets PR_SET_PDEATHSIG(SIGKILL) so that a
@@ -98,6 +82,22 @@ __attribute__((noreturn)) void mp_test_child_exit(int code);
  * inherited at the same numbers (their close-on-exec flag is cleared in the child only). Returns
  * the child's pid (reap it with mp_test_wait*), or -1. */
 pid_t mp_test_exec_self(const char *const *args, const int *fds, int n);
+
+/* main() for tests whose objects cross exec (spawn, forkserver): the program calls
+ * mp_init(&argc, &argv) before any case runs, so the objects the cases make are memfd-backed.
+ * When a case re-executed the program (mp_test_exec_self: argv[1] is MP_TEST_EXEC_MARK), main runs
+ * child(argc, argv) instead of the cases and exits with its result; child makes its own mp_init()
+ * call (or not: a child may show what happens before it). The test includes mproc.h and
+ * <string.h>. */
+#define MP_TEST_EXEC_MARK "--mp-test-exec-child"
+#define MP_TEST_MAIN_EXEC(tests, child)                                                            \
+    int main(int argc, char **argv)                                                                \
+    {                                                                                              \
+        if (argc > 1 && strcmp(argv[1], MP_TEST_EXEC_MARK) == 0)                                   \
+            mp_test_child_exit((child)(argc, argv));                                               \
+        mp_init(&argc, &argv);                                                                     \
+        return mp_test_main(__FILE__, tests, sizeof(tests) / sizeof(tests[0]));                    \
+    }
 
 /* Wait for a child of the test for at most timeout_s (already scaled by the caller, usually via
  * mp_test_timeout). Returns the raw wait status, or -1 after a timeout (the child is then
