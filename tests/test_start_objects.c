@@ -300,6 +300,22 @@ static int qmsg_ok(const unsigned char *buf, size_t len, int i)
     return 1;
 }
 
+/* Both sides pass the gate (a Barrier of 2 passed as object `index`) before their loops, so the
+ * loops overlap even when the child took long to start (an exec). Returns 0 or -1. */
+static int gate_child(int index)
+{
+    mp_barrier *g = NULL;
+    if (mp_process_passed(index, MP_KIND_BARRIER, &g) != 0) return -1;
+    int w = mp_barrier_wait(g, WAIT_S);
+    return w == 0 || w == 1 ? 0 : -1;
+}
+
+static void gate_parent(mp_barrier *g)
+{
+    int w = mp_barrier_wait(g, mp_test_timeout(WAIT_S));
+    CK(w == 0 || w == 1);
+}
+
 /* ---- Queue: the child consumes what the parent produces, then produces for the parent ------ */
 
 static int t_queue(const void *arg, size_t len, mp_task_result *res)
@@ -418,6 +434,7 @@ static int t_lock(const void *arg, size_t len, mp_task_result *res)
     volatile int64_t *c = mp_value_ptr(v);
     TCK(c != NULL);
     int rec = mp_lock_is_recursive(l);
+    TCK_EQ(0, gate_child(2));
     for (int i = 0; i < k; i++) {
         TCK_EQ(0, mp_lock_acquire(l, WAIT_S));
         if (rec) TCK_EQ(0, mp_lock_acquire(l, WAIT_S));
@@ -434,15 +451,18 @@ MP_FUNC_REGISTER("so_lock", t_lock)
 
 static int prog_lock_common(mp_start_method m, bool recursive)
 {
-    enum { K = 5000 };
+    enum { K = 20000 };
     mp_lock *l = NULL;
     mp_value *v = NULL;
+    mp_barrier *g = NULL;
     CK_EQ(0, recursive ? mp_rlock_new(&l) : mp_lock_new(&l));
     CK_EQ(0, mp_value_new(&v, MP_TYPE_LONGLONG, NULL, false));
-    mp_kind kinds[] = {MP_KIND_LOCK, MP_KIND_VALUE};
-    void *objs[] = {l, v};
-    mp_process *p = start_with(m, "so_lock", K, kinds, objs, 2);
+    CK_EQ(0, mp_barrier_new(&g, 2));
+    mp_kind kinds[] = {MP_KIND_LOCK, MP_KIND_VALUE, MP_KIND_BARRIER};
+    void *objs[] = {l, v, g};
+    mp_process *p = start_with(m, "so_lock", K, kinds, objs, 3);
     volatile int64_t *c = mp_value_ptr(v);
+    gate_parent(g);
     for (int i = 0; i < K; i++) {
         CK_EQ(0, mp_lock_acquire(l, mp_test_timeout(WAIT_S)));
         if (recursive) CK_EQ(0, mp_lock_acquire(l, mp_test_timeout(WAIT_S)));
@@ -455,6 +475,7 @@ static int prog_lock_common(mp_start_method m, bool recursive)
     CK_EQ(0, finish(&p));
     CK_EQ(2 * K, *c);
     CK_EQ(0, mp_lock_is_locked(l));
+    CK_EQ(0, mp_barrier_free(&g));
     CK_EQ(0, mp_value_free(&v));
     CK_EQ(0, mp_lock_free(&l));
     return 0;
@@ -514,6 +535,7 @@ static int t_value(const void *arg, size_t len, mp_task_result *res)
     TCK_EQ(0, mp_process_passed(1, MP_KIND_VALUE, &b));
     TCK_EQ(MP_TYPE_LONGLONG, mp_value_type(a));
     TCK_EQ(MP_TYPE_LONGLONG, mp_value_type(b));
+    TCK_EQ(0, gate_child(2));
     TCK_EQ(0, value_side(a, b, k, WAIT_S));
     return 0;
 }
@@ -527,9 +549,12 @@ static int prog_value(mp_start_method m, void *ctx)
     int64_t init = 1000;
     CK_EQ(0, mp_value_new(&a, MP_TYPE_LONGLONG, &init, true));
     CK_EQ(0, mp_value_new(&b, MP_TYPE_LONGLONG, &init, true));
-    mp_kind kinds[] = {MP_KIND_VALUE, MP_KIND_VALUE};
-    void *objs[] = {a, b};
-    mp_process *p = start_with(m, "so_value", K, kinds, objs, 2);
+    mp_barrier *g = NULL;
+    CK_EQ(0, mp_barrier_new(&g, 2));
+    mp_kind kinds[] = {MP_KIND_VALUE, MP_KIND_VALUE, MP_KIND_BARRIER};
+    void *objs[] = {a, b, g};
+    mp_process *p = start_with(m, "so_value", K, kinds, objs, 3);
+    gate_parent(g);
     CK_EQ(0, value_side(a, b, K, mp_test_timeout(WAIT_S)));
     CK_EQ(0, finish(&p));
     int64_t total = 0;
@@ -539,6 +564,7 @@ static int prog_value(mp_start_method m, void *ctx)
     CK_EQ(1000 + 2 * K, total);
     CK_EQ(0, mp_value_free(&a));
     CK_EQ(0, mp_value_free(&b));
+    CK_EQ(0, mp_barrier_free(&g));
     return 0;
 }
 
@@ -557,6 +583,7 @@ static int t_array(const void *arg, size_t len, mp_task_result *res)
     mp_array *a = NULL;
     TCK_EQ(0, mp_process_passed(0, MP_KIND_ARRAY, &a));
     TCK_EQ(ARR_N, mp_array_len(a));
+    TCK_EQ(0, gate_child(1));
     for (int i = 0; i < k; i++) {
         TCK_EQ(0, mp_array_add(a, 0, 1, NULL));
         size_t j = 1 + 2 * (size_t)(i % (ARR_N / 2)); /* odd slots are the child's */
@@ -572,9 +599,12 @@ static int prog_array(mp_start_method m, void *ctx)
     enum { K = 5000 };
     mp_array *a = NULL;
     CK_EQ(0, mp_array_new(&a, MP_TYPE_LONGLONG, ARR_N, NULL, true));
-    mp_kind kinds[] = {MP_KIND_ARRAY};
-    void *objs[] = {a};
-    mp_process *p = start_with(m, "so_array", K, kinds, objs, 1);
+    mp_barrier *g = NULL;
+    CK_EQ(0, mp_barrier_new(&g, 2));
+    mp_kind kinds[] = {MP_KIND_ARRAY, MP_KIND_BARRIER};
+    void *objs[] = {a, g};
+    mp_process *p = start_with(m, "so_array", K, kinds, objs, 2);
+    gate_parent(g);
     for (int i = 0; i < K; i++) {
         CK_EQ(0, mp_array_add(a, 0, 1, NULL));
         size_t j = 2 + 2 * (size_t)(i % (ARR_N / 2 - 1)); /* even slots but 0 are ours */
@@ -589,6 +619,7 @@ static int prog_array(mp_start_method m, void *ctx)
         CK_EQ((j % 2 ? 1000 : 2000) + (int64_t)j, x);
     }
     CK_EQ(0, mp_array_free(&a));
+    CK_EQ(0, mp_barrier_free(&g));
     return 0;
 }
 
@@ -907,6 +938,7 @@ static int t_shm(const void *arg, size_t len, mp_task_result *res)
     TCK_EQ(0, strcmp(mp_shm_name(s), sa.name));
     unsigned char *mem = mp_shm_ptr(s);
     _Atomic int64_t *ctr = (_Atomic int64_t *)(void *)mem;
+    TCK_EQ(0, gate_child(1));
     for (int i = 0; i < sa.k; i++)
         atomic_fetch_add(ctr, 1);
     memset(mem + 2048, 0xC1, 1024);
@@ -927,9 +959,13 @@ static int prog_shm(mp_start_method m, void *ctx)
     CK_EQ(0, mp_process_new_func(&p, NULL, "so_shm", &sa, sizeof sa));
     CK_EQ(0, mp_process_set_start_method(p, m));
     CK_EQ(0, mp_process_pass(p, MP_KIND_SHM, s));
+    mp_barrier *g = NULL;
+    CK_EQ(0, mp_barrier_new(&g, 2));
+    CK_EQ(1, mp_process_pass(p, MP_KIND_BARRIER, g));
     CK_EQ(0, mp_process_start(p));
     unsigned char *mem = mp_shm_ptr(s);
     _Atomic int64_t *ctr = (_Atomic int64_t *)(void *)mem;
+    gate_parent(g);
     for (int i = 0; i < sa.k; i++)
         atomic_fetch_add(ctr, 1);
     CK_EQ(0, finish(&p));
@@ -941,6 +977,7 @@ static int prog_shm(mp_start_method m, void *ctx)
     CK_EQ(0, mp_shm_attach(&again, sa.name));
     CK_EQ(0, mp_shm_free(&again));
     CK_EQ(0, mp_shm_free(&s));
+    CK_EQ(0, mp_barrier_free(&g));
     return 0;
 }
 
