@@ -777,6 +777,7 @@ struct wd_page {
     _Atomic int64_t since;
     _Atomic int64_t timeout_ns;
     _Atomic int fired;
+    _Atomic int clean; /* the rank is leaving by worker_exit: its end is no news */
     uint64_t func;
     char fname[128];
     int rank;
@@ -811,6 +812,10 @@ __attribute__((noreturn)) static void wd_main(int rfd)
                 wd_say("mproc: MPI worker rank %d (host %s, pid %d) died while running task %llu "
                        "(function \"%s\"); Open MPI ends the whole job when a rank is lost\n",
                        wd->rank, wd->host, (int)wd->pid, (unsigned long long)task, wd->fname);
+            else if (!atomic_load(&wd->fired) && !atomic_load(&wd->clean))
+                wd_say("mproc: MPI worker rank %d (host %s, pid %d) died between tasks (killed "
+                       "from outside?); Open MPI ends the whole job when a rank is lost\n",
+                       wd->rank, wd->host, (int)wd->pid);
             _exit(0);
         }
         int64_t tmo = atomic_load(&wd->timeout_ns);
@@ -916,6 +921,7 @@ struct tbatch {
 
 __attribute__((noreturn)) static void worker_exit(void)
 {
+    if (wd) atomic_store(&wd->clean, 1);
     pthread_mutex_lock(&mpi_lock);
     for (int i = 0; i < nsends; i++) {
         MPI_Wait(&sends[i].req, MPI_STATUS_IGNORE);

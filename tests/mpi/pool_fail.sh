@@ -68,6 +68,9 @@ else
   finish kill "$k0"
   grep -qE "process rank 1 with PID [0-9]+ on node [^ ]+ exited on signal 9" "$out" &&
     pass "kill: the message names rank 1 and signal 9" || fail "kill: no message naming rank 1"
+  grep -qE '^mproc: MPI worker rank 1 \(host [^ ,]+, pid '"$victim"'\) died (while running task [0-9]+ \(function "square"\)|between tasks)' "$out" &&
+    pass "kill: mproc names rank 1, its host and pid (and the task, when one ran)" ||
+    fail "kill: no mproc message for rank 1"
 fi
 
 # 2. A task segfaults its rank.
