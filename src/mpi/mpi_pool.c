@@ -832,6 +832,15 @@ __attribute__((noreturn)) static void wd_main(int rfd)
     }
 }
 
+/* SIGTERM on a worker rank is Open MPI tearing the job down (after another rank died): the
+ * watchdog must not report this rank's end as news. Then the default action. */
+static void on_term(int sig)
+{
+    if (wd) atomic_store(&wd->clean, 1);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static void wd_start(int rank)
 {
     wd = mmap(NULL, sizeof *wd, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -1151,7 +1160,10 @@ static int entry_hook(int *argc, char ***argv)
     MPI_Comm_dup(MPI_COMM_WORLD, &G.comm);
     gethostname(G.host, sizeof G.host - 1);
     G.hooked = 1;
-    if (G.rank != 0) worker_main();
+    if (G.rank != 0) {
+        if (wd) signal(SIGTERM, on_term);
+        worker_main();
+    }
     G.rstate = calloc((size_t)G.size, sizeof *G.rstate);
     G.rserial = calloc((size_t)G.size, sizeof *G.rserial);
     if (!G.rstate || !G.rserial) {
