@@ -239,8 +239,7 @@ static void launcher_events(mp_pool *p)
 {
     int index, code;
     while (p->launcher->ended(p->ts, &index, &code) == 1)
-        if (index >= 0 && index < p->n && p->w[index].alive)
-            handle_death(p, &p->w[index], code, 1);
+        if (index >= 0 && index < p->n && p->w[index].alive) handle_death(p, &p->w[index], code, 1);
 }
 
 /* Starts the factory and the first workers; mp_pool_new waits for the outcome (sup_ready). */

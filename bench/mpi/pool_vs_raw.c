@@ -8,9 +8,9 @@
  * tasks, one in flight per worker, blocking MPI_Send/MPI_Recv), then mp_init hands ranks 1..N-1 to
  * mproc and rank 0 maps the same tiny task over an MPI pool, at chunksize 1 and with automatic
  * chunks. Rank 0 prints (medians of R reps):
- *   PREFIX.map_cs1.raw_tasks_per_s (the raw loop)  PREFIX.map_cs1.tasks_per_s  PREFIX.map.tasks_per_s
- *   PREFIX.map_cs1.ratio_raw         PREFIX.map.ratio_raw
- * PREFIX defaults to "mpi". */
+ *   PREFIX.map_cs1.raw_tasks_per_s (the raw loop)  PREFIX.map_cs1.tasks_per_s
+ * PREFIX.map.tasks_per_s PREFIX.map_cs1.ratio_raw         PREFIX.map.ratio_raw PREFIX defaults to
+ * "mpi". */
 #include <mpi.h>
 
 #include <errno.h>

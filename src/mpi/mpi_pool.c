@@ -84,8 +84,8 @@ static struct {
     int rank, size;
     MPI_Comm comm;
     char host[HOST_LEN];
-    int finalized; /* workers released: no MPI call from here on */
-    int *rstate;   /* rank 0: R_* per rank */
+    int finalized;     /* workers released: no MPI call from here on */
+    int *rstate;       /* rank 0: R_* per rank */
     uint32_t *rserial; /* rank 0: the serial of each rank's last session */
     uint32_t serial;
 } G;
@@ -176,8 +176,7 @@ static int isend(void *buf, size_t len, int dest, const void *owner)
         capsends = nc;
     }
     struct psend *s = &sends[nsends];
-    if (MPI_Isend(buf, (int)len, MPI_BYTE, dest, TAG, G.comm, &s->req) != MPI_SUCCESS)
-        return -EIO;
+    if (MPI_Isend(buf, (int)len, MPI_BYTE, dest, TAG, G.comm, &s->req) != MPI_SUCCESS) return -EIO;
     s->buf = buf;
     s->owner = owner;
     nsends++;
@@ -379,8 +378,7 @@ static void mpi_result_kick(mp__tp_shared *s)
 }
 
 /* Polls this pool's ranks for a message (without taking it) until seq moves or dl. */
-static void mpi_result_wait(mp__tp_shared *s, uint32_t seq, int64_t spin_ns,
-                            const mp__deadline *dl)
+static void mpi_result_wait(mp__tp_shared *s, uint32_t seq, int64_t spin_ns, const mp__deadline *dl)
 {
     (void)spin_ns; /* the pool's spin budget is 0 here (no CPU to watch); we spin briefly anyway */
     int64_t t0 = now_ns();
@@ -410,8 +408,7 @@ static void mpi_fork_nop(mp__tp_shared *s)
     (void)s;
 }
 
-static int mpi_prepare(mp__tp_shared *s, const mp__worker_conf *conf, mp__tp_worker **out,
-                       int *fd)
+static int mpi_prepare(mp__tp_shared *s, const mp__worker_conf *conf, mp__tp_worker **out, int *fd)
 {
     mp__tp_worker *w = calloc(1, sizeof *w);
     if (!w) return -ENOMEM;
@@ -587,8 +584,8 @@ static int mpi_start(mp__tp_shared *s, mp__tp_worker *w, int index, pid_t *pid)
     size_t plen = sizeof(open_conf) + w->conf.initarg_len;
     char *pl = malloc(plen);
     if (!pl) return -ENOMEM;
-    open_conf oc = {w->conf.max_message, w->conf.init_func, w->conf.initarg_len, s->timeout,
-                    w->conf.maxtasks, w->conf.spin};
+    open_conf oc = {w->conf.max_message, w->conf.init_func, w->conf.initarg_len,
+                    s->timeout,          w->conf.maxtasks,  w->conf.spin};
     memcpy(pl, &oc, sizeof oc);
     if (w->conf.initarg_len) memcpy(pl + sizeof oc, w->conf.initarg, w->conf.initarg_len);
     pthread_mutex_lock(&mpi_lock);
@@ -978,8 +975,9 @@ static int session(const char *msg, size_t mlen)
     if (mlen < sizeof oh + sizeof oc) return 0;
     memcpy(&oc, msg + sizeof oh, sizeof oc);
     uint32_t serial = oh.serial;
-    mp__worker_conf conf = {(size_t)oc.max_message, oc.maxtasks, oc.init_func,
-                            msg + sizeof oh + sizeof oc, (size_t)oc.initarg_len, -1, oc.spin != 0};
+    mp__worker_conf conf = {
+        (size_t)oc.max_message, oc.maxtasks, oc.init_func, msg + sizeof oh + sizeof oc,
+        (size_t)oc.initarg_len, -1,          oc.spin != 0};
     if (wd) atomic_store(&wd->timeout_ns, oc.timeout > 0 ? (int64_t)(oc.timeout * 1e9) : 0);
     mp_task_result res = {.max = conf.max_message - MP__REC_SLACK};
     hello he;
@@ -1066,8 +1064,12 @@ static int session(const char *msg, size_t mlen)
                 memcpy(rec + off + sizeof ih, m, (size_t)ml);
                 size_t size = MP__REC_ALIGN(off + sizeof ih + (size_t)ml);
                 memset(rec + off + sizeof ih + ml, 0, size - (off + sizeof ih + (size_t)ml));
-                *rr = (mp__rrec){(uint32_t)size, MP__R_RESULT,
-                                 (uint16_t)(i + 1 == t->count ? MP__R_LAST : 0), i, 1, t->id};
+                *rr = (mp__rrec){(uint32_t)size,
+                                 MP__R_RESULT,
+                                 (uint16_t)(i + 1 == t->count ? MP__R_LAST : 0),
+                                 i,
+                                 1,
+                                 t->id};
                 out_emit(&o, rec, size);
             }
         } else if (svc->worker_exec(t, &conf, &res, &scratch, &scratch_cap, out_emit, &o) != 0) {

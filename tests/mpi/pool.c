@@ -349,8 +349,8 @@ static void portable(void)
     int64_t t0 = (int64_t)time(NULL);
     CHECK(mp_pool_terminate(p) == 0, "terminate with a task running");
     rc = mp_result_wait(rr, 5);
-    CHECK(rc == 0 && mp_result_error(rr, NULL, NULL) == MP_ETERMINATED,
-          "the running task: %s", mp_strerror(mp_result_error(rr, NULL, NULL)));
+    CHECK(rc == 0 && mp_result_error(rr, NULL, NULL) == MP_ETERMINATED, "the running task: %s",
+          mp_strerror(mp_result_error(rr, NULL, NULL)));
     CHECK((int64_t)time(NULL) - t0 < 3, "terminate returned at once");
     mp_result_free(&rr);
     mp_pool_free(&p);
