@@ -124,6 +124,14 @@ static int read_init(const void *arg, size_t len, mp_task_result *res)
 }
 MP_FUNC_REGISTER("read_init", read_init)
 
+static int bad_init(const void *arg, size_t len, mp_task_result *res)
+{
+    (void)arg;
+    (void)len;
+    return mp_task_fail(res, 9, "no configuration on this rank");
+}
+MP_FUNC_REGISTER("bad_init", bad_init)
+
 static int rank0_only(const void *arg, size_t len, mp_task_result *res)
 {
     (void)arg;
@@ -386,6 +394,29 @@ static void portable(void)
     mp_result_free(&rr);
     mp_pool_close(p);
     CHECK(mp_pool_join(p, 30) == 0, "join");
+    mp_pool_free(&p);
+
+    /* A failing initializer breaks the pool as with fork: tasks fail "initializer failed". */
+    mp_pool_options_init(&o);
+    o.initializer = "bad_init";
+    p = new_pool(MP_POOL_CPUS, &o);
+    rr = NULL;
+    rc = mp_pool_apply(p, "square", &x, sizeof x, &rr, 30);
+    /* Refused at submission once the pool knows (no result then), or the task's outcome. */
+    msg = "initializer failed: no configuration (refused at submission)";
+    if (rr) mp_result_error(rr, &code, &msg);
+    CHECK(rc == MP_ETASKFAILED && strstr(msg, "initializer failed") &&
+              strstr(msg, "no configuration"),
+          "failing initializer: %s, \"%s\"", mp_strerror(rc), msg);
+    mp_result_free(&rr);
+    CHECK(mp_pool_terminate(p) == 0, "terminate the broken pool");
+    mp_pool_free(&p);
+    p = new_pool(2, NULL);
+    rc = mp_pool_apply(p, "square", &x, sizeof x, &rr, 30);
+    CHECK(rc == 0, "a pool after the broken one works: %s", mp_strerror(rc));
+    mp_result_free(&rr);
+    mp_pool_close(p);
+    mp_pool_join(p, 30);
     mp_pool_free(&p);
 }
 
