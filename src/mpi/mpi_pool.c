@@ -53,6 +53,7 @@ enum { R_FREE, R_CLAIMED, R_DRAINING };
 #define BATCH_MIN      (64u * 1024)
 #define SENDS_PER_RANK 8
 #define HOST_LEN       64
+#define FLUSH_EVERY    32 /* a worker rank sends its results at least every 32 tasks */
 
 typedef struct mhdr {
     uint32_t kind, serial;
@@ -1000,7 +1001,7 @@ static int session(const char *msg, size_t mlen)
     struct outq o = {.serial = serial};
     char *scratch = NULL, *rbuf = NULL;
     size_t scratch_cap = 0, rcap = 0, rlen;
-    unsigned done = 0;
+    unsigned done = 0, since_flush = 0;
     int ret = 0;
     uint64_t last_func = 0;
     for (;;) {
@@ -1089,8 +1090,14 @@ static int session(const char *msg, size_t mlen)
             send_now(K_BYE, serial, 0, NULL, 0);
             goto end;
         }
-        /* Send results when nothing else is queued, or a batch is big or old enough. */
-        if (!qh || o.len >= BATCH_MIN || now_ns() - o.first_ns > 200000) out_flush(&o);
+        /* Send results when nothing else is queued, or a batch is big or old enough, or every
+         * FLUSH_EVERY tasks: rank 0 then refills this rank's queue while it works on the rest
+         * (double buffering) instead of once per pipeline's worth. */
+        if (!qh || o.len >= BATCH_MIN || ++since_flush >= FLUSH_EVERY ||
+            now_ns() - o.first_ns > 200000) {
+            out_flush(&o);
+            since_flush = 0;
+        }
     }
 end:
     if (wd) atomic_store(&wd->task, 0);
