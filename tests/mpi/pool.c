@@ -12,6 +12,8 @@
  *   forever   maps tiny tasks without end (prints "serving" first): the kill test's victim
  *   crash     item 500 of a map segfaults its rank
  *   timeout   a task sleeps past the pool's task_timeout
+ *   leak      maps, then returns from main with the pool neither joined nor freed: mproc's atexit
+ *             handler releases the worker ranks and finalises MPI, the job ends with status 0
  *   norank    (-np 1) asks for the MPI backend: must get MP_ENOTSUP with a message
  *   nolib     (built without libmproc-mpi) asks for the MPI backend: MP_ENOTSUP with a message
  * Prints "ok ..." / "FAIL ..." lines; exits 1 when a check failed. Worker ranks never get past
@@ -522,7 +524,13 @@ int main(int argc, char **argv)
         forever("square");
     else if (!strcmp(mode, "crash"))
         forever("crash");
-    else if (!strcmp(mode, "timeout"))
+    else if (!strcmp(mode, "leak")) {
+        mp_pool *p = new_pool(MP_POOL_CPUS, NULL);
+        CHECK(check_map(p, 1000, 1) == 0, "map before leaving main with the pool alive");
+        double s = 0.2;
+        mp_result *r = NULL;
+        mp_pool_apply_async(p, "snooze", &s, sizeof s, NULL, &r); /* still running at exit */
+    } else if (!strcmp(mode, "timeout"))
         timeout();
     else if (!strcmp(mode, "norank"))
         expect_notsup("launched with 1 rank");

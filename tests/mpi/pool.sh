@@ -39,6 +39,10 @@ run portable 90 "$MPIEXEC" -np 3 "$prog" portable
 [ $rc -eq 0 ] && grep -q '^portable: 0 failure(s)$' "$MPI_TMP/portable.out" &&
   pass "portable pool tests under mpirun -np 3" || fail "portable pool tests (status $rc)"
 
+run leak 30 "$MPIEXEC" -np 3 "$prog" leak
+[ $rc -eq 0 ] && grep -q '^leak: 0 failure(s)$' "$MPI_TMP/leak.out" &&
+  pass "returning from main with a pool alive: mproc finalises, clean end" || fail "leak (status $rc)"
+
 run norank 30 "$MPIEXEC" -np 1 "$prog" norank
 [ $rc -eq 0 ] && grep -q '^ok   launched with 1 rank: .*no worker ranks' "$MPI_TMP/norank.out" &&
   pass "-np 1: MP_ENOTSUP, no worker ranks" || fail "-np 1 (status $rc)"
