@@ -165,6 +165,51 @@ int mp__pool_lookup(const mp_pool *p, const char *func, uint64_t *id)
     return 0;
 }
 
+/* ---- backends outside libmproc (issue 13: libmproc-mpi) ------------------------------------ */
+
+static _Atomic(const mp__pool_backend *) mpi_backend;
+
+static const mp__pool_services services = {
+    .worker_exec = mp__worker_exec,
+    .worker_init = mp__worker_init,
+    .func_by_id = mp__func_by_id,
+    .set_error = mp__pool_set_error,
+};
+
+void mp__pool_mpi_register(const mp__pool_backend *b, const mp__pool_services **svc)
+{
+    atomic_store(&mpi_backend, b);
+    if (svc) *svc = &services;
+}
+
+/* Which backend a pool with these options gets: NULL for local, or the MPI one. The error is
+ * MP_ENOTSUP with the detail (mp_last_error) when MPI was asked for and cannot be had; AUTO is
+ * local unless the program was launched by mpirun and libmproc-mpi is linked. */
+static int pick_backend(const mp_pool_options *o, const mp__pool_backend **out, int *max)
+{
+    *out = NULL;
+    if (o->backend == MP_POOL_BACKEND_LOCAL) return 0;
+    if (o->backend != MP_POOL_BACKEND_MPI && o->backend != MP_POOL_BACKEND_AUTO) return -EINVAL;
+    const mp__pool_backend *b = atomic_load(&mpi_backend);
+    if (!b) {
+        if (o->backend == MP_POOL_BACKEND_AUTO) return 0;
+        mp__pool_set_error("MP_POOL_BACKEND_MPI: this program is not linked with libmproc-mpi "
+                           "(link mproc-mpi: CMake target mproc::mproc-mpi, pkg-config mproc-mpi; "
+                           "docs/mpi.md)");
+        return MP_ENOTSUP;
+    }
+    int r = b->usable(max);
+    if (r == 0 && o->backend == MP_POOL_BACKEND_AUTO) return 0;
+    if (r == 0) {
+        mp__pool_set_error("MP_POOL_BACKEND_MPI: the program was not launched by mpirun/mpiexec "
+                           "(or mp_init was not called first): no MPI ranks to run tasks on");
+        return MP_ENOTSUP;
+    }
+    if (r < 0) return r;
+    *out = b;
+    return 0;
+}
+
 /* ---- the structure ------------------------------------------------------------------------- */
 
 /* Lock held. Waits until no thread is inside mp__pool_wait (they all finish once everything is
@@ -321,6 +366,16 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
     uint64_t init_id;
     int rc = check_options(&o, &init_id);
     if (rc) return rc;
+    /* issue 13: the MPI backend's workers are ranks; processes = the worker ranks available. */
+    const mp__pool_backend *be = NULL;
+    int max_workers = 0;
+    if ((rc = pick_backend(&o, &be, &max_workers)) != 0) return rc;
+    if (be && o.processes == MP_POOL_CPUS) o.processes = max_workers;
+    if (be && o.processes > max_workers) {
+        mp__pool_set_error("the MPI backend has %d worker rank(s) free; the pool asks for %d",
+                           max_workers, o.processes);
+        return -EINVAL;
+    }
     mp_pool *p = calloc(1, sizeof *p);
     if (!p) return -ENOMEM;
     p->owner = mp__getpid_cached();
@@ -328,7 +383,8 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
     p->func_gen = mp__func_gen(); /* before any worker (or their factory) is forked */
     p->efd = -1;
     p->fac.sock = -1;
-    p->tp = &mp__pool_shm_transport;
+    p->tp = be ? be->tp : &mp__pool_shm_transport;
+    p->launcher = be ? be->launcher : NULL;
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->stop_lock, NULL);
     pthread_cond_init(&p->cond, NULL);
@@ -343,7 +399,9 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
         return rc;
     }
     mp__fd_internal_add(p->efd); /* workers get it through the factory, nobody else */
-    if ((rc = p->tp->shared_new(&p->ts, p->efd)) != 0) {
+    rc = be ? be->shared_new(&p->ts, p->efd, p->n, o.task_timeout)
+            : p->tp->shared_new(&p->ts, p->efd);
+    if (rc != 0) {
         mp__fd_internal_del(p->efd);
         close(p->efd);
         free_struct(p);

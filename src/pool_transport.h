@@ -91,6 +91,52 @@ typedef struct mp__transport {
 
 extern const mp__transport mp__pool_shm_transport;
 
+/* ---- workers no factory forks: the launcher (MPI backend, issue 13) ---------------------------
+ * An MPI pool's workers are ranks that exist from the launch on: nothing forks them, nothing reaps
+ * them. A pool with a launcher (mp_pool.launcher != NULL) asks it, instead of the worker factory,
+ * to start a worker over state made by its transport's prepare (which then gives fd -1), and
+ * learns of the worker's end from it. All calls with the pool lock held; none blocks except start
+ * (which may wait for the worker to report ready). */
+typedef struct mp__launcher {
+    /* Starts worker `index` over tpw (from prepare). *pid gets its pid (for mp_pool_worker_pids;
+     * on another host). 0 or a negative code (mp_last_error says why). */
+    int (*start)(mp__tp_shared *s, mp__tp_worker *tpw, int index, pid_t *pid);
+    /* terminate: ends the worker's service now; what it posted may still be peeked. */
+    void (*kill)(mp__tp_worker *tpw);
+    /* A worker that ended (stopped by MP__T_STOP, maxtasksperchild, failed initializer): 1 with
+     * its index and exit code (reported once), 0 when none. */
+    int (*ended)(mp__tp_shared *s, int *index, int *code);
+    /* How long the supervisor may sleep (ms) before it must poll again: nobody writes the
+     * eventfd when results arrive. -1: nothing is expected from any worker. */
+    int (*poll_ms)(mp__tp_shared *s);
+} mp__launcher;
+
+/* A pool backend that lives outside libmproc (libmproc-mpi registers one from a constructor). */
+typedef struct mp__pool_backend {
+    const char *name;
+    const mp__transport *tp;
+    const mp__launcher *launcher;
+    /* 1 when usable in this process (launched by mpirun, MPI up, worker ranks exist), 0 when not
+     * launched by mpirun at all (AUTO then means local), a negative code with the detail set by
+     * mp__pool_set_error otherwise. *max_workers gets how many workers a pool may have. */
+    int (*usable)(int *max_workers);
+    /* Sets up the pool-wide state for n workers (claims them); called by mp_pool_new instead of
+     * tp->shared_new. Negative code with the detail set when they cannot be had. */
+    int (*shared_new)(mp__tp_shared **out, int efd, int n, double task_timeout);
+} mp__pool_backend;
+
+/* What libmproc lends such a backend (its own symbols are hidden). */
+typedef struct mp__pool_services {
+    int (*worker_exec)(const mp__trec *t, const mp__worker_conf *conf, mp_task_result *res,
+                       char **scratch, size_t *scratch_cap, mp__emit_fn emit, void *ctx);
+    int (*worker_init)(const mp__worker_conf *conf, mp_task_result *res);
+    const struct mp_func *(*func_by_id)(uint64_t id);
+    void (*set_error)(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+} mp__pool_services;
+
+/* Registers the MPI backend and hands back libmproc's services (pool.c). */
+MP_API void mp__pool_mpi_register(const mp__pool_backend *b, const mp__pool_services **svc);
+
 /* ---- the worker factory (pool_factory.c) ------------------------------------------------------
  * A single-threaded process forked once per pool that forks, signals and reaps the workers. */
 enum { MP__F_SPAWN = 1, MP__F_KILL, MP__F_QUIT, MP__F_SPAWNED, MP__F_DIED, MP__F_BYE };
