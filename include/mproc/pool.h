@@ -20,8 +20,9 @@
  * is bytes (mp_task_result_set) or an error (mp_task_fail: code + message). Functions are
  * referenced by NAME, never by pointer: a task record carries the function's id (a 64-bit hash of
  * its name) and the argument bytes, and the worker looks the id up in its own registry. Forked
- * workers have the parent's registry; a later MPI backend will run tasks on ranks of another
- * machine that did not fork from us, where a function pointer means nothing but the same program
+ * workers have the parent's registry; the MPI backend (MP_POOL_BACKEND_MPI, libmproc-mpi,
+ * docs/mpi.md) and the spawn/forkserver start methods run tasks in processes that did not fork
+ * from us (ranks on other machines), where a function pointer means nothing but the same program
  * registered the same names at load time (MP_FUNC_REGISTER runs in a constructor, in every
  * process).
  *
@@ -30,8 +31,8 @@
  * briefly first, but only while the peer runs on another CPU. Several tasks are dispatched to a
  * worker ahead of time (pipelining), so small tasks and chunksize 1 stay fast. The worker side of
  * the transport sits behind a small internal interface (src/pool_transport.h: start a worker,
- * send it a task record, receive its result records, learn that it died) so that an MPI backend can
- * be added without rewriting the pool.
+ * send it a task record, receive its result records, learn that it died), which the MPI backend
+ * implements over ranks (docs/mpi.md).
  *
  * Supervisor and factory. The pool runs one thread in the parent, the supervisor, and one small
  * single-threaded process, the worker factory, which the supervisor forks once while mp_pool_new
