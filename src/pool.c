@@ -15,6 +15,7 @@
 #include "mproc/error.h"
 #include "pool_private.h"
 #include "process_internal.h"
+#include "start_internal.h"
 
 /* ---- what every part asks ------------------------------------------------------------------ */
 
@@ -301,6 +302,9 @@ static int check_options(mp_pool_options *o, uint64_t *init_id)
     if (o->max_message == 0) o->max_message = MP__POOL_DEFAULT_MAX_MESSAGE;
     if (o->max_message < 4096 || o->max_message > (256u << 20)) return -EINVAL;
     if (o->initarg_len && !o->initarg) return -EINVAL;
+    if (o->start_method != MP_START_DEFAULT && o->start_method != MP_START_FORK &&
+        o->start_method != MP_START_SPAWN && o->start_method != MP_START_FORKSERVER)
+        return -EINVAL;
     int rc = mp__func_clash();
     if (rc) return rc;
     *init_id = 0;
@@ -328,6 +332,8 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
     p->func_gen = mp__func_gen(); /* before any worker (or their factory) is forked */
     p->efd = -1;
     p->fac.sock = -1;
+    /* The factory's start method, fixed now (the program-wide default may change later). */
+    p->fac.method = mp__start_method_resolve((mp_start_method)o.start_method);
     p->tp = &mp__pool_shm_transport;
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->stop_lock, NULL);
@@ -367,6 +373,8 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
     rc = p->sup_err;
     pthread_mutex_unlock(&p->lock);
     if (rc) {
+        /* A launch error's text was set in the supervisor thread: give it to ours. */
+        if (p->fac.err[0]) mp__pool_set_error("%s", p->fac.err);
         terminate_now(p);
         free_struct(p);
         return rc;
