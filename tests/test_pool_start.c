@@ -23,13 +23,6 @@
 #include "mproc/pool.h"
 #include "mproc/start.h"
 
-/* TEMP until the launch work lands in main: mp_forkserver_pid may not be defined yet. */
-extern pid_t mp_forkserver_pid(void) __attribute__((weak));
-static pid_t fs_pid(void)
-{
-    return mp_forkserver_pid ? mp_forkserver_pid() : 0;
-}
-
 static mp_start_method methods[3];
 static int nmethods;
 static char *self_argv0;
@@ -434,7 +427,7 @@ static void test_maxtasks_init(void **state)
         mp_result_free(&r);
         assert_true(fac > 0 && fac != getpid());
         if (m == MP_START_FORKSERVER)
-            assert_int_equal(parent_of(fac), fs_pid());
+            assert_int_equal(parent_of(fac), mp_forkserver_pid());
         else
             assert_int_equal(parent_of(fac), getpid());
         end_pool(&p);
@@ -532,7 +525,7 @@ static void test_owner_killed(void **state)
             pid_t pids[5];
             MP_CHILD_CHECK(mp_pool_worker_pids(p, pids, 3) == 3);
             pids[3] = parent_of(pids[0]);
-            pids[4] = fs_pid();
+            pids[4] = mp_forkserver_pid();
             MP_CHILD_CHECK(write(fds[1], pids, sizeof pids) == sizeof pids);
             for (;;)
                 pause();
@@ -547,7 +540,7 @@ static void test_owner_killed(void **state)
         /* The test is a subreaper: the workers come back to it (or to our forkserver, when the
          * child used it, which reaps the factory). Each must be gone within 1 s. */
         int watch = 4;
-        if (pids[4] > 0 && pids[4] != fs_pid()) watch = 5; /* the child's own server */
+        if (pids[4] > 0 && pids[4] != mp_forkserver_pid()) watch = 5; /* the child's own server */
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         double limit = mp_test_timeout(1.0);
