@@ -708,12 +708,63 @@ static void test_without_init(void **state)
     assert_int_equal(mp_test_wait_code(pid, mp_test_timeout(30)), 0);
 }
 
+/* The forkserver is SIGKILLed while a forkserver pool runs: the pool's factory is not tied to the
+ * server (only to its pool's socket), so the pool goes on; the next pool starts a new server.
+ * Last and without the leak guard: the new server outlives the case, as the first one did. */
+static void test_forkserver_killed(void **state)
+{
+    int has = 0;
+    for (int i = 0; i < nmethods; i++)
+        has |= methods[i] == MP_START_FORKSERVER;
+    if (!has) skip();
+    mp_pool *p = pool_with(MP_START_FORKSERVER, 2, NULL);
+    mp_result *r;
+    assert_mp_ok(mp_pool_apply(p, "s.ppid", NULL, 0, &r, mp_test_timeout(20)));
+    pid_t fac = get_int(r);
+    mp_result_free(&r);
+    pid_t fs = mp_forkserver_pid();
+    assert_true(fs > 0);
+    assert_int_equal(parent_of(fac), fs);
+    assert_int_equal(kill(fs, SIGKILL), 0);
+    for (int i = 0; i < 1000 && mp_test_pid_exists(fs) && mp_test_proc_state(fs) != 'Z'; i++)
+        mp_test_sleep_ms(2);
+    for (int i = 0; i < 20; i++) {
+        assert_mp_ok(mp_pool_apply(p, "s.square", &i, sizeof i, &r, mp_test_timeout(20)));
+        assert_int_equal(get_int(r), i * i);
+        mp_result_free(&r);
+    }
+    assert_mp_ok(mp_pool_apply(p, "s.ppid", NULL, 0, &r, mp_test_timeout(20)));
+    assert_int_equal(get_int(r), fac);
+    mp_result_free(&r);
+    end_pool(&p);
+    /* The factory, orphaned by the server, came back to the test (a subreaper) when it ended. */
+    for (int i = 0; i < 1000 && mp_test_pid_exists(fac); i++) {
+        waitpid(fac, NULL, WNOHANG);
+        mp_test_sleep_ms(2);
+    }
+    assert_false(mp_test_pid_exists(fac));
+    p = pool_with(MP_START_FORKSERVER, 1, NULL);
+    int x = 4;
+    assert_mp_ok(mp_pool_apply(p, "s.square", &x, sizeof x, &r, mp_test_timeout(20)));
+    assert_int_equal(get_int(r), 16);
+    mp_result_free(&r);
+    end_pool(&p);
+    assert_true(mp_forkserver_pid() > 0 && mp_forkserver_pid() != fs);
+    waitpid(fs, NULL, WNOHANG);
+}
+
 static const struct CMUnitTest tests[] = {
-    MP_TEST(test_apply_map),        MP_TEST(test_callbacks_errors),
-    MP_TEST(test_worker_crash),     MP_TEST(test_task_timeout),
-    MP_TEST(test_maxtasks_init),    MP_TEST(test_close_join_terminate),
-    MP_TEST(test_default_and_bad),  MP_TEST(test_owner_killed),
-    MP_TEST(test_threaded_program), MP_TEST(test_without_init),
+    MP_TEST(test_apply_map),
+    MP_TEST(test_callbacks_errors),
+    MP_TEST(test_worker_crash),
+    MP_TEST(test_task_timeout),
+    MP_TEST(test_maxtasks_init),
+    MP_TEST(test_close_join_terminate),
+    MP_TEST(test_default_and_bad),
+    MP_TEST(test_owner_killed),
+    MP_TEST(test_threaded_program),
+    MP_TEST(test_without_init),
+    cmocka_unit_test(test_forkserver_killed),
 };
 
 int main(int argc, char **argv)
