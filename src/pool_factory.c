@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "mproc/error.h"
+#include "mproc/process.h"
 #include "mproc/spin.h"
 #include "mproc/start.h"
 #include "platform/platform.h"
@@ -378,14 +379,17 @@ static int factory_launch(mp__factory *f, const mp__transport *tp, mp__tp_shared
     mp__fd_internal_add(sv[0]);
     mp__fd_internal_add(sv[1]);
     int tfd = -1;
+    mp_process *cur = mp_process_current();
     int rc = tp->shared_export(ts, &tfd);
     if (rc == 0) {
         int fds[2] = {sv[1], tfd};
         mp__launch_req req = {
             .method = (mp_start_method)f->method,
             .entry = MP__ENTRY_POOL_FACTORY,
-            .name = "PoolFactory",
-            .daemon = true,
+            /* The identity a forked factory would have inherited: what a task starts in a
+             * worker gets the same defaults (daemon flag, parent name) under every method. */
+            .name = cur ? mp_process_name(cur) : NULL,
+            .daemon = cur && mp_process_is_daemon(cur) == 1,
             .payload = pl,
             .len = len,
             .fds = fds,
@@ -505,9 +509,15 @@ void mp__factory_end(mp__factory *f)
         /* Launched: it exits right after BYE or end of file. Under forkserver it is not our
          * child: the server reports its end (or -ENODATA when the server died first; the
          * factory still ends at our end of file). */
-        int code;
-        mp__deadline forever = mp__deadline_in(MP_FOREVER);
-        while (mp__launched_reap(&f->launched, &forever, &code) == -EINTR) {
+        int code, r;
+        mp__deadline dl = mp__deadline_in(5);
+        while ((r = mp__launched_reap(&f->launched, &dl, &code)) == -EINTR) {
+        }
+        if (r == 0) { /* still there 5 s after its socket closed: never happens, never hang */
+            mp__launched_signal(&f->launched, SIGKILL);
+            dl = mp__deadline_in(MP_FOREVER);
+            while (mp__launched_reap(&f->launched, &dl, &code) == -EINTR) {
+            }
         }
         mp__launched_close(&f->launched);
         f->pid = 0;
