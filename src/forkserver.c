@@ -300,17 +300,20 @@ static int server_ensure(void)
     }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
+    mp__fd_internal_add(sv[0]);
+    mp__fd_internal_add(sv[1]);
     char env[64];
     snprintf(env, sizeof env, "MPROC_BOOT=s:%d:-1", (int)me);
     pid_t pid = -1;
     int r = mp__spawn_self(argv, env, &sv[1], 1, &pid);
+    mp__fd_internal_del(sv[1]);
     close(sv[1]);
     if (r < 0) {
+        mp__fd_internal_del(sv[0]);
         close(sv[0]);
         mp__start_set_error("forkserver: could not start the server (%s)", mp_strerror(r));
         return r;
     }
-    mp__fd_internal_add(sv[0]);
     S.ctl = sv[0];
     S.pid = pid;
     S.owner = me;
@@ -324,12 +327,14 @@ int mp__forkserver_launch(const mp__req_out *o, mp__launched *out)
         int st[2];
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, st) < 0) return -errno;
         mp__fd_internal_add(st[0]);
+        mp__fd_internal_add(st[1]);
         pthread_mutex_lock(&S.lock);
         r = server_ensure();
         pid_t server = S.pid;
         if (r == 0) r = mp__req_send(S.ctl, o, st[1]);
         if (r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN) server_drop();
         pthread_mutex_unlock(&S.lock);
+        mp__fd_internal_del(st[1]);
         close(st[1]);
         if (r < 0) {
             mp__fd_internal_del(st[0]);

@@ -135,6 +135,7 @@ int mp__req_build(const mp__launch_req *r, mp__req_out *o)
             mp__req_release(o);
             return fd;
         }
+        mp__fd_internal_add(fd);
         o->memfd = fd;
         int w = mp__write_full(fd, r->payload, r->len);
         if (w < 0) {
@@ -150,7 +151,10 @@ void mp__req_release(mp__req_out *o)
 {
     free(o->msg);
     o->msg = NULL;
-    if (o->memfd >= 0) close(o->memfd);
+    if (o->memfd >= 0) {
+        mp__fd_internal_del(o->memfd);
+        close(o->memfd);
+    }
     o->memfd = -1;
 }
 
@@ -317,10 +321,15 @@ static int launch_spawn(const mp__req_out *o, mp__launched *out)
     }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
+    /* Internal while they exist: a child another thread forks meanwhile must not hold them. */
+    mp__fd_internal_add(sv[0]);
+    mp__fd_internal_add(sv[1]);
     /* Queued before the child exists: the socket buffer holds it until the child reads. */
     int r = mp__req_send(sv[0], o, -1);
+    mp__fd_internal_del(sv[0]);
     close(sv[0]);
     if (r < 0) {
+        mp__fd_internal_del(sv[1]);
         close(sv[1]);
         if (r == -EMSGSIZE || r == -ENOBUFS) return MP_ETOOBIG;
         return r;
@@ -328,6 +337,7 @@ static int launch_spawn(const mp__req_out *o, mp__launched *out)
     int death[2];
     r = mp__death_open(death);
     if (r < 0) {
+        mp__fd_internal_del(sv[1]);
         close(sv[1]);
         return r;
     }
@@ -336,6 +346,7 @@ static int launch_spawn(const mp__req_out *o, mp__launched *out)
     int pass[2] = {sv[1], death[1]};
     pid_t pid = -1;
     r = mp__spawn_self(saved_argv, env, pass, death[1] >= 0 ? 2 : 1, &pid);
+    mp__fd_internal_del(sv[1]);
     close(sv[1]);
     mp__death_parent(r < 0 ? -1 : pid, death);
     if (r < 0) {
