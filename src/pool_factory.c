@@ -27,6 +27,7 @@
  * their new parent (the owner's reaper) sees how they ended.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -36,6 +37,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -212,7 +214,7 @@ enum { FACTORY_FORKED, FACTORY_SPAWNED, FACTORY_SERVED };
 
 __attribute__((noreturn)) static void factory_main(int sock, const mp__transport *tp,
                                                    mp__tp_shared *ts, const mp__worker_conf *conf,
-                                                   pid_t owner, int mode)
+                                                   pid_t owner, uint64_t owner_start, int mode)
 {
     /* Nothing of the program's output is ours to print: drop what another thread left in the
      * buffers (the workers are forked from here, so they start with empty ones too). */
@@ -231,10 +233,22 @@ __attribute__((noreturn)) static void factory_main(int sock, const mp__transport
     sigaddset(&chld, SIGTERM);
     sigprocmask(SIG_BLOCK, &chld, NULL);
     int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    int ofd = -1;
     if (mode == FACTORY_SERVED) {
         /* The forkserver may have tied us to itself: its death (it can be killed and restarted
          * while the pool runs) must not take the pool's workers down. */
         prctl(PR_SET_PDEATHSIG, 0);
+        /* The owner's death closes its end of our socket, unless a child it forked without
+         * exec (a raw fork() of the program's own) still holds a copy: watch the owner itself
+         * too. Its start time tells it from a stranger that took a recycled pid. */
+        long fd = syscall(SYS_pidfd_open, owner, 0);
+        if (fd < 0 && errno == ESRCH) factory_orphaned();
+        if (fd >= 0 && mp__pid_start_time(owner) != owner_start) factory_orphaned();
+        if (fd >= 0) {
+            ofd = (int)fd;
+            fcntl(ofd, F_SETFD, FD_CLOEXEC);
+            mp__fd_internal_add(ofd); /* not for the workers (mp__fork closes it there) */
+        }
         if (sfd < 0) {
             sigdelset(&chld, SIGCHLD);
             sigprocmask(SIG_UNBLOCK, &chld, NULL);
@@ -251,9 +265,13 @@ __attribute__((noreturn)) static void factory_main(int sock, const mp__transport
     }
     for (;;) {
         short ev = POLLIN | (ob_head != ob_tail ? POLLOUT : 0);
-        struct pollfd pf[2] = {{.fd = sock, .events = ev}, {.fd = sfd, .events = POLLIN}};
-        int r = poll(pf, sfd >= 0 ? 2 : 1, sfd >= 0 ? -1 : 50);
+        /* poll skips the entries whose fd is -1 */
+        struct pollfd pf[3] = {{.fd = sock, .events = ev},
+                               {.fd = sfd, .events = POLLIN},
+                               {.fd = ofd, .events = POLLIN}};
+        int r = poll(pf, 3, sfd >= 0 ? -1 : 50);
         if (r < 0 && errno != EINTR) factory_orphaned();
+        if (ofd >= 0 && pf[2].revents) factory_orphaned(); /* the owner ended */
         if (sfd >= 0 && pf[1].revents) {
             struct signalfd_siginfo ssi;
             while (read(sfd, &ssi, sizeof ssi) == (ssize_t)sizeof ssi)
@@ -312,9 +330,10 @@ __attribute__((noreturn)) static void factory_main(int sock, const mp__transport
 
 struct factory_payload {
     uint64_t magic;
-    int32_t transport; /* MP__TP_* */
-    int32_t mode;      /* FACTORY_SPAWNED or FACTORY_SERVED */
-    int32_t owner;     /* the pool's process */
+    int32_t transport;    /* MP__TP_* */
+    int32_t mode;         /* FACTORY_SPAWNED or FACTORY_SERVED */
+    int32_t owner;        /* the pool's process */
+    uint64_t owner_start; /* its start time (mp__pid_start_time): tells a recycled pid */
     uint32_t maxtasks;
     uint64_t max_message;
     uint64_t init_func;
@@ -359,6 +378,7 @@ static int factory_launch(mp__factory *f, const mp__transport *tp, mp__tp_shared
         .transport = tp->id,
         .mode = f->method == MP_START_FORKSERVER ? FACTORY_SERVED : FACTORY_SPAWNED,
         .owner = (int32_t)getpid(),
+        .owner_start = mp__pid_start_time(getpid()),
         .maxtasks = conf->maxtasks,
         .max_message = conf->max_message,
         .init_func = conf->init_func,
@@ -441,7 +461,7 @@ int mp__factory_start(mp__factory *f, const mp__transport *tp, mp__tp_shared *ts
     pid_t pid = mp__fork(MP__FORK_UNWATCHED); /* reaped by pid in mp__factory_stop */
     if (pid == 0) {
         close(sv[0]);
-        factory_main(sv[1], tp, ts, conf, owner, FACTORY_FORKED);
+        factory_main(sv[1], tp, ts, conf, owner, 0, FACTORY_FORKED);
     }
     tp->fork_end(ts);
     close(sv[1]);
@@ -565,5 +585,5 @@ void mp__factory_entry(const void *payload, size_t len, int *fds, int nfds)
         close(sock);
         mp__child_exit(71);
     }
-    factory_main(sock, tp, ts, &conf, (pid_t)h.owner, h.mode);
+    factory_main(sock, tp, ts, &conf, (pid_t)h.owner, h.owner_start, h.mode);
 }

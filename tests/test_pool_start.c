@@ -522,16 +522,24 @@ static void test_owner_killed(void **state)
             mp_result *r;
             for (int i = 0; i < 5; i++)
                 MP_CHILD_CHECK(mp_pool_apply_async(p, "s.sleep_ms", &ms, sizeof ms, NULL, &r) == 0);
-            pid_t pids[5];
+            pid_t pids[6];
             MP_CHILD_CHECK(mp_pool_worker_pids(p, pids, 3) == 3);
             pids[3] = parent_of(pids[0]);
             pids[4] = mp_forkserver_pid();
+            /* A raw fork of the program's own that outlives it, holding a copy of every fd it
+             * had (the pool's socket included): the factory must not wait for it. */
+            pids[5] = fork();
+            if (pids[5] == 0) {
+                for (int i = 0; i < 1000; i++)
+                    usleep(10000);
+                _exit(0);
+            }
             MP_CHILD_CHECK(write(fds[1], pids, sizeof pids) == sizeof pids);
             for (;;)
                 pause();
         }
         close(fds[1]);
-        pid_t pids[5];
+        pid_t pids[6];
         assert_int_equal(read(fds[0], pids, sizeof pids), (ssize_t)sizeof pids);
         close(fds[0]);
         mp_test_sleep_ms(50);
@@ -565,6 +573,8 @@ static void test_owner_killed(void **state)
                                  : "forkserver",
                         mp_test_proc_state(pids[i]));
         assert_int_equal(left, 0);
+        kill(pids[5], SIGKILL); /* the raw fork came back to us (a subreaper) */
+        assert_true(mp_test_wait(pids[5], mp_test_timeout(5)) != -1);
         /* Reap the zombies that came back to us (only those: our forkserver runs on). */
         for (int k = 0; k < 200; k++) {
             int z = 0;
