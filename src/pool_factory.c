@@ -25,6 +25,14 @@
  * QUIT: the factory SIGKILLs every worker left, reports their deaths, says BYE and exits. End of
  * file (or SIGTERM, the owner's death) makes it SIGKILL the workers and exit without reaping them:
  * their new parent (the owner's reaper) sees how they ended.
+ *
+ * Start methods (mp_pool_options.start_method). Under fork, as above. Under spawn and forkserver
+ * the factory is launched (start_internal.h, MP__ENTRY_POOL_FACTORY): a fresh exec of the program,
+ * or a fork of the forkserver, so nothing of the program's threads, locks or memory reaches it or
+ * its workers. It learns everything from the launch payload (struct factory_payload) and two
+ * fds: its end of the socket and the transport's pool-wide state (a memfd). Under forkserver it is
+ * not the pool's child: mp__launched_reap reaps it, and its owner's death reaches it through the
+ * socket's end of file and a pidfd on the owner instead of PDEATHSIG (see factory_main).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -206,10 +214,11 @@ __attribute__((noreturn)) static void factory_orphaned(void)
 
 /* How the factory learns of its owner's death. FORKED: forked by the pool's supervisor thread,
  * PDEATHSIG (SIGTERM, read through the signalfd) tied to it, checked against getppid() == owner.
- * SPAWNED: a fresh image of the program started by that thread: the same, PDEATHSIG survives the
- * exec but is set again here. SERVED: forked by the forkserver, whose death says nothing about
- * the owner: no PDEATHSIG at all; the owner's death closes the pool's end of the socket (the
- * kernel does that even on SIGKILL) and the end of file makes the factory kill its workers. */
+ * SPAWNED: a fresh image of the program started by that thread: the same (the boot set
+ * PDEATHSIG(SIGKILL); it becomes SIGTERM here). SERVED: forked by the forkserver, whose death says
+ * nothing about the owner: no PDEATHSIG at all; the owner's death closes the pool's end of the
+ * socket (the kernel does that even on SIGKILL) and the end of file makes the factory kill its
+ * workers; a pidfd on the owner says the same when some other process still holds that end. */
 enum { FACTORY_FORKED, FACTORY_SPAWNED, FACTORY_SERVED };
 
 __attribute__((noreturn)) static void factory_main(int sock, const mp__transport *tp,
