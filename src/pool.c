@@ -156,6 +156,16 @@ int mp__pool_lookup(const mp_pool *p, const char *func, uint64_t *id)
     mp_func *f;
     int rc = mp_func_find(func, &f);
     if (rc) return rc;
+    /* A launched factory (spawn, forkserver) is a fresh image of the program: it has only what
+     * MP_FUNC_REGISTER registered at load time, which comes first in the registry. */
+    if (p && p->fac.launched.pid > 0 && mp__func_seq(f) > p->fac.func_gen &&
+        mp__func_seq(f) <= p->func_gen) {
+        mp__pool_set_error("function \"%s\" was registered at run time: the workers of a %s pool "
+                           "are a fresh image of the program and have only the functions "
+                           "MP_FUNC_REGISTER registered at load time",
+                           func, mp_start_method_name((mp_start_method)p->fac.method));
+        return MP_ENOFUNC;
+    }
     if (p && mp__func_seq(f) > p->func_gen) {
         mp__pool_set_error("function \"%s\" was registered after the pool was created: its "
                            "workers do not have it",

@@ -54,6 +54,7 @@
 #include "mproc/spin.h"
 #include "mproc/start.h"
 #include "platform/platform.h"
+#include "pool_internal.h"
 #include "pool_transport.h"
 #include "process_internal.h"
 #include "start_internal.h"
@@ -272,6 +273,11 @@ __attribute__((noreturn)) static void factory_main(int sock, const mp__transport
         sigdelset(&chld, SIGCHLD);
         sigprocmask(SIG_UNBLOCK, &chld, NULL); /* SIGTERM stays deadly; PDEATHSIG stays SIGKILL */
     }
+    if (mode != FACTORY_FORKED) {
+        /* Which functions we have: the pool refuses the others at submission. */
+        mp__fmsg hello = {MP__F_HELLO, 0, 0, (int32_t)mp__func_gen()};
+        post(sock, &hello);
+    }
     for (;;) {
         short ev = POLLIN | (ob_head != ob_tail ? POLLOUT : 0);
         /* poll skips the entries whose fd is -1 */
@@ -444,7 +450,21 @@ static int factory_launch(mp__factory *f, const mp__transport *tp, mp__tp_shared
     f->pid = f->launched.pid;
     f->sock = sv[0];
     f->gone = false;
-    return 0;
+    /* Its first word says it booted, and which functions it has. */
+    mp__fmsg m;
+    mp__deadline dl = mp__deadline_in(60);
+    rc = mp__factory_recv(f, &m, &dl);
+    if (rc == 1 && m.op == MP__F_HELLO && m.val >= 0) {
+        f->func_gen = (uint64_t)m.val;
+        return 0;
+    }
+    snprintf(f->err, sizeof f->err, "the pool's worker factory (pid %d, %s) did not start%s",
+             (int)f->pid, mp_start_method_name((mp_start_method)f->method),
+             rc == 0 ? " within 60 s" : "");
+    mp__launched_signal(&f->launched, SIGKILL);
+    f->gone = true;
+    mp__factory_end(f);
+    return rc == 0 ? -ETIMEDOUT : -EAGAIN;
 }
 
 int mp__factory_start(mp__factory *f, const mp__transport *tp, mp__tp_shared *ts,

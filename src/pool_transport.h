@@ -106,7 +106,9 @@ extern const mp__transport mp__pool_shm_transport;
 
 /* ---- the worker factory (pool_factory.c) ------------------------------------------------------
  * A single-threaded process forked once per pool that forks, signals and reaps the workers. */
-enum { MP__F_SPAWN = 1, MP__F_KILL, MP__F_QUIT, MP__F_SPAWNED, MP__F_DIED, MP__F_BYE };
+enum { MP__F_SPAWN = 1, MP__F_KILL, MP__F_QUIT, MP__F_SPAWNED, MP__F_DIED, MP__F_BYE, MP__F_HELLO };
+/* HELLO(val = the factory's mp__func_gen()): the first message of a launched factory (spawn,
+ * forkserver), read by mp__factory_start itself. */
 
 typedef struct mp__fmsg {
     int32_t op;
@@ -124,6 +126,10 @@ typedef struct mp__factory {
     int method;
     mp__launched launched; /* spawn, forkserver: the factory as its launcher holds it */
     char err[256];         /* why mp__factory_start failed (the start error's text), or "" */
+    /* Launched: the registry generation of the factory, a fresh image of the program: it has
+     * the functions with seq <= func_gen (those MP_FUNC_REGISTER registered at load time, in the
+     * same order as here), nothing registered at run time. Unused under fork. */
+    uint64_t func_gen;
 } mp__factory;
 
 /* Starts the factory (call from the thread the workers' lives are tied to): a fork under

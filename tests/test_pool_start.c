@@ -502,6 +502,43 @@ static void test_default_and_bad(void **state)
     assert_null(p);
 }
 
+/* A function registered at run time (mp_func_register) exists in the registering process and its
+ * forks only: a fork pool runs it; a spawn or forkserver pool refuses it at submission (its
+ * workers are a fresh image of the program, with MP_FUNC_REGISTER's functions only). */
+static int s_runtime(const void *arg, size_t len, mp_task_result *res)
+{
+    int x = 11;
+    return mp_task_result_set(res, &x, sizeof x);
+}
+
+static void test_runtime_registered(void **state)
+{
+    static int registered;
+    if (!registered) assert_mp_ok(mp_func_register("s.runtime", s_runtime, NULL));
+    registered = 1;
+    FOR_EACH_METHOD(m)
+    {
+        mp_pool *p = pool_with(m, 1, NULL);
+        mp_result *r = NULL;
+        int rc = mp_pool_apply(p, "s.runtime", NULL, 0, &r, mp_test_timeout(20));
+        if (m == MP_START_FORK) {
+            assert_mp_ok(rc);
+            assert_int_equal(get_int(r), 11);
+            mp_result_free(&r);
+        } else {
+            assert_mp(MP_ENOFUNC, rc);
+            assert_null(r);
+            assert_non_null(strstr(mp_last_error(), "run time"));
+        }
+        /* the load-time ones still work */
+        int x = 3;
+        assert_mp_ok(mp_pool_apply(p, "s.square", &x, sizeof x, &r, mp_test_timeout(20)));
+        assert_int_equal(get_int(r), 9);
+        mp_result_free(&r);
+        end_pool(&p);
+    }
+}
+
 /* The pool's owner is SIGKILLed: every worker (and the factory) is dead within a second. */
 static void test_owner_killed(void **state)
 {
@@ -764,17 +801,12 @@ static void test_forkserver_killed(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-    MP_TEST(test_apply_map),
-    MP_TEST(test_callbacks_errors),
-    MP_TEST(test_worker_crash),
-    MP_TEST(test_task_timeout),
-    MP_TEST(test_maxtasks_init),
-    MP_TEST(test_close_join_terminate),
-    MP_TEST(test_default_and_bad),
-    MP_TEST(test_owner_killed),
-    MP_TEST(test_threaded_program),
-    MP_TEST(test_without_init),
-    cmocka_unit_test(test_forkserver_killed),
+    MP_TEST(test_apply_map),          MP_TEST(test_callbacks_errors),
+    MP_TEST(test_worker_crash),       MP_TEST(test_task_timeout),
+    MP_TEST(test_maxtasks_init),      MP_TEST(test_close_join_terminate),
+    MP_TEST(test_default_and_bad),    MP_TEST(test_owner_killed),
+    MP_TEST(test_threaded_program),   MP_TEST(test_without_init),
+    MP_TEST(test_runtime_registered), cmocka_unit_test(test_forkserver_killed),
 };
 
 int main(int argc, char **argv)
