@@ -389,6 +389,14 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
         free_struct(p);
         return rc;
     }
+    /* An initializer the launched factory does not have (registered at run time): refused like
+     * a task, rather than a pool broken by its first worker. */
+    uint64_t id;
+    if (o.initializer && (rc = mp__pool_lookup(p, o.initializer, &id)) != 0) {
+        terminate_now(p);
+        free_struct(p);
+        return rc;
+    }
     *out = p;
     return 0;
 }

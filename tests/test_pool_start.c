@@ -530,6 +530,22 @@ static void test_runtime_registered(void **state)
             assert_null(r);
             assert_non_null(strstr(mp_last_error(), "run time"));
         }
+        /* the same for an initializer */
+        mp_pool_options o;
+        mp_pool_options_init(&o);
+        o.processes = 1;
+        o.start_method = m;
+        o.initializer = "s.runtime";
+        mp_pool *q = NULL;
+        rc = mp_pool_new(&q, &o);
+        if (m == MP_START_FORK) {
+            assert_mp_ok(rc);
+            end_pool(&q);
+        } else {
+            assert_mp(MP_ENOFUNC, rc);
+            assert_null(q);
+            assert_non_null(strstr(mp_last_error(), "run time"));
+        }
         /* the load-time ones still work */
         int x = 3;
         assert_mp_ok(mp_pool_apply(p, "s.square", &x, sizeof x, &r, mp_test_timeout(20)));
