@@ -6,7 +6,10 @@
  *
  * Every case runs once per method: all three, or only the one MPROC_START_METHOD names. main calls
  * mp_init() first (a spawned factory runs from there), then starts the forkserver with a warm-up
- * pool, so that it exists before the leak guard's first snapshot (it lives as long as the test). */
+ * pool, so that it exists before the leak guard's first snapshot (it lives as long as the test).
+ * Also: the owner SIGKILLed (no worker outlives it), spawn/forkserver without mp_init (a fresh
+ * exec of this program that skips it), functions registered at run time, and the forkserver
+ * SIGKILLed under a running pool. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
