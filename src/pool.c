@@ -15,6 +15,7 @@
 #include "mproc/error.h"
 #include "pool_private.h"
 #include "process_internal.h"
+#include "start_internal.h"
 
 /* ---- what every part asks ------------------------------------------------------------------ */
 
@@ -155,6 +156,16 @@ int mp__pool_lookup(const mp_pool *p, const char *func, uint64_t *id)
     mp_func *f;
     int rc = mp_func_find(func, &f);
     if (rc) return rc;
+    /* A launched factory (spawn, forkserver) is a fresh image of the program: it has only what
+     * MP_FUNC_REGISTER registered at load time, which comes first in the registry. */
+    if (p && p->fac.launched.pid > 0 && mp__func_seq(f) > p->fac.func_gen &&
+        mp__func_seq(f) <= p->func_gen) {
+        mp__pool_set_error("function \"%s\" was registered at run time: the workers of a %s pool "
+                           "are a fresh image of the program and have only the functions "
+                           "MP_FUNC_REGISTER registered at load time",
+                           func, mp_start_method_name((mp_start_method)p->fac.method));
+        return MP_ENOFUNC;
+    }
     if (p && mp__func_seq(f) > p->func_gen) {
         mp__pool_set_error("function \"%s\" was registered after the pool was created: its "
                            "workers do not have it",
@@ -346,6 +357,9 @@ static int check_options(mp_pool_options *o, uint64_t *init_id)
     if (o->max_message == 0) o->max_message = MP__POOL_DEFAULT_MAX_MESSAGE;
     if (o->max_message < 4096 || o->max_message > (256u << 20)) return -EINVAL;
     if (o->initarg_len && !o->initarg) return -EINVAL;
+    if (o->start_method != MP_START_DEFAULT && o->start_method != MP_START_FORK &&
+        o->start_method != MP_START_SPAWN && o->start_method != MP_START_FORKSERVER)
+        return -EINVAL;
     int rc = mp__func_clash();
     if (rc) return rc;
     *init_id = 0;
@@ -383,6 +397,8 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
     p->func_gen = mp__func_gen(); /* before any worker (or their factory) is forked */
     p->efd = -1;
     p->fac.sock = -1;
+    /* The factory's start method, fixed now (the program-wide default may change later). */
+    p->fac.method = mp__start_method_resolve((mp_start_method)o.start_method);
     p->tp = be ? be->tp : &mp__pool_shm_transport;
     p->launcher = be ? be->launcher : NULL;
     pthread_mutex_init(&p->lock, NULL);
@@ -425,6 +441,16 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
     rc = p->sup_err;
     pthread_mutex_unlock(&p->lock);
     if (rc) {
+        /* A launch error's text was set in the supervisor thread: give it to ours. */
+        if (p->fac.err[0]) mp__pool_set_error("%s", p->fac.err);
+        terminate_now(p);
+        free_struct(p);
+        return rc;
+    }
+    /* An initializer the launched factory does not have (registered at run time): refused like
+     * a task, rather than a pool broken by its first worker. */
+    uint64_t id;
+    if (o.initializer && (rc = mp__pool_lookup(p, o.initializer, &id)) != 0) {
         terminate_now(p);
         free_struct(p);
         return rc;
