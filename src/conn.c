@@ -21,6 +21,7 @@
 
 #include "conn.h"
 #include "conn_frame.h"
+#include "handoff.h"
 #include "platform/platform.h"
 
 #define MP__MAX_IOV    64
@@ -76,6 +77,136 @@ int mp_conn_from_fd(mp_conn **out, int fd, bool readable, bool writable)
     int fl = fcntl(fd, F_GETFD);
     if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0) return -errno;
     return mp__conn_new_fds(out, readable ? fd : -1, writable ? fd : -1, -1, true, true);
+}
+
+/* ---- handoff to a spawned or forkserver child (handoff.h) ------------------------------------
+ * A connection travels as dups of its fds (a pipe end's read and write ends, its bulk socket and
+ * the keeper of its own pipe; a socket connection's one socket) and its local state (which way it
+ * works, a shut sending side, end of file or a sticky error seen, the message limit). What the
+ * connection buffered but the caller has not read yet cannot travel in a few bytes: such an
+ * export is refused. The child makes its own peer hang-up watch at its first send, as any end
+ * does; the peer sees the child's end go only when every copy is closed, so the parent closes its
+ * own copy after the start, as under fork. */
+
+#define CONN_DESC_MAGIC 0x6d706863u /* "mphc" */
+
+enum {
+    CD_RD_SOCK = 1,
+    CD_WR_SOCK = 2,
+    CD_READABLE = 4,
+    CD_WRITABLE = 8,
+    CD_WR_SHUT = 16,
+    CD_NONBLOCK = 32,
+    CD_WR_NB = 64,
+    CD_RD_EOF = 128,
+};
+
+struct conn_desc {
+    uint32_t magic;
+    uint32_t flags;
+    int32_t rd_err;
+    int8_t ir, iw, ib, ik; /* index in the handoff's fds of rfd, wfd, bfd, kfd; -1: none */
+    uint64_t max_msg;
+};
+
+static int add_conn_fd(mp__handoff *h, int fd, int8_t *idx)
+{
+    *idx = -1;
+    if (fd < 0) return 0;
+    int r = mp__handoff_add_fd(h, fd);
+    if (r == 0) *idx = (int8_t)(h->nfds - 1);
+    return r;
+}
+
+int mp__conn_export(const void *obj, mp__handoff *h, const char **why)
+{
+    const mp_conn *c = obj;
+    if (!c) return -EINVAL;
+    if (c->closed) {
+        *why = "the connection is closed";
+        return MP_ENOTSUP;
+    }
+    if (c->rend > c->rpos || c->in_msg) {
+        *why = "the connection holds received data not read yet (pass it before receiving, or "
+               "read everything first)";
+        return MP_ENOTSUP;
+    }
+    if (c->rfd < 0 && c->wfd < 0) {
+        *why = "the connection has no fd";
+        return MP_ENOTSUP;
+    }
+    struct conn_desc d = {CONN_DESC_MAGIC, 0, c->rd_err, -1, -1, -1, -1, c->max_msg};
+    int r = add_conn_fd(h, c->rfd, &d.ir);
+    if (!r && c->wfd >= 0 && c->wfd == c->rfd)
+        d.iw = d.ir;
+    else if (!r)
+        r = add_conn_fd(h, c->wfd, &d.iw);
+    if (!r) r = add_conn_fd(h, c->bfd, &d.ib);
+    if (!r) r = add_conn_fd(h, c->kfd, &d.ik);
+    if (r) return r;
+    d.flags = (c->rd_sock ? CD_RD_SOCK : 0) | (c->wr_sock ? CD_WR_SOCK : 0) |
+              (c->readable ? CD_READABLE : 0) | (c->writable ? CD_WRITABLE : 0) |
+              (c->wr_shut ? CD_WR_SHUT : 0) | (c->nonblock ? CD_NONBLOCK : 0) |
+              (c->wr_nb ? CD_WR_NB : 0) | (c->rd_eof ? CD_RD_EOF : 0);
+    mp__handoff_desc_put(h, &d, sizeof d);
+    return 0;
+}
+
+/* Takes fd slot idx of h (-1: none); MP_ECORRUPT for an index that is not a distinct live slot. */
+static int take_conn_fd(mp__handoff *h, int8_t idx, bool *used, int *fd)
+{
+    *fd = -1;
+    if (idx == -1) return 0;
+    if (idx < 0 || idx >= h->nfds || used[idx] || h->fds[idx] < 0) return MP_ECORRUPT;
+    used[idx] = true;
+    *fd = h->fds[idx];
+    return 0;
+}
+
+int mp__conn_import(mp__handoff *h, void **out)
+{
+    struct conn_desc d;
+    if (!mp__handoff_desc_get(h, &d, sizeof d) || d.magic != CONN_DESC_MAGIC || d.max_msg == 0 ||
+        d.max_msg > MP_CONN_MAX_MESSAGE || (d.flags & ~255u) ||
+        (d.rd_err != 0 && d.rd_err != MP_ECORRUPT))
+        return MP_ECORRUPT;
+    bool used[MP__HANDOFF_FDS] = {false};
+    int rfd, wfd = -1, bfd, kfd;
+    bool shared = d.iw != -1 && d.iw == d.ir; /* a socket connection: one fd both ways */
+    int r = take_conn_fd(h, d.ir, used, &rfd);
+    if (!r && !shared) r = take_conn_fd(h, d.iw, used, &wfd);
+    if (!r && shared) wfd = rfd;
+    if (!r) r = take_conn_fd(h, d.ib, used, &bfd);
+    if (!r) r = take_conn_fd(h, d.ik, used, &kfd);
+    if (r) return r;
+    int n = 0;
+    for (int i = 0; i < h->nfds; i++)
+        n += used[i];
+    bool rd_sock = d.flags & CD_RD_SOCK, wr_sock = d.flags & CD_WR_SOCK;
+    /* Every fd the description names, nothing else; a socket connection has no bulk channel
+     * nor keeper; a shared fd only for sockets; readable/writable only with their fd. */
+    if (n != h->nfds || (rfd < 0 && wfd < 0) || (shared && !(rd_sock && wr_sock)) ||
+        ((d.flags & CD_READABLE) && rfd < 0) || ((d.flags & CD_WRITABLE) && wfd < 0) ||
+        (rd_sock && wr_sock && (bfd >= 0 || kfd >= 0)))
+        return MP_ECORRUPT;
+    mp_conn *c;
+    if ((r = mp__conn_new_fds(&c, rfd, wfd, bfd, rd_sock, wr_sock))) return r;
+    c->kfd = kfd;
+    c->readable = d.flags & CD_READABLE;
+    c->writable = d.flags & CD_WRITABLE;
+    c->wr_shut = d.flags & CD_WR_SHUT;
+    c->nonblock = d.flags & CD_NONBLOCK;
+    c->wr_nb = d.flags & CD_WR_NB;
+    c->rd_eof = d.flags & CD_RD_EOF;
+    c->rd_err = d.rd_err;
+    c->max_msg = d.max_msg;
+    for (int i = 0; i < h->nfds; i++) {
+        int fl = fcntl(h->fds[i], F_GETFD);
+        if (fl >= 0 && !(fl & FD_CLOEXEC)) (void)fcntl(h->fds[i], F_SETFD, fl | FD_CLOEXEC);
+        h->fds[i] = -1; /* the connection owns them now */
+    }
+    *out = c;
+    return 0;
 }
 
 /* ---- close ------------------------------------------------------------------------------- */

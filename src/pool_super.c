@@ -15,6 +15,7 @@
 
 #include "mproc/error.h"
 #include "pool_private.h"
+#include "start_internal.h"
 #include "process_internal.h"
 
 #define RESPAWN_DELAY_NS 100000000 /* after a failed spawn */
@@ -289,6 +290,7 @@ static bool sleep_once(mp_pool *p, int tmo)
 void *mp__super_main(void *arg)
 {
     mp_pool *p = arg;
+    mp__own_threads_add(1); /* not the program's: mp_thread_count leaves it out */
     start_workers(p);
     while (!p->sup_err && !p->sup_stop) {
         mp__sched_progress(p);
@@ -308,6 +310,7 @@ void *mp__super_main(void *arg)
     }
     p->duty_set = false;
     pthread_mutex_unlock(&p->lock);
+    mp__own_threads_add(-1);
     return NULL;
 }
 

@@ -29,7 +29,11 @@
 #include "mproc/error.h"
 #include "mproc/process.h"
 #include "platform/platform.h"
+#include "handoff.h"
+#include "mproc/pool.h"
+#include "pool_internal.h"
 #include "process_internal.h"
+#include "start_internal.h"
 
 #ifdef MP_COVERAGE
 extern void __gcov_dump(void);
@@ -50,7 +54,23 @@ struct mp_process {
     int code;          /* exit code once reaped */
     bool unknown;      /* reaped by someone else: the exit code is lost */
     struct mp_process *prev, *next; /* registry links, valid while owner == my_pid() */
+    /* Named target (mp_process_new_func): the function's name and a copy of the argument. */
+    const struct mp_func *func;
+    void *farg;
+    size_t farglen;
+    mp_start_method method; /* as asked (MP_START_DEFAULT until start), then as started */
+    bool via_server;        /* started by the forkserver: pidfd is its status socket */
+    int npass;
+    struct mp__pass {
+        int kind;
+        void *obj;
+    } pass[MP_PROCESS_PASS_MAX];
 };
+
+/* The objects this process was given (mp_process_passed): its own object's table under fork, an
+ * imported table under spawn and forkserver. */
+static const struct mp__pass *child_pass;
+static int child_npass;
 
 static inline int st_get(const struct mp_process *p)
 {
@@ -79,7 +99,10 @@ static struct {
     bool parent_ready;          /* parent's handle looked for (mp_process_parent), under lock */
     char parent_name[64];       /* the parent's name at fork (copied: the child may free its copy
                                  * of the parent's object) */
-} G = {PTHREAD_MUTEX_INITIALIZER, NULL, &main_process, 0, false, ""};
+    bool parent_not_ppid;       /* started by the forkserver: getppid() is the server, not the
+                                 * parent; the parent is watched by pid and start time */
+    uint64_t parent_start;
+} G = {PTHREAD_MUTEX_INITIALIZER, NULL, &main_process, 0, false, "", false, 0};
 
 /* The parent as an object (mp_process_parent), in a process mproc forked: filled at its first
  * use from G. Its pidfd is a pidfd on the parent (-1 without one: waits poll getppid()). */
@@ -256,6 +279,7 @@ pid_t mp__fork_keep(unsigned flags, const int *keep, int nkeep)
     if (nkeep < 0 || nkeep > MP__FORK_KEEP_MAX || (nkeep > 0 && !keep)) return -EINVAL;
     static pthread_once_t bound = PTHREAD_ONCE_INIT;
     pthread_once(&bound, bind_child_calls);
+    mp__fork_warn();
     int death[2] = {-1, -1};
     if (!(flags & (MP__FORK_DETACHED | MP__FORK_UNWATCHED))) {
         int r = mp__death_open(death); /* the pidfd-less fallback's handle; nothing otherwise */
@@ -285,6 +309,7 @@ pid_t mp__fork_keep(unsigned flags, const int *keep, int nkeep)
         G.current = &main_process;
         G.parent_pid = self;
         G.parent_ready = false; /* the parent's own parent handle was internal: closed above */
+        G.parent_not_ppid = false;
         if (!(flags & MP__FORK_DETACHED)) {
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             /* The parent died before prctl took effect: die as PDEATHSIG would have made us. */
@@ -347,12 +372,19 @@ static void register_exit_handler(void)
     atexit(exit_handler);
 }
 
+static int start_launched(mp_process *p, mp_start_method m);
+__attribute__((noreturn)) static void run_named_and_exit(const struct mp_func *f, const void *arg,
+                                                         size_t len, const char *name);
+
 int mp_process_start(mp_process *p)
 {
     if (!p) return -EINVAL;
     if (is_self(p)) return MP_ESELF;
     if (st_get(p) != ST_NEW) return MP_ESTARTED;
     pthread_once(&atexit_once, register_exit_handler);
+    mp_start_method m = mp__start_method_resolve(p->method);
+    if (m != MP_START_FORK) return start_launched(p, m);
+    p->method = MP_START_FORK;
     /* Written before fork, so neither side takes a copy-on-write fault for them. */
     p->owner = my_pid();
     st_set(p, ST_RUNNING);
@@ -364,6 +396,9 @@ int mp_process_start(mp_process *p)
     }
     if (pid == 0) {
         G.current = p;
+        child_pass = p->pass;
+        child_npass = p->npass;
+        if (p->func) run_named_and_exit(p->func, p->farg, p->farglen, p->name);
         mp__child_exit(p->target(p->arg) & 0xff);
     }
     int fd = mp__pidfd_open(pid);
@@ -423,7 +458,14 @@ static int reap(mp_process *p, const mp__deadline *dl)
 {
     if (st_get(p) == ST_REAPED) return 1;
     int code = 0;
-    int r = mp__reap_pidfd(p->pidfd, dl, &code);
+    int r;
+    if (p->via_server) {
+        mp__launched l = {p->pid, p->pidfd, true};
+        r = mp__launched_reap(&l, dl, &code);
+        if (r == -ENODATA) r = -ECHILD; /* the server died first: the status is lost */
+    } else {
+        r = mp__reap_pidfd(p->pidfd, dl, &code);
+    }
     if (r == -ECHILD) { /* someone else reaped it (SIGCHLD ignored, waitpid(-1), ...) */
         p->unknown = true;
         r = 1;
@@ -499,7 +541,12 @@ int mp_process_signal(mp_process *p, int sig)
     int r = check_child(p);
     if (r) return r;
     if (st_get(p) == ST_REAPED) return MP_EREAPED;
-    r = mp__pidfd_send_signal(p->pidfd, sig);
+    if (p->via_server) {
+        mp__launched l = {p->pid, p->pidfd, true};
+        r = mp__launched_signal(&l, sig);
+    } else {
+        r = mp__pidfd_send_signal(p->pidfd, sig);
+    }
     return r == -ESRCH ? 0 : r; /* ended, not yet reaped: nothing to do, as Python */
 }
 
@@ -533,16 +580,280 @@ int mp_process_free(mp_process **pp)
             int r = reap(p, NULL);
             if (r == 0) return -EBUSY;
             reg_remove(p);
-            mp__pidfd_close(p->pidfd);
+            mp__launched l = {p->pid, p->pidfd, p->via_server};
+            mp__launched_close(&l);
         }
         /* Else a copy inherited from the parent. In a child started by mproc, mp__fork closed
          * its pidfd already (the number may name another file by now), so only the memory is
          * ours to release. (A child made by a plain fork() keeps that pidfd open until it
          * exits or execs: mproc cannot tell the two apart safely.) */
     }
+    free(p->farg);
     free(p);
     *pp = NULL;
     return 0;
+}
+
+/* ---- named targets, start methods, objects for the child ----------------------------------------
+ */
+
+/* Runs a registered function as a process target and ends the process (mproc/process.h gives
+ * the exit codes: 0, the function's 1..255, mp_task_fail's code, or 1 with the message on
+ * stderr, as an uncaught exception ends a Python child). */
+__attribute__((noreturn)) static void run_named_and_exit(const struct mp_func *f, const void *arg,
+                                                         size_t len, const char *name)
+{
+    mp_task_result res;
+    memset(&res, 0, sizeof res);
+    res.max = MP_PROCESS_ARG_MAX;
+    int r = mp__func_fn(f)(arg, len, &res);
+    free(res.buf);
+    int code = 0;
+    if (res.status == MP_ETASKFAILED) {
+        fprintf(stderr, "mproc: %s: %s\n", name, res.msg);
+        code = res.code > 0 && res.code < 256 ? res.code : 1;
+    } else if (r != 0) {
+        code = r > 0 && r < 256 ? r : 1;
+    }
+    mp__child_exit(code);
+}
+
+int mp_process_new_func(mp_process **out, const char *name, const char *func, const void *arg,
+                        size_t len)
+{
+    if (!out || !func || (!arg && len > 0)) return -EINVAL;
+    if (len > MP_PROCESS_ARG_MAX) {
+        mp__pool_set_error("argument of %zu bytes is larger than MP_PROCESS_ARG_MAX (%u)", len,
+                           MP_PROCESS_ARG_MAX);
+        return MP_ETOOBIG;
+    }
+    mp_func *f;
+    int r = mp_func_find(func, &f);
+    if (r < 0) return r; /* MP_ENOFUNC, with mp_last_error naming it */
+    void *copy = NULL;
+    if (len) {
+        copy = malloc(len);
+        if (!copy) return -ENOMEM;
+        memcpy(copy, arg, len);
+    }
+    mp_process *p;
+    r = mp_process_new(&p, name, (mp_target_fn)(void (*)(void))run_named_and_exit, NULL);
+    if (r < 0) {
+        free(copy);
+        return r;
+    }
+    p->func = f;
+    p->farg = copy;
+    p->farglen = len;
+    *out = p;
+    return 0;
+}
+
+int mp_process_set_start_method(mp_process *p, mp_start_method method)
+{
+    if (!p) return -EINVAL;
+    if (method != MP_START_DEFAULT && method != MP_START_FORK && method != MP_START_SPAWN &&
+        method != MP_START_FORKSERVER)
+        return -EINVAL;
+    if (st_get(p) != ST_NEW) return MP_ESTARTED;
+    p->method = method;
+    return 0;
+}
+
+mp_start_method mp_process_start_method(const mp_process *p)
+{
+    if (!p) return (mp_start_method)-EINVAL;
+    return p->method;
+}
+
+int mp_process_pass(mp_process *p, mp_kind kind, void *obj)
+{
+    if (!p || !obj || kind < MP_KIND_QUEUE || kind > MP_KIND_SHM) return -EINVAL;
+    if (is_self(p) || st_get(p) != ST_NEW) return MP_ESTARTED;
+    if (p->npass >= MP_PROCESS_PASS_MAX) return -ENOSPC;
+    p->pass[p->npass] = (struct mp__pass){kind, obj};
+    return p->npass++;
+}
+
+int mp_process_passed(int index, mp_kind kind, void *out)
+{
+    if (!out) return -EINVAL;
+    if (index < 0 || index >= child_npass) return -ENOENT;
+    if (child_pass[index].kind != (int)kind) return MP_ETYPE;
+    memcpy(out, &child_pass[index].obj, sizeof(void *));
+    return 0;
+}
+
+/* The payload of a Process launched under spawn or forkserver:
+ *   u32 magic, u32 function name length, u32 objects, u32 0, u64 argument length,
+ *   the function's name, per object {i32 kind, i32 nfds, u32 len, data[len]}, the argument.
+ * The objects' fds travel with the request, in order. */
+#define PAYLOAD_MAGIC 0x4d505045u
+
+struct payload_hdr {
+    uint32_t magic, namelen, nobj, pad;
+    uint64_t arglen;
+};
+struct obj_hdr {
+    int32_t kind, nfds;
+    uint32_t len;
+};
+
+static int start_launched(mp_process *p, mp_start_method m)
+{
+    if (!p->func) {
+        mp__pool_set_error("%s: a %s child cannot run a function pointer; name the target "
+                           "(mp_process_new_func with a registered function)",
+                           p->name, mp_start_method_name(m));
+        return MP_ENOTSUP;
+    }
+    mp__handoff *h = calloc((size_t)(p->npass ? p->npass : 1), sizeof *h);
+    if (!h) return -ENOMEM;
+    int r = 0, nexp = 0;
+    size_t objbytes = 0;
+    int nfds = 0;
+    for (; nexp < p->npass; nexp++) {
+        const char *why = "";
+        r = mp__handoff_export(p->pass[nexp].kind, p->pass[nexp].obj, &h[nexp], &why);
+        if (r < 0) {
+            mp__pool_set_error("%s: object %d (%s) cannot be passed to a %s child: %s", p->name,
+                               nexp, mp_kind_name((mp_kind)p->pass[nexp].kind),
+                               mp_start_method_name(m), why ? why : mp_strerror(r));
+            break;
+        }
+        objbytes += sizeof(struct obj_hdr) + h[nexp].len;
+        nfds += h[nexp].nfds;
+    }
+    const char *fname = mp_func_name(p->func);
+    size_t namelen = strlen(fname);
+    size_t total = sizeof(struct payload_hdr) + namelen + objbytes + p->farglen;
+    char *buf = r < 0 ? NULL : malloc(total);
+    int *fds = r < 0 ? NULL : malloc((size_t)(nfds ? nfds : 1) * sizeof *fds);
+    if (r == 0 && (!buf || !fds)) r = -ENOMEM;
+    if (r == 0 && nfds > MP__LAUNCH_FDS_MAX) r = MP_ETOOBIG;
+    if (r == 0) {
+        struct payload_hdr ph = {PAYLOAD_MAGIC, (uint32_t)namelen, (uint32_t)p->npass, 0,
+                                 p->farglen};
+        char *w = buf;
+        memcpy(w, &ph, sizeof ph);
+        w += sizeof ph;
+        memcpy(w, fname, namelen);
+        w += namelen;
+        int k = 0;
+        for (int i = 0; i < p->npass; i++) {
+            struct obj_hdr oh = {h[i].kind, h[i].nfds, h[i].len};
+            memcpy(w, &oh, sizeof oh);
+            w += sizeof oh;
+            memcpy(w, h[i].data, h[i].len);
+            w += h[i].len;
+            for (int j = 0; j < h[i].nfds; j++)
+                fds[k++] = h[i].fds[j];
+        }
+        if (p->farglen) memcpy(w, p->farg, p->farglen);
+        p->owner = my_pid();
+        st_set(p, ST_RUNNING);
+        mp__launch_req req = {.method = m,
+                              .entry = MP__ENTRY_PROCESS,
+                              .name = p->name,
+                              .daemon = p->daemon,
+                              .payload = buf,
+                              .len = total,
+                              .fds = fds,
+                              .nfds = nfds};
+        mp__launched l;
+        r = mp__launch(&req, &l);
+        if (r < 0) {
+            p->owner = 0;
+            st_set(p, ST_NEW);
+        } else {
+            p->pid = l.pid;
+            p->pidfd = l.handle;
+            p->via_server = l.via_server;
+            p->method = m;
+            reg_insert(p);
+        }
+    }
+    for (int i = 0; i < nexp; i++)
+        mp__handoff_close(&h[i]);
+    free(h);
+    free(buf);
+    free(fds);
+    return r;
+}
+
+/* The boot of a child launched by spawn/forkserver (launch.c) gives it its identity. */
+static struct mp_process launched_self = {.state = ST_RUNNING, .pidfd = -1};
+
+void mp__process_child_setup(const char *name, bool daemon, pid_t parent_pid)
+{
+    snprintf(launched_self.name, sizeof launched_self.name, "%s", name);
+    launched_self.daemon = daemon;
+    G.current = &launched_self;
+    G.parent_pid = parent_pid;
+    G.parent_ready = false;
+    snprintf(G.parent_name, sizeof G.parent_name, "%s", "MainProcess");
+    G.parent_not_ppid = getppid() != parent_pid; /* forkserver: our parent is the server */
+    if (G.parent_not_ppid) G.parent_start = mp__pid_start_time(parent_pid);
+}
+
+__attribute__((noreturn)) static void entry_fail(const char *what)
+{
+    fprintf(stderr, "mproc: %s: %s\n", launched_self.name, what);
+    mp__child_exit(70);
+}
+
+void mp__process_entry(const void *payload, size_t len, int *fds, int nfds)
+{
+    struct payload_hdr ph;
+    if (len < sizeof ph) entry_fail("truncated request");
+    memcpy(&ph, payload, sizeof ph);
+    const char *r = (const char *)payload + sizeof ph;
+    const char *end = (const char *)payload + len;
+    if (ph.magic != PAYLOAD_MAGIC || ph.namelen > 127 || ph.nobj > MP_PROCESS_PASS_MAX ||
+        (size_t)(end - r) < ph.namelen)
+        entry_fail("malformed request");
+    char name[128];
+    memcpy(name, r, ph.namelen);
+    name[ph.namelen] = '\0';
+    r += ph.namelen;
+    static struct mp__pass imported[MP_PROCESS_PASS_MAX];
+    int k = 0;
+    for (uint32_t i = 0; i < ph.nobj; i++) {
+        struct obj_hdr oh;
+        if ((size_t)(end - r) < sizeof oh) entry_fail("malformed request");
+        memcpy(&oh, r, sizeof oh);
+        r += sizeof oh;
+        if (oh.len > MP__HANDOFF_DATA || (size_t)(end - r) < oh.len || oh.nfds < 0 ||
+            oh.nfds > MP__HANDOFF_FDS || k + oh.nfds > nfds)
+            entry_fail("malformed request");
+        mp__handoff h = {.kind = oh.kind, .nfds = oh.nfds, .len = oh.len};
+        memcpy(h.data, r, oh.len);
+        r += oh.len;
+        for (int j = 0; j < oh.nfds; j++)
+            h.fds[j] = fds[k++];
+        void *obj = NULL;
+        int e = mp__handoff_import(&h, &obj);
+        if (e < 0) {
+            fprintf(stderr, "mproc: %s: object %u (%s) could not be rebuilt: %s\n",
+                    launched_self.name, i, mp_kind_name((mp_kind)oh.kind), mp_strerror(e));
+            mp__child_exit(70);
+        }
+        imported[i] = (struct mp__pass){oh.kind, obj};
+    }
+    for (; k < nfds; k++)
+        close(fds[k]);
+    if ((size_t)(end - r) != ph.arglen) entry_fail("malformed request");
+    child_pass = imported;
+    child_npass = (int)ph.nobj;
+    mp_func *f;
+    if (mp_func_find(name, &f) < 0) {
+        fprintf(stderr,
+                "mproc: %s: function \"%s\" is not registered in this program image (register it "
+                "with MP_FUNC_REGISTER at file scope, not at run time)\n",
+                launched_self.name, name);
+        mp__child_exit(70);
+    }
+    run_named_and_exit(f, r, ph.arglen, launched_self.name);
 }
 
 /* ---- "subclassing" --------------------------------------------------------------------------- */
@@ -593,7 +904,7 @@ mp_process *mp_process_parent(void)
         pp->pid = G.parent_pid;
         pp->owner = 0; /* not our child: every call that would reap or signal it says MP_ECHILD */
         st_set(pp, ST_RUNNING);
-        int fd = mp__parent_pidfd_open(G.parent_pid);
+        int fd = G.parent_not_ppid ? -ENOSYS : mp__parent_pidfd_open(G.parent_pid);
         if (fd == -ESRCH) fd = mp__dead_handle(); /* already ended: a sentinel readable at once */
         pp->pidfd = fd >= 0 ? fd : -1; /* else (no pidfds, no fd left): waits poll getppid() */
         G.parent_ready = true;
@@ -611,6 +922,8 @@ static bool is_parent(const mp_process *p)
  * reaps it, so a recycled pid cannot fool this either). */
 static bool parent_gone_by_ppid(void)
 {
+    /* A forkserver's child: the pid and its start time tell the parent from a later process. */
+    if (G.parent_not_ppid) return mp__pid_gone(parent_process.pid, G.parent_start);
     return getppid() != parent_process.pid;
 }
 

@@ -22,6 +22,20 @@ static int init_mutex(pthread_mutex_t *m)
     return mp__robust_mutex_init(m, PTHREAD_MUTEX_NORMAL);
 }
 
+/* Points a handle (magic, map_len and mem already set) at its mapped state. */
+static void handle_setup(mp_queue *q, struct qshm *s, uint32_t spin)
+{
+    q->s = s;
+    q->ring = (unsigned char *)s + ctl_size(s->joinable);
+    q->slots =
+        s->joinable ? (struct jslot *)(void *)((unsigned char *)s + sizeof(struct qshm)) : NULL;
+    q->slot = -1;
+    q->slot_pid = 0;
+    q->cap = s->cap;
+    mp__store_relaxed(&q->spin, spin);
+    q->magic = HANDLE_MAGIC;
+}
+
 static int queue_new(mp_queue **out, size_t maxsize, size_t capacity, bool joinable)
 {
     if (!out) return -EINVAL;
@@ -38,7 +52,7 @@ static int queue_new(mp_queue **out, size_t maxsize, size_t capacity, bool joina
     if (!q) return -ENOMEM;
     q->map_len = ctl_size(joinable) + cap;
     void *base;
-    int rc = mp__shm_map_anon(q->map_len, &base);
+    int rc = mp__shm_fd_map(q->map_len, &base, &q->mem);
     if (rc < 0) {
         free(q);
         return rc == -EINVAL ? -ENOMEM : rc;
@@ -57,21 +71,17 @@ static int queue_new(mp_queue **out, size_t maxsize, size_t capacity, bool joina
     mp__store_relaxed(&s->cons_cpu, -1);
     if ((rc = init_mutex(&s->plock)) < 0 || (rc = init_mutex(&s->clock)) < 0) {
         mp__shm_unmap(base, q->map_len);
+        mp__shm_fd_close(&q->mem);
         free(q);
         return rc;
     }
-    s->magic = SHM_MAGIC;
-    q->s = s;
-    q->ring = (unsigned char *)base + ctl_size(joinable);
     if (joinable) {
-        q->slots = (struct jslot *)(void *)((unsigned char *)base + sizeof(struct qshm));
+        struct jslot *slots = (struct jslot *)(void *)((unsigned char *)base + sizeof(struct qshm));
         for (int i = 0; i < JSLOTS; i++)
-            mp__store_relaxed(&q->slots[i].state, SLOT_DEAD);
+            mp__store_relaxed(&slots[i].state, SLOT_DEAD);
     }
-    q->slot = -1;
-    q->cap = cap;
-    mp__store_relaxed(&q->spin, 1);
-    q->magic = HANDLE_MAGIC;
+    s->magic = SHM_MAGIC;
+    handle_setup(q, s, 1);
     *out = q;
     return 0;
 }
@@ -90,11 +100,75 @@ int mp_queue_free(mp_queue **qp)
 {
     if (!qp || !*qp) return 0;
     mp_queue *q = *qp;
-    if (q->magic == HANDLE_MAGIC && q->s) mp__shm_unmap(q->s, q->map_len);
+    if (q->magic == HANDLE_MAGIC && q->s) {
+        mp__shm_unmap(q->s, q->map_len);
+        mp__shm_fd_close(&q->mem);
+    }
     q->magic = 0;
     q->s = NULL;
     free(q);
     *qp = NULL;
+    return 0;
+}
+
+/* ---- handoff to a spawned or forkserver child (handoff.h) ------------------------------------
+ * A queue travels as its memfd and a description; the child maps the same control block and
+ * ring, so every guarantee holds across it as across fork: robust side locks (the kernel hands
+ * a dead holder's lock to the next one whichever program image it runs), journals, JoinableQueue
+ * taker slots (keyed by pid and start time, which the child has like any process). The spin
+ * switch is per handle: the child's starts as the parent's was at export. */
+
+#define QUEUE_DESC_MAGIC 0x6d706871u /* "mphq" */
+
+struct queue_desc {
+    uint32_t magic;
+    uint32_t joinable;
+    uint64_t map_len;
+    uint64_t cap;
+    uint32_t spin;
+    uint32_t pad;
+};
+
+int mp__queue_export(const void *obj, mp__handoff *h, const char **why)
+{
+    const mp_queue *q = obj;
+    if (!valid(q)) return -EINVAL;
+    int r = mp__shm_fd_export(&q->mem, h, why);
+    if (r) return r;
+    struct queue_desc d = {
+        QUEUE_DESC_MAGIC, q->s->joinable, q->map_len, q->cap, mp__load_relaxed(&q->spin), 0};
+    mp__handoff_desc_put(h, &d, sizeof d);
+    return 0;
+}
+
+int mp__queue_import(mp__handoff *h, void **out)
+{
+    struct queue_desc d;
+    if (!mp__handoff_desc_get(h, &d, sizeof d) || d.magic != QUEUE_DESC_MAGIC || h->nfds != 1 ||
+        d.joinable > 1 || d.cap < MP_QUEUE_MIN_CAPACITY || d.cap > MP_QUEUE_MAX_CAPACITY ||
+        d.cap % 64 || d.map_len != ctl_size(d.joinable) + d.cap)
+        return MP_ECORRUPT;
+    mp_queue *q = calloc(1, sizeof *q);
+    if (!q) return -ENOMEM;
+    void *base;
+    int r = mp__shm_fd_import(h, 0, (size_t)d.map_len, &base, &q->mem);
+    if (r) {
+        free(q);
+        return r;
+    }
+    struct qshm *s = base;
+    /* The layout is checked against the description: a file that is not this queue's state is
+     * refused rather than trusted. */
+    if (s->magic != SHM_MAGIC || s->cap != d.cap || s->joinable != d.joinable) {
+        mp__shm_unmap(base, (size_t)d.map_len);
+        mp__shm_fd_close(&q->mem);
+        free(q);
+        return MP_ECORRUPT;
+    }
+    (void)mp__cpu_count(); /* as queue_new: before a child pins itself */
+    q->map_len = (size_t)d.map_len;
+    handle_setup(q, s, d.spin ? 1u : 0u);
+    *out = q;
     return 0;
 }
 

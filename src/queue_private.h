@@ -60,6 +60,7 @@
 #include <stdint.h>
 #include <string.h>
 #include "atomics.h"
+#include "handoff.h"
 #include "mproc/error.h"
 #include "mproc/queue.h"
 #include "platform/platform.h"
@@ -158,6 +159,7 @@ struct mp_queue {
     struct jslot *slots; /* JoinableQueue only */
     unsigned char *ring;
     size_t map_len;
+    mp__shm_fd mem; /* the mapping's memfd (fd -1: anonymous, cannot travel; handoff.h) */
     uint64_t cap;
     pid_t slot_pid; /* the process that claimed `slot` (a forked child must claim its own) */
     int slot;

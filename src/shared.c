@@ -2,7 +2,8 @@
 /* shared.c - Value and Array (mproc/shared.h): the type table and its conversions, and the typed
  * shared objects with their optional lock. Named blocks are in shared_shm.c.
  *
- * A Value is an Array of one element. Both live in one anonymous MAP_SHARED mapping laid out as
+ * A Value is an Array of one element. Both live in one MAP_SHARED mapping (anonymous, or a memfd
+ * after mp_init() so that it can travel to a spawned child: handoff.h) laid out as
  *     [0, 64)    header (type, count) for debugging and sanity checks
  *     [64, 128)  the RLock's state (synchronized objects)
  *     [128, ..)  the elements, 64-byte aligned so every element is naturally aligned for atomics
@@ -18,6 +19,7 @@
 #include <string.h>
 
 #include "atomics.h"
+#include "handoff.h"
 #include "mproc/error.h"
 #include "mproc/shared.h"
 #include "platform/platform.h"
@@ -195,7 +197,8 @@ struct mp_array {
     void *map;
     size_t map_size;
     char *data;
-    mp_lock lock; /* embedded handle on the state at OBJ_LOCK_OFF */
+    mp__shm_fd mem; /* the mapping's memfd (fd -1: anonymous, cannot travel; handoff.h) */
+    mp_lock lock;   /* embedded handle on the state at OBJ_LOCK_OFF */
 };
 
 struct mp_value {
@@ -212,7 +215,7 @@ static int obj_init(struct mp_array *a, int type, size_t count, const void *init
             if (((const unsigned char *)init)[i] > 1) return MP_ERANGE;
     size_t size = OBJ_DATA_OFF + count * t->size;
     void *map;
-    int r = mp__shm_map_anon(size, &map);
+    int r = mp__shm_fd_map(size, &map, &a->mem);
     if (r) return r;
     obj_hdr *h = map;
     h->magic = OBJ_MAGIC;
@@ -230,6 +233,7 @@ static int obj_init(struct mp_array *a, int type, size_t count, const void *init
         mp__lock_state *ls = (mp__lock_state *)((char *)map + OBJ_LOCK_OFF);
         if ((r = mp__lock_state_init(ls, true))) {
             mp__shm_unmap(map, size);
+            mp__shm_fd_close(&a->mem);
             return r;
         }
         mp__lock_handle_embed(&a->lock, ls);
@@ -273,6 +277,7 @@ static int obj_free(struct mp_array *a)
     if (!obj_ok(a)) return -EINVAL;
     if (obj_held(a)) return -EBUSY;
     mp__shm_unmap(a->map, a->map_size);
+    mp__shm_fd_close(&a->mem);
     a->magic = 0;
     free(a);
     return 0;
@@ -686,4 +691,96 @@ int mp_value_write(mp_value *v, const void *in, size_t size)
     if (!v || !obj_ok(&v->a) || !in) return -EINVAL;
     if (size != v->a.t->size) return MP_ETYPE;
     return mp_array_write(&v->a, 0, in, 1);
+}
+
+/* ---- handoff to a spawned or forkserver child (handoff.h) ------------------------------------
+ * A Value or Array travels as its memfd: header, lock and elements are one mapping, so the child
+ * works on the same elements under the same RLock (a holder that dies on either side is reported
+ * to the next locker as -EOWNERDEAD, as under fork). */
+
+#define OBJ_DESC_MAGIC 0x6d706876u /* "mphv" */
+
+struct obj_desc {
+    uint32_t magic;
+    uint32_t type;
+    uint64_t count;
+    uint64_t map_size;
+    uint32_t sync;
+    uint32_t pad;
+};
+
+static int obj_export(const struct mp_array *a, mp__handoff *h, const char **why)
+{
+    if (!obj_ok(a)) return -EINVAL;
+    int r = mp__shm_fd_export(&a->mem, h, why);
+    if (r) return r;
+    struct obj_desc d = {
+        OBJ_DESC_MAGIC, (uint32_t)(unsigned char)a->t->code, a->count, a->map_size, a->sync, 0};
+    mp__handoff_desc_put(h, &d, sizeof d);
+    return 0;
+}
+
+static int obj_import(mp__handoff *h, bool value, void **out)
+{
+    struct obj_desc d;
+    if (!mp__handoff_desc_get(h, &d, sizeof d) || d.magic != OBJ_DESC_MAGIC || h->nfds != 1 ||
+        d.sync > 1)
+        return MP_ECORRUPT;
+    const tinfo *t = type_info((int)d.type);
+    if (!t || d.count == 0 || (value && d.count != 1) ||
+        d.count > (SIZE_MAX - OBJ_DATA_OFF) / t->size ||
+        d.map_size != OBJ_DATA_OFF + d.count * t->size)
+        return MP_ECORRUPT;
+    struct mp_array *a = calloc(1, sizeof *a);
+    if (!a) return -ENOMEM;
+    void *map;
+    int r = mp__shm_fd_import(h, 0, (size_t)d.map_size, &map, &a->mem);
+    if (r) {
+        free(a);
+        return r;
+    }
+    obj_hdr *oh = map;
+    mp__lock_state *ls = (mp__lock_state *)((char *)map + OBJ_LOCK_OFF);
+    if (oh->magic != OBJ_MAGIC || oh->type != d.type || oh->count != d.count ||
+        (d.sync && (mp__load_acq(&ls->magic) != MP__SYNC_MAGIC || ls->kind != MP__K_RLOCK))) {
+        mp__shm_unmap(map, (size_t)d.map_size);
+        mp__shm_fd_close(&a->mem);
+        free(a);
+        return MP_ECORRUPT;
+    }
+    a->magic = MP__HANDLE_MAGIC;
+    a->sync = d.sync;
+    a->t = t;
+    a->count = (size_t)d.count;
+    a->map = map;
+    a->map_size = (size_t)d.map_size;
+    a->data = (char *)map + OBJ_DATA_OFF;
+    if (d.sync) mp__lock_handle_embed(&a->lock, ls);
+    *out = a;
+    return 0;
+}
+
+int mp__value_export(const void *obj, mp__handoff *h, const char **why)
+{
+    const struct mp_array *a = obj;
+    if (obj_ok(a) && a->count != 1) {
+        *why = "an Array passed as a Value";
+        return -EINVAL;
+    }
+    return obj_export(a, h, why);
+}
+
+int mp__value_import(mp__handoff *h, void **out)
+{
+    return obj_import(h, true, out);
+}
+
+int mp__array_export(const void *obj, mp__handoff *h, const char **why)
+{
+    return obj_export(obj, h, why);
+}
+
+int mp__array_import(mp__handoff *h, void **out)
+{
+    return obj_import(h, false, out);
 }

@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "handoff.h"
+#include "mproc/error.h"
 #include "mproc/shared.h"
 #include "platform/platform.h"
 #include "process_internal.h"
@@ -381,4 +383,82 @@ int mp_shm_sweep(int *removed)
     closedir(d);
     if (removed) *removed = n;
     return 0;
+}
+
+/* ---- handoff to a spawned or forkserver child (handoff.h) ------------------------------------
+ * A block travels as an fd on it (opened by name at export, after checking that the name still
+ * refers to this very block), so the child maps the same pages even if the name is unlinked
+ * meanwhile. The child attaches: it never unlinks the name on free or exit. Its mp_shm_name is
+ * read back from the fd (/proc/self/fd), so the description stays small. */
+
+#define SHM_DESC_MAGIC 0x6d706862u /* "mphb" */
+
+struct shm_desc {
+    uint32_t magic;
+    uint32_t pad;
+    uint64_t size;
+};
+
+int mp__shm_export(const void *obj, mp__handoff *h, const char **why)
+{
+    const mp_shm *b = obj;
+    if (!shm_ok(b)) return -EINVAL;
+    int fd = shm_open(b->name, O_RDWR | O_CLOEXEC, 0);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || st.st_dev != b->id.dev || st.st_ino != b->id.ino) {
+        int e = fd < 0 ? errno : 0;
+        if (fd >= 0) close(fd);
+        if (e == EMFILE || e == ENFILE) return -e;
+        *why = "its name was unlinked (or now names another block): keep the name until the "
+               "child has started";
+        return MP_ENOTSUP;
+    }
+    if (h->nfds != 0) {
+        close(fd);
+        return -ENOSPC;
+    }
+    h->fds[h->nfds++] = fd; /* already close-on-exec: the dup handoff.h asks for */
+    struct shm_desc d = {SHM_DESC_MAGIC, 0, b->size};
+    mp__handoff_desc_put(h, &d, sizeof d);
+    return 0;
+}
+
+/* The block's name from its fd: "/dev/shm/NAME" (maybe with " (deleted)") -> "/NAME". */
+static void name_from_fd(int fd, char out[SHM_NAME_MAX + 1])
+{
+    char link[64], path[SHM_NAME_MAX + 64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    out[0] = '\0';
+    if (n <= 0) return;
+    path[n] = '\0';
+    char *del = strstr(path, " (deleted)");
+    if (del && del[10] == '\0') *del = '\0';
+    const char *base = strncmp(path, "/dev/shm/", 9) == 0 ? path + 8 : NULL;
+    if (base && strlen(base) <= SHM_NAME_MAX) memcpy(out, base, strlen(base) + 1);
+}
+
+int mp__shm_import(mp__handoff *h, void **out)
+{
+    struct shm_desc d;
+    if (!mp__handoff_desc_get(h, &d, sizeof d) || d.magic != SHM_DESC_MAGIC || h->nfds != 1 ||
+        d.size == 0 || d.size > SHM_SIZE_MAX || h->fds[0] < 0)
+        return MP_ECORRUPT;
+    int fd = h->fds[0];
+    struct stat st;
+    if (fstat(fd, &st) < 0) return -errno;
+    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != d.size) return MP_ECORRUPT;
+    mp_shm *b = calloc(1, sizeof *b);
+    if (!b) return -ENOMEM;
+    int r = map_fd(fd, (size_t)d.size, &b->ptr);
+    if (r) {
+        free(b);
+        return r;
+    }
+    name_from_fd(fd, b->name);
+    b->magic = MP__HANDLE_MAGIC;
+    b->id = (shm_id){st.st_dev, st.st_ino};
+    b->size = (size_t)d.size;
+    *out = b;
+    return 0; /* the fd is left in h: the mapping does not need it, the dispatcher closes it */
 }

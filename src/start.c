@@ -12,7 +12,10 @@
 #include "handoff.h"
 #include "mproc/error.h"
 #include "mproc/start.h"
+#include "platform/platform.h"
 #include "start_internal.h"
+
+void mp__save_argv(int argc, char **argv);
 
 static _Atomic int init_called;
 static _Atomic int default_method; /* 0: not read from the environment yet */
@@ -63,8 +66,8 @@ static int method_from_env(void)
     const char *e = getenv("MPROC_START_METHOD");
     mp_start_method m = MP_START_FORK;
     if (e && *e && mp_start_method_parse(e, &m) < 0) {
-        fprintf(stderr, "mproc: MPROC_START_METHOD=%s is not fork, spawn or forkserver; using fork\n",
-                e);
+        fprintf(stderr,
+                "mproc: MPROC_START_METHOD=%s is not fork, spawn or forkserver; using fork\n", e);
         m = MP_START_FORK;
     }
     return (int)m;
@@ -122,9 +125,53 @@ const char *mp_kind_name(mp_kind kind)
 
 int mp_init(int *argc, char ***argv)
 {
-    (void)argc;
-    (void)argv;
-    atomic_store_explicit(&init_called, 1, memory_order_release);
-    (void)mp_get_start_method();
+    if (!mp__init_called()) {
+        mp__save_argv(argc ? *argc : 0, argv ? *argv : NULL);
+        mp__self_exe_init();
+        atomic_store_explicit(&init_called, 1, memory_order_release);
+        (void)mp_get_start_method();
+    }
     return mp__boot_if_child(argc, argv);
+}
+
+/* ---- threads and fork safety -------------------------------------------------------------------
+ */
+
+static _Atomic int own_threads;
+static _Atomic int warn_fork = -1; /* -1: MPROC_WARN_FORK_THREADS not read yet */
+
+void mp__own_threads_add(int delta)
+{
+    atomic_fetch_add_explicit(&own_threads, delta, memory_order_relaxed);
+}
+
+int mp_thread_count(void)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    if (!f) return -errno;
+    char line[256];
+    int n = -ENOENT;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &n) == 1) break;
+    fclose(f);
+    if (n < 0) return n;
+    n -= atomic_load_explicit(&own_threads, memory_order_relaxed);
+    return n < 1 ? 1 : n;
+}
+
+void mp__fork_warn(void)
+{
+    int w = atomic_load_explicit(&warn_fork, memory_order_relaxed);
+    if (w < 0) {
+        const char *e = getenv("MPROC_WARN_FORK_THREADS");
+        w = e && *e && strcmp(e, "0") != 0;
+        atomic_store_explicit(&warn_fork, w, memory_order_relaxed);
+    }
+    if (!w) return;
+    int n = mp_thread_count();
+    if (n > 1)
+        fprintf(stderr,
+                "mproc: warning: fork from a process running %d threads: a lock another thread "
+                "holds now stays locked in the child; use the spawn or forkserver start method\n",
+                n);
 }

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "mproc/start.h"
@@ -24,8 +25,8 @@ int mp__boot_if_child(int *argc, char ***argv);
 typedef int (*mp__entry_hook_fn)(int *argc, char ***argv);
 MP_API void mp__entry_hook_set(mp__entry_hook_fn fn);
 
-/* ---- launching a child under spawn or forkserver (launch.c, forkserver.c) ------------------------
- * A launched child runs an internal entry, never the program's main: */
+/* ---- launching a child under spawn or forkserver (launch.c, forkserver.c)
+ * ------------------------ A launched child runs an internal entry, never the program's main: */
 enum {
     MP__ENTRY_PROCESS = 1,      /* a Process with a named target (process.c) */
     MP__ENTRY_POOL_FACTORY = 2, /* a pool's worker factory (pool_factory.c) */
@@ -83,5 +84,67 @@ void mp__launched_close(mp__launched *l);
 /* The detail of the last start error of this thread ("" before any). */
 const char *mp__start_error(void);
 void mp__start_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- the request on the wire (launch.c), shared with forkserver.c ------------------------------
+ * One SOCK_SEQPACKET message: a header, then the payload inline (up to MP__REQ_INLINE_MAX) or in
+ * a memfd sent as the last fd; the entry's fds travel with it (SCM_RIGHTS). */
+#define MP__REQ_MAGIC      0x4d505251u
+#define MP__REQ_VERSION    1u
+#define MP__REQ_INLINE_MAX (48u << 10)
+
+typedef struct mp__req_hdr {
+    uint32_t magic, version;
+    int32_t entry;
+    int32_t nfds;       /* the entry's fds (not counting a payload memfd or a status socket) */
+    int32_t parent_pid; /* the program that asked for the child */
+    int32_t daemon;
+    int32_t in_memfd; /* 1: the payload is in the fd after the entry's fds */
+    int32_t pad;
+    uint64_t len; /* payload bytes */
+    char name[64];
+} mp__req_hdr;
+
+typedef struct mp__req_out {
+    void *msg; /* header + inline payload */
+    size_t msglen;
+    int fds[MP__LAUNCH_FDS_MAX + 2]; /* the caller's fds (borrowed) + our memfd (owned) */
+    int nfds;
+    int memfd;
+} mp__req_out;
+
+int mp__req_build(const mp__launch_req *r, mp__req_out *o);
+void mp__req_release(mp__req_out *o);
+/* Sends the request with extra_fd (>= 0) appended after every other fd. */
+int mp__req_send(int sock, const mp__req_out *o, int extra_fd);
+
+/* A received request. */
+typedef struct mp__boot {
+    mp__req_hdr hdr;
+    void *msg;
+    const void *payload;
+    size_t len;
+    int fds[MP__LAUNCH_FDS_MAX + 2];
+    int nfds;     /* the entry's fds */
+    int extra_fd; /* the fd after them (forkserver: the status socket), -1 for none */
+} mp__boot;
+
+/* Receives one request; has_extra: the sender appended an extra fd. Returns 1, 0 at end of file,
+ * or -errno / MP_ECORRUPT (everything received is closed then). */
+int mp__req_recv(int sock, mp__boot *b, bool has_extra);
+void mp__boot_release(mp__boot *b);
+/* In the new child: takes on the identity the request gives and runs the entry. */
+__attribute__((noreturn)) void mp__boot_run(mp__boot *b);
+
+/* process.c: the identity of a child launched by spawn/forkserver. */
+void mp__process_child_setup(const char *name, bool daemon, pid_t parent_pid);
+
+/* forkserver.c */
+int mp__forkserver_launch(const mp__req_out *o, mp__launched *out);
+__attribute__((noreturn)) void mp__forkserver_main(int ctl, pid_t owner);
+
+/* Threads mproc runs itself (pool supervisors): mp_thread_count leaves them out. */
+void mp__own_threads_add(int delta);
+/* The warning of MPROC_WARN_FORK_THREADS=1, called before every fork of mproc. */
+void mp__fork_warn(void);
 
 #endif

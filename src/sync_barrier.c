@@ -134,10 +134,19 @@ static void bar_setup(mp__sync_handle *h, const void *arg)
     b->action_arg = a->o->action_arg;
 }
 
+static const mp_barrier_options bar_defaults_adopt = MP_BARRIER_OPTIONS_INIT;
+
 static const sync_kind bar_kind = {
     sizeof(mp_barrier), MP_SYNC_SHM_SIZE, MP__K_BARRIER, MP__K_BARRIER,
     bar_init,           bar_check,        bar_setup,
 };
+
+/* An adopted barrier carries no action: export refuses a barrier made with one. */
+int mp__barrier_adopt(mp_barrier **out, void *mem, size_t size, mp__shm_fd *m)
+{
+    bar_args a = {0, &bar_defaults_adopt};
+    return mp__sync_adopt(out, &bar_kind, mem, size, &a, m);
+}
 
 void mp_barrier_options_init(mp_barrier_options *o)
 {
@@ -348,6 +357,11 @@ int mp_barrier_n_waiting(const mp_barrier *b)
 int mp_barrier_is_broken(const mp_barrier *b)
 {
     return bar_ok(b) ? (int)mp__load_acq(&bar_st(b)->broken) : -EINVAL;
+}
+
+bool mp__barrier_has_action(const mp_barrier *b)
+{
+    return b->action != NULL || bar_st(b)->has_action;
 }
 
 int mp_barrier_free(mp_barrier **pp)

@@ -54,6 +54,7 @@ struct mp_cond {
     mp__sync_handle h; /* h.state: cond_state */
     mp_lock *lock;     /* the lock in use: &own or the caller's */
     mp_lock own;       /* handle on the state's own lock */
+    mp_lock *adopted;  /* a handoff's copy of the caller's lock: freed with the condition */
 };
 
 static inline cond_state *cond_st(const mp_cond *c)
@@ -97,6 +98,18 @@ static void cond_setup(mp__sync_handle *h, const void *arg)
 static const sync_kind cond_kind = {
     sizeof(mp_cond), COND_MAP_SIZE, MP__K_COND, MP__K_COND, cond_init, cond_check, cond_setup,
 };
+
+int mp__cond_adopt(mp_cond **out, void *mem, size_t size, mp__shm_fd *m, mp_lock *ext)
+{
+    int r = mp__sync_adopt(out, &cond_kind, mem, size, ext, m);
+    if (r == 0) (*out)->adopted = ext;
+    return r;
+}
+
+const mp_lock *mp__cond_ext_lock(const mp_cond *c)
+{
+    return c->lock == &c->own ? NULL : c->lock;
+}
 
 int mp_cond_new(mp_cond **out, mp_lock *lock)
 {
@@ -351,5 +364,9 @@ int mp_cond_free(mp_cond **pp)
     if (pp && cond_ok(*pp) && ((*pp)->h.flags & MP__H_OWNS_MAP) && (*pp)->lock == &(*pp)->own &&
         lock_state_owned(&cond_st(*pp)->lock))
         return -EBUSY; /* as mp_lock_free */
-    return mp__sync_free(pp);
+    mp_lock *adopted = pp && cond_ok(*pp) ? (*pp)->adopted : NULL;
+    if (adopted && mp__lock_owned(adopted)) return -EBUSY;
+    int r = mp__sync_free(pp);
+    if (r == 0 && adopted) mp_lock_free(&adopted);
+    return r;
 }

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "handoff.h"
 #include "mproc/sync.h"
 
 #define MP__SYNC_MAGIC   0x6d707379u /* "mpsy": shared state */
@@ -37,6 +38,7 @@ typedef struct mp__sync_handle {
     uint32_t flags; /* MP__H_* */
     void *state;    /* the shared state (starts with {magic, kind}) */
     size_t map_len; /* bytes mapped by _new (MP__H_OWNS_MAP), else 0 */
+    mp__shm_fd mem; /* _new after mp_init(): the mapping's memfd (handoff.h); else fd -1 */
 } mp__sync_handle;
 
 typedef struct mp__lock_state {

@@ -22,7 +22,7 @@ int mp__lock_state_init(mp__lock_state *s, bool recursive)
 
 void mp__lock_handle_embed(mp_lock *l, mp__lock_state *s)
 {
-    l->h = (mp__sync_handle){MP__HANDLE_MAGIC, MP__H_EMBEDDED, s, 0};
+    l->h = (mp__sync_handle){MP__HANDLE_MAGIC, MP__H_EMBEDDED, s, 0, {-1, 0, 0}};
 }
 
 static int lock_init(void *mem, size_t size, const void *arg)
@@ -33,6 +33,11 @@ static int lock_init(void *mem, size_t size, const void *arg)
 static const sync_kind lock_kind = {
     sizeof(mp_lock), MP_SYNC_SHM_SIZE, MP__K_LOCK, MP__K_RLOCK, lock_init, NULL, NULL,
 };
+
+int mp__lock_adopt(mp_lock **out, void *mem, size_t size, mp__shm_fd *m)
+{
+    return mp__sync_adopt(out, &lock_kind, mem, size, NULL, m);
+}
 
 int mp_lock_new(mp_lock **out)
 {

@@ -76,6 +76,24 @@ enum sync_how { SYNC_NEW, SYNC_INIT_AT, SYNC_ATTACH_AT };
 int mp__sync_open(void *out, const sync_kind *k, enum sync_how how, void *mem, size_t size,
                   const void *arg);
 
+/* Makes a handle on state that arrived from another program image (handoff): mem[0, size) was
+ * mapped from the memfd in *m; checked as attach checks, then owned as _new owns its mapping
+ * (free unmaps it and closes the fd). On failure nothing is touched: the caller unmaps and
+ * closes. */
+int mp__sync_adopt(void *out, const sync_kind *k, void *mem, size_t size, const void *arg,
+                   mp__shm_fd *m);
+/* The per-kind adopters (each file knows its kind's table). mp__cond_adopt: ext is the caller's
+ * lock the condition was made with (NULL: its own), adopted too and freed with the condition. */
+int mp__lock_adopt(mp_lock **out, void *mem, size_t size, mp__shm_fd *m);
+int mp__sem_adopt(mp_sem **out, void *mem, size_t size, mp__shm_fd *m);
+int mp__event_adopt(mp_event **out, void *mem, size_t size, mp__shm_fd *m);
+int mp__cond_adopt(mp_cond **out, void *mem, size_t size, mp__shm_fd *m, mp_lock *ext);
+int mp__barrier_adopt(mp_barrier **out, void *mem, size_t size, mp__shm_fd *m);
+/* The lock a condition was made with when it is not its own (NULL when it is its own). */
+const mp_lock *mp__cond_ext_lock(const mp_cond *c);
+/* Whether a barrier was made with an action (which cannot cross exec). */
+bool mp__barrier_has_action(const mp_barrier *b);
+
 /* The one destructor: unmaps what _new mapped, frees the handle, clears the caller's pointer. */
 int mp__sync_free(void *pp);
 

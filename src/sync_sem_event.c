@@ -50,6 +50,11 @@ static const sync_kind sem_kind = {
     sizeof(mp_sem), MP_SYNC_SHM_SIZE, MP__K_SEM, MP__K_BSEM, sem_init, NULL, NULL,
 };
 
+int mp__sem_adopt(mp_sem **out, void *mem, size_t size, mp__shm_fd *m)
+{
+    return mp__sync_adopt(out, &sem_kind, mem, size, NULL, m);
+}
+
 int mp_sem_new(mp_sem **out, unsigned value)
 {
     if (value > MP_SEM_VALUE_MAX) return -EINVAL;
@@ -166,6 +171,11 @@ static int event_init(void *mem, size_t size, const void *arg)
 static const sync_kind event_kind = {
     sizeof(mp_event), MP_SYNC_SHM_SIZE, MP__K_EVENT, MP__K_EVENT, event_init, NULL, NULL,
 };
+
+int mp__event_adopt(mp_event **out, void *mem, size_t size, mp__shm_fd *m)
+{
+    return mp__sync_adopt(out, &event_kind, mem, size, NULL, m);
+}
 
 int mp_event_new(mp_event **out)
 {

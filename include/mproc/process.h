@@ -10,16 +10,22 @@
  *     int code; mp_process_exitcode(p, &code);
  *     mp_process_free(&p);
  *
- * Start method: fork. The child is a copy of the parent, so target and arg are plain C pointers
- * (the same addresses are valid in the child). The child runs target(arg); its return value
- * (masked to 0..255) is the exit status. Every stdio stream is flushed before fork, and the child
- * discards what stdout and stderr still buffer (bytes another thread printed meanwhile are the
- * parent's): nothing is written twice. When target returns, the child terminates its own daemon
- * children and joins the others (as Python's bootstrap), flushes stdout and stderr with SIGPIPE
- * blocked (a failed flush makes the exit code 1, as CPython reports, never a death by SIGPIPE)
- * and ends with _exit(), so the parent's atexit handlers never run twice. Other FILE streams the
- * target writes are its own to fflush or fclose (as in Python, whose child ends with os._exit). A
- * target may also call exit(n): the exit code is then n, and atexit handlers run in the child.
+ * Start method (mproc/start.h): fork by default. The child is then a copy of the parent, so
+ * target and arg are plain C pointers (the same addresses are valid in the child). Under spawn
+ * and forkserver the child is a fresh image of the program: the target must be a registered
+ * function named by a string, with bytes as its argument (mp_process_new_func below), and objects
+ * reach it through mp_process_pass; everything else in this header works the same under every
+ * method (exit codes, join timeouts, terminate/kill, sentinels, no orphans).
+ *
+ * The child runs target(arg); its return value (masked to 0..255) is the exit status. Every stdio
+ * stream is flushed before fork, and the child discards what stdout and stderr still buffer (bytes
+ * another thread printed meanwhile are the parent's): nothing is written twice. When target
+ * returns, the child terminates its own daemon children and joins the others (as Python's
+ * bootstrap), flushes stdout and stderr with SIGPIPE blocked (a failed flush makes the exit code 1,
+ * as CPython reports, never a death by SIGPIPE) and ends with _exit(), so the parent's atexit
+ * handlers never run twice. Other FILE streams the target writes are its own to fflush or fclose
+ * (as in Python, whose child ends with os._exit). A target may also call exit(n): the exit code is
+ * then n, and atexit handlers run in the child.
  *
  * Fork discipline: all signals are blocked around fork; in the child, before target runs, the
  * handler of every caught standard signal (1..31) is reset to SIG_DFL (ignored signals stay
@@ -130,7 +136,8 @@ MP_API int mp_process_terminate(mp_process *p);
 MP_API int mp_process_kill(mp_process *p);
 MP_API int mp_process_signal(mp_process *p, int sig);
 
-/* A file descriptor that becomes readable (POLLIN) when the child ends: its pidfd (close-on-exec).
+/* A file descriptor that becomes readable (POLLIN) when the child ends: its pidfd (close-on-exec;
+ * under forkserver, the socket on which the server reports the child's end).
  * Poll many of them at once to wait for several processes (see also mp_wait in mproc/pipe.h).
  * Owned by the process object (do not close it); valid from start until free, also after the
  * child was reaped (it then stays readable). Errors: -EINVAL, MP_ENOTSTARTED, MP_ESELF,

@@ -13,13 +13,12 @@
  *                        caller's memory. Only the forking thread is copied: a lock another thread
  *                        held at that instant stays locked in the child forever. Right for
  *                        single-threaded programs; the default.
- *   MP_START_SPAWN       the child execs the program itself (/proc/self/exe, the same argv) and runs
- *                        only the requested target from mp_init(); nothing of the caller's memory,
- *                        threads or locks comes along. Safe from any thread; costs an exec.
- *   MP_START_FORKSERVER  a small server process (a spawned copy of the program, single-threaded)
- *                        forks every child on request: cheap like fork, clean like spawn. Started at
- *                        the first use, restarted transparently if it was killed.
- * Under spawn and forkserver a process target is a registered function named by a string (see
+ *   MP_START_SPAWN       the child execs the program itself (/proc/self/exe, the same argv) and
+ * runs only the requested target from mp_init(); nothing of the caller's memory, threads or locks
+ * comes along. Safe from any thread; costs an exec. MP_START_FORKSERVER  a small server process (a
+ * spawned copy of the program, single-threaded) forks every child on request: cheap like fork,
+ * clean like spawn. Started at the first use, restarted transparently if it was killed. Under spawn
+ * and forkserver a process target is a registered function named by a string (see
  * mp_process_new_func) and its argument is bytes; objects reach the child through
  * mp_process_pass (fds passed with SCM_RIGHTS: the same shared state, never a copy). See
  * docs/start-methods.md.
@@ -98,6 +97,12 @@ MP_API const char *mp_kind_name(mp_kind kind);
 /* The pid of the forkserver, when one runs for this program (started by a forkserver start),
  * else 0. */
 MP_API pid_t mp_forkserver_pid(void);
+
+/* Stops this program's forkserver now (the next forkserver start starts a new one): children it
+ * forked that still run are killed (SIGKILL), as when the program dies; join them first. The
+ * server is reaped before this returns. At exit nothing needs doing: the server ends by itself
+ * once the program is gone. Returns 0 (also when none runs). Thread-safe. */
+MP_API int mp_forkserver_stop(void);
 
 #ifdef __cplusplus
 }

@@ -155,6 +155,17 @@ int mp__death_open(int death[2]);
 void mp__death_child(const int death[2]);
 void mp__death_parent(pid_t pid, const int death[2]);
 
+/* ---- running the program again (spawn.c) ---------------------------------------------------- */
+
+/* Reads and keeps the program's executable path (readlink /proc/self/exe); mp_init calls it. */
+void mp__self_exe_init(void);
+/* posix_spawn of the program itself with argv, the current environment plus extra_env ("K=V", may
+ * be NULL), fds[i] placed at fd 3+i (at most 8, without close-on-exec), every other fd above 2
+ * closed and the signal mask emptied in the child. *pid gets the child, our own. Returns 0 or
+ * -errno (-ENOENT: the executable is gone). Thread-safe. */
+int mp__spawn_self(char *const argv[], const char *extra_env, const int *fds, int nfds,
+                   pid_t *pid);
+
 /* ---- stdio ---------------------------------------------------------------------------------- */
 
 /* In a freshly forked child: discard (never write) what stdout's and stderr's buffers hold. The

@@ -267,6 +267,30 @@ void mp_test_child_exit(int code)
     _exit(code);
 }
 
+pid_t mp_test_exec_self(const char *const *args, const int *fds, int n)
+{
+    size_t na = 0;
+    while (args && args[na])
+        na++;
+    char **argv = calloc(na + 3, sizeof *argv);
+    if (!argv) return -1;
+    argv[0] = (char *)"mp-test-exec-child";
+    argv[1] = (char *)MP_TEST_EXEC_MARK;
+    for (size_t i = 0; i < na; i++)
+        argv[i + 2] = (char *)args[i];
+    pid_t pid = mp_test_fork();
+    if (pid == 0) {
+        for (int i = 0; i < n; i++) {
+            int fl = fcntl(fds[i], F_GETFD);
+            if (fl < 0 || fcntl(fds[i], F_SETFD, fl & ~FD_CLOEXEC) < 0) _exit(97);
+        }
+        execv("/proc/self/exe", argv);
+        _exit(96);
+    }
+    free(argv);
+    return pid;
+}
+
 int mp_test_wait(pid_t pid, double timeout_s)
 {
     struct timespec start, now;

@@ -77,6 +77,28 @@ __attribute__((noreturn)) void mp_test_child_exit(int code);
         }                                                                                          \
     } while (0)
 
+/* Forks (mp_test_fork) and re-executes the test program (/proc/self/exe) as
+ * `prog MP_TEST_EXEC_MARK args[0] args[1] ...` (args NULL-terminated), with the n fds in `fds`
+ * inherited at the same numbers (their close-on-exec flag is cleared in the child only). Returns
+ * the child's pid (reap it with mp_test_wait*), or -1. */
+pid_t mp_test_exec_self(const char *const *args, const int *fds, int n);
+
+/* main() for tests whose objects cross exec (spawn, forkserver): the program calls
+ * mp_init(&argc, &argv) before any case runs, so the objects the cases make are memfd-backed.
+ * When a case re-executed the program (mp_test_exec_self: argv[1] is MP_TEST_EXEC_MARK), main runs
+ * child(argc, argv) instead of the cases and exits with its result; child makes its own mp_init()
+ * call (or not: a child may show what happens before it). The test includes mproc.h and
+ * <string.h>. */
+#define MP_TEST_EXEC_MARK "--mp-test-exec-child"
+#define MP_TEST_MAIN_EXEC(tests, child)                                                            \
+    int main(int argc, char **argv)                                                                \
+    {                                                                                              \
+        if (argc > 1 && strcmp(argv[1], MP_TEST_EXEC_MARK) == 0)                                   \
+            mp_test_child_exit((child)(argc, argv));                                               \
+        mp_init(&argc, &argv);                                                                     \
+        return mp_test_main(__FILE__, tests, sizeof(tests) / sizeof(tests[0]));                    \
+    }
+
 /* Wait for a child of the test for at most timeout_s (already scaled by the caller, usually via
  * mp_test_timeout). Returns the raw wait status, or -1 after a timeout (the child is then
  * SIGKILLed and reaped, so nothing leaks). */
