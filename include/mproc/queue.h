@@ -12,7 +12,8 @@
  *     mp_queue_get(q, buf, sizeof buf, &n, 5.0);    // waits at most 5 s
  *     mp_queue_free(&q);
  *
- * What a queue is: a byte ring in anonymous shared memory (MAP_SHARED), created by mp_queue_new
+ * What a queue is: a byte ring in shared memory (MAP_SHARED: anonymous, or a memfd after
+ * mp_init(), so it can be passed to spawn/forkserver children), created by mp_queue_new
  * and inherited by every process forked after it (directly or through mp_process_start). All of
  * them may put and get. A process that did not fork from the creator cannot reach the queue: use
  * a local socket (mproc/socket.h) between unrelated processes. There is no feeder thread: put

@@ -11,8 +11,8 @@
  *
  * Where the state lives. Every object's state is in MAP_SHARED memory; the handle (mp_lock *,
  * mp_sem *, ...) is a small private struct that points at it.
- *   - mp_X_new(): the state gets its own anonymous shared mapping. Processes forked afterwards
- *     share the object through their copy of the handle.
+ *   - mp_X_new(): the state gets its own anonymous shared mapping (a memfd after mp_init()).
+ * Processes forked afterwards share the object through their copy of the handle.
  *   - mp_X_init_at(&x, mem, size, ...): the state is placed in memory you provide, for instance
  *     a named block (mproc/shared.h) at some offset, so that unrelated processes can share it:
  *     they map the same block and call mp_X_attach_at(&x, mem, size) on the same offset.
