@@ -69,6 +69,10 @@ void mpb_bench_process(void)
     if (mpb_wantq("process.start.forkserver", true))
         mpb_events("process.start.forkserver", "start+join under forkserver (named target)",
                    start_join_method, (void *)(intptr_t)MP_START_FORKSERVER, n);
+    /* The forkserver would otherwise idle beside the other benchmarks and, at our exit, end a
+     * moment after us (it watches us through a pidfd): stop and reap it now, so mpbench leaves
+     * nothing behind, not even for an instant. */
+    mp_forkserver_stop();
 }
 #else
 void mpb_bench_process(void) {}
