@@ -25,6 +25,15 @@ MP_FUNC_REGISTER("start_methods.cube", cube)
  * forkserver child is a fresh image of the program and sees 0. */
 static int marker;
 
+/* A pool task that reports what its worker sees of `marker`. */
+static int get_marker(const void *arg, size_t len, mp_task_result *res)
+{
+    (void)arg;
+    (void)len;
+    return mp_task_result_set(res, &marker, sizeof marker);
+}
+MP_FUNC_REGISTER("start_methods.marker", get_marker)
+
 /* A Process target: a registered function too, with an argument of bytes (how many numbers to
  * send). It finds the queue its parent passed as object 0 and sends n squares, then `marker`. */
 static int producer(const void *arg, size_t len, mp_task_result *res)
@@ -53,8 +62,9 @@ static int check(int rc, const char *method, const char *what)
     return rc != 0;
 }
 
-/* The pool job: cubes of 1..N on 2 workers started with `m`. Fills out[N]. */
-static int pool_job(mp_start_method m, int *out)
+/* The pool job: cubes of 1..N on 2 workers started with `m`. Fills out[N], and *seen with what a
+ * worker sees of `marker`. */
+static int pool_job(mp_start_method m, int *out, int *seen)
 {
     const char *name = mp_start_method_name(m);
     mp_pool_options o;
@@ -70,6 +80,16 @@ static int pool_job(mp_start_method m, int *out)
     int rc = mp_pool_map_fixed(pool, "start_methods.cube", in, N, sizeof in[0], out, sizeof out[0],
                                NULL, &r, 30.0);
     int bad = check(rc, name, "mp_pool_map_fixed");
+    mp_result_free(&r);
+    if (!bad)
+        bad |= check(mp_pool_apply(pool, "start_methods.marker", NULL, 0, &r, 30.0), name,
+                     "mp_pool_apply");
+    if (!bad) {
+        const void *data;
+        size_t len;
+        bad |= check(mp_result_get(r, &data, &len, 0), name, "mp_result_get");
+        if (!bad) memcpy(seen, data, sizeof *seen);
+    }
     mp_result_free(&r);
     mp_pool_close(pool);
     bad |= check(mp_pool_join(pool, 30.0), name, "mp_pool_join");
@@ -138,16 +158,17 @@ int main(int argc, char **argv)
     int first_cubes[N], first_squares[N], failures = 0;
     for (int k = 0; k < 3; k++) {
         mp_start_method m = methods[k];
-        int cubes[N] = {0}, squares[N] = {0}, seen = -1;
+        int cubes[N] = {0}, squares[N] = {0}, seen = -1, pool_seen = -1;
         printf("%s:\n", mp_start_method_name(m));
-        if (pool_job(m, cubes) || process_job(m, squares, &seen)) {
+        if (pool_job(m, cubes, &pool_seen) || process_job(m, squares, &seen)) {
             failures++;
             continue;
         }
         print_ints("pool", cubes, N);
         print_ints("process", squares, N);
-        printf("  the child saw marker = %d (%s)\n", seen,
-               m == MP_START_FORK ? "a copy of this process" : "a fresh image of the program");
+        const char *what =
+            m == MP_START_FORK ? "a copy of this process" : "a fresh image of the program";
+        printf("  a pool worker saw marker = %d, the process saw %d (%s)\n", pool_seen, seen, what);
         if (k == 0) {
             memcpy(first_cubes, cubes, sizeof cubes);
             memcpy(first_squares, squares, sizeof squares);
@@ -156,7 +177,8 @@ int main(int argc, char **argv)
             printf("  DIFFERENT from fork's results\n");
             failures++;
         }
-        if (seen != (m == MP_START_FORK ? 42 : 0)) failures++;
+        int want = m == MP_START_FORK ? 42 : 0;
+        if (seen != want || pool_seen != want) failures++;
     }
     if (mp_forkserver_pid() > 0)
         printf("the forkserver runs as pid %d\n", (int)mp_forkserver_pid());
