@@ -6,6 +6,10 @@
  *   pool.apply.rtt.cross.us (+ .python, .ratio_python)  apply_async + get round trip, caller on
  *                                        CPU 0, the single worker on CPU 1
  *   pool.apply.rtt.same.us (+ .python)   the same with the worker on CPU 0
+ *   pool.apply.rtt.cross.forkserver.us (+ .ratio_fork)  the cross round trip with the pool's
+ *                                        factory started by the forkserver, against a fork pool
+ *                                        measured in alternation with it (median of the per-rep
+ *                                        ratios): the start method must not tax the data path
  *   pool.map.tasks_per_s (+ .python, .ratio_python)     trivial task, automatic chunks, 2 workers
  *   pool.map_fixed.tasks_per_s           the same through the fixed-size path
  *   pool.map_cs1.tasks_per_s (+ .python, .ratio_python) chunk size 1
@@ -24,6 +28,7 @@
 #include "mproc/error.h"
 #include "mproc/pool.h"
 #include "mproc/process.h"
+#include "mproc/start.h"
 
 static int t_ident(const void *arg, size_t len, mp_task_result *res)
 {
@@ -57,17 +62,26 @@ static void die(const char *what, int rc)
     exit(1);
 }
 
-static mp_pool *make_pool(int procs, const int *cpus, int ncpus)
+static mp_pool *make_pool_with(int procs, const int *cpus, int ncpus, mp_start_method method)
 {
     mp_pool_options o;
     mp_pool_options_init(&o);
     o.processes = procs;
     o.cpus = cpus;
     o.ncpus = ncpus;
+    o.start_method = method;
     mp_pool *p;
     int rc = mp_pool_new(&p, &o);
-    if (rc) die("mp_pool_new", rc);
+    if (rc) {
+        fprintf(stderr, "bench_pool: %s\n", mp_last_error());
+        die("mp_pool_new", rc);
+    }
     return p;
+}
+
+static mp_pool *make_pool(int procs, const int *cpus, int ncpus)
+{
+    return make_pool_with(procs, cpus, ncpus, MP_START_FORK);
 }
 
 static void end_pool(mp_pool **p)
@@ -126,6 +140,43 @@ static double bench_rtt(int worker_cpu, int n, int reps)
     double m = bench_median(v, reps);
     free(v);
     end_pool(&p);
+    return m;
+}
+
+/* n apply round trips on p, microseconds each. */
+static double rtt_once(mp_pool *p, int n)
+{
+    double t0 = bench_now();
+    for (int i = 0; i < n; i++) {
+        mp_result *r;
+        int rc = mp_pool_apply_async(p, "bench.ident", &i, sizeof i, NULL, &r);
+        if (rc) die("apply_async", rc);
+        if ((rc = mp_result_get(r, NULL, NULL, 10))) die("get", rc);
+        mp_result_free(&r);
+    }
+    return (bench_now() - t0) / n * 1e6;
+}
+
+/* The cross round trip of a forkserver pool and of a fork pool, measured in alternation (so that
+ * a change of the machine's load hits both): *fs gets the forkserver pool's median, and the
+ * median of the per-rep ratios forkserver / fork is returned. */
+static double bench_rtt_forkserver(int worker_cpu, int n, int reps, double *fs)
+{
+    mp_pool *pf = make_pool_with(1, &worker_cpu, 1, MP_START_FORK);
+    mp_pool *ps = make_pool_with(1, &worker_cpu, 1, MP_START_FORKSERVER);
+    double *vs = calloc((size_t)reps, sizeof *vs), *ratio = calloc((size_t)reps, sizeof *ratio);
+    for (int rep = -1; rep < reps; rep++) {
+        double a = rtt_once(pf, n), b = rtt_once(ps, n);
+        if (rep < 0) continue;
+        vs[rep] = b;
+        ratio[rep] = b / a;
+    }
+    *fs = bench_median(vs, reps);
+    double m = bench_median(ratio, reps);
+    free(vs);
+    free(ratio);
+    end_pool(&pf);
+    end_pool(&ps);
     return m;
 }
 
@@ -258,8 +309,9 @@ static double py_value(char keys[][64], const double *vals, int n, const char *k
     return -1;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    mp_init(&argc, &argv); /* the forkserver pool's factory starts from here */
     int quick = bench_quick();
     int reps = bench_reps(5);
     ncpu = mp_cpu_count();
@@ -278,6 +330,11 @@ int main(void)
         same = bench_rtt(0, n_rtt, reps);
         bench_emit("pool.apply.rtt.cross.us", cross, "us");
         bench_emit("pool.apply.rtt.same.us", same, "us");
+        double fs_us;
+        /* Finer alternation (3x the reps, a third of the round trips each): load hits both. */
+        double fs_ratio = bench_rtt_forkserver(1, n_rtt / 3, 3 * reps, &fs_us);
+        bench_emit("pool.apply.rtt.cross.forkserver.us", fs_us, "us");
+        bench_emit("pool.apply.rtt.cross.forkserver.ratio_fork", fs_ratio, "x");
         cpu_set_t all;
         CPU_ZERO(&all);
         for (int i = 0; i < ncpu; i++)

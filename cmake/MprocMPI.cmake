@@ -3,8 +3,9 @@
 #   -DMPROC_MPI=AUTO  (default) build them when find_package(MPI COMPONENTS C) finds MPI and mpiexec
 #   -DMPROC_MPI=ON    build them; configuring fails, saying what to install, when MPI is missing
 #   -DMPROC_MPI=OFF   never look for MPI
-# libmproc itself never needs MPI: only bench/mpi and tests/mpi (and later the MPI pool backend,
-# its own library) use it. Sets MPROC_HAVE_MPI, MPROC_MPIEXEC and the target MPI::MPI_C.
+# libmproc itself never needs MPI: only libmproc-mpi (src/mpi: the pool's MPI backend, its own
+# library, CMake target mproc::mproc-mpi, pkg-config mproc-mpi), bench/mpi and tests/mpi use it.
+# Sets MPROC_HAVE_MPI, MPROC_MPIEXEC and the target MPI::MPI_C.
 set(MPROC_MPI AUTO CACHE STRING "Build the MPI parts: AUTO (when MPI is found), ON (required), OFF")
 set_property(CACHE MPROC_MPI PROPERTY STRINGS AUTO ON OFF)
 
@@ -35,6 +36,11 @@ else()
   message(STATUS "MPI parts: off (MPROC_MPI=${MPROC_MPI})")
 endif()
 unset(_mproc_mpi_mode)
+
+# libmproc-mpi (src/mpi/CMakeLists.txt): the MPI pool backend.
+if(MPROC_HAVE_MPI)
+  add_subdirectory(${PROJECT_SOURCE_DIR}/src/mpi ${PROJECT_BINARY_DIR}/src/mpi)
+endif()
 
 # The hand-written master/worker loop (bench/mpi/raw_master_worker.c): the benchmark baseline and
 # the program the kill test launches. Defined once, by bench/mpi or tests/mpi, whichever is built

@@ -15,6 +15,7 @@
 #include "mproc/error.h"
 #include "pool_private.h"
 #include "process_internal.h"
+#include "start_internal.h"
 
 /* ---- what every part asks ------------------------------------------------------------------ */
 
@@ -155,6 +156,16 @@ int mp__pool_lookup(const mp_pool *p, const char *func, uint64_t *id)
     mp_func *f;
     int rc = mp_func_find(func, &f);
     if (rc) return rc;
+    /* A launched factory (spawn, forkserver) is a fresh image of the program: it has only what
+     * MP_FUNC_REGISTER registered at load time, which comes first in the registry. */
+    if (p && p->fac.launched.pid > 0 && mp__func_seq(f) > p->fac.func_gen &&
+        mp__func_seq(f) <= p->func_gen) {
+        mp__pool_set_error("function \"%s\" was registered at run time: the workers of a %s pool "
+                           "are a fresh image of the program and have only the functions "
+                           "MP_FUNC_REGISTER registered at load time",
+                           func, mp_start_method_name((mp_start_method)p->fac.method));
+        return MP_ENOFUNC;
+    }
     if (p && mp__func_seq(f) > p->func_gen) {
         mp__pool_set_error("function \"%s\" was registered after the pool was created: its "
                            "workers do not have it",
@@ -162,6 +173,51 @@ int mp__pool_lookup(const mp_pool *p, const char *func, uint64_t *id)
         return MP_ENOFUNC;
     }
     *id = mp_func_id(f);
+    return 0;
+}
+
+/* ---- backends outside libmproc (issue 13: libmproc-mpi) ------------------------------------ */
+
+static _Atomic(const mp__pool_backend *) mpi_backend;
+
+static const mp__pool_services services = {
+    .worker_exec = mp__worker_exec,
+    .worker_init = mp__worker_init,
+    .func_by_id = mp__func_by_id,
+    .set_error = mp__pool_set_error,
+};
+
+void mp__pool_mpi_register(const mp__pool_backend *b, const mp__pool_services **svc)
+{
+    atomic_store(&mpi_backend, b);
+    if (svc) *svc = &services;
+}
+
+/* Which backend a pool with these options gets: NULL for local, or the MPI one. The error is
+ * MP_ENOTSUP with the detail (mp_last_error) when MPI was asked for and cannot be had; AUTO is
+ * local unless the program was launched by mpirun and libmproc-mpi is linked. */
+static int pick_backend(const mp_pool_options *o, const mp__pool_backend **out, int *max)
+{
+    *out = NULL;
+    if (o->backend == MP_POOL_BACKEND_LOCAL) return 0;
+    if (o->backend != MP_POOL_BACKEND_MPI && o->backend != MP_POOL_BACKEND_AUTO) return -EINVAL;
+    const mp__pool_backend *b = atomic_load(&mpi_backend);
+    if (!b) {
+        if (o->backend == MP_POOL_BACKEND_AUTO) return 0;
+        mp__pool_set_error("MP_POOL_BACKEND_MPI: this program is not linked with libmproc-mpi "
+                           "(link mproc-mpi: CMake target mproc::mproc-mpi, pkg-config mproc-mpi; "
+                           "docs/mpi.md)");
+        return MP_ENOTSUP;
+    }
+    int r = b->usable(max);
+    if (r == 0 && o->backend == MP_POOL_BACKEND_AUTO) return 0;
+    if (r == 0) {
+        mp__pool_set_error("MP_POOL_BACKEND_MPI: the program was not launched by mpirun/mpiexec "
+                           "(or mp_init was not called first): no MPI ranks to run tasks on");
+        return MP_ENOTSUP;
+    }
+    if (r < 0) return r;
+    *out = b;
     return 0;
 }
 
@@ -301,6 +357,9 @@ static int check_options(mp_pool_options *o, uint64_t *init_id)
     if (o->max_message == 0) o->max_message = MP__POOL_DEFAULT_MAX_MESSAGE;
     if (o->max_message < 4096 || o->max_message > (256u << 20)) return -EINVAL;
     if (o->initarg_len && !o->initarg) return -EINVAL;
+    if (o->start_method != MP_START_DEFAULT && o->start_method != MP_START_FORK &&
+        o->start_method != MP_START_SPAWN && o->start_method != MP_START_FORKSERVER)
+        return -EINVAL;
     int rc = mp__func_clash();
     if (rc) return rc;
     *init_id = 0;
@@ -321,6 +380,16 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
     uint64_t init_id;
     int rc = check_options(&o, &init_id);
     if (rc) return rc;
+    /* issue 13: the MPI backend's workers are ranks; processes = the worker ranks available. */
+    const mp__pool_backend *be = NULL;
+    int max_workers = 0;
+    if ((rc = pick_backend(&o, &be, &max_workers)) != 0) return rc;
+    if (be && o.processes == MP_POOL_CPUS) o.processes = max_workers;
+    if (be && o.processes > max_workers) {
+        mp__pool_set_error("the MPI backend has %d worker rank(s) free; the pool asks for %d",
+                           max_workers, o.processes);
+        return -EINVAL;
+    }
     mp_pool *p = calloc(1, sizeof *p);
     if (!p) return -ENOMEM;
     p->owner = mp__getpid_cached();
@@ -328,7 +397,10 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
     p->func_gen = mp__func_gen(); /* before any worker (or their factory) is forked */
     p->efd = -1;
     p->fac.sock = -1;
-    p->tp = &mp__pool_shm_transport;
+    /* The factory's start method, fixed now (the program-wide default may change later). */
+    p->fac.method = mp__start_method_resolve((mp_start_method)o.start_method);
+    p->tp = be ? be->tp : &mp__pool_shm_transport;
+    p->launcher = be ? be->launcher : NULL;
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->stop_lock, NULL);
     pthread_cond_init(&p->cond, NULL);
@@ -343,7 +415,9 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
         return rc;
     }
     mp__fd_internal_add(p->efd); /* workers get it through the factory, nobody else */
-    if ((rc = p->tp->shared_new(&p->ts, p->efd)) != 0) {
+    rc = be ? be->shared_new(&p->ts, p->efd, p->n, o.task_timeout)
+            : p->tp->shared_new(&p->ts, p->efd);
+    if (rc != 0) {
         mp__fd_internal_del(p->efd);
         close(p->efd);
         free_struct(p);
@@ -367,6 +441,16 @@ int mp_pool_new(mp_pool **out, const mp_pool_options *opts)
     rc = p->sup_err;
     pthread_mutex_unlock(&p->lock);
     if (rc) {
+        /* A launch error's text was set in the supervisor thread: give it to ours. */
+        if (p->fac.err[0]) mp__pool_set_error("%s", p->fac.err);
+        terminate_now(p);
+        free_struct(p);
+        return rc;
+    }
+    /* An initializer the launched factory does not have (registered at run time): refused like
+     * a task, rather than a pool broken by its first worker. */
+    uint64_t id;
+    if (o.initializer && (rc = mp__pool_lookup(p, o.initializer, &id)) != 0) {
         terminate_now(p);
         free_struct(p);
         return rc;

@@ -25,21 +25,36 @@
  * QUIT: the factory SIGKILLs every worker left, reports their deaths, says BYE and exits. End of
  * file (or SIGTERM, the owner's death) makes it SIGKILL the workers and exit without reaping them:
  * their new parent (the owner's reaper) sees how they ended.
+ *
+ * Start methods (mp_pool_options.start_method). Under fork, as above. Under spawn and forkserver
+ * the factory is launched (start_internal.h, MP__ENTRY_POOL_FACTORY): a fresh exec of the program,
+ * or a fork of the forkserver, so nothing of the program's threads, locks or memory reaches it or
+ * its workers. It learns everything from the launch payload (struct factory_payload) and two
+ * fds: its end of the socket and the transport's pool-wide state (a memfd). Under forkserver it is
+ * not the pool's child: mp__launched_reap reaps it, and its owner's death reaches it through the
+ * socket's end of file and a pidfd on the owner instead of PDEATHSIG (see factory_main).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdio_ext.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "mproc/error.h"
+#include "mproc/process.h"
+#include "mproc/spin.h"
+#include "mproc/start.h"
 #include "platform/platform.h"
+#include "pool_internal.h"
 #include "pool_transport.h"
 #include "process_internal.h"
 #include "start_internal.h"
@@ -198,9 +213,18 @@ __attribute__((noreturn)) static void factory_orphaned(void)
     mp__child_exit(0);
 }
 
+/* How the factory learns of its owner's death. FORKED: forked by the pool's supervisor thread,
+ * PDEATHSIG (SIGTERM, read through the signalfd) tied to it, checked against getppid() == owner.
+ * SPAWNED: a fresh image of the program started by that thread: the same (the boot set
+ * PDEATHSIG(SIGKILL); it becomes SIGTERM here). SERVED: forked by the forkserver, whose death says
+ * nothing about the owner: no PDEATHSIG at all; the owner's death closes the pool's end of the
+ * socket (the kernel does that even on SIGKILL) and the end of file makes the factory kill its
+ * workers; a pidfd on the owner says the same when some other process still holds that end. */
+enum { FACTORY_FORKED, FACTORY_SPAWNED, FACTORY_SERVED };
+
 __attribute__((noreturn)) static void factory_main(int sock, const mp__transport *tp,
                                                    mp__tp_shared *ts, const mp__worker_conf *conf,
-                                                   pid_t owner)
+                                                   pid_t owner, uint64_t owner_start, int mode)
 {
     /* Nothing of the program's output is ours to print: drop what another thread left in the
      * buffers (the workers are forked from here, so they start with empty ones too). */
@@ -219,19 +243,50 @@ __attribute__((noreturn)) static void factory_main(int sock, const mp__transport
     sigaddset(&chld, SIGTERM);
     sigprocmask(SIG_BLOCK, &chld, NULL);
     int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (sfd >= 0) {
+    int ofd = -1;
+    if (mode == FACTORY_SERVED) {
+        /* The forkserver may have tied us to itself: its death (it can be killed and restarted
+         * while the pool runs) must not take the pool's workers down. */
+        prctl(PR_SET_PDEATHSIG, 0);
+        /* The owner's death closes its end of our socket, unless a child it forked without
+         * exec (a raw fork() of the program's own) still holds a copy: watch the owner itself
+         * too. Its start time tells it from a stranger that took a recycled pid. */
+        long fd = syscall(SYS_pidfd_open, owner, 0);
+        if (fd < 0 && errno == ESRCH) factory_orphaned();
+        if (fd >= 0 && mp__pid_start_time(owner) != owner_start) factory_orphaned();
+        if (fd >= 0) {
+            ofd = (int)fd;
+            fcntl(ofd, F_SETFD, FD_CLOEXEC);
+            mp__fd_internal_add(ofd); /* not for the workers (mp__fork closes it there) */
+        }
+        if (sfd < 0) {
+            sigdelset(&chld, SIGCHLD);
+            sigprocmask(SIG_UNBLOCK, &chld, NULL);
+        }
+    } else if (sfd >= 0) {
         /* Told of the owner's death by SIGTERM through the signalfd (mp__fork set SIGKILL). */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != owner) factory_orphaned();
     } else {
+        if (mode == FACTORY_SPAWNED) prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != owner) factory_orphaned();
         sigdelset(&chld, SIGCHLD);
         sigprocmask(SIG_UNBLOCK, &chld, NULL); /* SIGTERM stays deadly; PDEATHSIG stays SIGKILL */
     }
+    if (mode != FACTORY_FORKED) {
+        /* Which functions we have: the pool refuses the others at submission. */
+        mp__fmsg hello = {MP__F_HELLO, 0, 0, (int32_t)mp__func_gen()};
+        post(sock, &hello);
+    }
     for (;;) {
         short ev = POLLIN | (ob_head != ob_tail ? POLLOUT : 0);
-        struct pollfd pf[2] = {{.fd = sock, .events = ev}, {.fd = sfd, .events = POLLIN}};
-        int r = poll(pf, sfd >= 0 ? 2 : 1, sfd >= 0 ? -1 : 50);
+        /* poll skips the entries whose fd is -1 */
+        struct pollfd pf[3] = {{.fd = sock, .events = ev},
+                               {.fd = sfd, .events = POLLIN},
+                               {.fd = ofd, .events = POLLIN}};
+        int r = poll(pf, 3, sfd >= 0 ? -1 : 50);
         if (r < 0 && errno != EINTR) factory_orphaned();
+        if (ofd >= 0 && pf[2].revents) factory_orphaned(); /* the owner ended */
         if (sfd >= 0 && pf[1].revents) {
             struct signalfd_siginfo ssi;
             while (read(sfd, &ssi, sizeof ssi) == (ssize_t)sizeof ssi)
@@ -282,9 +337,150 @@ __attribute__((noreturn)) static void factory_main(int sock, const mp__transport
 /* ---- the pool's side --------------------------------------------------------------------------
  */
 
+/* What a launched factory needs, in its launch payload (initarg bytes follow). Everything else
+ * the pool's workers need is either per worker (the CPU to pin to, the worker's ring memfd and
+ * the pool's eventfd: in each SPAWN request) or stays in the pool's process (pipelining,
+ * chunking, timeouts: the supervisor's business). */
+#define FACTORY_MAGIC 0x6d70666163743031ull /* "mpfact01" */
+
+struct factory_payload {
+    uint64_t magic;
+    int32_t transport;    /* MP__TP_* */
+    int32_t mode;         /* FACTORY_SPAWNED or FACTORY_SERVED */
+    int32_t owner;        /* the pool's process */
+    uint64_t owner_start; /* its start time (mp__pid_start_time): tells a recycled pid */
+    uint32_t maxtasks;
+    uint64_t max_message;
+    uint64_t init_func;
+    uint64_t initarg_len;
+    int32_t spin;         /* mp_pool_options.spin */
+    int32_t program_spin; /* mp_spin_get() at mp_pool_new: what the workers' tasks inherit */
+};
+
+static const mp__transport *transport_by_id(int id)
+{
+    if (id == mp__pool_shm_transport.id) return &mp__pool_shm_transport;
+    return NULL;
+}
+
+static void factory_error(mp__factory *f, int rc, const char *what)
+{
+    const char *detail = mp__start_error();
+    if (detail && *detail)
+        snprintf(f->err, sizeof f->err, "%s", detail);
+    else
+        snprintf(f->err, sizeof f->err, "cannot start the pool's worker factory under %s: %s (%s)",
+                 mp_start_method_name((mp_start_method)f->method), what, mp_strerror(rc));
+}
+
+/* spawn, forkserver: the factory is a fresh image of the program (or a fork of the forkserver,
+ * itself one), told everything through the payload and the two fds: its end of the socket and
+ * the transport's pool-wide state. */
+static int factory_launch(mp__factory *f, const mp__transport *tp, mp__tp_shared *ts,
+                          const mp__worker_conf *conf)
+{
+    if (!tp->shared_export || !tp->shared_import) {
+        snprintf(f->err, sizeof f->err,
+                 "this pool's transport cannot reach a factory started under %s; use fork",
+                 mp_start_method_name((mp_start_method)f->method));
+        return MP_ENOTSUP;
+    }
+    size_t len = sizeof(struct factory_payload) + conf->initarg_len;
+    unsigned char *pl = malloc(len);
+    if (!pl) return -ENOMEM;
+    struct factory_payload h = {
+        .magic = FACTORY_MAGIC,
+        .transport = tp->id,
+        .mode = f->method == MP_START_FORKSERVER ? FACTORY_SERVED : FACTORY_SPAWNED,
+        .owner = (int32_t)getpid(),
+        .owner_start = mp__pid_start_time(getpid()),
+        .maxtasks = conf->maxtasks,
+        .max_message = conf->max_message,
+        .init_func = conf->init_func,
+        .initarg_len = conf->initarg_len,
+        .spin = conf->spin,
+        .program_spin = mp_spin_get(),
+    };
+    memcpy(pl, &h, sizeof h);
+    if (conf->initarg_len) memcpy(pl + sizeof h, conf->initarg, conf->initarg_len);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        int e = -errno;
+        free(pl);
+        return e;
+    }
+    /* The factory's end goes out only through the launch request: marked so that no child the
+     * program forks meanwhile keeps a copy (which would hide the owner's death from it). */
+    mp__fd_internal_add(sv[0]);
+    mp__fd_internal_add(sv[1]);
+    int tfd = -1;
+    mp_process *cur = mp_process_current();
+    int rc = tp->shared_export(ts, &tfd);
+    if (rc == 0) {
+        int fds[2] = {sv[1], tfd};
+        mp__launch_req req = {
+            .method = (mp_start_method)f->method,
+            .entry = MP__ENTRY_POOL_FACTORY,
+            /* The identity a forked factory would have inherited: what a task starts in a
+             * worker gets the same defaults (daemon flag, parent name) under every method. */
+            .name = cur ? mp_process_name(cur) : NULL,
+            .daemon = cur && mp_process_is_daemon(cur) == 1,
+            .payload = pl,
+            .len = len,
+            .fds = fds,
+            .nfds = 2,
+        };
+        mp__start_set_error("%s", "");
+        rc = mp__launch(&req, &f->launched);
+        if (rc < 0) factory_error(f, rc, "launch failed");
+        mp__fd_internal_del(tfd);
+        close(tfd);
+    } else {
+        snprintf(f->err, sizeof f->err, "the pool's shared state cannot travel (%s)",
+                 mp_strerror(rc));
+    }
+    free(pl);
+    mp__fd_internal_del(sv[1]);
+    close(sv[1]);
+    if (rc < 0) {
+        mp__fd_internal_del(sv[0]);
+        close(sv[0]);
+        return rc;
+    }
+    f->pid = f->launched.pid;
+    f->sock = sv[0];
+    f->gone = false;
+    /* Its first word says it booted, and which functions it has. */
+    mp__fmsg m;
+    mp__deadline dl = mp__deadline_in(60);
+    rc = mp__factory_recv(f, &m, &dl);
+    if (rc == 1 && m.op == MP__F_HELLO && m.val >= 0) {
+        f->func_gen = (uint64_t)m.val;
+        return 0;
+    }
+    snprintf(f->err, sizeof f->err, "the pool's worker factory (pid %d, %s) did not start%s",
+             (int)f->pid, mp_start_method_name((mp_start_method)f->method),
+             rc == 0 ? " within 60 s" : "");
+    mp__launched_signal(&f->launched, SIGKILL);
+    f->gone = true;
+    mp__factory_end(f);
+    return rc == 0 ? -ETIMEDOUT : -EAGAIN;
+}
+
 int mp__factory_start(mp__factory *f, const mp__transport *tp, mp__tp_shared *ts,
                       const mp__worker_conf *conf)
 {
+    f->err[0] = 0;
+    if (f->method == MP_START_SPAWN || f->method == MP_START_FORKSERVER)
+        return factory_launch(f, tp, ts, conf);
+    f->method = MP_START_FORK;
+    /* Forked: the factory inherits the pool-wide state as a mapping (fork_begin); the
+     * descriptor that could carry it elsewhere is not needed. */
+    int tfd = -1;
+    if (tp->shared_export && tp->shared_export(ts, &tfd) == 0) {
+        mp__fd_internal_del(tfd);
+        close(tfd);
+    }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
     /* Neither end is marked internal yet: mp__fork closes marked fds in the child, and the
@@ -294,7 +490,7 @@ int mp__factory_start(mp__factory *f, const mp__transport *tp, mp__tp_shared *ts
     pid_t pid = mp__fork(MP__FORK_UNWATCHED); /* reaped by pid in mp__factory_stop */
     if (pid == 0) {
         close(sv[0]);
-        factory_main(sv[1], tp, ts, conf, owner);
+        factory_main(sv[1], tp, ts, conf, owner, 0, FACTORY_FORKED);
     }
     tp->fork_end(ts);
     close(sv[1]);
@@ -358,7 +554,23 @@ void mp__factory_end(mp__factory *f)
         close(f->sock);
         f->sock = -1;
     }
-    if (f->pid > 0) {
+    if (f->pid > 0 && f->method != MP_START_FORK) {
+        /* Launched: it exits right after BYE or end of file. Under forkserver it is not our
+         * child: the server reports its end (or -ENODATA when the server died first; the
+         * factory still ends at our end of file). */
+        int code, r;
+        mp__deadline dl = mp__deadline_in(5);
+        while ((r = mp__launched_reap(&f->launched, &dl, &code)) == -EINTR) {
+        }
+        if (r == 0) { /* still there 5 s after its socket closed: never happens, never hang */
+            mp__launched_signal(&f->launched, SIGKILL);
+            dl = mp__deadline_in(MP_FOREVER);
+            while (mp__launched_reap(&f->launched, &dl, &code) == -EINTR) {
+            }
+        }
+        mp__launched_close(&f->launched);
+        f->pid = 0;
+    } else if (f->pid > 0) {
         /* It exits right after BYE or end of file (or is already gone: SIGCHLD ignored). */
         int st;
         while (waitpid(f->pid, &st, 0) < 0 && errno == EINTR) {
@@ -367,12 +579,40 @@ void mp__factory_end(mp__factory *f)
     }
 }
 
-/* The factory launched under spawn or forkserver (start_internal.h). */
+/* The factory launched under spawn or forkserver (start_internal.h): fds are its end of the
+ * pool's socket and the transport's pool-wide state. A bad request exits with 70 before
+ * anything runs; the pool then sees end of file and reports the factory gone. */
 void mp__factory_entry(const void *payload, size_t len, int *fds, int nfds)
 {
-    (void)payload;
-    (void)len;
-    (void)fds;
-    (void)nfds;
-    mp__child_exit(70);
+    struct factory_payload h;
+    const mp__transport *tp = NULL;
+    if (payload && len >= sizeof h) {
+        memcpy(&h, payload, sizeof h);
+        tp = transport_by_id(h.transport);
+    }
+    if (!tp || nfds != 2 || h.magic != FACTORY_MAGIC || h.initarg_len != len - sizeof h ||
+        (h.mode != FACTORY_SPAWNED && h.mode != FACTORY_SERVED) || h.max_message < 4096) {
+        for (int i = 0; i < nfds; i++)
+            close(fds[i]);
+        fprintf(stderr, "mproc: the pool's worker factory got a bad launch request\n");
+        mp__child_exit(70);
+    }
+    static mp__worker_conf conf; /* the workers' copy lives on through their fork */
+    conf = (mp__worker_conf){
+        .max_message = (size_t)h.max_message,
+        .maxtasks = h.maxtasks,
+        .init_func = h.init_func,
+        .initarg = h.initarg_len ? (const unsigned char *)payload + sizeof h : NULL,
+        .initarg_len = (size_t)h.initarg_len,
+        .pin_cpu = -1,
+        .spin = h.spin != 0,
+    };
+    mp_spin_set(h.program_spin);
+    mp__tp_shared *ts = NULL;
+    int sock = fds[0];
+    if (tp->shared_import(fds[1], &ts) != 0) {
+        close(sock);
+        mp__child_exit(71);
+    }
+    factory_main(sock, tp, ts, &conf, (pid_t)h.owner, h.owner_start, h.mode);
 }

@@ -197,6 +197,8 @@ struct mp_pool {
     int nalive;
     int spawning; /* spawn requests the factory has not answered yet */
     mp__factory fac;
+    /* MPI backend (issue 13): workers are started and ended by a launcher, not the factory. */
+    const mp__launcher *launcher;
     unsigned epoch;
 };
 

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "atomics.h"
@@ -40,7 +41,10 @@ struct mp__tp_shared {
     char pad1[LINE - 4];
     _Atomic uint32_t want_notify;
     int efd;
-    char pad2[LINE - 8];
+    /* The parent's memfd behind this mapping until a factory launch takes it (shared_export),
+     * else -1. A number of the parent's fd table: meaningless in the factory and the workers. */
+    int memfd;
+    char pad2[LINE - 12];
 };
 
 struct ring {
@@ -85,14 +89,24 @@ struct mp__tp_worker {
 
 /* ---- pool-wide state ---------------------------------------------------------------------- */
 
+/* The pool-wide state is a memfd, not anonymous memory, so that it can travel to a factory that
+ * is not a fork of the pool's process (spawn, forkserver). Under every method it is MADV_DONTFORK
+ * in the pool's process: only the factory gets it (shm_fork_begin/end lift the flag around its
+ * fork; a launched factory maps the memfd itself), and through the factory its workers. */
 static int shm_shared_new(mp__tp_shared **out, int efd)
 {
-    void *p;
-    int r = mp__shm_map_anon(sizeof(mp__tp_shared), &p);
-    if (r) return r;
+    int fd = mp__memfd_new("mproc-pool", sizeof(mp__tp_shared));
+    if (fd < 0) return fd;
+    void *p = mmap(NULL, sizeof(mp__tp_shared), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    mp__fd_internal_add(fd); /* no child the program forks inherits it */
     mp__tp_shared *s = p;
     s->efd = efd;
-    /* Only this pool's own workers get it (shm_start lifts the flag around their fork). */
+    s->memfd = fd;
     madvise(s, sizeof *s, MADV_DONTFORK);
     *out = s;
     return 0;
@@ -100,7 +114,37 @@ static int shm_shared_new(mp__tp_shared **out, int efd)
 
 static void shm_shared_free(mp__tp_shared *s)
 {
-    if (s) mp__shm_unmap(s, sizeof *s);
+    if (!s) return;
+    if (s->memfd >= 0) {
+        mp__fd_internal_del(s->memfd);
+        close(s->memfd);
+    }
+    mp__shm_unmap(s, sizeof *s);
+}
+
+static int shm_shared_export(mp__tp_shared *s, int *fd)
+{
+    if (s->memfd < 0) return -EBADF;
+    *fd = s->memfd;
+    s->memfd = -1;
+    return 0;
+}
+
+/* In a launched factory: the mapping stays forkable here, since every worker is a fork of the
+ * factory and needs it (each worker marks it MADV_DONTFORK for its own children). */
+static int shm_shared_import(int fd, mp__tp_shared **out)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0 || (size_t)st.st_size < sizeof(mp__tp_shared)) {
+        close(fd);
+        return MP_ECORRUPT;
+    }
+    void *p = mmap(NULL, sizeof(mp__tp_shared), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int e = p == MAP_FAILED ? -errno : 0;
+    close(fd);
+    if (e) return e;
+    *out = p;
+    return 0;
 }
 
 static _Atomic uint32_t *shm_result_seq(mp__tp_shared *s)
@@ -441,4 +485,7 @@ const mp__transport mp__pool_shm_transport = {
     .cpu = shm_cpu,
     .init_failed = shm_init_failed,
     .release = shm_release,
+    .shared_export = shm_shared_export,
+    .shared_import = shm_shared_import,
+    .id = MP__TP_SHM,
 };

@@ -20,9 +20,31 @@
 
 #define RESPAWN_DELAY_NS 100000000 /* after a failed spawn */
 
+/* issue 13: a worker of a pool with a launcher (MPI ranks): started at once, no factory. */
+static int launcher_spawn(mp_pool *p, int i)
+{
+    struct mp__worker *w = &p->w[i];
+    mp__tp_worker *tpw = NULL;
+    int fd = -1;
+    pid_t pid = 0;
+    int r = p->tp->prepare(p->ts, &p->conf, &tpw, &fd);
+    if (r == 0) {
+        r = p->launcher->start(p->ts, tpw, i, &pid);
+        if (r) p->tp->release(tpw);
+    }
+    if (r < 0) {
+        w->respawn_at = mp__now_ns() + RESPAWN_DELAY_NS;
+        return r;
+    }
+    *w = (struct mp__worker){.tp = tpw, .pid = pid, .alive = true};
+    p->nalive++;
+    return 0;
+}
+
 /* Asks the factory for worker i (lock held); SPAWNED answers. */
 static int spawn(mp_pool *p, int i)
 {
+    if (p->launcher) return launcher_spawn(p, i);
     struct mp__worker *w = &p->w[i];
     mp__tp_worker *tpw = NULL;
     int fd = -1;
@@ -213,12 +235,21 @@ static void factory_events(mp_pool *p)
     if (r == -EPIPE) factory_gone(p);
 }
 
+/* issue 13: workers the launcher reports ended (lock held). */
+static void launcher_events(mp_pool *p)
+{
+    int index, code;
+    while (p->launcher->ended(p->ts, &index, &code) == 1)
+        if (index >= 0 && index < p->n && p->w[index].alive) handle_death(p, &p->w[index], code, 1);
+}
+
 /* Starts the factory and the first workers; mp_pool_new waits for the outcome (sup_ready). */
 static void start_workers(mp_pool *p)
 {
     /* The workers' lives are tied to this thread (PDEATHSIG of the factory), which lasts as long
-     * as the pool. mp_pool_new waits meanwhile, so its thread is not in the middle of anything. */
-    int r = mp__factory_start(&p->fac, p->tp, p->ts, &p->conf);
+     * as the pool. mp_pool_new waits meanwhile, so its thread is not in the middle of anything.
+     * issue 13: a pool with a launcher has no factory. */
+    int r = p->launcher ? 0 : mp__factory_start(&p->fac, p->tp, p->ts, &p->conf);
     pthread_mutex_lock(&p->lock);
     p->duty_thread = pthread_self();
     p->duty_set = true;
@@ -250,6 +281,7 @@ static void respawn_due(mp_pool *p, int *tmo)
     for (int i = 0; i < p->n; i++) {
         struct mp__worker *w = &p->w[i];
         if (w->alive || w->starting || !should_respawn(p) || p->fac.gone) continue;
+        if (p->launcher && p->sup_stop) continue;
         if (w->respawn_at > now) {
             int ms = (int)((w->respawn_at - now) / 1000000) + 1;
             if (*tmo < 0 || ms < *tmo) *tmo = ms;
@@ -267,7 +299,13 @@ static bool sleep_once(mp_pool *p, int tmo)
     struct pollfd fds[2];
     int nf = 0;
     fds[nf++] = (struct pollfd){.fd = p->efd, .events = POLLIN};
-    if (!p->fac.gone) fds[nf++] = (struct pollfd){.fd = p->fac.sock, .events = POLLIN};
+    if (!p->fac.gone && p->fac.sock >= 0)
+        fds[nf++] = (struct pollfd){.fd = p->fac.sock, .events = POLLIN};
+    if (p->launcher) {
+        /* issue 13: nothing wakes us when a rank's message arrives: poll for it. */
+        int ms = p->launcher->poll_ms(p->ts);
+        if (ms >= 0 && (tmo < 0 || ms < tmo)) tmo = ms;
+    }
     if (want) {
         p->tp->want_notify(p->ts, 1);
         if (results_waiting(p)) {
@@ -294,7 +332,10 @@ void *mp__super_main(void *arg)
     start_workers(p);
     while (!p->sup_err && !p->sup_stop) {
         mp__sched_progress(p);
-        if (!p->fac.gone) factory_events(p);
+        if (p->launcher)
+            launcher_events(p);
+        else if (!p->fac.gone)
+            factory_events(p);
         int tmo = check_timeouts(p);
         respawn_due(p, &tmo);
         mp__sched_dispatch(p);
@@ -330,6 +371,11 @@ void mp__super_settle_terminated(mp_pool *p, struct mp__worker *w)
 
 void mp__super_kill_workers(mp_pool *p)
 {
+    if (p->launcher) { /* issue 13: ranks cannot be killed; their service for this pool ends */
+        for (int i = 0; i < p->n; i++)
+            if (p->w[i].alive) p->launcher->kill(p->w[i].tp);
+        return;
+    }
     for (int i = 0; i < p->n; i++)
         if (p->w[i].alive) mp__factory_kill(&p->fac, p->w[i].pid, SIGKILL);
 }

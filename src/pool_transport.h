@@ -38,6 +38,7 @@
 
 #include "platform/platform.h"
 #include "pool_internal.h"
+#include "start_internal.h"
 
 /* State every transport's workers share with the parent (wake-ups for waiting parent threads). */
 typedef struct mp__tp_shared mp__tp_shared;
@@ -87,13 +88,73 @@ typedef struct mp__transport {
     bool (*init_failed)(mp__tp_worker *w, int *code, char *msg, size_t cap);
     /* Releases the worker's transport state (after it was reaped). */
     void (*release)(mp__tp_worker *w);
+
+    /* Under spawn and forkserver the factory is not a fork of the pool's process: the pool-wide
+     * state travels as a descriptor. shared_export hands over one (close-on-exec, marked
+     * internal; the caller sends it, then unmarks and closes it): -EBADF when there is none.
+     * shared_import, in the factory, maps it (and takes the fd in every case); the workers the
+     * factory forks inherit that mapping. NULL: the transport cannot travel (fork only). */
+    int (*shared_export)(mp__tp_shared *s, int *fd);
+    int (*shared_import)(int fd, mp__tp_shared **out);
+    /* Which transport this is, in the factory's launch payload (MP__TP_*). */
+    int id;
 } mp__transport;
+
+enum { MP__TP_SHM = 1 };
 
 extern const mp__transport mp__pool_shm_transport;
 
+/* ---- workers no factory forks: the launcher (MPI backend, issue 13) ---------------------------
+ * An MPI pool's workers are ranks that exist from the launch on: nothing forks them, nothing reaps
+ * them. A pool with a launcher (mp_pool.launcher != NULL) asks it, instead of the worker factory,
+ * to start a worker over state made by its transport's prepare (which then gives fd -1), and
+ * learns of the worker's end from it. All calls with the pool lock held; none blocks except start
+ * (which may wait for the worker to report ready). */
+typedef struct mp__launcher {
+    /* Starts worker `index` over tpw (from prepare). *pid gets its pid (for mp_pool_worker_pids;
+     * on another host). 0 or a negative code (mp_last_error says why). */
+    int (*start)(mp__tp_shared *s, mp__tp_worker *tpw, int index, pid_t *pid);
+    /* terminate: ends the worker's service now; what it posted may still be peeked. */
+    void (*kill)(mp__tp_worker *tpw);
+    /* A worker that ended (stopped by MP__T_STOP, maxtasksperchild, failed initializer): 1 with
+     * its index and exit code (reported once), 0 when none. */
+    int (*ended)(mp__tp_shared *s, int *index, int *code);
+    /* How long the supervisor may sleep (ms) before it must poll again: nobody writes the
+     * eventfd when results arrive. -1: nothing is expected from any worker. */
+    int (*poll_ms)(mp__tp_shared *s);
+} mp__launcher;
+
+/* A pool backend that lives outside libmproc (libmproc-mpi registers one from a constructor). */
+typedef struct mp__pool_backend {
+    const char *name;
+    const mp__transport *tp;
+    const mp__launcher *launcher;
+    /* 1 when usable in this process (launched by mpirun, MPI up, worker ranks exist), 0 when not
+     * launched by mpirun at all (AUTO then means local), a negative code with the detail set by
+     * mp__pool_set_error otherwise. *max_workers gets how many workers a pool may have. */
+    int (*usable)(int *max_workers);
+    /* Sets up the pool-wide state for n workers (claims them); called by mp_pool_new instead of
+     * tp->shared_new. Negative code with the detail set when they cannot be had. */
+    int (*shared_new)(mp__tp_shared **out, int efd, int n, double task_timeout);
+} mp__pool_backend;
+
+/* What libmproc lends such a backend (its own symbols are hidden). */
+typedef struct mp__pool_services {
+    int (*worker_exec)(const mp__trec *t, const mp__worker_conf *conf, mp_task_result *res,
+                       char **scratch, size_t *scratch_cap, mp__emit_fn emit, void *ctx);
+    int (*worker_init)(const mp__worker_conf *conf, mp_task_result *res);
+    const struct mp_func *(*func_by_id)(uint64_t id);
+    void (*set_error)(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+} mp__pool_services;
+
+/* Registers the MPI backend and hands back libmproc's services (pool.c). */
+MP_API void mp__pool_mpi_register(const mp__pool_backend *b, const mp__pool_services **svc);
+
 /* ---- the worker factory (pool_factory.c) ------------------------------------------------------
  * A single-threaded process forked once per pool that forks, signals and reaps the workers. */
-enum { MP__F_SPAWN = 1, MP__F_KILL, MP__F_QUIT, MP__F_SPAWNED, MP__F_DIED, MP__F_BYE };
+enum { MP__F_SPAWN = 1, MP__F_KILL, MP__F_QUIT, MP__F_SPAWNED, MP__F_DIED, MP__F_BYE, MP__F_HELLO };
+/* HELLO(val = the factory's mp__func_gen()): the first message of a launched factory (spawn,
+ * forkserver), read by mp__factory_start itself. */
 
 typedef struct mp__fmsg {
     int32_t op;
@@ -106,9 +167,20 @@ typedef struct mp__factory {
     pid_t pid;
     int sock; /* the pool's end; -1 when none */
     bool gone;
+    /* How the factory is started (MP_START_FORK, _SPAWN or _FORKSERVER, resolved; 0 = fork), set
+     * by mp_pool_new before mp__factory_start. */
+    int method;
+    mp__launched launched; /* spawn, forkserver: the factory as its launcher holds it */
+    char err[256];         /* why mp__factory_start failed (the start error's text), or "" */
+    /* Launched: the registry generation of the factory, a fresh image of the program: it has
+     * the functions with seq <= func_gen (those MP_FUNC_REGISTER registered at load time, in the
+     * same order as here), nothing registered at run time. Unused under fork. */
+    uint64_t func_gen;
 } mp__factory;
 
-/* Forks the factory (call from the thread the workers' lives are tied to). */
+/* Starts the factory (call from the thread the workers' lives are tied to): a fork under
+ * MP_START_FORK, else mp__launch with MP__ENTRY_POOL_FACTORY (conf and the transport's shared
+ * state travel in the request). On failure f->err says why. */
 int mp__factory_start(mp__factory *f, const mp__transport *tp, mp__tp_shared *ts,
                       const mp__worker_conf *conf);
 /* Asks for worker `index`; the answer comes as SPAWNED. Returns 0 or -errno. */

@@ -1125,7 +1125,9 @@ static void test_fd_reserve(void **state)
     pid_t pid = mp_test_fork();
     if (pid == 0) {
         struct rlimit rl = {128, 128};
-        MP_CHILD_CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+        /* valgrind keeps fds of its own above the limit and refuses a lower one: nothing to
+         * check there (the parent reports a skip). */
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) mp_test_child_exit(77);
         mp_lock *locks[200];
         int n = 0, anon = 0;
         for (; n < 200; n++) {
@@ -1151,7 +1153,9 @@ static void test_fd_reserve(void **state)
             MP_CHILD_CHECK(mp_lock_free(&locks[i]) == 0);
         mp_test_child_exit(0);
     }
-    assert_child_ok(pid);
+    int code = mp_test_wait_code(pid, mp_test_timeout(10));
+    if (code == 77) skip();
+    assert_int_equal(code, 0);
 }
 
 static const struct CMUnitTest tests[] = {

@@ -20,8 +20,9 @@
  * is bytes (mp_task_result_set) or an error (mp_task_fail: code + message). Functions are
  * referenced by NAME, never by pointer: a task record carries the function's id (a 64-bit hash of
  * its name) and the argument bytes, and the worker looks the id up in its own registry. Forked
- * workers have the parent's registry; a later MPI backend will run tasks on ranks of another
- * machine that did not fork from us, where a function pointer means nothing but the same program
+ * workers have the parent's registry; the MPI backend (MP_POOL_BACKEND_MPI, libmproc-mpi,
+ * docs/mpi.md) and the spawn/forkserver start methods run tasks in processes that did not fork
+ * from us (ranks on other machines), where a function pointer means nothing but the same program
  * registered the same names at load time (MP_FUNC_REGISTER runs in a constructor, in every
  * process).
  *
@@ -30,8 +31,8 @@
  * briefly first, but only while the peer runs on another CPU. Several tasks are dispatched to a
  * worker ahead of time (pipelining), so small tasks and chunksize 1 stay fast. The worker side of
  * the transport sits behind a small internal interface (src/pool_transport.h: start a worker,
- * send it a task record, receive its result records, learn that it died) so that an MPI backend can
- * be added without rewriting the pool.
+ * send it a task record, receive its result records, learn that it died), which the MPI backend
+ * implements over ranks (docs/mpi.md).
  *
  * Supervisor and factory. The pool runs one thread in the parent, the supervisor, and one small
  * single-threaded process, the worker factory, which the supervisor forks once while mp_pool_new
@@ -41,7 +42,11 @@
  * program as it was at mp_pool_new (also the ones that replace dead workers later). The factory
  * reaps the workers and reports their exit statuses; the supervisor replaces dead workers,
  * enforces per-task timeouts and runs the callbacks. PR_SET_PDEATHSIG ties the workers to the
- * factory and the factory to the supervisor thread, which lives as long as the pool. Waiting
+ * factory and the factory to the supervisor thread, which lives as long as the pool (under
+ * forkserver the factory is the server's child: its socket's end of file and a pidfd on the owner
+ * tie it to the pool instead). Under spawn and forkserver (the start_method option) the factory
+ * is a fresh image of the program rather than a fork of it, so workers carry nothing of the
+ * program's threads, locks or memory. Waiting
  * callers do not hop through it: a thread blocked in a get/wait/map drains the result rings itself,
  * so an apply round trip is caller -> worker -> caller.
  *
@@ -246,7 +251,10 @@ MP_API void mp_pool_options_init(mp_pool_options *o);
  * (initarg too). The caller owns *out until mp_pool_free. Errors: -EINVAL (out NULL, processes 0
  * or < -1 or > 1024, bad max_message, ncpus < 0), MP_ENOFUNC (unknown initializer), MP_ETOOBIG
  * (initarg), -EEXIST (two MP_FUNC_REGISTERs gave one name to two functions: every pool is
- * refused, mp_pool_last_error says which), -ENOMEM, -EAGAIN (fork or thread).
+ * refused, mp_pool_last_error says which), -ENOMEM, -EAGAIN (fork or thread), MP_ENOTSUP
+ * (spawn/forkserver without mp_init(), or the MPI backend not linked or not launched by mpirun:
+ * mp_last_error says which), -EPIPE / -ETIMEDOUT (a spawned or forkserver factory that died or
+ * never answered).
  * A task may create a pool of its own inside its worker; a callback may create one too. */
 MP_API int mp_pool_new(mp_pool **out, const mp_pool_options *opts);
 

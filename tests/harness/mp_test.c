@@ -278,13 +278,23 @@ pid_t mp_test_exec_self(const char *const *args, const int *fds, int n)
     argv[1] = (char *)MP_TEST_EXEC_MARK;
     for (size_t i = 0; i < na; i++)
         argv[i + 2] = (char *)args[i];
+    /* The path /proc/self/exe names, not the link itself: under valgrind the link names the
+     * tool's own binary, and an exec of it fails ("mmap failed in UME"). */
+    static char exe[4096];
+    if (!exe[0]) {
+        ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (k <= 0 || (size_t)k >= sizeof exe - 1)
+            strcpy(exe, "/proc/self/exe");
+        else
+            exe[k] = '\0';
+    }
     pid_t pid = mp_test_fork();
     if (pid == 0) {
         for (int i = 0; i < n; i++) {
             int fl = fcntl(fds[i], F_GETFD);
             if (fl < 0 || fcntl(fds[i], F_SETFD, fl & ~FD_CLOEXEC) < 0) _exit(97);
         }
-        execv("/proc/self/exe", argv);
+        execv(exe, argv);
         _exit(96);
     }
     free(argv);
