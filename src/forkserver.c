@@ -124,6 +124,21 @@ static bool kids_grow(void)
     return true;
 }
 
+/* MP__FORK_SIGNALS_CLEAN when no handler is installed here (the usual case: the server is a
+ * fresh exec that ran only the program's constructors). */
+static unsigned fork_flags;
+
+static void check_signals_clean(void)
+{
+    for (int sig = 1; sig < 32; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        struct sigaction old;
+        if (sigaction(sig, NULL, &old) < 0) return;
+        if (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN) return;
+    }
+    fork_flags = MP__FORK_SIGNALS_CLEAN;
+}
+
 static void serve_request(int ctl)
 {
     mp__boot b;
@@ -134,7 +149,7 @@ static void serve_request(int ctl)
         kill_all_and_exit();
     }
     int st = b.extra_fd;
-    pid_t pid = kids_grow() ? mp__fork(MP__FORK_UNWATCHED) : -ENOMEM;
+    pid_t pid = kids_grow() ? mp__fork(MP__FORK_UNWATCHED | fork_flags) : -ENOMEM;
     if (pid == 0) {
         /* Our bookkeeping fds were internal: mp__fork closed them. The request's fds stay. */
         close(st);
@@ -191,6 +206,7 @@ void mp__forkserver_main(int ctl, pid_t owner)
     sigprocmask(SIG_BLOCK, &chld, NULL);
     int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sfd >= 0) mp__fd_internal_add(sfd);
+    check_signals_clean();
     int ofd = mp__parent_pidfd_open(owner); /* internal already */
     if (ofd == -ESRCH) kill_all_and_exit();
     for (;;) {
@@ -217,12 +233,14 @@ void mp__forkserver_main(int ctl, pid_t owner)
             free(pf);
             kill_all_and_exit();
         }
-        if (sfd >= 0 && pf[1].revents) {
+        if (sfd < 0) {
+            reap_kids();
+        } else if (pf[1].revents) {
             struct signalfd_siginfo ssi;
             while (read(sfd, &ssi, sizeof ssi) == (ssize_t)sizeof ssi) {
             }
+            reap_kids(); /* before the kids' sockets: one may close below */
         }
-        reap_kids(); /* before anything else: a status socket may close below */
         /* The kids' table may have changed in reap_kids: match the poll answers by fd. */
         for (int j = 3; j < n; j++) {
             if (!pf[j].revents || pf[j].fd < 0) continue;
@@ -298,6 +316,7 @@ static int server_ensure(void)
             "forkserver: the program's argv is unknown (call mp_init(&argc, &argv))");
         return MP_ENOTSUP;
     }
+    mp__process_exit_register(); /* stops the server at exit, after the children are joined */
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
     mp__fd_internal_add(sv[0]);

@@ -205,7 +205,10 @@ void mp__child_exit(int code)
 {
     /* As Python's process bootstrap (util._exit_function): terminate our daemon children, join
      * the others. Without this they would die of PR_SET_PDEATHSIG as soon as we exit. */
-    if (G.head) exit_handler();
+    if (G.head)
+        exit_handler();
+    else
+        mp_forkserver_stop(); /* a forkserver this child started (exit_handler does it too) */
     /* What other modules registered (shared.c: named blocks this child created must not outlive
      * it; it unlinks only the calling process's own blocks, so the parent's stay). */
     run_exit_hooks();
@@ -315,7 +318,13 @@ pid_t mp__fork_keep(unsigned flags, const int *keep, int nkeep)
             /* The parent died before prctl took effect: die as PDEATHSIG would have made us. */
             if (getppid() != self) raise(SIGKILL);
         }
-        reset_signals_in_child();
+        if (flags & MP__FORK_SIGNALS_CLEAN) {
+            sigset_t none;
+            sigemptyset(&none);
+            pthread_sigmask(SIG_SETMASK, &none, NULL);
+        } else {
+            reset_signals_in_child();
+        }
         return 0;
     }
     int err = errno;
@@ -793,7 +802,7 @@ void mp__process_child_setup(const char *name, bool daemon, pid_t parent_pid)
     G.parent_ready = false;
     snprintf(G.parent_name, sizeof G.parent_name, "%s", "MainProcess");
     G.parent_not_ppid = getppid() != parent_pid; /* forkserver: our parent is the server */
-    if (G.parent_not_ppid) G.parent_start = mp__pid_start_time(parent_pid);
+    G.parent_start = 0; /* read at the first mp_process_parent(), not in every start */
 }
 
 __attribute__((noreturn)) static void entry_fail(const char *what)
@@ -904,6 +913,9 @@ mp_process *mp_process_parent(void)
         pp->pid = G.parent_pid;
         pp->owner = 0; /* not our child: every call that would reap or signal it says MP_ECHILD */
         st_set(pp, ST_RUNNING);
+        /* The parent outlives us (the forkserver kills its children when the program is
+         * gone), so its start time read now still names it. */
+        if (G.parent_not_ppid) G.parent_start = mp__pid_start_time(G.parent_pid);
         int fd = G.parent_not_ppid ? -ENOSYS : mp__parent_pidfd_open(G.parent_pid);
         if (fd == -ESRCH) fd = mp__dead_handle(); /* already ended: a sentinel readable at once */
         pp->pidfd = fd >= 0 ? fd : -1; /* else (no pidfds, no fd left): waits poll getppid() */
@@ -991,6 +1003,14 @@ static void exit_handler(void)
     for (struct mp_process *p = G.head; p; p = p->next)
         if (p->owner == me && !p->daemon) reap(p, &forever);
     pthread_mutex_unlock(&G.lock);
+    /* Our children are joined: the forkserver has nothing left to do. Stopped and reaped here,
+     * not left to notice our exit, so no zombie of it outlives us for a moment. */
+    mp_forkserver_stop();
+}
+
+void mp__process_exit_register(void)
+{
+    pthread_once(&atexit_once, register_exit_handler);
 }
 
 /* ---- the second-level child ------------------------------------------------------------------ */

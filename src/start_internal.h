@@ -138,6 +138,9 @@ __attribute__((noreturn)) void mp__boot_run(mp__boot *b);
 /* process.c: the identity of a child launched by spawn/forkserver. */
 void mp__process_child_setup(const char *name, bool daemon, pid_t parent_pid);
 
+/* process.c: makes sure the exit handler (join children, then stop the forkserver) runs. */
+void mp__process_exit_register(void);
+
 /* forkserver.c */
 int mp__forkserver_launch(const mp__req_out *o, mp__launched *out);
 __attribute__((noreturn)) void mp__forkserver_main(int ctl, pid_t owner);

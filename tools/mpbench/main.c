@@ -21,6 +21,9 @@
 #include "avail.h"
 #include "mpbench.h"
 #include "mproc/common.h"
+#ifdef MPB_HAVE_PROCESS
+#include "mproc/start.h"
+#endif
 
 #ifndef MPROC_TOOL_VERSION
 #define MPROC_TOOL_VERSION "0.1.0"
@@ -242,6 +245,12 @@ const char *mpb_find_program(const char *env, const char *prog)
 
 int main(int argc, char **argv)
 {
+#ifdef MPB_HAVE_PROCESS
+    /* First thing: the children of process.start.spawn and the forkserver are this program
+     * again; in them mp_init runs what they were started for and never returns. Here it returns
+     * at once, before any thread or option handling. */
+    if (mp_init(&argc, &argv) != 0) return 1;
+#endif
     static const struct option opts[] = {
         {"quick", no_argument, NULL, 'q'},         {"reps", required_argument, NULL, 'r'},
         {"only", required_argument, NULL, 'o'},    {"list", no_argument, NULL, 'l'},

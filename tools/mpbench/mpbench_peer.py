@@ -309,13 +309,17 @@ def events(name, fn, per_rep):
     emit(name + ".p99", p99)
 
 
-def process_start(name):
+def process_start(name, method="fork"):
+    ctx = mp.get_context(method)
+
     def once():
-        p = CTX.Process(target=nothing)
+        p = ctx.Process(target=nothing)
         p.start()
         p.join()
 
-    events(name, once, 5 if ARGS["tiny"] else 40 if ARGS["quick"] else 300)
+    # spawn costs an interpreter start per process (tens of ms): fewer of them.
+    n = (5, 40, 300) if method != "spawn" else (5, 10, 40)
+    events(name, once, n[0] if ARGS["tiny"] else n[1] if ARGS["quick"] else n[2])
 
 
 def echo(x):
@@ -369,6 +373,8 @@ def measure(name):
         return signal_rtt(name, parts[2])
     if name == "process.start":
         return process_start(name)
+    if name in ("process.start.spawn", "process.start.forkserver"):
+        return process_start(name, parts[2])
     if name.startswith("pool.apply.rtt."):
         return pool_apply(name, parts[3])
     if name == "pool.map":
