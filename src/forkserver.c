@@ -308,7 +308,13 @@ static int server_ensure(void)
 {
     pthread_once(&atfork_once, install_atfork);
     pid_t me = getpid();
-    if (S.owner != me) forget_in_child();
+    if (S.owner != me) {
+        /* None of ours (never started, dropped, or the parent's after a plain fork). The lock
+         * is held here: only the atfork handler may renew it. */
+        S.owner = 0;
+        S.pid = 0;
+        S.ctl = -1;
+    }
     if (S.ctl >= 0) return 0;
     char **argv = mp__saved_argv();
     if (!argv || !argv[0]) {
@@ -410,12 +416,16 @@ int mp__launched_reap(mp__launched *l, const mp__deadline *dl, int *code)
 {
     if (!l->via_server) return mp__reap_pidfd(l->handle, dl, code);
     if (l->handle < 0) return -ENODATA;
-    int r = mp__poll_one(l->handle, POLLIN, dl);
+    mp__deadline now = mp__deadline_in(0); /* NULL: look, do not wait */
+    int r = mp__poll_one(l->handle, POLLIN, dl ? dl : &now);
     if (r < 0) return r;
     if (r == 0) return 0;
     st_msg m;
     int g = st_recv(l->handle, &m, MSG_DONTWAIT);
     if (g == -EAGAIN) return 0;
+    /* The server closes its end right after EXITED; until it has, the socket may read as not
+     * ready. The sentinel must stay readable once joined (process.h): end our reading side. */
+    shutdown(l->handle, SHUT_RD);
     if (g == 1 && m.op == ST_EXITED) {
         *code = m.val;
         return 1;
