@@ -267,6 +267,22 @@ void mp_test_child_exit(int code)
     _exit(code);
 }
 
+/* The path /proc/self/exe names, not the link itself: under valgrind the link names the tool's
+ * own binary, and an exec of it fails ("mmap failed in UME"). Falls back to the link when it
+ * cannot be read. */
+const char *mp_test_self_exe(void)
+{
+    static char exe[4096];
+    if (!exe[0]) {
+        ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (k <= 0 || (size_t)k >= sizeof exe - 1)
+            strcpy(exe, "/proc/self/exe");
+        else
+            exe[k] = '\0';
+    }
+    return exe;
+}
+
 pid_t mp_test_exec_self(const char *const *args, const int *fds, int n)
 {
     size_t na = 0;
@@ -278,16 +294,7 @@ pid_t mp_test_exec_self(const char *const *args, const int *fds, int n)
     argv[1] = (char *)MP_TEST_EXEC_MARK;
     for (size_t i = 0; i < na; i++)
         argv[i + 2] = (char *)args[i];
-    /* The path /proc/self/exe names, not the link itself: under valgrind the link names the
-     * tool's own binary, and an exec of it fails ("mmap failed in UME"). */
-    static char exe[4096];
-    if (!exe[0]) {
-        ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        if (k <= 0 || (size_t)k >= sizeof exe - 1)
-            strcpy(exe, "/proc/self/exe");
-        else
-            exe[k] = '\0';
-    }
+    const char *exe = mp_test_self_exe();
     pid_t pid = mp_test_fork();
     if (pid == 0) {
         for (int i = 0; i < n; i++) {

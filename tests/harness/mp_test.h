@@ -94,6 +94,10 @@ __attribute__((noreturn)) void mp_test_child_exit(int code);
  * the child's pid (reap it with mp_test_wait*), or -1. */
 pid_t mp_test_exec_self(const char *const *args, const int *fds, int n);
 
+/* The path /proc/self/exe names (what an exec of the test program should run: under valgrind the
+ * link itself names the tool's binary), or "/proc/self/exe" when the link cannot be read. */
+const char *mp_test_self_exe(void);
+
 /* main() for tests whose objects cross exec (spawn, forkserver): the program calls
  * mp_init(&argc, &argv) before any case runs, so the objects the cases make are memfd-backed.
  * When a case re-executed the program (mp_test_exec_self: argv[1] is MP_TEST_EXEC_MARK), main runs
