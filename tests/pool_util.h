@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* pool_util.h - what the pool tests share: a pool of n workers, a strict shutdown, and the parent
- * of a process (to tell a pool's worker from a recycled pid). */
+/* pool_util.h - what the pool tests share: a pool of n workers, a strict shutdown, the parent
+ * of a process (to tell a pool's worker from a recycled pid), and task bodies that several tests
+ * register, each under its own name (MP_FUNC_REGISTER("t.pid", pool_task_pid)). */
 #ifndef MP_TEST_POOL_UTIL_H
 #define MP_TEST_POOL_UTIL_H
 
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mproc.h"
 #include "mp_test.h"
@@ -39,6 +42,33 @@ static inline pid_t parent_of(pid_t pid)
         if (strncmp(line, "PPid:", 5) == 0) pp = atoi(line + 5);
     if (f) fclose(f);
     return pp;
+}
+
+/* Fails with code 7 and a message naming the int argument (0 when the argument is not an int). */
+static inline int pool_task_fail(const void *arg, size_t len, mp_task_result *res)
+{
+    int x = 0;
+    if (len == sizeof x) memcpy(&x, arg, sizeof x);
+    return mp_task_fail(res, 7, "bad input %d", x);
+}
+
+/* Sleeps the int argument in ms; returns it. */
+static inline int pool_task_sleep_ms(const void *arg, size_t len, mp_task_result *res)
+{
+    (void)len;
+    int ms;
+    memcpy(&ms, arg, sizeof ms);
+    mp_test_sleep_ms(ms);
+    return mp_task_result_set(res, &ms, sizeof ms);
+}
+
+/* Returns the worker's pid. */
+static inline int pool_task_pid(const void *arg, size_t len, mp_task_result *res)
+{
+    (void)arg;
+    (void)len;
+    pid_t pid = getpid();
+    return mp_task_result_set(res, &pid, sizeof pid);
 }
 
 #endif

@@ -33,13 +33,7 @@ static int t_echo(const void *arg, size_t len, mp_task_result *res)
 }
 MP_FUNC_REGISTER("t.echo", t_echo)
 
-static int t_fail(const void *arg, size_t len, mp_task_result *res)
-{
-    int x = 0;
-    if (len == sizeof x) memcpy(&x, arg, sizeof x);
-    return mp_task_fail(res, 7, "bad input %d", x);
-}
-MP_FUNC_REGISTER("t.fail", t_fail)
+MP_FUNC_REGISTER("t.fail", pool_task_fail)
 
 static int t_ret5(const void *arg, size_t len, mp_task_result *res)
 {
@@ -47,23 +41,9 @@ static int t_ret5(const void *arg, size_t len, mp_task_result *res)
 }
 MP_FUNC_REGISTER("t.ret5", t_ret5)
 
-static int t_sleep_ms(const void *arg, size_t len, mp_task_result *res)
-{
-    int ms;
-    memcpy(&ms, arg, sizeof ms);
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-    }
-    return mp_task_result_set(res, &ms, sizeof ms);
-}
-MP_FUNC_REGISTER("t.sleep_ms", t_sleep_ms)
+MP_FUNC_REGISTER("t.sleep_ms", pool_task_sleep_ms)
 
-static int t_pid(const void *arg, size_t len, mp_task_result *res)
-{
-    pid_t pid = getpid();
-    return mp_task_result_set(res, &pid, sizeof pid);
-}
-MP_FUNC_REGISTER("t.pid", t_pid)
+MP_FUNC_REGISTER("t.pid", pool_task_pid)
 
 /* starmap: (int a, int b) -> a * b + number of arguments */
 static int t_mul(const void *arg, size_t len, mp_task_result *res)

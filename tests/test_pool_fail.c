@@ -75,21 +75,9 @@ static int t_die(const void *arg, size_t len, mp_task_result *res)
 }
 MP_FUNC_REGISTER("f.die", t_die)
 
-static int t_sleep(const void *arg, size_t len, mp_task_result *res)
-{
-    int ms;
-    memcpy(&ms, arg, sizeof ms);
-    mp_test_sleep_ms(ms);
-    return mp_task_result_set(res, &ms, sizeof ms);
-}
-MP_FUNC_REGISTER("f.sleep", t_sleep)
+MP_FUNC_REGISTER("f.sleep", pool_task_sleep_ms)
 
-static int t_pid(const void *arg, size_t len, mp_task_result *res)
-{
-    pid_t pid = getpid();
-    return mp_task_result_set(res, &pid, sizeof pid);
-}
-MP_FUNC_REGISTER("f.pid", t_pid)
+MP_FUNC_REGISTER("f.pid", pool_task_pid)
 
 static int get_int(mp_result *r, int *out)
 {

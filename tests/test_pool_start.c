@@ -43,29 +43,11 @@ static int s_square(const void *arg, size_t len, mp_task_result *res)
 }
 MP_FUNC_REGISTER("s.square", s_square)
 
-static int s_fail(const void *arg, size_t len, mp_task_result *res)
-{
-    int x = 0;
-    if (len == sizeof x) memcpy(&x, arg, sizeof x);
-    return mp_task_fail(res, 7, "bad input %d", x);
-}
-MP_FUNC_REGISTER("s.fail", s_fail)
+MP_FUNC_REGISTER("s.fail", pool_task_fail)
 
-static int s_sleep_ms(const void *arg, size_t len, mp_task_result *res)
-{
-    int ms;
-    memcpy(&ms, arg, sizeof ms);
-    mp_test_sleep_ms(ms);
-    return mp_task_result_set(res, &ms, sizeof ms);
-}
-MP_FUNC_REGISTER("s.sleep_ms", s_sleep_ms)
+MP_FUNC_REGISTER("s.sleep_ms", pool_task_sleep_ms)
 
-static int s_pid(const void *arg, size_t len, mp_task_result *res)
-{
-    pid_t pid = getpid();
-    return mp_task_result_set(res, &pid, sizeof pid);
-}
-MP_FUNC_REGISTER("s.pid", s_pid)
+MP_FUNC_REGISTER("s.pid", pool_task_pid)
 
 static int s_ppid(const void *arg, size_t len, mp_task_result *res)
 {
