@@ -15,6 +15,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #include <unistd.h>
 
 #include "mproc/error.h"
+#include "mproc/pool.h"
 #include "mproc/process.h"
 #include "mproc/start.h"
 #include "mp_test.h"
@@ -221,6 +223,75 @@ static inline int run_named(mp_start_method m, const char *func, const void *arg
 {
     mp_process *p = start_named(m, NULL, func, arg, len, false);
     return finish(&p);
+}
+
+/* Forks and re-executes the test program (named argv0) with its stderr on a pipe, after applying
+ * env in the child: "NAME=value" sets NAME, "NAME" unsets it (NULL-terminated). Returns the pid;
+ * *rd is the pipe's read end (the parent's write end is closed). */
+static inline pid_t exec_self_stderr(const char *argv0, const char *const *env, int *rd)
+{
+    int err[2];
+    assert_int_equal(pipe2(err, O_CLOEXEC), 0);
+    const char *exe = mp_test_self_exe();
+    pid_t pid = mp_test_fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(err[1], 2);
+        for (int i = 0; env[i]; i++) {
+            char name[128];
+            const char *eq = strchr(env[i], '=');
+            size_t n = eq ? (size_t)(eq - env[i]) : strlen(env[i]);
+            if (n >= sizeof name) _exit(126);
+            memcpy(name, env[i], n);
+            name[n] = 0;
+            if (eq)
+                setenv(name, eq + 1, 1);
+            else
+                unsetenv(name);
+        }
+        char *argv[] = {(char *)argv0, NULL};
+        execv(exe, argv);
+        _exit(127);
+    }
+    close(err[1]);
+    *rd = err[0];
+    return pid;
+}
+
+/* ---- targets several start tests register, each under its own name -------------------------- */
+
+/* The int argument of a target, or -999 when the argument is not an int. */
+static inline int get_int(const void *arg, size_t len)
+{
+    int v = -999;
+    if (len == sizeof v) memcpy(&v, arg, sizeof v);
+    return v;
+}
+
+/* Ends with the int argument as the exit code. */
+static inline int start_task_ret(const void *arg, size_t len, mp_task_result *res)
+{
+    (void)res;
+    return get_int(arg, len);
+}
+
+/* Never ends by itself. */
+static inline int start_task_block(const void *arg, size_t len, mp_task_result *res)
+{
+    (void)arg;
+    (void)len;
+    (void)res;
+    for (;;)
+        pause();
+    return 0;
+}
+
+/* Sleeps 0.3 s, then ends with the int argument as the exit code. */
+static inline int start_task_sleep_ret(const void *arg, size_t len, mp_task_result *res)
+{
+    (void)res;
+    sleep_s(0.3);
+    return get_int(arg, len);
 }
 
 #endif

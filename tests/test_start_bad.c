@@ -142,24 +142,13 @@ static void env_bogus_warns_and_forks(void **state)
         assert_int_equal(mp_forkserver_pid(), 0);
         return;
     }
-    int err[2];
-    assert_int_equal(pipe2(err, O_CLOEXEC), 0);
-    const char *exe = mp_test_self_exe();
-    pid_t pid = mp_test_fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(err[1], 2);
-        setenv("MPROC_START_METHOD", "bogus", 1);
-        setenv("ST_BAD_SUBRUN", "1", 1);
-        setenv("MP_TEST_FILTER", "env_bogus_warns_and_forks", 1);
-        unsetenv("MP_TEST_SKIP");
-        char *argv[] = {"test_start_bad", NULL};
-        execv(exe, argv);
-        _exit(127);
-    }
-    close(err[1]);
-    char *text = slurp(err[0], mp_test_timeout(30));
-    close(err[0]);
+    static const char *const env[] = {"MPROC_START_METHOD=bogus", "ST_BAD_SUBRUN=1",
+                                      "MP_TEST_FILTER=env_bogus_warns_and_forks", "MP_TEST_SKIP",
+                                      NULL};
+    int rd;
+    pid_t pid = exec_self_stderr("test_start_bad", env, &rd);
+    char *text = slurp(rd, mp_test_timeout(30));
+    close(rd);
     int code = mp_test_wait_code(pid, mp_test_timeout(10));
     char what[256];
     int left = strays_settle(mp_test_timeout(1.0), what, sizeof what);

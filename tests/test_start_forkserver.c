@@ -32,38 +32,9 @@
 
 /* ---- targets --------------------------------------------------------------------------------- */
 
-static int get_int(const void *arg, size_t len)
-{
-    int v = -999;
-    if (len == sizeof v) memcpy(&v, arg, sizeof v);
-    return v;
-}
-
-static int t_ret(const void *arg, size_t len, mp_task_result *res)
-{
-    (void)res;
-    return get_int(arg, len);
-}
-MP_FUNC_REGISTER("sf_ret", t_ret)
-
-static int t_block(const void *arg, size_t len, mp_task_result *res)
-{
-    (void)arg;
-    (void)len;
-    (void)res;
-    for (;;)
-        pause();
-    return 0;
-}
-MP_FUNC_REGISTER("sf_block", t_block)
-
-static int t_sleep_ret(const void *arg, size_t len, mp_task_result *res)
-{
-    (void)res;
-    sleep_s(0.3);
-    return get_int(arg, len);
-}
-MP_FUNC_REGISTER("sf_sleep_ret", t_sleep_ret)
+MP_FUNC_REGISTER("sf_ret", start_task_ret)
+MP_FUNC_REGISTER("sf_block", start_task_block)
+MP_FUNC_REGISTER("sf_sleep_ret", start_task_sleep_ret)
 
 static unsigned alarm_s(double base)
 {

@@ -54,19 +54,7 @@ static int t_args(const void *arg, size_t len, mp_task_result *res)
 }
 MP_FUNC_REGISTER("st_args", t_args)
 
-static int get_int(const void *arg, size_t len)
-{
-    int v = -999;
-    if (len == sizeof v) memcpy(&v, arg, sizeof v);
-    return v;
-}
-
-static int t_ret(const void *arg, size_t len, mp_task_result *res)
-{
-    (void)res;
-    return get_int(arg, len);
-}
-MP_FUNC_REGISTER("st_ret", t_ret)
+MP_FUNC_REGISTER("st_ret", start_task_ret)
 
 static int t_fail(const void *arg, size_t len, mp_task_result *res)
 {
@@ -82,24 +70,9 @@ static int t_exit(const void *arg, size_t len, mp_task_result *res)
 }
 MP_FUNC_REGISTER("st_exit", t_exit)
 
-static int t_block(const void *arg, size_t len, mp_task_result *res)
-{
-    (void)arg;
-    (void)len;
-    (void)res;
-    for (;;)
-        pause();
-    return 0;
-}
-MP_FUNC_REGISTER("st_block", t_block)
+MP_FUNC_REGISTER("st_block", start_task_block)
 
-static int t_sleep_ret(const void *arg, size_t len, mp_task_result *res)
-{
-    (void)res;
-    sleep_s(0.3);
-    return get_int(arg, len);
-}
-MP_FUNC_REGISTER("st_sleep_ret", t_sleep_ret)
+MP_FUNC_REGISTER("st_sleep_ret", start_task_sleep_ret)
 
 static int t_segv(const void *arg, size_t len, mp_task_result *res)
 {

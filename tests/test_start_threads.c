@@ -259,23 +259,11 @@ static void fork_warning(void **state)
         assert_mp_ok(mp_forkserver_stop());
         return;
     }
-    int err[2];
-    assert_int_equal(pipe2(err, O_CLOEXEC), 0);
-    const char *exe = mp_test_self_exe();
-    pid_t pid = mp_test_fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(err[1], 2);
-        setenv("MPROC_WARN_FORK_THREADS", "1", 1);
-        setenv("ST_THR_SUBRUN", "1", 1);
-        setenv("MP_TEST_FILTER", "fork_warning", 1);
-        unsetenv("MP_TEST_SKIP");
-        unsetenv("MPROC_START_METHOD");
-        char *argv[] = {"test_start_threads", NULL};
-        execv(exe, argv);
-        _exit(127);
-    }
-    close(err[1]);
+    static const char *const env[] = {"MPROC_WARN_FORK_THREADS=1",   "ST_THR_SUBRUN=1",
+                                      "MP_TEST_FILTER=fork_warning", "MP_TEST_SKIP",
+                                      "MPROC_START_METHOD",          NULL};
+    int err0;
+    pid_t pid = exec_self_stderr("test_start_threads", env, &err0);
     /* Read until EOF (the re-exec and its children closed the pipe) or the timeout. */
     size_t cap = 1 << 16, len = 0;
     char *text = calloc(1, cap);
@@ -284,15 +272,15 @@ static void fork_warning(void **state)
     for (;;) {
         double left = end - now_s();
         if (left <= 0 || len + 1 >= cap) break;
-        struct pollfd pfd = {.fd = err[0], .events = POLLIN};
+        struct pollfd pfd = {.fd = err0, .events = POLLIN};
         int r = poll(&pfd, 1, (int)(left * 1000) + 1);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
-        ssize_t n = read(err[0], text + len, cap - len - 1);
+        ssize_t n = read(err0, text + len, cap - len - 1);
         if (n <= 0) break;
         len += (size_t)n;
     }
-    close(err[0]);
+    close(err0);
     int code = mp_test_wait_code(pid, mp_test_timeout(10));
     char what[256];
     int left = strays_settle(mp_test_timeout(1.0), what, sizeof what);
