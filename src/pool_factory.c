@@ -388,19 +388,20 @@ static int factory_launch(mp__factory *f, const mp__transport *tp, mp__tp_shared
     size_t len = sizeof(struct factory_payload) + conf->initarg_len;
     unsigned char *pl = malloc(len);
     if (!pl) return -ENOMEM;
-    struct factory_payload h = {
-        .magic = FACTORY_MAGIC,
-        .transport = tp->id,
-        .mode = f->method == MP_START_FORKSERVER ? FACTORY_SERVED : FACTORY_SPAWNED,
-        .owner = (int32_t)getpid(),
-        .owner_start = mp__pid_start_time(getpid()),
-        .maxtasks = conf->maxtasks,
-        .max_message = conf->max_message,
-        .init_func = conf->init_func,
-        .initarg_len = conf->initarg_len,
-        .spin = conf->spin,
-        .program_spin = mp_spin_get(),
-    };
+    /* Field by field over zeroed memory: the padding goes out on a socket too. */
+    struct factory_payload h;
+    memset(&h, 0, sizeof h);
+    h.magic = FACTORY_MAGIC;
+    h.transport = tp->id;
+    h.mode = f->method == MP_START_FORKSERVER ? FACTORY_SERVED : FACTORY_SPAWNED;
+    h.owner = (int32_t)getpid();
+    h.owner_start = mp__pid_start_time(getpid());
+    h.maxtasks = conf->maxtasks;
+    h.max_message = conf->max_message;
+    h.init_func = conf->init_func;
+    h.initarg_len = conf->initarg_len;
+    h.spin = conf->spin;
+    h.program_spin = mp_spin_get();
     memcpy(pl, &h, sizeof h);
     if (conf->initarg_len) memcpy(pl + sizeof h, conf->initarg, conf->initarg_len);
     int sv[2];
