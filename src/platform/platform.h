@@ -163,8 +163,7 @@ void mp__self_exe_init(void);
  * be NULL), fds[i] placed at fd 3+i (at most 8, without close-on-exec), every other fd above 2
  * closed and the signal mask emptied in the child. *pid gets the child, our own. Returns 0 or
  * -errno (-ENOENT: the executable is gone). Thread-safe. */
-int mp__spawn_self(char *const argv[], const char *extra_env, const int *fds, int nfds,
-                   pid_t *pid);
+int mp__spawn_self(char *const argv[], const char *extra_env, const int *fds, int nfds, pid_t *pid);
 
 /* ---- stdio ---------------------------------------------------------------------------------- */
 
