@@ -175,6 +175,11 @@ int mp_pool_imap_unordered(mp_pool *p, const char *func, mp_iter_fn next, void *
 
 /* Pulls input while the window has room (outside the lock: the iterator is user code), then
  * makes the new items dispatchable. */
+#ifdef MP_TEST_HOOKS
+/* Tests: called after a pull, before its items are published under the pool lock. */
+void (*mp__test_imap_pulled)(bool ended, size_t pulled);
+#endif
+
 static void imap_pull(struct mp_imap *it)
 {
     mp_result *j = it->job;
@@ -209,6 +214,9 @@ static void imap_pull(struct mp_imap *it)
         it->pulled++;
     }
     if (it->pulled == start && !ended) return;
+#ifdef MP_TEST_HOOKS
+    if (mp__test_imap_pulled) mp__test_imap_pulled(ended, it->pulled - start);
+#endif
     mp_pool *p = j->home;
     pthread_mutex_lock(&p->lock);
     it->ended = ended;
