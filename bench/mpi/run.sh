@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# run_raw.sh RAW_PROGRAM MPIEXEC - the raw MPI master/worker baseline (issue 13), run by
-# <build>/bench/bench_mpi_raw. stdout: only figure lines; progress and Open MPI's chatter on stderr.
-#   mpi.raw.map_cs1.tasks_per_s      3 ranks (1 master, 2 workers) on this machine: shared memory
-#   mpi.tcp.raw.map_cs1.tasks_per_s  1 master on "hosta", 2 workers on "hostb": two simulated hosts
-#                                    (scripts/mpi-rsh-agent.sh), every task crosses TCP on lo
-# Each is the median of BENCH_REPS (at least 5) reps in one launch; BENCH_QUICK shrinks the reps.
-# An empty RAW_PROGRAM means the build has no MPI: a note on stderr and exit 0.
+# run.sh TOOL PROGRAM MPIEXEC SHM_NAME TCP_NAME - one MPI benchmark program (issue 13), launched
+# twice: 3 ranks on this machine (shared memory), then rank 0 on "hosta" and 2 workers on "hostb",
+# two simulated hosts (scripts/mpi-rsh-agent.sh) where every task crosses TCP on lo. The program
+# prints its figures under the --name it is given (SHM_NAME, TCP_NAME). Run by
+# <build>/bench/bench_mpi_raw (the raw master/worker baseline: mpi.raw.map_cs1.*,
+# mpi.tcp.raw.map_cs1.*) and <build>/bench/bench_mpi_pool (the pool against the raw loop in the
+# same launch: mpi.map_cs1.ratio_raw, mpi.map.ratio_raw, mpi.tcp.map_cs1.tasks_per_s, ...).
+# stdout: only figure lines; progress and Open MPI's chatter on stderr. Medians of BENCH_REPS (at
+# least 5) reps in one launch; BENCH_QUICK shrinks the task counts. An empty PROGRAM means the
+# build has no MPI: a note on stderr and exit 0.
 set -u
-raw=${1:-}
-mpiexec=${2:-}
+tool=${1:-bench_mpi}
+prog=${2:-}
+mpiexec=${3:-}
+shm_name=${4:-mpi}
+tcp_name=${5:-mpi.tcp}
 here=$(cd "$(dirname "$0")" && pwd)
 scripts=$here/../../scripts
-note() { echo "bench_mpi_raw: $*" >&2; }
+note() { echo "$tool: $*" >&2; }
 
-if [ -z "$raw" ] || [ ! -x "$raw" ]; then
+if [ -z "$prog" ] || [ ! -x "$prog" ]; then
   note "MPI parts not built (configure with -DMPROC_MPI=ON and Open MPI installed): skipped"
   exit 0
 fi
@@ -49,17 +55,17 @@ launch() {
   fi
 }
 
-launch mpi.raw.map_cs1 -np 3 "$raw" --tasks "$shm_tasks" --reps "$reps" --name mpi.raw.map_cs1
+launch "$shm_name" -np 3 "$prog" --tasks "$shm_tasks" --reps "$reps" --name "$shm_name"
 
 if ! "$scripts/mpi-rsh-agent.sh" --check >/dev/null 2>&1; then
-  note "mpi.tcp.raw.map_cs1: no UTS namespace here (unshare --uts needs root or user namespaces): skipped"
+  note "$tcp_name: no UTS namespace here (unshare --uts needs root or user namespaces): skipped"
   exit $status
 fi
 tmp=$(mktemp -d /tmp/mproc-mpi-bench.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 printf 'hosta slots=1\nhostb slots=2\n' >"$tmp/hostfile"
 mproc_mpi_two_hosts
-launch mpi.tcp.raw.map_cs1 -np 3 --hostfile "$tmp/hostfile" "$raw" --tasks "$tcp_tasks" \
-  --reps "$reps" --name mpi.tcp.raw.map_cs1
+launch "$tcp_name" -np 3 --hostfile "$tmp/hostfile" "$prog" --tasks "$tcp_tasks" --reps "$reps" \
+  --name "$tcp_name"
 note "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 exit $status
