@@ -20,6 +20,11 @@
 #                             robust mutexes: valgrind's futex emulation then hands glibc an error
 #                             code it does not expect ("The futex facility returned an unexpected
 #                             error code", abort). Native, ASan and TSan runs never see it.
+#   test_pipe:signal_storm    a SIGALRM every 100 us on both sides of a pipe carrying 20000
+#                             messages: valgrind delivers each signal at its own scheduling
+#                             points, so under a loaded run the transfer crawled past its
+#                             200 s deadline (-ETIMEDOUT after 368 s). Native, ASan and TSan
+#                             runs pass it.
 #   test_sync_storm           the same SIGALRM storms around every sync primitive: valgrind's
 #                             futex emulation aborted glibc there too (condition case).
 #   test_start_threads        four busy threads (one prints ~100k lines, one mallocs in a loop)
@@ -34,7 +39,7 @@ build=${1:-build}-valgrind
 jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 vg=${VALGRIND:-valgrind}
 SKIP_TESTS='^(test_pipe_big|test_queue_kill|test_sync_storm|test_start_threads)$'
-export MP_TEST_SKIP=${MP_TEST_SKIP:-test_queue_stress:signal_storm_loses_nothing}
+export MP_TEST_SKIP=${MP_TEST_SKIP:-test_queue_stress:signal_storm_loses_nothing,test_pipe:signal_storm}
 
 command -v "$vg" >/dev/null || { echo "valgrind.sh: $vg not found" >&2; exit 2; }
 export MP_TEST_TIMEOUT_SCALE=${MP_TEST_TIMEOUT_SCALE:-10}
