@@ -23,8 +23,8 @@
 #   test_pipe:signal_storm    a SIGALRM every 100 us on both sides of a pipe carrying 20000
 #                             messages: valgrind delivers each signal at its own scheduling
 #                             points, so under a loaded run the transfer crawled past its
-#                             200 s deadline (-ETIMEDOUT after 368 s). Native, ASan and TSan
-#                             runs pass it.
+#                             200 s deadline (-ETIMEDOUT after 368 s). Native and ASan runs
+#                             pass it.
 #   test_sync_storm           the same SIGALRM storms around every sync primitive: valgrind's
 #                             futex emulation aborted glibc there too (condition case).
 #   test_start_threads        four busy threads (one prints ~100k lines, one mallocs in a loop)
